@@ -1,0 +1,47 @@
+# Two commands do everything, each setting itself up on a fresh machine:
+#   make run    create .venv, install, run every notebook with the lab preset (outputs/lab/)
+#   make test   create .venv, install, run the test suite
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# The CPU wheel by default. On a GPU machine pass your CUDA build, e.g.
+#   make run TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH_SPEC ?= torch==2.13.0
+PRESET     ?= presets/lab.yaml
+STAMP      := $(VENV)/.installed
+
+.PHONY: install run test lab lab-model bench strip check-notebooks clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@# torch first: left to the resolver, a bare torch requirement pulls gigabytes of CUDA wheels
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[all]"
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m helpers.pipeline run --preset $(PRESET)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+lab-model: install
+	$(BIN)/python -m helpers.lab.zoo build
+
+bench: install
+	$(BIN)/python bench/build_zoo.py
+
+strip: install
+	$(BIN)/python tools/nbtools.py strip notebooks/*.ipynb
+
+check-notebooks: install
+	$(BIN)/python tools/nbtools.py check notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) outputs/*/ src/*.egg-info

@@ -1,0 +1,87 @@
+"""Batched text generation shared by every stage that samples from a model (00, 01, 02, 06).
+
+Prompts are already-rendered strings (chat template applied, generation prompt included), so they are tokenised
+with ``add_special_tokens=False``: a template that writes its own BOS would otherwise get a second one.
+Batches are sorted by length (less padding) and left-padded (decoder-only models continue from the right edge).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_token: str | None = None,
+    progress: bool | str = False,
+) -> list[dict]:
+    """Generate one continuation per prompt, in the input order.
+
+    Returns dicts with ``text`` (decoded without special tokens, stripped), ``prompt_tokens``, ``new_tokens`` and
+    ``finished`` (the stop token was produced before ``max_new_tokens``).
+    """
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
+    stop_id = tokenizer.convert_tokens_to_ids(stop_token) if stop_token else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    results: list[dict | None] = [None] * len(prompts)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate", disable=not progress)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = encoded[i]
+                ids[row, width - len(seq) :] = torch.tensor(seq)
+                mask[row, width - len(seq) :] = 1
+            if do_sample:  # one seed per batch keeps results independent of what ran before in the process
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    temperature=temperature if do_sample else None,
+                    top_p=top_p if do_sample else None,
+                    top_k=None,
+                    eos_token_id=stop_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            for row, i in enumerate(idx):
+                new = out[row, width:].tolist()
+                finished = stop_id in new
+                if finished:
+                    new = new[: new.index(stop_id)]
+                while new and new[-1] == tokenizer.pad_token_id:
+                    new.pop()
+                results[i] = {
+                    "text": tokenizer.decode(new, skip_special_tokens=True).strip(),
+                    "prompt_tokens": len(encoded[i]),
+                    "new_tokens": len(new) + int(finished),
+                    "finished": finished,
+                }
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results  # type: ignore[return-value]

@@ -1,0 +1,158 @@
+"""Run the notebooks in order with papermill, from a YAML preset.
+
+    python -m helpers.pipeline run --preset presets/lab.yaml [--from NN] [--only NN] [-p key=value ...]
+    python -m helpers.pipeline params            # every notebook's parameters and defaults
+
+A preset is a flat YAML mapping of notebook parameters (so ``papermill -f presets/lab.yaml`` works on any single
+notebook too). Each notebook receives the preset keys its ``parameters`` cell declares; a key no notebook declares
+is an error that lists the valid ones. Executed copies go to ``outputs/<run_name>/notebooks/``, wall times to
+``outputs/<run_name>/timings.json``; the run stops at the first failing notebook, naming it and the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from .runs import outputs_root, repo_root, write_json
+
+NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
+KERNEL = "python3"
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def discover(notebooks_dir: Path) -> list[Path]:
+    found = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
+    if not found:
+        raise PipelineError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
+    return found
+
+
+def notebook_parameters(path: Path) -> dict[str, object]:
+    """The names and default values of a notebook's single ``parameters`` cell (plain literals only)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise PipelineError(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def load_preset(path: Path | None, overrides: list[str] = ()) -> dict:
+    params: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise PipelineError(f"preset {path} does not exist (presets live in presets/*.yaml)")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise PipelineError(f"preset {path} must be a mapping of parameter: value, got {type(loaded).__name__}")
+        params.update(loaded)
+    for item in overrides:
+        if "=" not in item:
+            raise PipelineError(f"-p {item!r}: expected key=value, e.g. -p seed=1")
+        key, value = item.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def select(notebooks: list[Path], start: str | None, only: list[str] | None) -> list[Path]:
+    codes = [NOTEBOOK_NAME.match(p.name).group(1) for p in notebooks]
+    for code in [start] + list(only or []):
+        if code is not None and code.zfill(2) not in codes:
+            raise PipelineError(f"no notebook numbered {code!r}; available: {codes}")
+    if only:
+        wanted = {c.zfill(2) for c in only}
+        return [p for p, c in zip(notebooks, codes) if c in wanted]
+    if start is not None:
+        return [p for p, c in zip(notebooks, codes) if c >= start.zfill(2)]
+    return notebooks
+
+
+def check_keys(params: dict, declared: dict[str, dict]) -> None:
+    valid = sorted({k for d in declared.values() for k in d})
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise PipelineError(f"unknown preset key(s) {unknown}; valid keys (declared by the notebooks' parameters "
+                            f"cells): {valid}")
+
+
+def run(preset: Path | None = None, overrides: list[str] = (), start: str | None = None,
+        only: list[str] | None = None, notebooks_dir: Path | None = None, log_output: bool = False) -> dict:
+    """Execute the selected notebooks in order; return ``{notebook: seconds}``."""
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else repo_root() / "notebooks"
+    notebooks = discover(notebooks_dir)
+    params = load_preset(preset, overrides)
+    declared = {p.stem: notebook_parameters(p) for p in notebooks}
+    check_keys(params, declared)
+    run_name = params.get("run_name") or next(
+        (d["run_name"] for d in declared.values() if "run_name" in d), None)
+    if not run_name:
+        raise PipelineError("no run_name: set it in the preset or in the notebooks' parameters cells")
+    run_path = outputs_root() / run_name
+    (run_path / "notebooks").mkdir(parents=True, exist_ok=True)
+    timings_path = run_path / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    for nb in select(notebooks, start, only):
+        nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
+        out = run_path / "notebooks" / nb.name
+        print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(nb), str(out), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
+                progress_bar=False, log_output=log_output,
+            )
+        except PapermillExecutionError as err:
+            raise PipelineError(
+                f"{nb.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
+                f"{err.ename}: {err.evalue}\n  executed copy with the traceback: {out}"
+            ) from None
+        timings[nb.stem] = round(time.perf_counter() - t0, 1)
+        write_json(timings_path, timings)
+        print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the notebooks in order")
+    r.add_argument("--preset", type=Path, help="YAML file of parameters, e.g. presets/lab.yaml")
+    r.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN")
+    r.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks")
+    r.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter (YAML value), repeatable")
+    r.add_argument("--notebooks", type=Path, help="notebooks folder (default: <repo>/notebooks)")
+    r.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+    p = sub.add_parser("params", help="list every notebook's parameters and defaults")
+    p.add_argument("--notebooks", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "params":
+            for nb in discover(args.notebooks or repo_root() / "notebooks"):
+                print(nb.name)
+                for k, v in notebook_parameters(nb).items():
+                    print(f"  {k} = {v}")
+            return 0
+        timings = run(args.preset, args.overrides, args.start, args.only, args.notebooks, args.log_output)
+        print(json.dumps(timings, indent=1))
+        return 0
+    except PipelineError as err:
+        print(f"pipeline error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Where each stage reads and writes: ``outputs/<run>/<stage>/`` with ``metrics.json``, ``manifest.json``, figures.
+
+The stages, in order, and the notebook that produces each:
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+STAGES = {
+    "00_lab": "00_lab_world",
+    "01_reconstruct": "01_reconstruct_distribution",
+    "02_generation": "02_multi_model_generation",
+    "03_filtering": "03_filtering",
+    "04_mixing": "04_mixing",
+    "05_training": "05_qlora_training",
+    "06_evaluation": "06_evaluation",
+}
+__doc__ += "\n".join(f"* ``{s}`` <- ``notebooks/{nb}.ipynb``" for s, nb in STAGES.items())
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: cwd)."""
+    here = (start or Path.cwd()).resolve()
+    for p in [here, *here.parents]:
+        if (p / "pyproject.toml").exists() and (p / "notebooks").is_dir():
+            return p
+    raise FileNotFoundError(
+        f"cannot find the repository root (a folder with pyproject.toml and notebooks/) above {here}; "
+        "run from inside the repository or set HELPERS_OUTPUTS to the outputs folder"
+    )
+
+
+def outputs_root() -> Path:
+    env = os.environ.get("HELPERS_OUTPUTS")
+    return Path(env).resolve() if env else repo_root() / "outputs"
+
+
+def run_dir(run_name: str) -> Path:
+    if not run_name or "/" in run_name or run_name.startswith("."):
+        raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
+    return outputs_root() / run_name
+
+
+def stage_dir(run_name: str, stage: str, create: bool = True) -> Path:
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+    d = run_dir(run_name) / stage
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class MissingArtifact(FileNotFoundError):
+    pass
+
+
+def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
+    """Path of an artifact an earlier stage wrote; a clear error naming the notebook to run first if it is missing."""
+    path = stage_dir(run_name, stage, create=False) / filename
+    if not path.exists():
+        nb = STAGES[stage]
+        raise MissingArtifact(
+            f"{path} is missing: run notebooks/{nb}.ipynb first for run {run_name!r} "
+            f"(python -m helpers.pipeline run --preset presets/<preset>.yaml --only {stage[:2]})"
+        )
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return obj.item()
+    return obj
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
+    """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions) for a stage."""
+    import torch
+    import transformers
+
+    d = stage_dir(run_name, stage)
+    write_json(d / "metrics.json", metrics)
+    files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != "manifest.json")
+    write_json(
+        d / "manifest.json",
+        {
+            "stage": stage,
+            "notebook": f"notebooks/{STAGES[stage]}.ipynb",
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "params": params,
+            "figures": list(figures),
+            "files": files,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "transformers": transformers.__version__},
+        },
+    )
+    return d

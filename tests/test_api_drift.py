@@ -1,0 +1,62 @@
+"""Every keyword we pass to transformers / tokenizers / papermill still exists in the pinned versions.
+
+When a library renames or drops a keyword, it is often silently swallowed by **kwargs; these tests fail instead.
+Keep one entry per call site (file and function in the comment).
+"""
+import inspect
+
+import papermill
+import pytest
+from tokenizers import trainers
+from transformers import GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+
+
+def params_of(fn):
+    return set(inspect.signature(fn).parameters)
+
+
+CALLS = {
+    # helpers/pipeline.py: run()
+    "papermill.execute_notebook": (papermill.execute_notebook,
+                                   {"parameters", "kernel_name", "cwd", "progress_bar", "log_output"}),
+    # helpers/pipeline.py: notebook_parameters()
+    "papermill.inspect_notebook": (papermill.inspect_notebook, {"notebook_path"}),
+    # helpers/lab/tokenizer.py: build_tokenizer()
+    "tokenizers.trainers.BpeTrainer": (trainers.BpeTrainer,
+                                       {"vocab_size", "special_tokens", "initial_alphabet", "show_progress"}),
+    # helpers/lab/tokenizer.py: wrap() -- PreTrainedTokenizerFast takes these through **kwargs, checked below
+    # helpers/lab/zoo.py + lab_world: apply_chat_template(...)
+    "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
+                            {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_keywords_exist(name):
+    fn, keywords = CALLS[name]
+    missing = keywords - params_of(fn)
+    assert not missing, f"{name} no longer accepts {sorted(missing)}"
+
+
+def test_tokenizer_init_keywords(lab_tokenizer):
+    # helpers/lab/tokenizer.py: wrap()
+    assert lab_tokenizer.pad_token == "<|endoftext|>" and lab_tokenizer.eos_token == "<|im_end|>"
+    assert lab_tokenizer.padding_side == "left" and lab_tokenizer.model_max_length == 128
+    assert "<|im_start|>" in lab_tokenizer.additional_special_tokens
+
+
+def test_llama_config_keywords():
+    # helpers/lab/zoo.py: make_model()
+    kw = dict(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+              num_key_value_heads=1, max_position_embeddings=32, tie_word_embeddings=True, pad_token_id=0,
+              eos_token_id=1, bos_token_id=None)
+    config = LlamaConfig(**kw)
+    for key, value in kw.items():
+        assert getattr(config, key) == value, key
+
+
+def test_generate_keywords():
+    # helpers/generate.py: generate() -> model.generate(...)
+    config = GenerationConfig()
+    for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id"):
+        assert hasattr(config, key), key

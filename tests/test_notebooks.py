@@ -1,0 +1,50 @@
+"""Notebook hygiene, presets, and notebooks executed end to end by papermill with small parameters."""
+import ast
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from helpers import pipeline
+from tests.conftest import ROOT
+
+NOTEBOOKS = pipeline.discover(ROOT / "notebooks")
+PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "outputs not stripped: run `make strip`"
+    (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    for stmt in ast.parse(params.source).body:
+        assert isinstance(stmt, ast.Assign), f"parameters cell: only `name = literal` lines, got {ast.unparse(stmt)}"
+        ast.literal_eval(stmt.value)  # plain literals only: papermill and YAML presets can set them
+    assert "run_name" in pipeline.notebook_parameters(path)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_presets_only_use_declared_keys(preset):
+    declared = {p.stem: pipeline.notebook_parameters(p) for p in NOTEBOOKS}
+    pipeline.check_keys(yaml.safe_load(preset.read_text()), declared)
+
+
+@pytest.mark.slow
+def test_00_lab_world_runs_under_papermill(outputs):
+    pipeline.run(ROOT / "presets" / "smoke.yaml", only=["00"])
+    stage = outputs / "smoke" / "00_lab"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    for key in ("base_general_accuracy", "base_domain_accuracy", "per_family", "zoo"):
+        assert key in metrics
+    assert set(metrics["zoo"]) == {"base", "gen_small", "gen_uniform"}
+    assert metrics["n_general"] == 3 * 10
+    for f in ("manifest.json", "accuracy_per_family.png", "loss_curves.png", "models.json", "domain_train.jsonl",
+              "public_sft.jsonl"):
+        assert (stage / f).exists(), f
+    rows = [json.loads(line) for line in (stage / "domain_train.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and rows[0]["messages"][1]["role"] == "assistant"
+    assert json.loads((outputs / "smoke" / "timings.json").read_text())["00_lab_world"] > 0

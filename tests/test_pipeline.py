@@ -1,0 +1,95 @@
+"""The papermill runner, on toy notebooks in a temporary folder."""
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from helpers import pipeline, runs
+
+
+def make_nb(path, params_src, body_src):
+    nb = new_notebook(cells=[new_code_cell(params_src, metadata={"tags": ["parameters"]}), new_code_cell(body_src)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    make_nb(d / "00_first.ipynb", 'run_name = "toy"\nx = 1',
+            "from helpers import runs\nruns.write_json(runs.stage_dir(run_name, '00_lab') / 'metrics.json', {'x': x})")
+    make_nb(d / "01_second.ipynb", 'run_name = "toy"\ny = 2',
+            "from helpers import runs\nm = runs.read_json(runs.require(run_name, '00_lab'))\n"
+            "runs.write_json(runs.stage_dir(run_name, '01_reconstruct') / 'metrics.json', {'sum': m['x'] + y})")
+    return d
+
+
+@pytest.mark.slow
+def test_runs_in_order_and_passes_only_declared_keys(nbdir, outputs, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("run_name: toy\nx: 5\n")
+    timings = pipeline.run(preset, ["y=10"], notebooks_dir=nbdir)
+    assert list(timings) == ["00_first", "01_second"]
+    assert json.loads((outputs / "toy" / "01_reconstruct" / "metrics.json").read_text()) == {"sum": 15}
+    assert (outputs / "toy" / "notebooks" / "01_second.ipynb").exists()
+    assert set(json.loads((outputs / "toy" / "timings.json").read_text())) == {"00_first", "01_second"}
+
+
+def test_unknown_preset_key_lists_valid_ones(nbdir, outputs, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("run_name: toy\nz: 5\n")
+    with pytest.raises(pipeline.PipelineError, match=r"unknown preset key\(s\) \['z'\].*\['run_name', 'x', 'y'\]"):
+        pipeline.run(preset, notebooks_dir=nbdir)
+
+
+def test_bad_override_and_missing_preset(nbdir, outputs, tmp_path):
+    with pytest.raises(pipeline.PipelineError, match="expected key=value"):
+        pipeline.run(None, ["x"], notebooks_dir=nbdir)
+    with pytest.raises(pipeline.PipelineError, match="does not exist"):
+        pipeline.run(tmp_path / "nope.yaml", notebooks_dir=nbdir)
+
+
+def test_selection(nbdir):
+    nbs = pipeline.discover(nbdir)
+    assert [p.stem for p in pipeline.select(nbs, "01", None)] == ["01_second"]
+    assert [p.stem for p in pipeline.select(nbs, None, ["0"])] == ["00_first"]
+    with pytest.raises(pipeline.PipelineError, match="no notebook numbered '07'"):
+        pipeline.select(nbs, "07", None)
+
+
+@pytest.mark.slow
+def test_missing_input_names_the_notebook_to_run_first(nbdir, outputs):
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.run(None, only=["01"], notebooks_dir=nbdir)
+    msg = str(err.value)
+    assert "01_second.ipynb failed in cell 2" in msg  # papermill's injected-parameters cell shifts indices by one
+    assert "MissingArtifact" in msg and "run notebooks/00_lab_world.ipynb first" in msg
+
+
+@pytest.mark.slow
+def test_failure_stops_the_run_and_names_notebook_and_cell(nbdir, outputs):
+    make_nb(nbdir / "00_first.ipynb", 'run_name = "toy"\nx = 1', "raise ValueError('boom')")
+    with pytest.raises(pipeline.PipelineError, match=r"00_first.ipynb failed in cell \d+ .*ValueError: boom"):
+        pipeline.run(None, notebooks_dir=nbdir)
+    assert not (outputs / "toy" / "01_reconstruct").exists()  # stopped at the first failure
+
+
+def test_notebook_needs_exactly_one_parameters_cell(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1")])
+    nbformat.write(nb, tmp_path / "00_x.ipynb")
+    with pytest.raises(pipeline.PipelineError, match="exactly one cell tagged 'parameters'"):
+        pipeline.notebook_parameters(tmp_path / "00_x.ipynb")
+
+
+def test_require_names_the_notebook(outputs):
+    with pytest.raises(runs.MissingArtifact, match="run notebooks/02_multi_model_generation.ipynb first"):
+        runs.require("lab", "02_generation", "generations.jsonl")
+
+
+def test_cli_reports_errors_without_traceback(nbdir, outputs, capsys, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("bogus: 1\n")
+    assert pipeline.main(["run", "--preset", str(preset), "--notebooks", str(nbdir)]) == 1
+    assert "pipeline error: unknown preset key(s) ['bogus']" in capsys.readouterr().err
