@@ -42,7 +42,7 @@ def test_tokenizer_init_keywords(lab_tokenizer):
     # helpers/lab/tokenizer.py: wrap()
     assert lab_tokenizer.pad_token == "<|endoftext|>" and lab_tokenizer.eos_token == "<|im_end|>"
     assert lab_tokenizer.padding_side == "left" and lab_tokenizer.model_max_length == 128
-    assert "<|im_start|>" in lab_tokenizer.additional_special_tokens
+    assert "<|im_start|>" in lab_tokenizer.extra_special_tokens
 
 
 def test_llama_config_keywords():

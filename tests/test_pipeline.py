@@ -64,7 +64,7 @@ def test_missing_input_names_the_notebook_to_run_first(nbdir, outputs):
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.run(None, only=["01"], notebooks_dir=nbdir)
     msg = str(err.value)
-    assert "01_second.ipynb failed in cell 2" in msg  # papermill's injected-parameters cell shifts indices by one
+    assert "01_second.ipynb failed in cell 1 of the executed copy" in msg and "starting 'from helpers import runs'" in msg
     assert "MissingArtifact" in msg and "run notebooks/00_lab_world.ipynb first" in msg
 
 
@@ -93,3 +93,12 @@ def test_cli_reports_errors_without_traceback(nbdir, outputs, capsys, tmp_path):
     preset.write_text("bogus: 1\n")
     assert pipeline.main(["run", "--preset", str(preset), "--notebooks", str(nbdir)]) == 1
     assert "pipeline error: unknown preset key(s) ['bogus']" in capsys.readouterr().err
+
+
+def test_parameters_papermill_cannot_parse_or_not_literal(tmp_path):
+    make_nb(tmp_path / "00_x.ipynb", "a = 1  # a = b breaks papermill's parser\nb = 2", "")
+    with pytest.raises(pipeline.PipelineError, match=r"cannot parse the parameter line\(s\) for \['a'\]"):
+        pipeline.notebook_parameters(tmp_path / "00_x.ipynb")
+    make_nb(tmp_path / "00_x.ipynb", "import os\na = os.getcwd()", "")
+    with pytest.raises(pipeline.PipelineError, match="is not a plain literal"):
+        pipeline.notebook_parameters(tmp_path / "00_x.ipynb")

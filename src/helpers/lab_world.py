@@ -126,12 +126,13 @@ def plot_loss_curves(paths: dict[str, str], path: Path) -> Path:
     for name, p in paths.items():
         info = json.loads((Path(p) / "recipe.json").read_text())
         curve = info["loss_curve"]
-        ax.plot(np.arange(len(curve)) * 50, curve, label=f"{name} ({info['n_params'] / 1e6:.2f}M params)")
+        target = "all tokens" if info["recipe"]["loss_on"] == "all" else "answers only"
+        ax.plot(np.arange(len(curve)) * 50, curve, label=f"{name} ({info['n_params'] / 1e6:.2f}M params, loss on {target})")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (mean of 50 steps)")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title("Zoo training curves")
+    ax.set_title("Zoo training curves (user-turn tokens are harder to predict than answers)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -12,6 +12,7 @@ is an error that lists the valid ones. Executed copies go to ``outputs/<run_name
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -46,7 +47,24 @@ def notebook_parameters(path: Path) -> dict[str, object]:
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise PipelineError(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+    try:
+        assigned = [t.id for stmt in ast.parse(cells[0].source).body if isinstance(stmt, ast.Assign)
+                    for t in stmt.targets if isinstance(t, ast.Name)]
+    except SyntaxError as err:
+        raise PipelineError(f"{path.name}: the parameters cell is not valid Python: {err}") from None
+    inspected = papermill.inspect_notebook(str(path))
+    unparsed = [name for name in assigned if name not in inspected]
+    if unparsed:
+        raise PipelineError(f"{path.name}: papermill cannot parse the parameter line(s) for {unparsed}; keep one "
+                            "`name = literal  # comment` per line, with no '=' or quotes in the comment")
+    params = {}
+    for name, info in inspected.items():
+        try:
+            params[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            raise PipelineError(f"{path.name}: parameter {name} = {info['default']} is not a plain literal "
+                                "(papermill and YAML presets can only set literals)") from None
+    return params
 
 
 def load_preset(path: Path | None, overrides: list[str] = ()) -> dict:
@@ -115,9 +133,11 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                 progress_bar=False, log_output=log_output,
             )
         except PapermillExecutionError as err:
+            first_line = (err.source or "").strip().splitlines()[:1]
             raise PipelineError(
-                f"{nb.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
-                f"{err.ename}: {err.evalue}\n  executed copy with the traceback: {out}"
+                f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
+                f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
+                f"  executed copy with the traceback: {out}"
             ) from None
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         write_json(timings_path, timings)

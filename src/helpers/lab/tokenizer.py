@@ -65,7 +65,7 @@ def wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
         tokenizer_object=tok,
         pad_token=PAD,
         eos_token=IM_END,
-        additional_special_tokens=[IM_START],
+        extra_special_tokens=[IM_START],
         padding_side="left",
         model_max_length=128,
     )
