@@ -118,6 +118,7 @@ def plot_accuracy(results: dict, path: Path) -> Path:
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)  # the notebook shows the saved file; an open figure would be drawn a second time
     return path
 
 
@@ -135,6 +136,7 @@ def plot_loss_curves(paths: dict[str, str], path: Path) -> Path:
     ax.set_title("Zoo training curves (user-turn tokens are harder to predict than answers)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)  # the notebook shows the saved file; an open figure would be drawn a second time
     return path
 
 
