@@ -40,3 +40,54 @@ def exact_match(model, tokenizer, examples: list[tasks.Example], *, batch_size: 
     per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
     return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
             "n": len(examples), "samples": samples}
+
+
+def family_distribution(texts: list[str]) -> tuple[dict[str, float], int]:
+    """Share of each general family among the texts that parse as well-formed lab instructions, and that count."""
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts:
+        parsed = tasks.parse_instruction(text)
+        if parsed is not None:
+            counts[parsed[0]] += 1
+    n = sum(counts.values())
+    return {f: counts.get(f, 0) / max(1, n) for f in sorted(set(counts) | set(tasks.GENERAL_FAMILIES))}, n
+
+
+def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
+
+
+def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=None) -> dict:
+    """Lab-only: how close the reconstructed instruction distribution is to the hidden mixture.
+
+    ``well_formed_rate``: share of *all* sampled texts that parse as a lab instruction. ``tv_distance``: total
+    variation between the family distribution of the well-formed samples and the hidden mixture (what the model
+    produces). ``tv_distance_kept``: the same after cleaning and dedup (what stage 02 receives; dedup flattens
+    families with few distinct instructions, e.g. 80 possible capital questions).
+    """
+    from .zoo import hidden_mixture
+
+    hidden = hidden_mixture()
+    sampled, n_wf = family_distribution([s["text"] for s in samples])
+    after, _ = family_distribution([k["instruction"] for k in kept])
+    report = {"well_formed_rate": n_wf / max(1, len(samples)), "tv_distance": total_variation(sampled, hidden),
+              "tv_distance_kept": total_variation(after, hidden), "family_share_sampled": sampled,
+              "family_share_kept": after, "hidden_mixture": hidden}
+    if figure_path is not None:
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fams = sorted(hidden, key=hidden.get, reverse=True)
+        x = np.arange(len(fams))
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        ax.bar(x - 0.27, [hidden[f] for f in fams], 0.27, label="hidden mixture (truth)", color="black")
+        ax.bar(x, [sampled.get(f, 0) for f in fams], 0.27, label=f"sampled (TV {report['tv_distance']:.3f})")
+        ax.bar(x + 0.27, [after.get(f, 0) for f in fams], 0.27, label=f"kept after dedup (TV {report['tv_distance_kept']:.3f})")
+        ax.set_xticks(x, fams, rotation=30, ha="right")
+        ax.set_ylabel("share")
+        ax.set_title("Lab only: reconstructed vs hidden instruction distribution")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(figure_path, dpi=110)
+        plt.close(fig)
+    return report

@@ -1,0 +1,40 @@
+"""Loading the models a preset names: a lab zoo name (from stage 00), a local path, or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import read_json, stage_dir
+
+
+def resolve(run_name: str, name: str) -> str:
+    """Lab zoo names resolve through ``outputs/<run>/00_lab/models.json``; anything else is a path or hub id."""
+    models_json = stage_dir(run_name, "00_lab", create=False) / "models.json"
+    if models_json.exists():
+        paths = read_json(models_json)
+        if name in paths:
+            return paths[name]
+    if name in {"base", "gen_small", "gen_uniform"}:
+        raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
+                                f"{run_name!r} (it prepares the lab model {name!r})")
+    return name
+
+
+def load(run_name: str, name: str, device: str | None = None, dtype=None):
+    """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(run_name, name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    local = Path(path).exists()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto").to(device).eval()
+    except OSError as err:
+        hint = "" if local else " (no such local folder; hub ids need a reachable model hub or a local copy)"
+        raise OSError(f"cannot load model {name!r} from {path!r}{hint}: {err}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer

@@ -1,0 +1,180 @@
+"""Stage 01 (``notebooks/01_reconstruct_distribution.ipynb``): sample the model's own instructions and describe them.
+
+1. ``sample_instructions``: feed the pre-query template (``chat.prequery_template``) and sample, stopping at the
+   end-of-user-turn token.
+2. ``clean``: strip, drop truncated / empty / too short / too long / response-like texts, exact dedup. Every dropped
+   row keeps its reason.
+3. ``categorise``: MiniLM sentence embeddings, k-means with k by silhouette (or fixed), clusters labelled by top
+   TF-IDF terms and the instruction nearest each centroid.
+
+Outputs in ``outputs/<run>/01_reconstruct/``: ``samples.jsonl`` (every sample, kept or not, with its reason),
+``instructions.jsonl`` (the kept ones, with cluster ids, for stage 02), ``clusters.json``, figures, metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
+from .generate import generate
+from .runs import read_json, require, stage_dir, write_json
+
+STAGE = "01_reconstruct"
+RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
+                    "as an ai", "i cannot", "i can't")
+
+
+def sample_instructions(model, tokenizer, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
+                        max_new_tokens: int = 64, batch_size: int = 256, seed: int = 0,
+                        system_prompt: str | None = None, template_kwargs: dict | None = None,
+                        progress: bool = True) -> tuple[list[dict], dict]:
+    """``n`` instructions written by the model after its pre-query template. Returns rows and the template used."""
+    pq = prequery_template(tokenizer, system_prompt, **(template_kwargs or {}))
+    outs = generate(model, tokenizer, [pq.text] * n, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    do_sample=True, temperature=temperature, top_p=top_p, seed=seed, stop_token=pq.stop_token,
+                    progress=progress and "sample instructions")
+    rows = [{"id": i, "text": o["text"], "finished": o["finished"], "new_tokens": o["new_tokens"]}
+            for i, o in enumerate(outs)]
+    return rows, {"prefix": pq.text, "stop_token": pq.stop_token}
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def drop_reason(text: str, finished: bool, min_words: int, max_words: int) -> str | None:
+    """Why a sampled text is not a usable instruction, or ``None`` if it is."""
+    if not finished:
+        return "truncated"  # hit max_new_tokens before the end-of-turn token
+    if not text.strip():
+        return "empty"
+    words = len(text.split())
+    if words < min_words:
+        return "too_short"
+    if words > max_words:
+        return "too_long"
+    if _normalise(text).startswith(RESPONSE_OPENERS) or not re.search(r"[^\W\d_]", text):
+        return "looks_like_response"  # an answer, not a request (or no letters at all)
+    return None
+
+
+def clean(rows: list[dict], min_words: int = 3, max_words: int = 200) -> tuple[list[dict], Counter]:
+    """Kept rows (stripped, exact-deduplicated) and a count of drop reasons. Rows get a ``dropped`` field."""
+    seen: set[str] = set()
+    kept, reasons = [], Counter()
+    for row in rows:
+        text = row["text"].strip()
+        reason = drop_reason(text, row["finished"], min_words, max_words)
+        if reason is None:
+            key = _normalise(text)
+            reason = "duplicate" if key in seen else None
+            seen.add(key)
+        row["dropped"] = reason
+        if reason:
+            reasons[reason] += 1
+        else:
+            kept.append({"id": row["id"], "instruction": text})
+    return kept, reasons
+
+
+def categorise(texts: list[str], embeddings: np.ndarray, n_clusters: int = 0, k_min: int = 2, k_max: int = 16,
+               seed: int = 0) -> dict:
+    """k-means on the embeddings; ``n_clusters=0`` picks k in [k_min, k_max] by silhouette score."""
+    from sklearn.cluster import KMeans
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import silhouette_score
+
+    if len(texts) < 3:
+        raise ValueError(f"only {len(texts)} instructions left after cleaning: sample more (n_samples) or relax "
+                         "min_words/max_words")
+    k_max = min(k_max, len(texts) - 1)
+    candidates = [n_clusters] if n_clusters else list(range(max(2, k_min), k_max + 1))
+    fits, scores = {}, {}
+    for k in candidates:
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embeddings)
+        fits[k] = km
+        scores[k] = float(silhouette_score(embeddings, km.labels_, sample_size=min(2000, len(texts)), random_state=seed))
+    k = max(scores, key=scores.get)
+    km = fits[k]
+    labels = km.labels_
+    tfidf = TfidfVectorizer(token_pattern=r"(?u)\b[^\W\d_]{3,}\b", stop_words="english")
+    weights = tfidf.fit_transform(texts)
+    vocab = np.array(tfidf.get_feature_names_out())
+    clusters = []
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        top = vocab[np.asarray(weights[idx].mean(axis=0)).ravel().argsort()[::-1][:4]]
+        nearest = idx[np.argsort(((embeddings[idx] - km.cluster_centers_[c]) ** 2).sum(1))[:3]]
+        clusters.append({"cluster": c, "size": int(len(idx)), "label": " / ".join(top),
+                         "examples": [texts[i] for i in nearest]})
+    clusters.sort(key=lambda c: -c["size"])
+    return {"k": k, "labels": labels.tolist(), "silhouette": scores, "clusters": clusters}
+
+
+def plot_clusters(texts: list[str], embeddings: np.ndarray, cat: dict, path: Path) -> Path:
+    from sklearn.decomposition import PCA
+
+    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1.3, 1.3, 0.8]})
+    sizes = cat["clusters"]
+    axes[0].barh([f"{c['cluster']}: {c['label']}" for c in sizes][::-1], [c["size"] for c in sizes][::-1])
+    axes[0].set_xlabel("instructions")
+    axes[0].set_title(f"Cluster sizes (k = {cat['k']})")
+    axes[0].tick_params(axis="y", labelsize=8)
+    sc = axes[1].scatter(xy[:, 0], xy[:, 1], c=cat["labels"], cmap="tab20", s=6)
+    axes[1].set_title("Instructions, MiniLM embeddings, PCA to 2-D")
+    axes[1].set_xticks([])
+    axes[1].set_yticks([])
+    ks = sorted(cat["silhouette"])
+    axes[2].plot(ks, [cat["silhouette"][k] for k in ks], marker="o")
+    axes[2].axvline(cat["k"], color="grey", ls="--")
+    axes[2].set_xlabel("k")
+    axes[2].set_title("Silhouette score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save(run_name: str, samples: list[dict], kept: list[dict], cat: dict) -> Path:
+    d = stage_dir(run_name, STAGE)
+    import json
+
+    with open(d / "samples.jsonl", "w") as f:
+        for row in samples:
+            f.write(json.dumps(row) + "\n")
+    with open(d / "instructions.jsonl", "w") as f:
+        for row, label in zip(kept, cat["labels"]):
+            f.write(json.dumps({**row, "cluster": label}) + "\n")
+    write_json(d / "clusters.json", {"k": cat["k"], "silhouette": cat["silhouette"], "clusters": cat["clusters"]})
+    return d
+
+
+def load_instructions(run_name: str) -> list[dict]:
+    """Stage 01's kept instructions (``id``, ``instruction``, ``cluster``), for later stages."""
+    import json
+
+    path = require(run_name, STAGE, "instructions.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_samples(run_name: str) -> list[dict]:
+    import json
+
+    path = require(run_name, STAGE, "samples.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def metrics(samples: list[dict], kept: list[dict], reasons: Counter, cat: dict, prequery: dict) -> dict:
+    return {"n_sampled": len(samples), "n_kept": len(kept), "dropped": dict(reasons), "n_clusters": cat["k"],
+            "silhouette": cat["silhouette"][cat["k"]], "prequery": prequery,
+            "new_tokens": sum(r["new_tokens"] for r in samples)}
+
+
+def previous_metrics(run_name: str) -> dict:
+    return read_json(require(run_name, STAGE))
