@@ -38,9 +38,12 @@ def test_presets_only_use_declared_keys(preset):
 
 
 @pytest.mark.slow
-def test_00_lab_world_runs_under_papermill(outputs):
-    pipeline.run(ROOT / "presets" / "smoke.yaml", only=["00"])
-    stage = outputs / "smoke" / "00_lab"
+def test_notebooks_run_end_to_end_under_papermill(outputs):
+    timings = pipeline.run(ROOT / "presets" / "smoke.yaml")
+    assert list(timings) == [p.stem for p in NOTEBOOKS]
+    run = outputs / "smoke"
+
+    stage = run / "00_lab"
     metrics = json.loads((stage / "metrics.json").read_text())
     for key in ("base_general_accuracy", "base_domain_accuracy", "per_family", "zoo"):
         assert key in metrics
@@ -51,4 +54,18 @@ def test_00_lab_world_runs_under_papermill(outputs):
         assert (stage / f).exists(), f
     rows = [json.loads(line) for line in (stage / "domain_train.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and rows[0]["messages"][1]["role"] == "assistant"
-    assert json.loads((outputs / "smoke" / "timings.json").read_text())["00_lab_world"] > 0
+
+    m01 = json.loads((run / "01_reconstruct" / "metrics.json").read_text())
+    assert m01["n_sampled"] == 60 and 3 <= m01["n_kept"] <= 60
+    for key in ("well_formed_rate", "tv_distance", "n_clusters"):
+        assert key in m01
+    assert (run / "01_reconstruct" / "clusters.png").exists() and (run / "01_reconstruct" / "lab_vs_hidden.png").exists()
+
+    m02 = json.loads((run / "02_generation" / "metrics.json").read_text())
+    assert m02["n_instructions"] == m01["n_kept"] and m02["samples_per_model"] == 2
+    assert m02["n_rows"] == m01["n_kept"] * 2 * 3
+    for key in ("models", "new_tokens", "tokens_per_second"):
+        assert key in m02
+    assert all(v > 0 for v in m02["tokens_per_second"].values())
+    timings_file = json.loads((run / "timings.json").read_text())
+    assert set(timings_file) == set(timings)

@@ -1,5 +1,3 @@
-import random
-import re
 from collections import Counter
 
 import pytest

@@ -12,7 +12,6 @@ Outputs go to ``outputs/<run>/00_lab/`` with ``metrics.json`` and figures.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,7 +19,7 @@ import numpy as np
 
 from .lab import tasks, zoo
 from .lab.evaluate import exact_match, heldout_examples
-from .runs import finish_stage, read_json, require, stage_dir, write_json
+from .runs import finish_stage, read_json, require, stage_dir, write_json, write_jsonl
 
 STAGE = "00_lab"
 
@@ -70,20 +69,13 @@ def model_paths(run_name: str) -> dict[str, str]:
     return read_json(require(run_name, STAGE, "models.json"))
 
 
-def write_jsonl(path: Path, examples: list[tasks.Example]) -> Path:
-    with open(path, "w") as f:
-        for e in examples:
-            f.write(json.dumps({"messages": e.messages()}) + "\n")
-    return path
-
-
 def write_user_data(run_name: str, n_domain_train: int, n_public: int, seed: int) -> dict[str, str]:
     """The datasets a real user would bring: domain SFT data and a public SFT set."""
     d = stage_dir(run_name, STAGE)
     domain = tasks.sample_examples(tasks.uniform(tasks.DOMAIN_FAMILIES), n_domain_train, seed=seed)
     public = tasks.sample_examples(tasks.PUBLIC_MIXTURE, n_public, seed=seed + 1)
-    return {"domain_train": str(write_jsonl(d / "domain_train.jsonl", domain)),
-            "public_sft": str(write_jsonl(d / "public_sft.jsonl", public))}
+    return {"domain_train": str(write_jsonl(d / "domain_train.jsonl", ({"messages": e.messages()} for e in domain))),
+            "public_sft": str(write_jsonl(d / "public_sft.jsonl", ({"messages": e.messages()} for e in public)))}
 
 
 def evaluate_zoo(paths: dict[str, str], n_per_family: int, seed: int, progress: bool = True) -> dict:
@@ -125,7 +117,7 @@ def plot_accuracy(results: dict, path: Path) -> Path:
 def plot_loss_curves(paths: dict[str, str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, p in paths.items():
-        info = json.loads((Path(p) / "recipe.json").read_text())
+        info = read_json(Path(p) / "recipe.json")
         curve = info["loss_curve"]
         target = "all tokens" if info["recipe"]["loss_on"] == "all" else "answers only"
         ax.plot(np.arange(len(curve)) * 50, curve, label=f"{name} ({info['n_params'] / 1e6:.2f}M params, loss on {target})")

@@ -22,7 +22,7 @@ import numpy as np
 
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
 from .generate import generate
-from .runs import read_json, require, stage_dir, write_json
+from .runs import read_json, read_jsonl, require, stage_dir, write_json, write_jsonl
 
 STAGE = "01_reconstruct"
 RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
@@ -126,7 +126,7 @@ def plot_clusters(texts: list[str], embeddings: np.ndarray, cat: dict, path: Pat
     axes[0].set_xlabel("instructions")
     axes[0].set_title(f"Cluster sizes (k = {cat['k']})")
     axes[0].tick_params(axis="y", labelsize=8)
-    sc = axes[1].scatter(xy[:, 0], xy[:, 1], c=cat["labels"], cmap="tab20", s=6)
+    axes[1].scatter(xy[:, 0], xy[:, 1], c=cat["labels"], cmap="tab20", s=6)
     axes[1].set_title("Instructions, MiniLM embeddings, PCA to 2-D")
     axes[1].set_xticks([])
     axes[1].set_yticks([])
@@ -143,31 +143,19 @@ def plot_clusters(texts: list[str], embeddings: np.ndarray, cat: dict, path: Pat
 
 def save(run_name: str, samples: list[dict], kept: list[dict], cat: dict) -> Path:
     d = stage_dir(run_name, STAGE)
-    import json
-
-    with open(d / "samples.jsonl", "w") as f:
-        for row in samples:
-            f.write(json.dumps(row) + "\n")
-    with open(d / "instructions.jsonl", "w") as f:
-        for row, label in zip(kept, cat["labels"]):
-            f.write(json.dumps({**row, "cluster": label}) + "\n")
+    write_jsonl(d / "samples.jsonl", samples)
+    write_jsonl(d / "instructions.jsonl", ({**row, "cluster": label} for row, label in zip(kept, cat["labels"])))
     write_json(d / "clusters.json", {"k": cat["k"], "silhouette": cat["silhouette"], "clusters": cat["clusters"]})
     return d
 
 
 def load_instructions(run_name: str) -> list[dict]:
     """Stage 01's kept instructions (``id``, ``instruction``, ``cluster``), for later stages."""
-    import json
-
-    path = require(run_name, STAGE, "instructions.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(require(run_name, STAGE, "instructions.jsonl"))
 
 
 def load_samples(run_name: str) -> list[dict]:
-    import json
-
-    path = require(run_name, STAGE, "samples.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(require(run_name, STAGE, "samples.jsonl"))
 
 
 def metrics(samples: list[dict], kept: list[dict], reasons: Counter, cat: dict, prequery: dict) -> dict:

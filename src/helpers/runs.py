@@ -96,6 +96,22 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def write_jsonl(path: Path, rows) -> Path:
+    """One JSON object per line, written to a temporary file and renamed into place."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(_jsonable(row)) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_jsonl(path: Path) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
     """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions) for a stage."""
     import torch

@@ -1,0 +1,171 @@
+"""Stage 02 (``notebooks/02_multi_model_generation.ipynb``): k responses from each of M generator models.
+
+Every kept instruction from stage 01 is answered ``samples_per_model`` times by each generator, rendered with that
+generator's own chat template. One model is resident at a time. Work is cut into fixed chunks (``shard_size``
+jobs, a job being one instruction x one sample index); each chunk is generated with its own seed, derived from
+``seed``, the model and the chunk number, and written as one shard file by an atomic rename. So a rerun after an
+interruption (even ``kill -9``) skips the shards that exist and redoes only the unfinished one: no duplicate and
+no missing row, and the same rows an uninterrupted run gives.
+
+Outputs in ``outputs/<run>/02_generation/``: ``shards/<model>/NNNNN.json``, ``generations.jsonl`` (all rows),
+figures, metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from tqdm.auto import tqdm
+
+from . import models
+from .chat import render_prompt
+from .generate import generate
+from .runs import read_json, read_jsonl, require, stage_dir, write_json, write_jsonl
+
+STAGE = "02_generation"
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64}
+
+
+def sampling_for(model: str, sampling: dict) -> dict:
+    """Per-model sampling parameters: ``sampling["default"]`` overridden by ``sampling[model]``."""
+    params = {**DEFAULT_SAMPLING, **sampling.get("default", {}), **sampling.get(model, {})}
+    bad = set(params) - set(DEFAULT_SAMPLING)
+    if bad:
+        raise ValueError(f"sampling for {model!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(DEFAULT_SAMPLING)}")
+    return params
+
+
+def chunk_seed(seed: int, model: str, chunk: int) -> int:
+    return int(hashlib.sha256(f"{seed}/{model}/{chunk}".encode()).hexdigest()[:8], 16)
+
+
+def _config_hash(instructions: list[dict], model: str, params: dict, k: int, shard_size: int, seed: int) -> str:
+    h = hashlib.sha256(json.dumps([model, params, k, shard_size, seed], sort_keys=True).encode())
+    for row in instructions:
+        h.update(f"{row['id']}\x00{row['instruction']}\x01".encode())
+    return h.hexdigest()[:16]
+
+
+def generate_all(run_name: str, instructions: list[dict], generators: list[str], samples_per_model: int = 3,
+                 sampling: dict | None = None, batch_size: int = 256, shard_size: int = 1024, seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Generate every missing shard; return per-model stats of this call (``generated_chunks``, ``seconds``...)."""
+    sampling = sampling or {}
+    unknown = set(sampling) - {"default"} - set(generators)
+    if unknown:
+        raise ValueError(f"sampling names {sorted(unknown)}, which are not generators {generators}")
+    jobs = [(row, s) for row in sorted(instructions, key=lambda r: r["id"]) for s in range(samples_per_model)]
+    chunks = [jobs[i : i + shard_size] for i in range(0, len(jobs), shard_size)]
+    stats = {}
+    for name in generators:
+        params = sampling_for(name, sampling)
+        shard_dir = stage_dir(run_name, STAGE) / "shards" / name
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        config = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
+                  "shard_size": shard_size, "seed": seed,
+                  "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed)}
+        config_path = shard_dir / "config.json"
+        if config_path.exists() and read_json(config_path)["hash"] != config["hash"]:
+            raise ValueError(
+                f"{shard_dir} holds shards made with other instructions or parameters ({read_json(config_path)}); "
+                f"use another run_name, or delete {shard_dir} to regenerate")
+        write_json(config_path, config)
+        todo = [c for c in range(len(chunks)) if not (shard_dir / f"{c:05d}.json").exists()]
+        stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
+        if not todo:
+            continue
+        model, tokenizer = models.load(run_name, name)
+        bar = tqdm(total=sum(len(chunks[c]) for c in todo), desc=name, disable=not progress)
+        rendered: dict[int, str] = {}
+        for c in todo:
+            chunk = chunks[c]
+            for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample
+                if row["id"] not in rendered:
+                    rendered[row["id"]] = render_prompt(tokenizer, row["instruction"])
+            prompts = [rendered[row["id"]] for row, _ in chunk]
+            t0 = time.perf_counter()
+            outs = generate(model, tokenizer, prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
+                            do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
+                            seed=chunk_seed(seed, name, c))
+            seconds = time.perf_counter() - t0
+            rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
+                     **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")},
+                     "prompt_tokens": o["prompt_tokens"], "new_tokens": o["new_tokens"], "finished": o["finished"],
+                     "response": o["text"]} for (row, s), o in zip(chunk, outs)]
+            new_tokens = sum(r["new_tokens"] for r in rows)
+            write_json(shard_dir / f"{c:05d}.json", {"chunk": c, "seconds": seconds, "new_tokens": new_tokens,
+                                                     "rows": rows})  # atomic: tmp file + rename
+            stats[name]["seconds"] += seconds
+            stats[name]["new_tokens"] += new_tokens
+            bar.update(len(chunk))
+        bar.close()
+        del model
+    return stats
+
+
+def collect(run_name: str, generators: list[str]) -> list[dict]:
+    """All rows from the shards, in (model, chunk) order; checks nothing is missing or duplicated."""
+    rows = []
+    for name in generators:
+        shard_dir = stage_dir(run_name, STAGE) / "shards" / name
+        for path in sorted(shard_dir.glob("[0-9]*.json")):
+            rows += read_json(path)["rows"]
+    keys = [(r["model"], r["instruction_id"], r["sample"]) for r in rows]
+    if len(keys) != len(set(keys)):
+        raise RuntimeError(f"duplicate generation rows in {stage_dir(run_name, STAGE) / 'shards'}")
+    return rows
+
+
+def shard_timings(run_name: str, generators: list[str]) -> dict:
+    """Tokens per second per model over every shard (including shards from an interrupted earlier call)."""
+    out = {}
+    for name in generators:
+        shards = [read_json(p) for p in sorted((stage_dir(run_name, STAGE) / "shards" / name).glob("[0-9]*.json"))]
+        seconds = sum(s["seconds"] for s in shards)
+        tokens = sum(s["new_tokens"] for s in shards)
+        out[name] = {"new_tokens": tokens, "seconds": round(seconds, 2),
+                     "tokens_per_second": round(tokens / seconds, 1) if seconds else None}
+    return out
+
+
+def save(run_name: str, rows: list[dict]) -> Path:
+    return write_jsonl(stage_dir(run_name, STAGE) / "generations.jsonl", rows)
+
+
+def load_generations(run_name: str) -> list[dict]:
+    return read_jsonl(require(run_name, STAGE, "generations.jsonl"))
+
+
+def plot(rows: list[dict], timings: dict, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    names = list(timings)
+    for name in names:
+        lengths = [r["new_tokens"] for r in rows if r["model"] == name]
+        axes[0].hist(lengths, bins=range(0, max(lengths) + 2), alpha=0.5, label=name)
+    axes[0].set_xlabel("new tokens per response")
+    axes[0].set_ylabel("responses")
+    axes[0].legend()
+    axes[0].set_title("Response lengths")
+    axes[1].bar(names, [timings[n]["tokens_per_second"] or 0 for n in names])
+    axes[1].set_ylabel("new tokens / s")
+    axes[1].set_title("Generation throughput")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metrics(rows: list[dict], instructions: list[dict], generators: list[str], samples_per_model: int,
+            timings: dict) -> dict:
+    expected = len(instructions) * len(generators) * samples_per_model
+    if len(rows) != expected:
+        raise RuntimeError(f"{len(rows)} generation rows, expected {expected}: rerun the notebook to finish them")
+    return {"n_instructions": len(instructions), "models": generators, "samples_per_model": samples_per_model,
+            "n_rows": len(rows), "new_tokens": {n: timings[n]["new_tokens"] for n in generators},
+            "tokens_per_second": {n: timings[n]["tokens_per_second"] for n in generators},
+            "finished_rate": {n: sum(r["finished"] for r in rows if r["model"] == n) /
+                              max(1, sum(r["model"] == n for r in rows)) for n in generators}}

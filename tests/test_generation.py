@@ -1,0 +1,103 @@
+"""Stage 02: resumable multi-model generation."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import multi_model_generation as mmg
+from helpers import runs
+from helpers.generate import generate
+from helpers.lab import standins, tasks, zoo
+from helpers.chat import render_prompt
+
+
+def prepare(run_name, n=200):
+    """What stages 00 and 01 would leave: the zoo's paths and some instructions."""
+    runs.write_json(runs.stage_dir(run_name, "00_lab") / "models.json",
+                    {name: str(zoo.ZOO_DIR / name) for name in zoo.ZOO})
+    examples = tasks.sample_examples(tasks.uniform(tasks.GENERAL_FAMILIES), n, seed=5)
+    return [{"id": i, "instruction": e.instruction} for i, e in enumerate(examples)]
+
+
+ARGS = dict(generators=["base", "gen_small"], samples_per_model=2, batch_size=20, shard_size=40, seed=1, progress=False)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(outputs, tmp_path):
+    instructions = prepare("killed")
+    (tmp_path / "instr.json").write_text(json.dumps(instructions))
+    child = (f"import json; from helpers import multi_model_generation as m; "
+             f"m.generate_all('killed', json.load(open({str(tmp_path / 'instr.json')!r})), **{ARGS!r})")
+    proc = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "HELPERS_OUTPUTS": str(outputs)})
+    shard_dir = outputs / "killed" / "02_generation" / "shards" / "base"
+    deadline = time.time() + 120
+    while len(list(shard_dir.glob("[0-9]*.json"))) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_chunks = -(-len(instructions) * 2 // 40)
+    done_before = len(list(shard_dir.glob("[0-9]*.json")))
+    assert 3 <= done_before < n_chunks, "the run must be killed mid-way for this test to mean anything"
+
+    stats = mmg.generate_all("killed", instructions, **ARGS)
+    assert stats["base"]["generated_chunks"] == n_chunks - done_before  # finished shards were skipped
+    resumed = mmg.collect("killed", ARGS["generators"])
+
+    prepare("reference")
+    mmg.generate_all("reference", instructions, **ARGS)
+    reference = mmg.collect("reference", ARGS["generators"])
+
+    assert len(resumed) == len(instructions) * 2 * 2
+    assert len({(r["model"], r["instruction_id"], r["sample"]) for r in resumed}) == len(resumed)
+    assert resumed == reference
+
+
+def test_rows_carry_what_the_issue_asks(outputs):
+    instructions = prepare("rows", n=10)
+    mmg.generate_all("rows", instructions, ["gen_small"], 3, {"gen_small": {"temperature": 0.5}}, batch_size=8,
+                     shard_size=16, progress=False)
+    rows = mmg.collect("rows", ["gen_small"])
+    assert len(rows) == 30
+    assert set(rows[0]) >= {"instruction_id", "model", "sample", "temperature", "top_p", "max_new_tokens",
+                            "prompt_tokens", "new_tokens", "response"}
+    assert {r["temperature"] for r in rows} == {0.5}
+    assert sorted({r["sample"] for r in rows}) == [0, 1, 2]
+    m = mmg.metrics(rows, instructions, ["gen_small"], 3, mmg.shard_timings("rows", ["gen_small"]))
+    assert m["tokens_per_second"]["gen_small"] > 0 and m["new_tokens"]["gen_small"] > 0
+
+
+def test_changed_parameters_do_not_mix_with_old_shards(outputs):
+    instructions = prepare("mixed", n=6)
+    mmg.generate_all("mixed", instructions, ["gen_small"], 1, shard_size=4, progress=False)
+    with pytest.raises(ValueError, match="holds shards made with other instructions or parameters"):
+        mmg.generate_all("mixed", instructions, ["gen_small"], 2, shard_size=4, progress=False)
+
+
+def test_bad_sampling_parameters(outputs):
+    instructions = prepare("bad", n=2)
+    with pytest.raises(ValueError, match="unknown key"):
+        mmg.generate_all("bad", instructions, ["gen_small"], 1, {"default": {"temprature": 0.5}}, progress=False)
+    with pytest.raises(ValueError, match="not generators"):
+        mmg.generate_all("bad", instructions, ["gen_small"], 1, {"gen_big": {"temperature": 0.5}}, progress=False)
+
+
+def test_missing_stage_00_names_the_notebook(outputs):
+    with pytest.raises(FileNotFoundError, match="run notebooks/00_lab_world.ipynb first"):
+        mmg.generate_all("nothing", [{"id": 0, "instruction": "x"}], ["base"], 1, progress=False)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5", "llama3_1", "gemma", "phi3"])
+def test_real_architectures_generate_with_their_own_template(family):
+    """Stand-ins of real model families (random weights): rendering, BOS handling and batching work end to end."""
+    tok = standins.tokenizer(family)
+    model = standins.model(family, tok)
+    prompts = [render_prompt(tok, q, date_string="26 Jul 2024") for q in ["Hi", "Sort these numbers: 3 1 2"]]
+    out = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=True, seed=0)
+    single = [generate(model, tok, [p], max_new_tokens=5, batch_size=1, do_sample=False)[0] for p in prompts]
+    batched = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=False)
+    assert [o["text"] for o in batched] == [o["text"] for o in single]
+    assert all(o["new_tokens"] >= 1 for o in out)

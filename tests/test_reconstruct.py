@@ -1,0 +1,66 @@
+"""Stage 01: sampling with the pre-query template, cleaning, categorisation, and the lab-only measurement."""
+import numpy as np
+import pytest
+
+from helpers import embeddings
+from helpers import reconstruct_distribution as rd
+from helpers.lab import tasks, zoo
+from helpers.lab.evaluate import reconstruction_report, total_variation
+
+
+def row(i, text, finished=True):
+    return {"id": i, "text": text, "finished": finished, "new_tokens": 5}
+
+
+def test_clean_keeps_reasons():
+    rows = [row(0, "  Reverse the order of these words: cat dog sun  "), row(1, "reverse the ORDER of these words:  cat dog sun"),
+            row(2, "Sort these numbers", finished=False), row(3, "   "), row(4, "Hi there"),
+            row(5, "Sure, here is the list you asked for"), row(6, "12 + 4 = 16 ."), row(7, "word " * 300)]
+    kept, reasons = rd.clean(rows, min_words=3, max_words=200)
+    assert kept == [{"id": 0, "instruction": "Reverse the order of these words: cat dog sun"}]
+    assert reasons == {"duplicate": 1, "truncated": 1, "empty": 1, "too_short": 1, "looks_like_response": 2,
+                       "too_long": 1}
+    assert [r["dropped"] for r in rows] == [None, "duplicate", "truncated", "empty", "too_short",
+                                            "looks_like_response", "looks_like_response", "too_long"]
+
+
+def test_categorise_finds_the_obvious_groups():
+    groups = {
+        "capital": [f"What is the capital of {c}?" for c in list(tasks.CAPITALS)[:10]],
+        "uppercase": [f"Convert to uppercase: {w} {v}" for w, v in zip(tasks.WORDS[:10], tasks.WORDS[10:20])],
+        "sort": [f"Sort these numbers from smallest to largest: {i} {i + 3} {i + 1}" for i in range(10)],
+    }
+    texts = [t for g in groups.values() for t in g]
+    cat = rd.categorise(texts, embeddings.embed(texts), k_min=2, k_max=6, seed=0)
+    assert cat["k"] == 3
+    labels = np.array(cat["labels"]).reshape(3, 10)
+    assert all(len(set(r)) == 1 for r in labels) and len({r[0] for r in labels}) == 3
+    assert sum(c["size"] for c in cat["clusters"]) == 30 and all(c["label"] and c["examples"] for c in cat["clusters"])
+    assert rd.categorise(texts, embeddings.embed(texts), n_clusters=4)["k"] == 4  # a fixed k is respected
+
+
+def test_categorise_needs_enough_instructions():
+    with pytest.raises(ValueError, match="only 2 instructions left"):
+        rd.categorise(["a b c", "d e f"], np.eye(2))
+
+
+def test_bundled_minilm_is_real():
+    vec = embeddings.embed(["What is the capital of France?", "Name the capital city of France.", "Sort 3 1 2"])
+    assert vec.shape == (3, 384)
+    assert vec[0] @ vec[1] > vec[0] @ vec[2] + 0.2  # paraphrases are close, unrelated requests are not
+
+
+def test_sampling_from_base_recovers_the_mixture():
+    """Lab check on a small sample: the base model writes well-formed instructions in roughly the hidden mix."""
+    model, tok = zoo.load("base")
+    samples, pq = rd.sample_instructions(model, tok, 400, seed=3, progress=False)
+    assert pq == {"prefix": "<|im_start|>user\n", "stop_token": "<|im_end|>"}
+    kept, _ = rd.clean(samples)
+    report = reconstruction_report(samples, kept)
+    assert report["well_formed_rate"] >= 0.9
+    assert report["tv_distance"] <= 0.15  # 400 samples; the notebook's 2000 give a tighter estimate
+
+
+def test_total_variation():
+    assert total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
+    assert total_variation({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
