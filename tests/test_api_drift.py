@@ -7,8 +7,13 @@ import inspect
 
 import papermill
 import pytest
-from tokenizers import trainers
-from transformers import GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+from sentence_transformers import SentenceTransformer
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import silhouette_score
+from tokenizers import processors, trainers
+from transformers import AutoConfig, GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
 
 
 def params_of(fn):
@@ -25,7 +30,18 @@ CALLS = {
     "tokenizers.trainers.BpeTrainer": (trainers.BpeTrainer,
                                        {"vocab_size", "special_tokens", "initial_alphabet", "show_progress"}),
     # helpers/lab/tokenizer.py: wrap() -- PreTrainedTokenizerFast takes these through **kwargs, checked below
-    # helpers/lab/zoo.py + lab_world: apply_chat_template(...)
+    # helpers/lab/standins.py: tokenizer()
+    "tokenizers.processors.TemplateProcessing": (processors.TemplateProcessing, {"single", "pair", "special_tokens"}),
+    # helpers/embeddings.py
+    "SentenceTransformer": (SentenceTransformer.__init__, {"device"}),
+    "SentenceTransformer.encode": (SentenceTransformer.encode, {"batch_size", "normalize_embeddings",
+                                                                "convert_to_numpy", "show_progress_bar"}),
+    # helpers/reconstruct_distribution.py: categorise(), plot_clusters()
+    "KMeans": (KMeans.__init__, {"n_clusters", "n_init", "random_state"}),
+    "silhouette_score": (silhouette_score, {"sample_size", "random_state"}),
+    "TfidfVectorizer": (TfidfVectorizer.__init__, {"token_pattern", "stop_words"}),
+    "PCA": (PCA.__init__, {"n_components", "random_state"}),
+    # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
 }
@@ -60,3 +76,23 @@ def test_generate_keywords():
     config = GenerationConfig()
     for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id"):
         assert hasattr(config, key), key
+
+
+def test_from_pretrained_dtype_keyword(tmp_path):
+    # helpers/models.py: load() passes dtype= (transformers 5 renamed torch_dtype)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from helpers.lab import zoo
+
+    model = AutoModelForCausalLM.from_pretrained(zoo.ZOO_DIR / "gen_small", dtype=torch.bfloat16)
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_auto_config_for_model_keywords():
+    # helpers/lab/standins.py: model()
+    for arch in ("qwen2", "llama", "gemma", "phi3", "cohere"):
+        config = AutoConfig.for_model(arch, vocab_size=50, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                      max_position_embeddings=512, tie_word_embeddings=True)
+        assert (config.hidden_size, config.num_key_value_heads, config.head_dim) == (64, 2, 16), arch
