@@ -10,7 +10,7 @@ def test_every_generated_answer_verifies(name):
     family = tasks.ALL_FAMILIES[name]
     parse_set = {name: family}
     for e in tasks.sample_examples({name: 1.0}, 400, seed=3):
-        assert family.match(e.instruction) == (e.phrasing, e.slots)
+        assert family.match(e.instruction) == family.match(e.instruction, in_support=True) == (e.phrasing, e.slots)
         assert tasks.verify(e.instruction, e.response, parse_set), e
         assert not tasks.verify(e.instruction, e.response + " x", parse_set)
 
@@ -70,3 +70,12 @@ def test_non_instructions_do_not_parse():
 def test_bad_phrasing_is_rejected():
     with pytest.raises(ValueError, match="must use exactly slots"):
         tasks.Family("bad", "general", ("Say {x}",), {"y": "word"}, lambda r: {}, lambda s: "")
+
+
+def test_instructions_outside_a_family_support_are_flagged():
+    for text in ["Sort ascending: 3 7 7 1", "Sort ascending: 12 7 1", "What is 12 plus 3?", "What is 3 minus 7?",
+                 "Continue the sequence: 3 5 8 10", "Reverse this list: cat cat dog", "Spell the word zebra.",
+                 "Which is larger, 45 or 45?", "Which is larger, 5 or 45?", "Convert to uppercase: moon zebra"]:
+        assert tasks.parse_instruction(text, in_support=True) is None, text
+    assert tasks.parse_instruction("Sort ascending: 3 7 7 1") == ("sort", {"nums": "3 7 7 1"})  # well-formed though
+    assert tasks.verify("Sort ascending: 3 7 7 1", "1 3 7 7")

@@ -60,7 +60,9 @@ def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
 def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=None) -> dict:
     """Lab-only: how close the reconstructed instruction distribution is to the hidden mixture.
 
-    ``well_formed_rate``: share of *all* sampled texts that parse as a lab instruction. ``tv_distance``: total
+    ``well_formed_rate``: share of *all* sampled texts that parse as a lab instruction; ``in_support_rate``: share
+    whose slot values also lie inside what the family samples (e.g. "sort 7 7 3" is well-formed but has a repeated
+    digit, which the world never taught). ``tv_distance``: total
     variation between the family distribution of the well-formed samples and the hidden mixture (what the model
     produces). ``tv_distance_kept``: the same after cleaning and dedup (what stage 02 receives; dedup flattens
     families with few distinct instructions, e.g. 80 possible capital questions).
@@ -70,7 +72,9 @@ def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=Non
     hidden = hidden_mixture()
     sampled, n_wf = family_distribution([s["text"] for s in samples])
     after, _ = family_distribution([k["instruction"] for k in kept])
-    report = {"well_formed_rate": n_wf / max(1, len(samples)), "tv_distance": total_variation(sampled, hidden),
+    in_support = sum(tasks.parse_instruction(s["text"], in_support=True) is not None for s in samples)
+    report = {"well_formed_rate": n_wf / max(1, len(samples)), "in_support_rate": in_support / max(1, len(samples)),
+              "tv_distance": total_variation(sampled, hidden),
               "tv_distance_kept": total_variation(after, hidden), "family_share_sampled": sampled,
               "family_share_kept": after, "hidden_mixture": hidden}
     if figure_path is not None:

@@ -104,7 +104,9 @@ class Family:
     """One verifiable task family.
 
     ``slots`` maps each slot name to a key of :data:`SLOT_PATTERNS` (how the slot looks in text);
-    ``sample`` draws slot values; ``answer`` computes the reference response from slot values.
+    ``sample`` draws slot values; ``answer`` computes the reference response from slot values; ``valid`` says
+    whether parsed slot values lie inside what ``sample`` can draw. An instruction outside it ("sort 12 7 7") is
+    well-formed (it has the family's form, and its answer is defined) but lies outside what the world ever taught.
     """
 
     name: str
@@ -114,6 +116,7 @@ class Family:
     sample: Callable[[random.Random], Slots]
     answer: Callable[[Slots], str]
     description: str = ""
+    valid: Callable[[Slots], bool] = lambda slots: True  # is this inside the family's support (what it samples)?
     _regexes: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -139,10 +142,12 @@ class Family:
         phrasing = rng.randrange(len(self.phrasings))
         return Example(self.name, phrasing, slots, self.render(slots, phrasing), self.answer(slots))
 
-    def match(self, instruction: str) -> tuple[int, Slots] | None:
+    def match(self, instruction: str, in_support: bool = False) -> tuple[int, Slots] | None:
+        """``(phrasing, slots)`` if the instruction has this family's form (and, with ``in_support``, lies inside
+        what the family samples), else ``None``."""
         for i, regex in enumerate(self._regexes):
             m = regex.fullmatch(instruction)
-            if m:
+            if m and (not in_support or self.valid(m.groupdict())):
                 return i, m.groupdict()
         return None
 
@@ -162,6 +167,38 @@ class Example:
 # ----------------------------------------------------------------------------------------------------------------
 # General families (what the base model was trained on; its mixture over them is hidden)
 # ----------------------------------------------------------------------------------------------------------------
+def _word_list(n_min: int, n_max: int, distinct: bool = True) -> Callable[[Slots], bool]:
+    def ok(s: Slots) -> bool:
+        w = s["words"].split()
+        return n_min <= len(w) <= n_max and all(x in WORDS for x in w) and (not distinct or len(set(w)) == len(w))
+
+    return ok
+
+
+def _arith_valid(s: Slots) -> bool:
+    a, b = int(s["a"]), int(s["b"])
+    return a <= 9 and b <= 9 and s["a"] == str(a) and s["b"] == str(b) and (s["op"] != "minus" or a >= b)
+
+
+def _sort_valid(s: Slots) -> bool:
+    n = s["nums"].split()
+    return 3 <= len(n) <= 5 and all(len(x) == 1 for x in n) and len(set(n)) == len(n)
+
+
+def _compare_valid(s: Slots) -> bool:
+    return s["a"] != s["b"] and all(len(s[k]) == 2 and s[k][0] != "0" for k in ("a", "b"))
+
+
+def _sequence_valid(s: Slots) -> bool:
+    t = [int(x) for x in s["terms"].split()]
+    steps = {b - a for a, b in zip(t, t[1:])}
+    return len(t) == 4 and t[0] <= 9 and len(steps) == 1 and 1 <= steps.pop() <= 5 and s["terms"] == " ".join(map(str, t))
+
+
+def _word_valid(s: Slots) -> bool:
+    return s["word"] in WORDS
+
+
 def _arith_sample(rng: random.Random) -> Slots:
     op = rng.choice(["plus", "minus", "times"])
     a, b = rng.randint(0, 9), rng.randint(0, 9)
@@ -208,7 +245,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Work out {a} {op} {b}.",
             ),
             {"a": "num", "op": "op", "b": "num"}, _arith_sample, _arith_answer,
-            "single-digit addition, subtraction and multiplication",
+            "single-digit addition, subtraction and multiplication", _arith_valid,
         ),
         Family(
             "reverse", "general",
@@ -220,7 +257,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Say these words from last to first: {words}",
             ),
             {"words": "words"}, lambda r: {"words": _words(3, 5)(r)}, lambda s: " ".join(reversed(s["words"].split())),
-            "reverse a list of 3-5 words",
+            "reverse a list of 3-5 words", _word_list(3, 5),
         ),
         Family(
             "sort", "general",
@@ -232,7 +269,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Sort ascending: {nums}",
             ),
             {"nums": "nums"}, _sort_sample, lambda s: " ".join(sorted(s["nums"].split(), key=int)),
-            "sort 3-5 distinct digits",
+            "sort 3-5 distinct digits", _sort_valid,
         ),
         Family(
             "capital", "general",
@@ -256,7 +293,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Count how many words follow: {words}",
             ),
             {"words": "words"}, lambda r: {"words": _words(2, 7, distinct=False)(r)}, lambda s: str(len(s["words"].split())),
-            "count 2-7 words",
+            "count 2-7 words", _word_list(2, 7, distinct=False),
         ),
         Family(
             "compare", "general",
@@ -268,7 +305,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Between {a} and {b}, which is greater?",
             ),
             {"a": "num", "b": "num"}, _compare_sample, lambda s: str(max(int(s["a"]), int(s["b"]))),
-            "the larger of two two-digit numbers",
+            "the larger of two two-digit numbers", _compare_valid,
         ),
         Family(
             "uppercase", "general",
@@ -280,7 +317,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Change these words to upper case: {words}",
             ),
             {"words": "words"}, lambda r: {"words": _words(1, 3)(r)}, lambda s: s["words"].upper(),
-            "case conversion of 1-3 words",
+            "case conversion of 1-3 words", _word_list(1, 3),
         ),
         Family(
             "sequence", "general",
@@ -292,7 +329,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "What comes after {terms}?",
             ),
             {"terms": "nums"}, _sequence_sample, _sequence_answer,
-            "next term of an arithmetic sequence",
+            "next term of an arithmetic sequence", _sequence_valid,
         ),
         Family(
             "repeat", "general",
@@ -306,7 +343,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
             {"word": "word", "count": "count"},
             lambda r: {"word": r.choice(WORDS), "count": r.choice(list(NUMBER_WORDS))},
             lambda s: " ".join([s["word"]] * NUMBER_WORDS[s["count"]]),
-            "repeat a word two to four times",
+            "repeat a word two to four times", _word_valid,
         ),
         Family(
             "spell", "general",
@@ -318,7 +355,7 @@ GENERAL_FAMILIES: dict[str, Family] = {
                 "Give the spelling of {word}.",
             ),
             {"word": "word"}, lambda r: {"word": r.choice(WORDS)}, lambda s: " ".join(s["word"]),
-            "spell a word letter by letter",
+            "spell a word letter by letter", _word_valid,
         ),
     ]
 }
@@ -374,6 +411,7 @@ DOMAIN_FAMILIES: dict[str, Family] = {
             {"drug": "drug", "rate": "num", "weight": "num"}, _dose_sample,
             lambda s: f"{int(s['rate']) * int(s['weight'])} mg",
             "weight-based dosing",
+            lambda s: 1 <= int(s["rate"]) <= 9 and s["rate"] == str(int(s["rate"])) and s["weight"] in {str(10 * i) for i in range(1, 10)},
         ),
     ]
 }
@@ -384,7 +422,8 @@ DOMAIN_FAMILIES: dict[str, Family] = {
 # ----------------------------------------------------------------------------------------------------------------
 def _public(name: str, phrasings: tuple[str, ...]) -> Family:
     g = GENERAL_FAMILIES[name]
-    return Family(f"public_{name}", "public", phrasings, g.slots, g.sample, g.answer, f"public-set version of {name}")
+    return Family(f"public_{name}", "public", phrasings, g.slots, g.sample, g.answer, f"public-set version of {name}",
+                  g.valid)
 
 
 PUBLIC_FAMILIES: dict[str, Family] = {
@@ -429,16 +468,18 @@ def uniform(families: dict[str, Family]) -> dict[str, float]:
     return {name: 1.0 / len(families) for name in families}
 
 
-def parse_instruction(instruction: str, families: dict[str, Family] | None = None) -> tuple[str, Slots] | None:
+def parse_instruction(instruction: str, families: dict[str, Family] | None = None,
+                      in_support: bool = False) -> tuple[str, Slots] | None:
     """Map an instruction to ``(family, slots)`` if it is a well-formed lab instruction, else ``None``.
 
-    By default only general and domain families are tried: public-set phrasings are not part of the world the base
-    model lives in.
+    Well-formed: it matches one of a family's phrasings. ``in_support=True`` also requires the slot values to lie
+    inside what the family samples. By default only general and domain families are tried: public-set phrasings
+    are not part of the world the base model lives in.
     """
     families = families if families is not None else {**GENERAL_FAMILIES, **DOMAIN_FAMILIES}
     text = instruction.strip()
     for name, family in families.items():
-        hit = family.match(text)
+        hit = family.match(text, in_support)
         if hit is not None:
             return name, hit[1]
     return None

@@ -1,0 +1,382 @@
+"""Stage 03 (``notebooks/03_filtering.ipynb``): score every candidate response, keep the best, dedup.
+
+Scorers share one interface: ``scorer.score(rows) -> list[float | None]`` (``None``: no score for that row), with
+``rows`` holding ``instruction`` and ``response``. Higher is better.
+
+* ``JudgeCommittee``: the paper's filter. Each judge model rates each response 1-5 with a rubric prompt; ratings
+  are parsed robustly (``parse_rating``); an unparseable rating is missing and counted; scores are averaged over
+  the judges that gave one.
+* ``RewardModel``: a sequence-classification reward model, batched with attention masks.
+* ``LikelihoodCommittee``: mean token log-probability of the response (and its end-of-turn token) given the
+  instruction, averaged over committee models. Tiny lab models cannot follow a rubric; this needs no instruction
+  following at all.
+* The lab's verifier (ground truth) is not here: it lives in ``helpers.lab.evaluate`` and is used to *measure* the
+  selection, or as a scorer only when a preset asks for it explicitly.
+
+``select`` keeps the best candidate per instruction, applies a minimum score and format filters, then removes
+exact, MinHash and embedding near-duplicates. Every dropped row keeps its reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Protocol
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import models
+from .chat import encode_prompt, render_prompt
+from .generate import generate
+from .runs import read_jsonl, require, stage_dir, write_json, write_jsonl
+
+STAGE = "03_filtering"
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score(self, rows: list[dict]) -> list[float | None]: ...
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LLM-judge committee
+# ----------------------------------------------------------------------------------------------------------------
+RUBRIC = """Rate the response to the instruction on a scale of 1 to 5.
+5: fully correct, complete and directly answers the instruction.
+4: correct with minor flaws in form.
+3: partly correct or incomplete.
+2: mostly wrong or off-topic.
+1: wrong, empty or harmful.
+
+Instruction: {instruction}
+Response: {response}
+
+Answer with "Rating: N" where N is 1, 2, 3, 4 or 5."""
+
+_NUM = r"(\d+(?:\.\d+)?)"
+
+
+def parse_rating(text: str, low: float = 1, high: float = 5) -> float | None:
+    """The 1-5 rating in a judge's free-text answer, or ``None``.
+
+    Understands "Rating: 4", "**Score: 3**", "4/5", "8/10" (rescaled), "4 out of 5", "[[3]]" and a bare number;
+    a number outside [low, high] or text with no rating is ``None``.
+    """
+    if not text:
+        return None
+    t = text.replace("*", " ")
+    value = None
+    if m := re.search(_NUM + r"\s*(?:/|out of)\s*(\d+)", t, re.I):
+        num, den = float(m.group(1)), float(m.group(2))
+        value = num if den == high else (num / den * high if den > 0 and num <= den else None)
+    elif m := re.search(r"\b(?:rating|score|grade)\b\W{0,6}" + _NUM, t, re.I):
+        value = float(m.group(1))
+    elif m := re.search(r"\[\[\s*" + _NUM + r"\s*\]\]", t):
+        value = float(m.group(1))
+    elif m := re.fullmatch(r"\W*" + _NUM + r"\W*", t.strip()):
+        value = float(m.group(1))
+    if value is None or not (low <= value <= high):
+        return None
+    return value
+
+
+class JudgeCommittee:
+    name = "judge"
+
+    def __init__(self, run_name: str, judges: list[str], rubric: str = RUBRIC, max_new_tokens: int = 24,
+                 batch_size: int = 128, progress: bool = True):
+        self.run_name, self.judges, self.rubric = run_name, judges, rubric
+        self.max_new_tokens, self.batch_size, self.progress = max_new_tokens, batch_size, progress
+        self.parse_failures: Counter = Counter()
+        self.raw: dict[str, list[str]] = {}
+
+    def score(self, rows: list[dict]) -> list[float | None]:
+        ratings = []
+        for judge in self.judges:
+            model, tok = models.load(self.run_name, judge)
+            prompts = [render_prompt(tok, self.rubric.format(instruction=r["instruction"], response=r["response"]))
+                       for r in rows]
+            outs = generate(model, tok, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                            progress=self.progress and f"judge {judge}")
+            self.raw[judge] = [o["text"] for o in outs]
+            parsed = [parse_rating(o["text"]) for o in outs]
+            self.parse_failures[judge] = sum(p is None for p in parsed)
+            ratings.append(parsed)
+            del model
+        return [_mean([r[i] for r in ratings]) for i in range(len(rows))]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reward model
+# ----------------------------------------------------------------------------------------------------------------
+class RewardModel:
+    name = "reward"
+
+    def __init__(self, path: str, batch_size: int = 64, device: str | None = None, progress: bool = True):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size, self.progress = batch_size, progress
+
+    def score(self, rows: list[dict]) -> list[float | None]:
+        tok = self.tokenizer
+        texts = [tok.apply_chat_template([{"role": "user", "content": r["instruction"]},
+                                          {"role": "assistant", "content": r["response"]}], tokenize=False)
+                 for r in rows]
+        ids = [encode_prompt(tok, t) for t in texts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        scores: list[float | None] = [None] * len(rows)
+        for start in tqdm(range(0, len(order), self.batch_size), desc="reward model", disable=not self.progress):
+            idx = order[start : start + self.batch_size]
+            batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            with torch.no_grad():
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits
+            for i, v in zip(idx, logits[:, 0].float().tolist()):
+                scores[i] = v
+        return scores
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Likelihood committee
+# ----------------------------------------------------------------------------------------------------------------
+def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256, progress: bool | str = False,
+                      stop_token: str | None = None) -> list[float]:
+    """Mean log-probability per token of each response plus the end-of-turn token, given its prompt."""
+    device = next(model.parameters()).device
+    stop = stop_token or tokenizer.eos_token
+    pairs = []
+    prompt_cache: dict[str, list[int]] = {}
+    for r in rows:
+        if r["instruction"] not in prompt_cache:
+            prompt_cache[r["instruction"]] = encode_prompt(tokenizer, render_prompt(tokenizer, r["instruction"]))
+        answer = tokenizer(r["response"] + stop, add_special_tokens=False)["input_ids"]
+        pairs.append((prompt_cache[r["instruction"]], answer))
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    out = [0.0] * len(rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in tqdm(range(0, len(order), batch_size), desc=progress if isinstance(progress, str) else "log-probs",
+                      disable=not progress):
+        idx = order[start : start + batch_size]
+        width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        target = torch.zeros((len(idx), width), dtype=torch.bool)
+        for row, i in enumerate(idx):
+            p, a = pairs[i]
+            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+            mask[row, : len(p) + len(a)] = 1
+            target[row, len(p) : len(p) + len(a)] = True
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
+        tgt = target[:, 1:]
+        means = (logp * tgt).sum(1) / tgt.sum(1)
+        for i, v in zip(idx, means.tolist()):
+            out[i] = v
+    return out
+
+
+class LikelihoodCommittee:
+    name = "likelihood"
+
+    def __init__(self, run_name: str, committee: list[str], batch_size: int = 256, progress: bool = True):
+        self.run_name, self.committee, self.batch_size, self.progress = run_name, committee, batch_size, progress
+        self.per_model: dict[str, list[float]] = {}
+
+    def score(self, rows: list[dict]) -> list[float | None]:
+        for name in self.committee:
+            model, tok = models.load(self.run_name, name)
+            self.per_model[name] = response_logprobs(model, tok, rows, self.batch_size,
+                                                     progress=self.progress and f"log-probs {name}")
+            del model
+        return [float(np.mean([self.per_model[n][i] for n in self.committee])) for i in range(len(rows))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Selection and dedup
+# ----------------------------------------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def format_reason(row: dict, max_response_words: int) -> str | None:
+    if not row["response"].strip():
+        return "empty_response"
+    if not row.get("finished", True):
+        return "unfinished"
+    if len(row["response"].split()) > max_response_words:
+        return "too_long"
+    return None
+
+
+def minhash_duplicates(texts: list[str], threshold: float = 0.9, num_perm: int = 128, ngram: int = 5) -> list[bool]:
+    """True for each text that is a near-duplicate (estimated Jaccard >= threshold on character n-grams) of an
+    earlier one."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    dup = []
+    for i, text in enumerate(texts):
+        t = _norm(text)
+        m = MinHash(num_perm=num_perm, seed=1)
+        for g in {t[j : j + ngram] for j in range(max(1, len(t) - ngram + 1))}:
+            m.update(g.encode())
+        hit = bool(lsh.query(m))
+        dup.append(hit)
+        if not hit:
+            lsh.insert(str(i), m)
+    return dup
+
+
+def embedding_duplicates(vectors: np.ndarray, threshold: float = 0.98) -> list[bool]:
+    """True for each row whose cosine similarity to an earlier kept row is >= threshold (vectors unit-normalised)."""
+    kept: list[int] = []
+    dup = []
+    for i in range(len(vectors)):
+        hit = bool(kept) and float((vectors[kept] @ vectors[i]).max()) >= threshold
+        dup.append(hit)
+        if not hit:
+            kept.append(i)
+    return dup
+
+
+def select(rows: list[dict], scores: list[float | None], *, min_score: float | None = None,
+           max_response_words: int = 200, minhash_threshold: float | None = 0.9,
+           embedding_threshold: float | None = 0.98, embedding_model: str = "all-MiniLM-L6-v2") -> tuple[list[dict], Counter]:
+    """Best candidate per instruction, filtered and deduplicated. Sets ``score`` and ``dropped`` on every row."""
+    dropped: Counter = Counter()
+
+    def drop(row, reason):
+        row["dropped"] = reason
+        dropped[reason] += 1
+
+    by_instruction = defaultdict(list)
+    for row, s in zip(rows, scores):
+        row["score"], row["dropped"] = s, None
+        reason = format_reason(row, max_response_words) or ("unscored" if s is None else None)
+        if reason:
+            drop(row, reason)
+        else:
+            by_instruction[row["instruction_id"]].append(row)
+    best = []
+    for iid in sorted(by_instruction):
+        group = by_instruction[iid]
+        top = max(group, key=lambda r: r["score"])  # first of equals wins: deterministic
+        for r in group:
+            if r is not top:
+                drop(r, "not_best")
+        if min_score is not None and top["score"] < min_score:
+            drop(top, "below_min_score")
+        else:
+            best.append(top)
+    seen, kept = set(), []
+    for r in best:
+        key = (_norm(r["instruction"]), _norm(r["response"]))
+        if key in seen:
+            drop(r, "duplicate_exact")
+        else:
+            seen.add(key)
+            kept.append(r)
+    if minhash_threshold is not None and kept:
+        flags = minhash_duplicates([r["instruction"] + "\n" + r["response"] for r in kept], minhash_threshold)
+        for r, f in zip(kept, flags):
+            if f:
+                drop(r, "near_duplicate_minhash")
+        kept = [r for r, f in zip(kept, flags) if not f]
+    if embedding_threshold is not None and kept:
+        from .embeddings import embed
+
+        flags = embedding_duplicates(embed([r["instruction"] + "\n" + r["response"] for r in kept], embedding_model),
+                                     embedding_threshold)
+        for r, f in zip(kept, flags):
+            if f:
+                drop(r, "near_duplicate_embedding")
+        kept = [r for r, f in zip(kept, flags) if not f]
+    return kept, dropped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures, files, metrics
+# ----------------------------------------------------------------------------------------------------------------
+FUNNEL = ["empty_response", "unfinished", "too_long", "unscored", "not_best", "below_min_score", "duplicate_exact",
+          "near_duplicate_minhash", "near_duplicate_embedding"]
+
+
+def plot_funnel(n_candidates: int, dropped: Counter, path: Path) -> Path:
+    labels, values, left = ["candidates"], [n_candidates], n_candidates
+    for reason in FUNNEL:
+        if dropped.get(reason):
+            left -= dropped[reason]
+            labels.append(f"- {reason}")
+            values.append(left)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1))
+    ax.barh(labels[::-1], values[::-1], color="tab:blue")
+    for y, v in enumerate(values[::-1]):
+        ax.text(v, y, f" {v:,}", va="center", fontsize=9)
+    ax.set_xlabel("rows remaining")
+    ax.set_title("Filtering funnel")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_scores(all_scores: dict[str, list[float | None]], path: Path, split: list[bool] | None = None,
+                split_labels: tuple[str, str] = ("", "")) -> Path:
+    """Histogram of each scorer's scores; with ``split``, two histograms (e.g. correct vs wrong, lab only)."""
+    fig, axes = plt.subplots(1, len(all_scores), figsize=(5 * len(all_scores), 3.2), squeeze=False)
+    for ax, (name, scores) in zip(axes[0], all_scores.items()):
+        vals = np.array([np.nan if s is None else s for s in scores], dtype=float)
+        ok = ~np.isnan(vals)
+        bins = np.linspace(np.nanmin(vals), np.nanmax(vals), 40) if ok.any() else 10
+        if split is None:
+            ax.hist(vals[ok], bins=bins)
+        else:
+            sp = np.array(split)
+            ax.hist(vals[ok & sp], bins=bins, alpha=0.6, label=split_labels[0])
+            ax.hist(vals[ok & ~sp], bins=bins, alpha=0.6, label=split_labels[1])
+            ax.legend()
+        ax.set_title(f"{name} scores ({(~ok).sum()} missing)")
+        ax.set_xlabel("score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save(run_name: str, rows: list[dict], kept: list[dict]) -> Path:
+    d = stage_dir(run_name, STAGE)
+    write_jsonl(d / "candidates.jsonl", rows)
+    write_jsonl(d / "selected.jsonl", ({k: r[k] for k in ("instruction_id", "instruction", "response", "model",
+                                                           "sample", "score")} for r in kept))
+    return d
+
+
+def load_selected(run_name: str) -> list[dict]:
+    return read_jsonl(require(run_name, STAGE, "selected.jsonl"))
+
+
+def metrics(rows: list[dict], kept: list[dict], dropped: Counter, judge_parse_failures: int, primary: str) -> dict:
+    return {"n_candidates": len(rows), "n_selected": len(kept), "n_instructions": len({r["instruction_id"] for r in rows}),
+            "primary_scorer": primary, "judge_parse_failures": judge_parse_failures, "dropped": dict(dropped),
+            "selected_by_model": dict(Counter(r["model"] for r in kept))}
+
+
+def write_metrics_file(run_name: str, data: dict) -> None:
+    write_json(stage_dir(run_name, STAGE) / "scores_summary.json", data)
