@@ -61,6 +61,11 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
         assert key in m01
     assert (run / "01_reconstruct" / "clusters.png").exists() and (run / "01_reconstruct" / "lab_vs_hidden.png").exists()
 
+    m03 = json.loads((run / "03_filtering" / "metrics.json").read_text())
+    assert m03["n_candidates"] == m01["n_kept"] * 2 * 3 and 0 < m03["n_selected"] <= m01["n_kept"]
+    for key in ("judge_parse_failures", "dropped", "selected_correct_rate", "random_candidate_correct_rate"):
+        assert key in m03
+
     m02 = json.loads((run / "02_generation" / "metrics.json").read_text())
     assert m02["n_instructions"] == m01["n_kept"] and m02["samples_per_model"] == 2
     assert m02["n_rows"] == m01["n_kept"] * 2 * 3

@@ -10,7 +10,7 @@ Scorers share one interface: ``scorer.score(rows) -> list[float | None]`` (``Non
 * ``LikelihoodCommittee``: mean token log-probability of the response (and its end-of-turn token) given the
   instruction, averaged over committee models. Tiny lab models cannot follow a rubric; this needs no instruction
   following at all.
-* The lab's verifier (ground truth) is not here: it lives in ``helpers.lab.evaluate`` and is used to *measure* the
+* The lab's verifier (ground truth) is not here: it lives in the lab's evaluation module and is used to *measure* the
   selection, or as a scorer only when a preset asks for it explicitly.
 
 ``select`` keeps the best candidate per instruction, applies a minimum score and format filters, then removes

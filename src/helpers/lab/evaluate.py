@@ -95,3 +95,40 @@ def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=Non
         fig.savefig(figure_path, dpi=110)
         plt.close(fig)
     return report
+
+
+class LabVerifier:
+    """Lab-only scorer: 1.0 if the response is the correct answer, 0.0 if not, None for a malformed instruction.
+
+    It is ground truth, so it is used to *measure* other scorers; a preset may select it as the scorer only by
+    naming ``lab_verifier`` explicitly (an upper bound on what filtering can achieve).
+    """
+
+    name = "lab_verifier"
+
+    def score(self, rows: list[dict]) -> list[float | None]:
+        return [None if tasks.parse_instruction(r["instruction"]) is None
+                else float(tasks.verify(r["instruction"], r["response"])) for r in rows]
+
+
+def selection_report(rows: list[dict], kept: list[dict]) -> dict:
+    """Lab-only: how often the selected response is correct, against picking a candidate at random.
+
+    Rates are over instructions inside the families' support (what the world taught; see ``in_support_rate`` in
+    notebook 01), and, with the suffix ``_well_formed``, over every well-formed instruction.
+    """
+    def rates(in_support: bool) -> dict:
+        ok_instr = {r["instruction_id"] for r in rows
+                    if tasks.parse_instruction(r["instruction"], in_support=in_support) is not None}
+        cands = [r for r in rows if r["instruction_id"] in ok_instr]
+        chosen = [r for r in kept if r["instruction_id"] in ok_instr]
+        correct = defaultdict(bool)
+        for r in cands:
+            correct[r["instruction_id"]] |= tasks.verify(r["instruction"], r["response"])
+        return {"selected_correct_rate": sum(tasks.verify(r["instruction"], r["response"]) for r in chosen) / max(1, len(chosen)),
+                "random_candidate_correct_rate": sum(tasks.verify(r["instruction"], r["response"]) for r in cands) / max(1, len(cands)),
+                "any_candidate_correct_rate": sum(correct.values()) / max(1, len(ok_instr)),
+                "n_selected_measured": len(chosen)}
+
+    support, formed = rates(True), rates(False)
+    return {**support, **{f"{k}_well_formed": v for k, v in formed.items()}}
