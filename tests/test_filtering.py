@@ -1,0 +1,113 @@
+"""Stage 03: scorers, rating parsing, selection and dedup."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import filtering as F
+from helpers import runs
+from helpers.lab import tasks, zoo
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Rating: 4/5", 4.0), ("**Score: 3**", 3.0), ("Rating: 5", 5.0), ("I'd rate this 4 out of 5.", 4.0),
+    ("8/10 - good but terse", 4.0), ("[[2]]", 2.0), ("3", 3.0), ("  4.  ", 4.0), ("Score - 4.5", 4.5),
+    ("Rating:\n\n**1**", 1.0), ("The response is correct. Grade: 5", 5.0),
+])
+def test_parse_rating_messy_judge_outputs(text, expected):
+    assert F.parse_rating(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", "The answer is fine.", "Rating: 7", "Rating: 0", "12/10", "The capital has 2 million people and 7 parks",
+    "Score: N/A", "cat dog sun",
+])
+def test_parse_rating_gives_none_rather_than_guessing(text):
+    assert F.parse_rating(text) is None
+
+
+def prepared(outputs, name="f"):
+    runs.write_json(runs.stage_dir(name, "00_lab") / "models.json", {n: str(zoo.ZOO_DIR / n) for n in zoo.ZOO})
+    return name
+
+
+def test_judge_committee_counts_unparseable_ratings_and_never_crashes(outputs):
+    run = prepared(outputs)
+    rows = [{"instruction": "What is 2 plus 3?", "response": r} for r in ("5", "7", "")]
+    judge = F.JudgeCommittee(run, ["gen_small", "base"], max_new_tokens=8, progress=False)
+    scores = judge.score(rows)
+    assert len(scores) == 3 and set(judge.parse_failures) == {"gen_small", "base"}
+    # tiny lab models cannot follow a rubric: their "ratings" are mostly unparseable, recorded as missing
+    assert sum(judge.parse_failures.values()) >= 1
+    assert all(s is None or 1 <= s <= 5 for s in scores)
+
+
+def test_judge_average_skips_missing():
+    assert F._mean([4.0, None, 2.0]) == 3.0 and F._mean([None, None]) is None
+
+
+def test_reward_model_scorer_batches_with_masks(tmp_path):
+    """A tiny randomly initialised reward model: scores do not depend on batch composition (masks are right)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(zoo.ZOO_DIR / "base")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.pad_token_id)
+    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    rows = [{"instruction": e.instruction, "response": e.response}
+            for e in tasks.sample_examples(tasks.uniform(tasks.GENERAL_FAMILIES), 7, seed=1)]
+    together = F.RewardModel(str(tmp_path / "rm"), batch_size=7, progress=False).score(rows)
+    alone = [F.RewardModel(str(tmp_path / "rm"), batch_size=1, progress=False).score([r])[0] for r in rows]
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_likelihood_prefers_correct_answers():
+    model, tok = zoo.load("gen_uniform")
+    examples = tasks.sample_examples(tasks.uniform(tasks.GENERAL_FAMILIES), 60, seed=2)
+    right = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response} for e in examples])
+    wrong = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response + " cat"}
+                                             for e in examples])
+    assert np.mean(np.array(right) > np.array(wrong)) >= 0.9
+    assert all(v <= 0 for v in right)
+    # batching does not change a score
+    again = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response} for e in examples[:5]],
+                                batch_size=1)
+    assert np.allclose(right[:5], again, atol=1e-5)
+
+
+def cand(iid, response, model="m", sample=0, instruction=None, finished=True):
+    return {"instruction_id": iid, "instruction": instruction or f"Instruction number {iid} about topic {iid * 7}",
+            "response": response, "model": model, "sample": sample, "finished": finished}
+
+
+def test_select_keeps_best_and_every_reason():
+    rows = [cand(0, "good", sample=0), cand(0, "bad", sample=1), cand(1, "", sample=0), cand(1, "fine", sample=1),
+            cand(2, "low"), cand(3, "x", finished=False), cand(4, "word " * 50),
+            cand(5, "same", instruction="Shared instruction"), cand(6, "same", instruction="Shared  instruction")]
+    scores = [0.9, 0.1, 0.9, 0.5, -5.0, 0.9, 0.9, 0.8, 0.7]
+    kept, dropped = F.select(rows, scores, min_score=0.0, max_response_words=20, minhash_threshold=None,
+                             embedding_threshold=None)
+    assert [r["response"] for r in kept] == ["good", "fine", "same"]
+    assert dropped == Counter({"not_best": 1, "empty_response": 1, "below_min_score": 1, "unfinished": 1,
+                               "too_long": 1, "duplicate_exact": 1})
+    assert [r["dropped"] for r in rows] == [None, "not_best", "empty_response", None, "below_min_score", "unfinished",
+                                            "too_long", None, "duplicate_exact"]
+
+
+def test_unscored_rows_are_dropped_not_crashed():
+    rows = [cand(0, "a"), cand(0, "b", sample=1)]
+    kept, dropped = F.select(rows, [None, 0.3], minhash_threshold=None, embedding_threshold=None)
+    assert [r["response"] for r in kept] == ["b"] and dropped == Counter({"unscored": 1})
+
+
+def test_near_duplicate_detectors():
+    texts = ["Reverse the order of these words: cat dog sun moon", "Reverse the order of these words: cat dog sun moon.",
+             "What is the capital of Arvania?"]
+    assert F.minhash_duplicates(texts, threshold=0.8) == [False, True, False]
+    v = np.eye(3)
+    v[1] = v[0] * 0.999 + v[1] * 0.04
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert F.embedding_duplicates(v, threshold=0.98) == [False, True, False]
