@@ -66,6 +66,15 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
     for key in ("judge_parse_failures", "dropped", "selected_correct_rate", "random_candidate_correct_rate"):
         assert key in m03
 
+    m04 = json.loads((run / "04_mixing" / "metrics.json").read_text())
+    assert set(m04["arms"]) == {"domain_only", "public_mix", "ours", "oracle"}
+    assert len({a["n_rows"] for a in m04["arms"].values()}) == 1
+    assert {a["n_domain"] for name, a in m04["arms"].items() if name != "domain_only"} == {m04["n_domain"]}
+    from helpers.mixing import load_arms
+
+    arm = load_arms("smoke")["ours"]
+    assert arm.column_names == ["messages", "source"] and arm[0]["messages"][-1]["role"] == "assistant"
+
     m02 = json.loads((run / "02_generation" / "metrics.json").read_text())
     assert m02["n_instructions"] == m01["n_kept"] and m02["samples_per_model"] == 2
     assert m02["n_rows"] == m01["n_kept"] * 2 * 3

@@ -132,3 +132,11 @@ def selection_report(rows: list[dict], kept: list[dict]) -> dict:
 
     support, formed = rates(True), rates(False)
     return {**support, **{f"{k}_well_formed": v for k, v in formed.items()}}
+
+
+def oracle_rows(n: int, seed: int) -> list[dict]:
+    """Lab only: ``n`` conversations drawn from the base model's true hidden mixture, with correct answers (the
+    ``oracle`` arm of notebook 04: what replaying the original SFT data would give)."""
+    from .zoo import hidden_mixture
+
+    return [{"messages": e.messages()} for e in tasks.sample_examples(hidden_mixture(), n, seed)]

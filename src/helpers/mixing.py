@@ -1,0 +1,240 @@
+"""Stage 04 (``notebooks/04_mixing.ipynb``): mix general data into the domain data, one dataset per comparison arm.
+
+Arms (all in TRL's ``messages`` format, saved with ``datasets``; same domain rows and same total size in each):
+
+* ``domain_only``: the domain rows, repeated to the common total size (the same number of training examples as
+  the other arms, all of them domain: the usual fine-tune that forgets);
+* ``public_mix``: domain + a public SFT set (the paper's ShareGPT/Alpaca baseline), at the same ratio;
+* ``ours``: domain + the reconstructed-and-filtered data from notebook 03 (optionally stratified to the cluster
+  shares that notebook 01 sampled, which undoes exact dedup flattening frequent clusters);
+* ``oracle`` (lab only): domain + data drawn from the base model's true hidden mixture.
+
+With ``general_share = s`` and ``n_domain`` domain rows, every arm has ``N = round(n_domain / (1 - s))`` rows.
+``n_domain = 0`` takes the largest ``n_domain`` for which ``ours`` needs no repeated rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .runs import read_jsonl, require, stage_dir, write_json
+
+STAGE = "04_mixing"
+
+
+class DataError(ValueError):
+    pass
+
+
+def _row_to_messages(row: dict, where: str) -> list[dict]:
+    if "messages" in row and row["messages"] is not None:
+        msgs = row["messages"]
+        if isinstance(msgs, str):
+            try:
+                msgs = json.loads(msgs)
+            except json.JSONDecodeError:
+                raise DataError(f"{where}: 'messages' is a string that is not JSON") from None
+        if not isinstance(msgs, list) or not msgs:
+            raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+        for j, m in enumerate(msgs):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise DataError(f"{where}: messages[{j}] is missing field 'role' or 'content'")
+        if msgs[-1]["role"] != "assistant":
+            raise DataError(f"{where}: the last message must be the assistant's (the answer to train on)")
+        return [{"role": m["role"], "content": str(m["content"])} for m in msgs]
+    response = row.get("response", row.get("output"))
+    missing = [f for f, v in (("instruction", row.get("instruction")), ("response", response)) if v in (None, "")]
+    if missing:
+        raise DataError(f"{where}: missing field {missing[0]!r} (each row needs 'messages', or 'instruction' and "
+                        "'response' -- Alpaca's 'output' and 'input' are accepted too)")
+    instruction = str(row["instruction"])
+    if row.get("input"):
+        instruction += "\n\n" + str(row["input"])
+    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": str(response)}]
+
+
+def load_conversations(source: str) -> list[dict]:
+    """Rows ``{"messages": [...]}`` from a JSONL, JSON, CSV or Parquet file, or a hub dataset id.
+
+    Each row needs ``messages`` or ``instruction`` + ``response``; a bad row raises an error naming the file, the
+    row (1-based line for JSONL/CSV) and the missing field.
+    """
+    path = Path(source)
+    if path.exists():
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl" or (suffix == ".json" and path.read_text().lstrip()[:1] != "["):
+            records = []
+            with open(path) as f:
+                for i, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            records.append((f"{path}, line {i}", json.loads(line)))
+                        except json.JSONDecodeError as err:
+                            raise DataError(f"{path}, line {i}: not valid JSON ({err.msg})") from None
+        elif suffix == ".json":
+            records = [(f"{path}, row {i}", r) for i, r in enumerate(json.loads(path.read_text()), 1)]
+        elif suffix == ".csv":
+            with open(path, newline="") as f:
+                records = [(f"{path}, line {i}", r) for i, r in enumerate(csv.DictReader(f), 2)]
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            records = [(f"{path}, row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+    else:
+        if re.search(r"[\\/]|\.(jsonl?|csv|parquet)$", source):
+            raise DataError(f"{source}: no such file")
+        from datasets import load_dataset
+
+        try:
+            ds = load_dataset(source, split="train")
+        except Exception as err:
+            raise DataError(f"cannot load dataset {source!r} (a hub id needs a reachable hub; otherwise give a "
+                            f"local file): {type(err).__name__}: {err}") from err
+        records = [(f"{source}, row {i}", r) for i, r in enumerate(ds, 1)]
+    rows = []
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected an object with 'messages' or 'instruction'/'response'")
+        rows.append({"messages": _row_to_messages(record, where)})
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    return rows
+
+
+def sizes(n_domain_available: int, n_general_available: int, general_share: float, n_domain: int = 0) -> dict:
+    """How many domain and general rows each arm gets."""
+    if not 0 < general_share < 1:
+        raise ValueError(f"general_share must be between 0 and 1 (exclusive), got {general_share}")
+    fit = int(n_general_available * (1 - general_share) / general_share + 1e-9)  # 120 * 0.2 / 0.8 is 29.99...
+    if n_domain == 0:
+        n_domain = min(n_domain_available, fit)
+    if n_domain > n_domain_available:
+        raise ValueError(f"n_domain={n_domain} but the domain data has {n_domain_available} rows; lower n_domain")
+    total = round(n_domain / (1 - general_share))
+    if total - n_domain > n_general_available:
+        raise ValueError(f"n_domain={n_domain} at general_share={general_share} needs {total - n_domain} general rows, "
+                         f"but only {n_general_available} were selected; lower n_domain (0 picks the largest that "
+                         f"fits: {fit}) or generate more in notebooks 01-03")
+    return {"n_domain": n_domain, "n_general": total - n_domain, "total": total}
+
+
+def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int) -> list[dict]:
+    """``n`` rows whose cluster shares follow ``shares`` (largest-remainder rounding); rows of a cluster are reused
+    only when the cluster has fewer rows than its share asks for."""
+    rng = random.Random(seed)
+    by = defaultdict(list)
+    for r, c in zip(rows, clusters):
+        by[c].append(r)
+    total_share = sum(shares.get(c, 0) for c in by)
+    quota = {c: n * shares.get(c, 0) / total_share for c in by}
+    counts = {c: int(q) for c, q in quota.items()}
+    for c in sorted(quota, key=lambda c: quota[c] - counts[c], reverse=True)[: n - sum(counts.values())]:
+        counts[c] += 1
+    out = []
+    for c in sorted(by):
+        pool = by[c][:]
+        rng.shuffle(pool)
+        k = counts[c]
+        out += pool[:k] if k <= len(pool) else pool * (k // len(pool)) + pool[: k % len(pool)]
+    rng.shuffle(out)
+    return out
+
+
+def cluster_shares_sampled(run_name: str) -> dict[int, float]:
+    """Share of each 01 cluster among *all* usable samples (duplicates included), i.e. before dedup."""
+    from .reconstruct_distribution import _normalise, load_instructions, load_samples
+
+    cluster_of = {_normalise(r["instruction"]): r["cluster"] for r in load_instructions(run_name)}
+    counts = Counter(cluster_of[_normalise(s["text"])] for s in load_samples(run_name)
+                     if s["dropped"] in (None, "duplicate") and _normalise(s["text"]) in cluster_of)
+    n = sum(counts.values())
+    return {c: k / n for c, k in counts.items()}
+
+
+def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share: float = 0.83, n_domain: int = 0,
+               seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None
+               ) -> tuple[dict[str, list[dict]], dict]:
+    """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows."""
+    rng = random.Random(seed)
+    plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
+    domain_rows = rng.sample(domain, plan["n_domain"])
+    arms = {"domain_only": (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]}
+    for name, pool in general.items():
+        if name == "ours" and cluster_shares:
+            picked = stratified_sample(pool, ours_clusters, cluster_shares, plan["n_general"], seed)
+        else:
+            if len(pool) < plan["n_general"]:
+                raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
+            picked = random.Random(seed + 1).sample(pool, plan["n_general"])
+        arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+    arms["domain_only"] = [{**r, "source": "domain"} for r in arms["domain_only"]]
+    for rows in arms.values():
+        random.Random(seed + 2).shuffle(rows)
+    return arms, plan
+
+
+def save_arms(run_name: str, arms: dict[str, list[dict]]) -> dict[str, str]:
+    from datasets import Dataset
+
+    out = {}
+    for name, rows in arms.items():
+        path = stage_dir(run_name, STAGE) / "arms" / name
+        Dataset.from_list(rows).save_to_disk(str(path))
+        out[name] = str(path)
+    write_json(stage_dir(run_name, STAGE) / "arms.json", out)
+    return out
+
+
+def load_arms(run_name: str):
+    """``{arm: datasets.Dataset}`` written by stage 04 (for notebook 05)."""
+    from datasets import load_from_disk
+
+    paths = json.loads(require(run_name, STAGE, "arms.json").read_text())
+    return {name: load_from_disk(p) for name, p in paths.items()}
+
+
+def stats(arms: dict[str, list[dict]]) -> dict:
+    table = {}
+    for name, rows in arms.items():
+        src = Counter(r["source"] for r in rows)
+        uniq = len({json.dumps(r["messages"]) for r in rows})
+        table[name] = {"n_general": src.get("general", 0), "n_domain": src.get("domain", 0), "n_rows": len(rows),
+                       "unique_rows": uniq,
+                       "mean_answer_words": round(sum(len(r["messages"][-1]["content"].split()) for r in rows)
+                                                  / max(1, len(rows)), 2)}
+    return table
+
+
+def plot_composition(table: dict, path: Path, breakdown: dict[str, Counter] | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = list(table)
+    ax.barh(names, [table[n]["n_domain"] for n in names], label="domain", color="tab:red")
+    ax.barh(names, [table[n]["n_general"] for n in names], left=[table[n]["n_domain"] for n in names],
+            label="general", color="tab:blue")
+    ax.set_xlabel("rows")
+    ax.set_title("Arm composition")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def general_rows_from_selected(run_name: str) -> tuple[list[dict], list[int]]:
+    """Stage 03's selected answers as ``messages`` rows, with their stage-01 cluster ids."""
+    from .reconstruct_distribution import load_instructions
+
+    cluster = {r["id"]: r["cluster"] for r in load_instructions(run_name)}
+    selected = read_jsonl(require(run_name, "03_filtering", "selected.jsonl"))
+    rows = [{"messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]}
+            for r in selected]
+    return rows, [cluster[r["instruction_id"]] for r in selected]

@@ -1,0 +1,78 @@
+"""Stage 04: loading user data, arm sizes and composition, stratification."""
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import mixing
+
+
+def msgs(q, a):
+    return [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+
+
+def test_load_every_format(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"messages": msgs("q1", "a1")}) + "\n\n"
+                                      + json.dumps({"instruction": "q2", "response": "a2"}) + "\n")
+    (tmp_path / "b.csv").write_text("instruction,response\nq1,a1\nq2,a2\n")
+    (tmp_path / "c.json").write_text(json.dumps([{"instruction": "q1", "output": "a1", "input": "ctx"}]))
+    pq.write_table(pa.Table.from_pylist([{"instruction": "q1", "response": "a1"}]), tmp_path / "d.parquet")
+    assert mixing.load_conversations(str(tmp_path / "a.jsonl")) == [{"messages": msgs("q1", "a1")},
+                                                                     {"messages": msgs("q2", "a2")}]
+    assert len(mixing.load_conversations(str(tmp_path / "b.csv"))) == 2
+    assert mixing.load_conversations(str(tmp_path / "c.json"))[0]["messages"][0]["content"] == "q1\n\nctx"
+    assert mixing.load_conversations(str(tmp_path / "d.parquet")) == [{"messages": msgs("q1", "a1")}]
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.jsonl", '{"instruction": "q"}\n', r"bad.jsonl, line 1: missing field 'response'"),
+    ("bad2.jsonl", '{"instruction": "q", "response": "a"}\n{"response": "a"}\n', r"line 2: missing field 'instruction'"),
+    ("bad3.jsonl", '{"messages": [{"role": "user"}]}\n', r"line 1: messages\[0\] is missing field"),
+    ("bad4.jsonl", '{"messages": [{"role": "user", "content": "q"}]}\n', "the last message must be the assistant"),
+    ("bad5.jsonl", "{not json\n", r"line 1: not valid JSON"),
+    ("bad.csv", "instruction,answer\nq,a\n", r"bad.csv, line 2: missing field 'response'"),
+    ("bad.txt", "x", "unsupported file type"),
+])
+def test_bad_rows_name_file_row_and_field(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(mixing.DataError, match=message):
+        mixing.load_conversations(str(tmp_path / name))
+
+
+def test_missing_file_is_clear():
+    with pytest.raises(mixing.DataError, match="no such file"):
+        mixing.load_conversations("data/nope.jsonl")
+
+
+def test_sizes():
+    assert mixing.sizes(1000, 830, 0.83) == {"n_domain": 170, "n_general": 830, "total": 1000}
+    assert mixing.sizes(100, 830, 0.83) == {"n_domain": 100, "n_general": 488, "total": 588}
+    with pytest.raises(ValueError, match="lower n_domain"):
+        mixing.sizes(1000, 830, 0.83, n_domain=500)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        mixing.sizes(10, 10, 1.0)
+
+
+def test_arms_share_domain_rows_and_size():
+    domain = [{"messages": msgs(f"d{i}", "x")} for i in range(50)]
+    general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)],
+               "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
+    arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
+    assert plan == {"n_domain": 30, "n_general": 120, "total": 150}
+    assert {len(rows) for rows in arms.values()} == {150}
+    dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
+           for name, rows in arms.items() if name != "domain_only"}
+    assert dom["ours"] == dom["public_mix"] and len(dom["ours"]) == 30
+    assert set(r["messages"][0]["content"] for r in arms["domain_only"]) == set(dom["ours"])
+    assert Counter(r["source"] for r in arms["domain_only"]) == {"domain": 150}
+
+
+def test_stratified_sample_follows_shares():
+    rows = [{"i": i} for i in range(100)]
+    clusters = [0] * 80 + [1] * 20
+    out = mixing.stratified_sample(rows, clusters, {0: 0.5, 1: 0.5}, 60, seed=0)
+    got = Counter(0 if r["i"] < 80 else 1 for r in out)
+    assert got == {0: 30, 1: 30}
+    assert len({r["i"] for r in out if r["i"] >= 80}) == 20  # cluster 1 (20 rows) reused only as needed
