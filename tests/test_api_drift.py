@@ -5,7 +5,9 @@ Keep one entry per call site (file and function in the comment).
 """
 import inspect
 
+import datasets
 import papermill
+from datasketch import MinHash, MinHashLSH
 import pytest
 from sentence_transformers import SentenceTransformer
 from sklearn.cluster import KMeans
@@ -41,6 +43,14 @@ CALLS = {
     "silhouette_score": (silhouette_score, {"sample_size", "random_state"}),
     "TfidfVectorizer": (TfidfVectorizer.__init__, {"token_pattern", "stop_words"}),
     "PCA": (PCA.__init__, {"n_components", "random_state"}),
+    # helpers/filtering.py: minhash_duplicates()
+    "datasketch.MinHash": (MinHash.__init__, {"num_perm", "seed"}),
+    "datasketch.MinHashLSH": (MinHashLSH.__init__, {"threshold", "num_perm"}),
+    # helpers/filtering.py: RewardModel.score()
+    "tokenizer.pad": (PreTrainedTokenizerFast.pad, {"return_tensors"}),
+    # helpers/mixing.py
+    "datasets.load_dataset": (datasets.load_dataset, {"split"}),
+    "datasets.load_from_disk": (datasets.load_from_disk, {"dataset_path"}),
     # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
@@ -96,3 +106,10 @@ def test_auto_config_for_model_keywords():
                                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                                       max_position_embeddings=512, tie_word_embeddings=True)
         assert (config.hidden_size, config.num_key_value_heads, config.head_dim) == (64, 2, 16), arch
+
+
+def test_datasets_round_trip(tmp_path):
+    # helpers/mixing.py: save_arms() / load_arms()
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "source": "domain"}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "arm"))
+    assert datasets.load_from_disk(str(tmp_path / "arm"))[0] == rows[0]
