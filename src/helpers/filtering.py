@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from . import models
 from .chat import encode_prompt, render_prompt
 from .generate import generate
-from .runs import read_jsonl, require, stage_dir, write_json, write_jsonl
+from .runs import read_jsonl, require, save_figure, stage_dir, write_jsonl
 
 STAGE = "03_filtering"
 
@@ -331,10 +331,7 @@ def plot_funnel(n_candidates: int, dropped: Counter, path: Path) -> Path:
         ax.text(v, y, f" {v:,}", va="center", fontsize=9)
     ax.set_xlabel("rows remaining")
     ax.set_title("Filtering funnel")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_scores(all_scores: dict[str, list[float | None]], path: Path, split: list[bool] | None = None,
@@ -354,10 +351,7 @@ def plot_scores(all_scores: dict[str, list[float | None]], path: Path, split: li
             ax.legend()
         ax.set_title(f"{name} scores ({(~ok).sum()} missing)")
         ax.set_xlabel("score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save(run_name: str, rows: list[dict], kept: list[dict]) -> Path:
@@ -376,7 +370,3 @@ def metrics(rows: list[dict], kept: list[dict], dropped: Counter, judge_parse_fa
     return {"n_candidates": len(rows), "n_selected": len(kept), "n_instructions": len({r["instruction_id"] for r in rows}),
             "primary_scorer": primary, "judge_parse_failures": judge_parse_failures, "dropped": dict(dropped),
             "selected_by_model": dict(Counter(r["model"] for r in kept))}
-
-
-def write_metrics_file(run_name: str, data: dict) -> None:
-    write_json(stage_dir(run_name, STAGE) / "scores_summary.json", data)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .lab import tasks, zoo
 from .lab.evaluate import exact_match, heldout_examples
-from .runs import finish_stage, read_json, require, stage_dir, write_json, write_jsonl
+from .runs import finish_stage, read_json, require, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "00_lab"
 
@@ -108,10 +108,7 @@ def plot_accuracy(results: dict, path: Path) -> Path:
     ax.set_ylim(0, 1.1)
     ax.set_title("Zoo models on held-out instructions, per family")
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)  # the notebook shows the saved file; an open figure would be drawn a second time
-    return path
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(paths: dict[str, str], path: Path) -> Path:
@@ -126,10 +123,7 @@ def plot_loss_curves(paths: dict[str, str], path: Path) -> Path:
     ax.set_yscale("log")
     ax.legend()
     ax.set_title("Zoo training curves (user-turn tokens are harder to predict than answers)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)  # the notebook shows the saved file; an open figure would be drawn a second time
-    return path
+    return save_figure(fig, path)
 
 
 def summarise(results: dict) -> dict:

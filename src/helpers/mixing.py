@@ -24,7 +24,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .runs import read_jsonl, require, stage_dir, write_json
+from .runs import read_jsonl, require, save_figure, stage_dir, write_json
 
 STAGE = "04_mixing"
 
@@ -214,7 +214,7 @@ def stats(arms: dict[str, list[dict]]) -> dict:
     return table
 
 
-def plot_composition(table: dict, path: Path, breakdown: dict[str, Counter] | None = None) -> Path:
+def plot_composition(table: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(table)
     ax.barh(names, [table[n]["n_domain"] for n in names], label="domain", color="tab:red")
@@ -223,10 +223,7 @@ def plot_composition(table: dict, path: Path, breakdown: dict[str, Counter] | No
     ax.set_xlabel("rows")
     ax.set_title("Arm composition")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def general_rows_from_selected(run_name: str) -> tuple[list[dict], list[int]]:

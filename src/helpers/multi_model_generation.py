@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import models
 from .chat import render_prompt
 from .generate import generate
-from .runs import read_json, read_jsonl, require, stage_dir, write_json, write_jsonl
+from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "02_generation"
 DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64}
@@ -153,10 +153,7 @@ def plot(rows: list[dict], timings: dict, path: Path) -> Path:
     axes[1].bar(names, [timings[n]["tokens_per_second"] or 0 for n in names])
     axes[1].set_ylabel("new tokens / s")
     axes[1].set_title("Generation throughput")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def metrics(rows: list[dict], instructions: list[dict], generators: list[str], samples_per_model: int,

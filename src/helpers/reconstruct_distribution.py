@@ -22,7 +22,7 @@ import numpy as np
 
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
 from .generate import generate
-from .runs import read_json, read_jsonl, require, stage_dir, write_json, write_jsonl
+from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "01_reconstruct"
 RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
@@ -135,10 +135,7 @@ def plot_clusters(texts: list[str], embeddings: np.ndarray, cat: dict, path: Pat
     axes[2].axvline(cat["k"], color="grey", ls="--")
     axes[2].set_xlabel("k")
     axes[2].set_title("Silhouette score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save(run_name: str, samples: list[dict], kept: list[dict], cat: dict) -> Path:

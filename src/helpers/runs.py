@@ -112,6 +112,17 @@ def read_jsonl(path: Path) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, save (PNG, 110 dpi) and close a figure; notebooks display the saved file, so an open figure would be
+    drawn twice."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
     """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions) for a stage."""
     import torch

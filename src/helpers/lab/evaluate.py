@@ -91,9 +91,9 @@ def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=Non
         ax.set_ylabel("share")
         ax.set_title("Lab only: reconstructed vs hidden instruction distribution")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(figure_path, dpi=110)
-        plt.close(fig)
+        from ..runs import save_figure
+
+        save_figure(fig, figure_path)
     return report
 
 
