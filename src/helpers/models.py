@@ -14,7 +14,9 @@ def resolve(run_name: str, name: str) -> str:
         paths = read_json(models_json)
         if name in paths:
             return paths[name]
-    if name in {"base", "gen_small", "gen_uniform"}:
+    from .lab.zoo import ZOO
+
+    if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
     return name
