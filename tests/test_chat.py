@@ -58,29 +58,20 @@ def test_system_prompt_replaces_the_default():
     assert pq.text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
 
 
-def test_missing_template_is_a_clear_error():
+BROKEN_TEMPLATES = {
+    "missing": (None, "has no chat template"),
+    "malformed": ("{% for m in messages %}{{ m.content }", "failed to render"),
+    # a vision template expects content as a list of parts and drops a plain string
+    "drops the text": (standins.template_path("smolvlm").read_text(), "does not write a user message's text verbatim"),
+    "no turn-end token": ("{% for m in messages %}User: {{ m.content }}\n{% endfor %}"
+                          "{% if add_generation_prompt %}Bot:{% endif %}", "no special token ends the user turn"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_TEMPLATES))
+def test_broken_template_is_a_clear_error(case):
+    template, message = BROKEN_TEMPLATES[case]
     tok = standins.tokenizer("qwen3")
-    tok.chat_template = None
-    with pytest.raises(ValueError, match="has no chat template"):
-        prequery_template(tok)
-
-
-def test_malformed_template_is_a_clear_error():
-    tok = standins.tokenizer("qwen3")
-    tok.chat_template = "{% for m in messages %}{{ m.content }"
-    with pytest.raises(ValueError, match="failed to render"):
-        prequery_template(tok)
-
-
-def test_template_that_drops_the_text_is_a_clear_error():
-    tok = standins.tokenizer("qwen3")
-    tok.chat_template = standins.template_path("smolvlm").read_text()  # expects content as a list of parts
-    with pytest.raises(ValueError, match="does not write a user message's text verbatim"):
-        prequery_template(tok)
-
-
-def test_template_without_turn_end_token_is_a_clear_error():
-    tok = standins.tokenizer("qwen3")
-    tok.chat_template = "{% for m in messages %}User: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}Bot:{% endif %}"
-    with pytest.raises(ValueError, match="no special token ends the user turn"):
+    tok.chat_template = template
+    with pytest.raises(ValueError, match=message):
         prequery_template(tok)

@@ -72,18 +72,26 @@ def render_prompt(tokenizer, instruction: str, system_prompt: str | None = None,
     return _render(tokenizer, messages, True, **template_kwargs)
 
 
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """Token ids of an already-rendered prompt, with exactly one BOS where the model expects one.
+def encode_prompts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of already-rendered prompts, each with exactly one BOS where the model expects one.
 
     A rendered template usually starts with its BOS as text; tokenising it with special tokens on would add a
     second. Without them, a tokenizer whose template omits BOS but whose model expects one (it adds it by default)
     would get none. So: encode without special tokens, then prepend BOS only if the tokenizer adds one by default
     and the text did not bring it.
     """
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
-    if bos is not None and (not ids or ids[0] != bos):
-        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
-        if probe and probe[0] == bos:
-            ids = [bos] + ids
-    return ids
+    if bos is None:
+        return encoded
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    if not probe or probe[0] != bos:
+        return encoded
+    return [ids if ids and ids[0] == bos else [bos] + ids for ids in encoded]
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """``encode_prompts`` for one prompt."""
+    return encode_prompts(tokenizer, [text])[0]

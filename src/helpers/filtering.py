@@ -30,8 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import models
-from .chat import encode_prompt, render_prompt
+from .chat import encode_prompts, render_prompt
 from .generate import generate
+from .reconstruct_distribution import normalise
 from .runs import read_jsonl, require, save_figure, stage_dir, write_jsonl
 
 STAGE = "03_filtering"
@@ -138,7 +139,7 @@ class RewardModel:
         texts = [tok.apply_chat_template([{"role": "user", "content": r["instruction"]},
                                           {"role": "assistant", "content": r["response"]}], tokenize=False)
                  for r in rows]
-        ids = [encode_prompt(tok, t) for t in texts]
+        ids = encode_prompts(tok, texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         scores: list[float | None] = [None] * len(rows)
         for start in tqdm(range(0, len(order), self.batch_size), desc="reward model", disable=not self.progress):
@@ -160,13 +161,10 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     """Mean log-probability per token of each response plus the end-of-turn token, given its prompt."""
     device = next(model.parameters()).device
     stop = stop_token or tokenizer.eos_token
-    pairs = []
-    prompt_cache: dict[str, list[int]] = {}
-    for r in rows:
-        if r["instruction"] not in prompt_cache:
-            prompt_cache[r["instruction"]] = encode_prompt(tokenizer, render_prompt(tokenizer, r["instruction"]))
-        answer = tokenizer(r["response"] + stop, add_special_tokens=False)["input_ids"]
-        pairs.append((prompt_cache[r["instruction"]], answer))
+    instructions = list(dict.fromkeys(r["instruction"] for r in rows))  # each prompt rendered and encoded once
+    prompt_ids = dict(zip(instructions, encode_prompts(tokenizer, [render_prompt(tokenizer, i) for i in instructions])))
+    answers = tokenizer([r["response"] + stop for r in rows], add_special_tokens=False)["input_ids"]
+    pairs = [(prompt_ids[r["instruction"]], a) for r, a in zip(rows, answers)]
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     out = [0.0] * len(rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -211,10 +209,6 @@ class LikelihoodCommittee:
 # ----------------------------------------------------------------------------------------------------------------
 # Selection and dedup
 # ----------------------------------------------------------------------------------------------------------------
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
-
-
 def format_reason(row: dict, max_response_words: int) -> str | None:
     if not row["response"].strip():
         return "empty_response"
@@ -233,7 +227,7 @@ def minhash_duplicates(texts: list[str], threshold: float = 0.9, num_perm: int =
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     dup = []
     for i, text in enumerate(texts):
-        t = _norm(text)
+        t = normalise(text)
         m = MinHash(num_perm=num_perm, seed=1)
         for g in {t[j : j + ngram] for j in range(max(1, len(t) - ngram + 1))}:
             m.update(g.encode())
@@ -287,7 +281,7 @@ def select(rows: list[dict], scores: list[float | None], *, min_score: float | N
             best.append(top)
     seen, kept = set(), []
     for r in best:
-        key = (_norm(r["instruction"]), _norm(r["response"]))
+        key = (normalise(r["instruction"]), normalise(r["response"]))
         if key in seen:
             drop(r, "duplicate_exact")
         else:

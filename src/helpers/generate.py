@@ -1,7 +1,7 @@
 """Batched text generation shared by every stage that samples from a model (00, 01, 02, 06).
 
 Prompts are already-rendered strings (chat template applied, generation prompt included), tokenised by
-``chat.encode_prompt`` so that they carry exactly one BOS where the model expects one.
+``chat.encode_prompts`` so that they carry exactly one BOS where the model expects one.
 Batches are sorted by length (less padding) and left-padded (decoder-only models continue from the right edge).
 """
 
@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .chat import encode_prompt
+from .chat import encode_prompts
 
 
 def generate(
@@ -38,7 +38,7 @@ def generate(
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
     stop_id = tokenizer.convert_tokens_to_ids(stop_token) if stop_token else tokenizer.eos_token_id
     device = next(model.parameters()).device
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[dict | None] = [None] * len(prompts)
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .runs import read_jsonl, require, save_figure, stage_dir, write_json
+from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json
 
 STAGE = "04_mixing"
 
@@ -151,11 +151,11 @@ def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, f
 
 def cluster_shares_sampled(run_name: str) -> dict[int, float]:
     """Share of each 01 cluster among *all* usable samples (duplicates included), i.e. before dedup."""
-    from .reconstruct_distribution import _normalise, load_instructions, load_samples
+    from .reconstruct_distribution import normalise, load_instructions, load_samples
 
-    cluster_of = {_normalise(r["instruction"]): r["cluster"] for r in load_instructions(run_name)}
-    counts = Counter(cluster_of[_normalise(s["text"])] for s in load_samples(run_name)
-                     if s["dropped"] in (None, "duplicate") and _normalise(s["text"]) in cluster_of)
+    cluster_of = {normalise(r["instruction"]): r["cluster"] for r in load_instructions(run_name)}
+    counts = Counter(cluster_of[normalise(s["text"])] for s in load_samples(run_name)
+                     if s["dropped"] in (None, "duplicate") and normalise(s["text"]) in cluster_of)
     n = sum(counts.values())
     return {c: k / n for c, k in counts.items()}
 
@@ -167,7 +167,8 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     rng = random.Random(seed)
     plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
     domain_rows = rng.sample(domain, plan["n_domain"])
-    arms = {"domain_only": (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]}
+    repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
+    arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}
     for name, pool in general.items():
         if name == "ours" and cluster_shares:
             picked = stratified_sample(pool, ours_clusters, cluster_shares, plan["n_general"], seed)
@@ -176,7 +177,6 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                 raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
             picked = random.Random(seed + 1).sample(pool, plan["n_general"])
         arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
-    arms["domain_only"] = [{**r, "source": "domain"} for r in arms["domain_only"]]
     for rows in arms.values():
         random.Random(seed + 2).shuffle(rows)
     return arms, plan
@@ -198,7 +198,7 @@ def load_arms(run_name: str):
     """``{arm: datasets.Dataset}`` written by stage 04 (for notebook 05)."""
     from datasets import load_from_disk
 
-    paths = json.loads(require(run_name, STAGE, "arms.json").read_text())
+    paths = read_json(require(run_name, STAGE, "arms.json"))
     return {name: load_from_disk(p) for name, p in paths.items()}
 
 

@@ -43,7 +43,8 @@ def sample_instructions(model, tokenizer, n: int, *, temperature: float = 1.0, t
     return rows, {"prefix": pq.text, "stop_token": pq.stop_token}
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """Lower-cased, whitespace-folded text: the key for exact dedup (here, in 03 and in 04)."""
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
@@ -58,7 +59,7 @@ def drop_reason(text: str, finished: bool, min_words: int, max_words: int) -> st
         return "too_short"
     if words > max_words:
         return "too_long"
-    if _normalise(text).startswith(RESPONSE_OPENERS) or not re.search(r"[^\W\d_]", text):
+    if normalise(text).startswith(RESPONSE_OPENERS) or not re.search(r"[^\W\d_]", text):
         return "looks_like_response"  # an answer, not a request (or no letters at all)
     return None
 
@@ -71,7 +72,7 @@ def clean(rows: list[dict], min_words: int = 3, max_words: int = 200) -> tuple[l
         text = row["text"].strip()
         reason = drop_reason(text, row["finished"], min_words, max_words)
         if reason is None:
-            key = _normalise(text)
+            key = normalise(text)
             reason = "duplicate" if key in seen else None
             seen.add(key)
         row["dropped"] = reason
