@@ -161,9 +161,13 @@ def cluster_shares_sampled(run_name: str) -> dict[int, float]:
 
 
 def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share: float = 0.83, n_domain: int = 0,
-               seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None
-               ) -> tuple[dict[str, list[dict]], dict]:
-    """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows."""
+               seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
+               sweep_shares: list[float] = ()) -> tuple[dict[str, list[dict]], dict]:
+    """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
+
+    ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
+    rows as that share needs (reused when the pool is short), for the ratio sweep in notebook 06. The plan's
+    ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share."""
     rng = random.Random(seed)
     plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
     domain_rows = rng.sample(domain, plan["n_domain"])
@@ -177,6 +181,21 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                 raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
             picked = random.Random(seed + 1).sample(pool, plan["n_general"])
         arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+    plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
+    for share in sweep_shares:
+        if not 0 < share < 1:
+            raise ValueError(f"sweep_shares: every share must be between 0 and 1 (exclusive), got {share}")
+        if share == general_share:
+            continue
+        name, n_general = f"ours_g{round(100 * share)}", round(plan["n_domain"] * share / (1 - share))
+        pool = general["ours"]
+        if cluster_shares:
+            picked = stratified_sample(pool, ours_clusters, cluster_shares, n_general, seed)
+        else:
+            picked = (random.Random(seed + 1).sample(pool, len(pool)) * -(-n_general // len(pool)))[:n_general]
+        arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+        plan["sweep"][name] = share
+    plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for rows in arms.values():
         random.Random(seed + 2).shuffle(rows)
     return arms, plan

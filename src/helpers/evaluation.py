@@ -1,0 +1,217 @@
+"""Stage 06: how much each arm forgot, and how much domain it learnt.
+
+The base model and every arm's adapter from stage 05 answer held-out general instructions (per family) and held-out
+domain instructions, greedily; an answer counts when it equals the reference exactly. Forgetting is the base
+model's general accuracy minus the arm's. With several seeds, an arm's numbers are the mean over seeds, with the
+standard deviation beside them.
+
+In the lab the held-out instructions and their references come from the lab's task families (the same
+``n_eval_per_family`` / ``eval_seed`` as stage 00), which is why this module may read the ground truth
+(``tests/test_lab_isolation.py``). The real-world counterpart is a benchmark suite scored the same way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from . import qlora_training
+from .runs import run_dir, save_figure, stage_dir, write_json
+
+STAGE = "06_evaluation"
+
+
+def eval_sets(n_per_family: int, seed: int) -> dict[str, list]:
+    """The lab's held-out instructions: ``{"general": [...], "domain": [...]}`` (``tasks.Example`` rows)."""
+    from .lab import tasks
+    from .lab.evaluate import heldout_examples
+
+    return {"general": heldout_examples(tasks.GENERAL_FAMILIES, n_per_family, seed),
+            "domain": heldout_examples(tasks.DOMAIN_FAMILIES, n_per_family, seed + 1)}
+
+
+def score(model, tokenizer, sets: dict[str, list], progress: bool | str = False) -> dict:
+    """Exact match of one model on both sets: accuracies (mean over families), per-family accuracy, samples."""
+    from .lab.evaluate import exact_match
+
+    label = progress if isinstance(progress, str) else "evaluate"
+    g = exact_match(model, tokenizer, sets["general"], progress=progress and f"{label}: general")
+    d = exact_match(model, tokenizer, sets["domain"], progress=progress and f"{label}: domain")
+    return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
+            "per_family": {**g["per_family"], **d["per_family"]}, "samples": g["samples"][:10] + d["samples"][:10]}
+
+
+def seen_in_training(examples: list, train_rows) -> float:
+    """Share of held-out instructions that also occur verbatim as a training instruction (an honest caveat:
+    the lab's diagnosis and treatment families have only 50 phrasings each, so held-out questions repeat)."""
+    seen = {m[0]["content"] for m in train_rows["messages"]}
+    return sum(e.instruction in seen for e in examples) / max(len(examples), 1)
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Mean over seeds of each accuracy, with the sample standard deviation (0 for one seed) and the seeds' values."""
+    def mean_std(values):
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    out = {"n_seeds": len(per_seed)}
+    for key in ("general_accuracy", "domain_accuracy"):
+        out[key], out[key.replace("accuracy", "std")] = mean_std([r[key] for r in per_seed])
+    families = per_seed[0]["per_family"]
+    out["per_family"] = {f: statistics.fmean(r["per_family"][f] for r in per_seed) for f in families}
+    out["seeds"] = [{k: r[k] for k in ("seed", "general_accuracy", "domain_accuracy")} for r in per_seed]
+    return out
+
+
+def add_forgetting(results: dict) -> dict:
+    base = results["base"]["general_accuracy"]
+    for arm in results["arms"].values():
+        arm["forgetting"] = base - arm["general_accuracy"]
+    return results
+
+
+def sweep_points(results: dict, shares: dict[str, float]) -> list[tuple[str, float, dict]]:
+    """``(arm, general_share, result)`` for the arms that form the ratio sweep, in order of share."""
+    return sorted(((a, s, results["arms"][a]) for a, s in shares.items() if a in results["arms"]), key=lambda t: t[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures and the report
+# ---------------------------------------------------------------------------------------------------------------
+def _models(results: dict) -> list[tuple[str, dict]]:
+    return [("base", results["base"]), *results["arms"].items()]
+
+
+def plot_bars(results: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = _models(results)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(1.2 * len(models) + 2, 3.8))
+    for k, (key, label) in enumerate([("general", "general"), ("domain", "domain")]):
+        vals = [m[f"{key}_accuracy"] for _, m in models]
+        errs = [m.get(f"{key}_std", 0.0) for _, m in models]
+        ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=3, label=label, color=f"C{k}")
+    ax.set_xticks(x, [name for name, _ in models], rotation=20)
+    ax.set(ylim=(0, 1.05), ylabel="exact match", title="General and domain accuracy (held-out, greedy)")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_heatmap(results: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = _models(results)
+    families = list(results["base"]["per_family"])
+    grid = np.array([[m["per_family"][f] for f in families] for _, m in models])
+    fig, ax = plt.subplots(figsize=(0.7 * len(families) + 2.5, 0.45 * len(models) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(families)), families, rotation=45, ha="right")
+    ax.set_yticks(range(len(models)), [name for name, _ in models])
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if grid[i, j] < 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="exact match")
+    ax.set_title("Accuracy per task family")
+    return save_figure(fig, path)
+
+
+def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = None) -> Path:
+    """General against domain accuracy per model; the ratio sweep, if any, joined by a line (its Pareto front)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    points = sweep_points(results, shares or {})
+    if len(points) > 1:
+        ax.plot([p[2]["domain_accuracy"] for p in points], [p[2]["general_accuracy"] for p in points],
+                color="0.7", zorder=0, label="general share sweep")
+        for arm, share, r in points:
+            ax.annotate(f"{share:.0%}", (r["domain_accuracy"], r["general_accuracy"]), textcoords="offset points",
+                        xytext=(5, -10), fontsize=8, color="0.4")
+    for i, (name, m) in enumerate(_models(results)):
+        ax.errorbar(m["domain_accuracy"], m["general_accuracy"], xerr=m.get("domain_std", 0),
+                    yerr=m.get("general_std", 0), fmt="o", color=f"C{i}", label=name, capsize=3)
+    ax.set(xlabel="domain accuracy", ylabel="general accuracy", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
+           title="Trade-off: up and to the right is better")
+    ax.legend(fontsize=8, loc="lower left")
+    return save_figure(fig, path)
+
+
+def report(run_name: str, results: dict, training: dict, figures: list[str]) -> Path:
+    """``outputs/<run>/report.md``: what was trained, the results table and what they say."""
+    lines = [f"# Run `{run_name}`: forgetting and its mitigation", ""]
+    setup = training["setup"]
+    hp = training["hp"]
+    lines += [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
+              f"{setup['device']}; LoRA rank {hp['rank']}, {hp['max_steps']} steps of batch {hp['batch_size']}, "
+              f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}; "
+              f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
+              "domain instructions; greedy decoding, exact match.", ""]
+    lines += ["| model | general | domain | forgetting (points) | seeds |", "|---|---|---|---|---|"]
+    for name, m in _models(results):
+        def cell(key):
+            std = m.get(key.replace("accuracy", "std"), 0.0)
+            return f"{m[key]:.3f}" + (f" ± {std:.3f}" if m.get("n_seeds", 1) > 1 else "")
+        forgetting = f"{100 * m['forgetting']:+.1f}" if "forgetting" in m else "-"
+        lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {forgetting} | "
+                     f"{m.get('n_seeds', 1)} |")
+    lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot).", ""]
+    if results.get("checks"):
+        lines += ["## The issue's targets, as measured", ""]
+        lines += [f"- {'met' if c['met'] else 'NOT met'}: {c['target']} (measured: {c['measured']})"
+                  for c in results["checks"]]
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{f}]({STAGE}/{f})" for f in figures]
+    path = run_dir(run_name) / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def checks(results: dict) -> list[dict]:
+    """The targets of the reproduction, evaluated on the measured numbers (they are reported, never tuned for)."""
+    arms, base = results["arms"], results["base"]
+    out = []
+
+    def add(target, measured, met):
+        out.append({"target": target, "measured": measured, "met": bool(met)})
+
+    if "domain_only" in arms:
+        f = arms["domain_only"]["forgetting"]
+        add("domain_only loses >= 15 points of general accuracy", f"{100 * f:.1f} points", f >= 0.15)
+    if "ours" in arms:
+        o = arms["ours"]
+        add("ours keeps general accuracy within 2 points of the base",
+            f"{100 * (base['general_accuracy'] - o['general_accuracy']):+.1f} points", o["forgetting"] <= 0.02)
+        if "domain_only" in arms:
+            gap = arms["domain_only"]["domain_accuracy"] - o["domain_accuracy"]
+            add("ours' domain accuracy within 2 points of domain_only", f"{100 * gap:+.1f} points below", gap <= 0.02)
+        if "public_mix" in arms:
+            add("ours beats public_mix on general accuracy",
+                f"{o['general_accuracy']:.3f} vs {arms['public_mix']['general_accuracy']:.3f}",
+                o["general_accuracy"] > arms["public_mix"]["general_accuracy"])
+        if "oracle" in arms:
+            ratio = o["general_accuracy"] / max(arms["oracle"]["general_accuracy"], 1e-9)
+            add("ours reaches >= 95% of oracle's general accuracy", f"{ratio:.1%}", ratio >= 0.95)
+    return out
+
+
+def finish(run_name: str, results: dict) -> Path:
+    return write_json(stage_dir(run_name, STAGE) / "results.json", results)
+
+
+def load_for_eval(run_name: str, arm: str | None, seed: int, base_path: str, setup_dict: dict):
+    """``(model, tokenizer)`` for the base (``arm=None``) or an arm, loaded as stage 05 trained it."""
+    from transformers import AutoTokenizer
+
+    setup = qlora_training.Setup(**setup_dict)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if arm is None:
+        model = qlora_training.load_base(base_path, setup).eval()
+    else:
+        model = qlora_training.load_adapted(run_name, arm, seed, base_path, setup)
+    return model, tokenizer

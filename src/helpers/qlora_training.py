@@ -1,0 +1,232 @@
+"""Stage 05: QLoRA fine-tuning of the base model on every arm from stage 04 (TRL ``SFTTrainer`` + peft + bitsandbytes).
+
+Every arm is trained with the same hyperparameters, the same number of steps and the same seed, with the loss on
+assistant tokens only, so differences in stage 06 come from the data alone. Per arm and seed this writes
+``outputs/<run>/05_training/arms/<arm>/seed<k>/``: the LoRA adapter (``adapter_model.safetensors``), the trainer's
+log history and a ``metrics.json`` with ``train_seconds``, ``final_loss``, ``quantization``, ``trainable_params``.
+A finished arm is skipped when it is run again with the same settings, so an interrupted notebook resumes.
+
+Compute (``choose_setup``): bf16 on GPUs that support it, fp16 on older ones (T4), fp32 on CPU. The 4-bit NF4
+base (double quantisation) is used wherever bitsandbytes can quantise on the device -- bitsandbytes 0.50 does on
+CPU -- and plain LoRA on the unquantised base otherwise, with a notice; ``metrics.json`` records which ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .runs import read_json, save_figure, stage_dir, write_json
+
+STAGE = "05_training"
+QUANTIZATIONS = ("nf4", "none")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where and how training runs; recorded in every arm's metrics."""
+
+    device: str  # "cuda" or "cpu"
+    compute_dtype: str  # "bfloat16", "float16" or "float32"
+    quantization: str  # "nf4" (4-bit NF4 + double quantisation) or "none" (plain LoRA)
+    notice: str = ""  # why the setup differs from what was asked, if it does
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.compute_dtype)
+
+
+def bnb_4bit_works(device: str) -> str:
+    """Empty string when bitsandbytes quantises a layer to NF4 on ``device`` and computes with it; else the reason."""
+    try:
+        import bitsandbytes as bnb
+
+        torch.manual_seed(0)
+        dense = torch.nn.Linear(64, 64, bias=False)
+        layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(dense.weight.data.clone(), requires_grad=False, quant_type="nf4")
+        layer = layer.to(device)
+        x = torch.randn(4, 64, device=device)
+        err = (layer(x) - dense.to(device)(x)).norm() / dense(x).norm()
+        if not torch.isfinite(err) or err > 0.2:
+            return f"bitsandbytes 4-bit output is off by {float(err):.0%} on {device}"
+        return ""
+    except Exception as exc:  # ImportError, missing kernels, unsupported device...
+        return f"bitsandbytes cannot run 4-bit on {device}: {type(exc).__name__}: {exc}"
+
+
+def choose_setup(quantization: str = "nf4", device: str = "auto") -> Setup:
+    """Pick device, compute dtype and quantisation; fall back to plain LoRA (with a notice) where 4-bit cannot run."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    if device == "cuda":
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    else:
+        dtype = "float32"  # CPU: bf16/fp16 autocast is slow or unsupported for these ops
+    notice = ""
+    if quantization == "nf4":
+        reason = bnb_4bit_works(device)
+        if reason:
+            notice = f"{reason}; falling back to plain LoRA on the unquantised base model"
+            warnings.warn(notice)
+            quantization = "none"
+    return Setup(device, dtype, quantization, notice)
+
+
+def load_base(path: str, setup: Setup):
+    """The base model for training or evaluation: 4-bit NF4 with double quantisation, or unquantised."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict = {"dtype": setup.dtype if setup.device == "cuda" else torch.float32}
+    if setup.quantization == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=setup.dtype)
+        if setup.device == "cuda":
+            kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model if setup.quantization == "nf4" else model.to(setup.device)
+
+
+def lora_config(model, rank: int, alpha: int, dropout: float, target_modules: str | list[str],
+                train_embeddings: bool):
+    """LoRA on ``target_modules``; with ``train_embeddings`` the input embedding is trained in full as well (and,
+    when tied, the output layer with it) -- needed when the domain uses tokens the base model never produced."""
+    from peft import LoraConfig
+
+    extra = {}
+    if train_embeddings:
+        embed = model.get_input_embeddings()
+        name = next(n for n, m in model.named_modules() if m is embed).rsplit(".", 1)[-1]
+        extra = {"modules_to_save": [name], "ensure_weight_tying": bool(model.config.tie_word_embeddings)}
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                      task_type="CAUSAL_LM", **extra)
+
+
+def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
+               max_length: int, seed: int, warmup_steps: int = 10, logging_steps: int = 10, progress: bool = True):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=warmup_steps,
+        logging_steps=logging_steps, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        assistant_only_loss=True, max_length=max_length, use_cpu=setup.device == "cpu",
+        bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
+        dataloader_num_workers=0, disable_tqdm=not progress,
+    )
+
+
+def adapters_to_fp32(model) -> None:
+    """Keep trainable weights in fp32 (the usual mixed-precision master copy).
+
+    TRL casts every trainable parameter of a quantised model to bf16; on CPU (fp32 compute) that makes a trained
+    embedding feed bf16 into fp32 layers (a dtype error at generation) and loses small optimizer updates."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def arm_dir(run_name: str, arm: str, seed: int) -> Path:
+    return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
+
+
+def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int,
+              progress: bool = True) -> dict:
+    """Fine-tune the base model on one arm; save the adapter and ``metrics.json``; return the metrics.
+
+    ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
+    ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    out = arm_dir(run_name, arm, seed)
+    settings = {"base": base_path, "setup": asdict(setup), "hp": hp, "seed": seed, "n_rows": len(dataset),
+                "data": getattr(dataset, "_fingerprint", None)}
+    key = settings_key(settings)
+    if (out / "metrics.json").exists() and read_json(out / "metrics.json").get("settings_key") == key:
+        return read_json(out / "metrics.json")
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(seed)
+    model = load_base(base_path, setup)
+    peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
+                              hp["train_embeddings"])
+    args = sft_config(out / "trainer", setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
+                      learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress)
+    columns = [c for c in dataset.column_names if c != "messages"]
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(columns),
+                         processing_class=tokenizer, peft_config=peft_config)
+    adapters_to_fp32(trainer.model)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    trainer.model.save_pretrained(out)
+    write_json(out / "log_history.json", trainer.state.log_history)
+    metrics = {
+        "arm": arm, "seed": seed, "train_seconds": round(seconds, 2),
+        "final_loss": logs[-1]["loss"] if logs else None,
+        "loss_curve": [[h["step"], h["loss"]] for h in logs],
+        "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
+        "trainable_params": trainable, "total_params": total, "steps": trainer.state.global_step,
+        "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
+        "settings_key": key, "settings": settings,
+    }
+    write_json(out / "metrics.json", metrics)
+    del trainer, model
+    return metrics
+
+
+def load_adapted(run_name: str, arm: str, seed: int, base_path: str, setup: Setup):
+    """The base model (loaded as it was trained: 4-bit or not) with an arm's adapter, in eval mode."""
+    from peft import PeftModel
+
+    path = arm_dir(run_name, arm, seed)
+    if not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{path} has no adapter: run notebooks/05_qlora_training.ipynb for run "
+                                f"{run_name!r} with arm {arm!r} and seed {seed}")
+    model = PeftModel.from_pretrained(load_base(base_path, setup), path)
+    return model.eval()
+
+
+def trained(run_name: str) -> dict:
+    """What stage 05 wrote: its ``metrics.json`` (arms, seeds, setup, hyperparameters)."""
+    path = stage_dir(run_name, STAGE, create=False) / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebooks/05_qlora_training.ipynb first for run "
+                                f"{run_name!r}")
+    return read_json(path)
+
+
+def plot_loss_curves(results: dict[str, list[dict]], path: Path) -> Path:
+    """Training loss (assistant tokens) against step: one colour per arm, one line per seed."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (arm, runs) in enumerate(results.items()):
+        for j, m in enumerate(runs):
+            steps, losses = zip(*m["loss_curve"]) if m["loss_curve"] else ((), ())
+            ax.plot(steps, losses, color=f"C{i}", alpha=0.9 if j == 0 else 0.4, label=arm if j == 0 else None)
+    ax.set(xlabel="step", ylabel="training loss (assistant tokens)", yscale="log",
+           title="QLoRA training loss per arm (same steps, same hyperparameters)")
+    ax.legend()
+    return save_figure(fig, path)
