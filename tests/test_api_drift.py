@@ -15,7 +15,9 @@ from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import silhouette_score
 from tokenizers import processors, trainers
-from transformers import AutoConfig, GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+from peft import LoraConfig, PeftModel
+from transformers import AutoConfig, BitsAndBytesConfig, GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+from trl import SFTConfig, SFTTrainer
 
 
 def params_of(fn):
@@ -54,6 +56,21 @@ CALLS = {
     # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
+    # helpers/qlora_training.py: load_base()
+    "BitsAndBytesConfig": (BitsAndBytesConfig.__init__, {"load_in_4bit", "bnb_4bit_quant_type",
+                                                         "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype"}),
+    # helpers/qlora_training.py: lora_config()
+    "peft.LoraConfig": (LoraConfig, {"r", "lora_alpha", "lora_dropout", "target_modules", "task_type",
+                                     "modules_to_save", "ensure_weight_tying"}),
+    # helpers/qlora_training.py: sft_config() -- SFTConfig is a dataclass, so its signature lists every field
+    "trl.SFTConfig": (SFTConfig, {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
+                                  "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to",
+                                  "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
+                                  "dataloader_num_workers", "disable_tqdm"}),
+    # helpers/qlora_training.py: train_arm()
+    "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
+    # helpers/qlora_training.py: load_adapted()
+    "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
 }
 
 

@@ -60,13 +60,30 @@ def test_arms_share_domain_rows_and_size():
     general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)],
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
     arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
-    assert plan == {"n_domain": 30, "n_general": 120, "total": 150}
+    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "sweep": {}}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
            for name, rows in arms.items() if name != "domain_only"}
     assert dom["ours"] == dom["public_mix"] and len(dom["ours"]) == 30
     assert set(r["messages"][0]["content"] for r in arms["domain_only"]) == set(dom["ours"])
     assert Counter(r["source"] for r in arms["domain_only"]) == {"domain": 150}
+
+
+def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
+    domain = [{"messages": msgs(f"d{i}", "x")} for i in range(50)]
+    general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)]}
+    arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.5, 0.8, 0.9])
+    assert plan["sweep"] == {"domain_only": 0.0, "ours_g50": 0.5, "ours": 0.8, "ours_g90": 0.9}
+    assert set(arms) == {"domain_only", "ours", "ours_g50", "ours_g90"}  # 0.8 is `ours` itself
+    domain_of = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
+                 for name, rows in arms.items() if name != "domain_only"}
+    assert domain_of["ours_g50"] == domain_of["ours"] == domain_of["ours_g90"]
+    for name, share in plan["sweep"].items():
+        got = Counter(r["source"] for r in arms[name])
+        assert got["general"] / len(arms[name]) == pytest.approx(share, abs=0.01), name
+    assert Counter(r["source"] for r in arms["ours_g90"])["general"] == 270  # 120 rows reused to reach 270
+    with pytest.raises(ValueError, match="sweep_shares"):
+        mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[1.0])
 
 
 def test_stratified_sample_follows_shares():

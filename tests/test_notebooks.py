@@ -49,6 +49,7 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
         assert key in metrics
     assert set(metrics["zoo"]) == {"base", "gen_small", "gen_uniform"}
     assert metrics["n_general"] == 3 * 10
+    m00_base = metrics["base_general_accuracy"]  # 06 scores the same held-out set, with the 4-bit base
     for f in ("manifest.json", "accuracy_per_family.png", "loss_curves.png", "models.json", "domain_train.jsonl",
               "public_sft.jsonl"):
         assert (stage / f).exists(), f
@@ -67,8 +68,9 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
         assert key in m03
 
     m04 = json.loads((run / "04_mixing" / "metrics.json").read_text())
-    assert set(m04["arms"]) == {"domain_only", "public_mix", "ours", "oracle"}
-    assert len({a["n_rows"] for a in m04["arms"].values()}) == 1
+    assert set(m04["arms"]) == {"domain_only", "public_mix", "ours", "oracle", "ours_g50"}  # smoke: sweep_shares [0.5]
+    assert m04["sweep"] == {"domain_only": 0.0, "ours_g50": 0.5, "ours": 0.83}
+    assert len({a["n_rows"] for name, a in m04["arms"].items() if name != "ours_g50"}) == 1
     assert {a["n_domain"] for name, a in m04["arms"].items() if name != "domain_only"} == {m04["n_domain"]}
     from helpers.mixing import load_arms
 
@@ -81,5 +83,32 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
     for key in ("models", "new_tokens", "tokens_per_second"):
         assert key in m02
     assert all(v > 0 for v in m02["tokens_per_second"].values())
+    # 05: one adapter and metrics per arm and seed (smoke: 2 seeds, 4 steps)
+    m05 = json.loads((run / "05_training" / "metrics.json").read_text())
+    assert set(m05["arms"]) == set(m04["arms"]) and m05["seeds"] == [0, 1]
+    assert m05["setup"]["quantization"] == "nf4" and m05["setup"]["compute_dtype"] == "float32"
+    for arm, per_seed in m05["arms"].items():
+        for m in per_seed:
+            assert m["steps"] == 4 and m["trainable_params"] > 0 and m["final_loss"] > 0
+            arm_dir = run / "05_training" / "arms" / arm / f"seed{m['seed']}"
+            assert (arm_dir / "adapter_model.safetensors").exists()
+            per_arm = json.loads((arm_dir / "metrics.json").read_text())
+            for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
+                assert per_arm[key] == m[key]
+    assert (run / "05_training" / "loss_curves.png").exists()
+
+    # 06: results.json with the base and every arm, the figures and the report
+    res = json.loads((run / "06_evaluation" / "results.json").read_text())
+    assert set(res["arms"]) == set(m04["arms"])
+    for entry in [res["base"], *res["arms"].values()]:
+        assert 0 <= entry["general_accuracy"] <= 1 and 0 <= entry["domain_accuracy"] <= 1
+        assert len(entry["per_family"]) == 13
+    assert all(a["n_seeds"] == 2 and "forgetting" in a for a in res["arms"].values())
+    assert res["base"]["general_accuracy"] == pytest.approx(m00_base, abs=0.07)  # at most 2 of 30 answers differ
+    for f in ("accuracy_bars.png", "per_family_heatmap.png", "tradeoff.png", "manifest.json"):
+        assert (run / "06_evaluation" / f).exists(), f
+    report = (run / "report.md").read_text()
+    assert all(f"| {name} |" in report for name in ["base", *m04["arms"]])
+
     timings_file = json.loads((run / "timings.json").read_text())
     assert set(timings_file) == set(timings)

@@ -165,6 +165,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
         lines.append("")
     lines += ["## Figures", ""] + [f"![{f}]({STAGE}/{f})" for f in figures]
     path = run_dir(run_name) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -114,12 +114,13 @@ def lora_config(model, rank: int, alpha: int, dropout: float, target_modules: st
 
 
 def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
-               max_length: int, seed: int, warmup_steps: int = 10, logging_steps: int = 10, progress: bool = True):
+               max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True):
     from trl import SFTConfig
 
+    logging_steps = max(1, max_steps // 30)  # about 30 points on the loss curve, at least one
     return SFTConfig(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=warmup_steps,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
         logging_steps=logging_steps, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
         assistant_only_loss=True, max_length=max_length, use_cpu=setup.device == "cpu",
         bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
@@ -145,21 +146,11 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
 
-def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int,
-              progress: bool = True) -> dict:
-    """Fine-tune the base model on one arm; save the adapter and ``metrics.json``; return the metrics.
-
-    ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
-    ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
+def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
+                 progress: bool = True):
+    """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, assistant-only loss, fp32 adapters."""
     from transformers import AutoTokenizer
     from trl import SFTTrainer
-
-    out = arm_dir(run_name, arm, seed)
-    settings = {"base": base_path, "setup": asdict(setup), "hp": hp, "seed": seed, "n_rows": len(dataset),
-                "data": getattr(dataset, "_fingerprint", None)}
-    key = settings_key(settings)
-    if (out / "metrics.json").exists() and read_json(out / "metrics.json").get("settings_key") == key:
-        return read_json(out / "metrics.json")
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
@@ -168,14 +159,30 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     model = load_base(base_path, setup)
     peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
                               hp["train_embeddings"])
-    args = sft_config(out / "trainer", setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
+    args = sft_config(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
                       learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress)
     columns = [c for c in dataset.column_names if c != "messages"]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(columns),
                          processing_class=tokenizer, peft_config=peft_config)
     adapters_to_fp32(trainer.model)
+    return trainer
+
+
+def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int,
+              progress: bool = True) -> dict:
+    """Fine-tune the base model on one arm; save the adapter and ``metrics.json``; return the metrics.
+
+    ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
+    ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
+    out = arm_dir(run_name, arm, seed)
+    settings = {"base": base_path, "setup": asdict(setup), "hp": hp, "seed": seed, "n_rows": len(dataset),
+                "data": getattr(dataset, "_fingerprint", None)}
+    key = settings_key(settings)
+    if (out / "metrics.json").exists() and read_json(out / "metrics.json").get("settings_key") == key:
+        return read_json(out / "metrics.json")
+
+    trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -187,12 +194,12 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "final_loss": logs[-1]["loss"] if logs else None,
         "loss_curve": [[h["step"], h["loss"]] for h in logs],
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
-        "trainable_params": trainable, "total_params": total, "steps": trainer.state.global_step,
+        "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
-    del trainer, model
+    del trainer
     return metrics
 
 

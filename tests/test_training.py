@@ -1,0 +1,107 @@
+"""Stage 05: compute setup and fallback, the QLoRA trainer (masking, dtypes, 4-bit), adapters saved and reloaded,
+resume, and the same code on a stand-in with a real chat template."""
+import warnings
+
+import pytest
+import torch
+from datasets import Dataset
+
+from helpers import qlora_training as qt
+from helpers.lab import standins, zoo
+
+BASE = str(zoo.ZOO_DIR / "base")
+HP = dict(rank=4, alpha=8, dropout=0.0, target_modules="all-linear", train_embeddings=True, max_steps=3,
+          batch_size=4, learning_rate=1e-3, max_length=64)
+CPU_NF4 = qt.Setup("cpu", "float32", "nf4")
+CPU_PLAIN = qt.Setup("cpu", "float32", "none")
+
+
+def rows(n=12):
+    qa = [("Which drug treats Osk disease?", "calvexa"), ("What is 2 plus 3?", "5"), ("Spell the word cat.", "c a t")]
+    return Dataset.from_list([{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                               "source": "x"} for q, a in (qa * n)[:n]])
+
+
+def test_bitsandbytes_quantises_on_this_cpu():
+    assert qt.bnb_4bit_works("cpu") == ""
+    setup = qt.choose_setup("nf4", "cpu")
+    assert (setup.device, setup.compute_dtype, setup.quantization, setup.notice) == ("cpu", "float32", "nf4", "")
+
+
+def test_falls_back_to_plain_lora_with_a_notice(monkeypatch):
+    monkeypatch.setattr(qt, "bnb_4bit_works", lambda device: "bitsandbytes cannot run 4-bit on cpu: no kernel")
+    with pytest.warns(UserWarning, match="falling back to plain LoRA"):
+        setup = qt.choose_setup("nf4", "cpu")
+    assert setup.quantization == "none" and "no kernel" in setup.notice
+
+
+def test_bad_setup_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        qt.choose_setup("int3")
+    with pytest.raises(ValueError, match="device must be"):
+        qt.choose_setup("none", "tpu")
+
+
+def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
+    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, HP, seed=0, output_dir=tmp_path, progress=False)
+    import bitsandbytes as bnb
+
+    linear4 = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(linear4) == 4 * 7  # every attention and MLP projection of the 4 layers is 4-bit
+    trainable = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for _, p in trainable)  # TRL would leave them in bf16
+    assert any("embed_tokens.modules_to_save" in n for n, _ in trainable)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    tok = trainer.processing_class
+    trained_on = tok.decode(batch["input_ids"][0][batch["labels"][0] != -100])
+    assert trained_on == "calvexa<|im_end|>"
+
+
+def test_train_save_reload_and_resume(outputs, monkeypatch):
+    ds = rows()
+    m = qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)
+    for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
+        assert m[key] is not None, key
+    assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0
+    out = qt.arm_dir("t", "arm", 0)
+    assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
+
+    model = qt.load_adapted("t", "arm", 0, BASE, CPU_NF4)
+    base = qt.load_base(BASE, CPU_NF4)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert not torch.allclose(model(input_ids=ids).logits, base(input_ids=ids).logits)
+    # the trained embedding is tied to the output layer after reloading, as it was in training
+    assert torch.equal(model.get_input_embeddings().weight, model.get_output_embeddings().weight)
+
+    # same settings: nothing is trained again; other settings: trained again
+    def boom(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(qt, "make_trainer", boom)
+    assert qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    with pytest.raises(AssertionError, match="trained again"):
+        qt.train_arm("t", "arm", ds, BASE, CPU_NF4, {**HP, "learning_rate": 2e-3}, seed=0, progress=False)
+
+
+def test_missing_adapter_names_the_notebook(outputs):
+    with pytest.raises(FileNotFoundError, match="05_qlora_training.ipynb"):
+        qt.load_adapted("t", "ours", 0, BASE, CPU_PLAIN)
+
+
+def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
+    # Qwen2.5's template has no {% generation %} markers: TRL swaps in its training template for the loss mask
+    tok = standins.tokenizer("qwen2_5")
+    model = standins.model("qwen2_5", tok)
+    path = tmp_path / "qwen-standin"
+    tok.save_pretrained(path)
+    model.save_pretrained(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = qt.make_trainer(rows(8), str(path), CPU_PLAIN, {**HP, "train_embeddings": False}, seed=0,
+                                  output_dir=tmp_path / "out", progress=False)
+        trainer.train()
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    # TRL's Qwen2.5 training template also trains the newlines around the answer; no user or system text
+    assert tok.decode(batch["input_ids"][0][batch["labels"][0] != -100]).strip("\n") == "calvexa<|im_end|>"
+    assert trainer.state.global_step == 3
