@@ -93,3 +93,20 @@ def test_stratified_sample_follows_shares():
     got = Counter(0 if r["i"] < 80 else 1 for r in out)
     assert got == {0: 30, 1: 30}
     assert len({r["i"] for r in out if r["i"] >= 80}) == 20  # cluster 1 (20 rows) reused only as needed
+
+
+def test_an_outputs_folder_still_loads_after_it_moved(outputs, monkeypatch):
+    # e.g. trained on a GPU machine, copied back: arms.json is relative, zoo paths are found again
+    from helpers import models, runs
+    from helpers.lab import zoo
+
+    mixing.save_arms("r", {"ours": [{"messages": msgs("q", "a"), "source": "general"}]})
+    runs.write_json(runs.stage_dir("r", "00_lab") / "models.json", {"base": "/elsewhere/src/helpers/lab/zoo/base"})
+    moved = outputs.parent / "moved"
+    outputs.rename(moved)
+    monkeypatch.setenv("HELPERS_OUTPUTS", str(moved))
+    assert mixing.load_arms("r")["ours"][0]["messages"][1]["content"] == "a"
+    assert models.resolve("r", "base") == str(zoo.ZOO_DIR / "base")
+    runs.write_json(runs.stage_dir("r", "00_lab") / "models.json", {"base": "/elsewhere/nothing/base"})
+    with pytest.raises(FileNotFoundError, match="rerun notebooks/00_lab_world.ipynb"):
+        models.resolve("r", "base")

@@ -209,7 +209,9 @@ def save_arms(run_name: str, arms: dict[str, list[dict]]) -> dict[str, str]:
         path = stage_dir(run_name, STAGE) / "arms" / name
         Dataset.from_list(rows).save_to_disk(str(path))
         out[name] = str(path)
-    write_json(stage_dir(run_name, STAGE) / "arms.json", out)
+    # relative to the stage folder, so an outputs folder can move (e.g. from a GPU machine back to a laptop)
+    write_json(stage_dir(run_name, STAGE) / "arms.json",
+               {name: str(Path(p).relative_to(stage_dir(run_name, STAGE))) for name, p in out.items()})
     return out
 
 
@@ -218,7 +220,7 @@ def load_arms(run_name: str):
     from datasets import load_from_disk
 
     paths = read_json(require(run_name, STAGE, "arms.json"))
-    return {name: load_from_disk(p) for name, p in paths.items()}
+    return {name: load_from_disk(str(stage_dir(run_name, STAGE) / p)) for name, p in paths.items()}
 
 
 def stats(arms: dict[str, list[dict]]) -> dict:

@@ -13,13 +13,26 @@ def resolve(run_name: str, name: str) -> str:
     if models_json.exists():
         paths = read_json(models_json)
         if name in paths:
-            return paths[name]
+            return _moved(Path(paths[name]), models_json.parent)
     from .lab.zoo import ZOO
 
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
     return name
+
+
+def _moved(path: Path, stage: Path) -> str:
+    """A recorded zoo path, or where it is now if the outputs folder or the checkout moved (another machine)."""
+    from .lab.zoo import ZOO_DIR
+
+    if path.exists():
+        return str(path)
+    moved = {("00_lab", "zoo"): stage / "zoo" / path.name, ("lab", "zoo"): ZOO_DIR / path.name}.get(path.parts[-3:-1])
+    if moved is None or not moved.exists():
+        raise FileNotFoundError(f"{stage / 'models.json'} names {path}, which does not exist; rerun "
+                                "notebooks/00_lab_world.ipynb for this run")
+    return str(moved)
 
 
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
