@@ -27,7 +27,7 @@ def setups() -> list[qt.Setup]:
     out = [qt.Setup("cpu", "float32", "nf4"), qt.Setup("cpu", "float32", "none")]
     if torch.cuda.is_available():
         gpu = [qt.Setup("cuda", "float16", "nf4"), qt.Setup("cuda", "float16", "none")]
-        if torch.cuda.is_bf16_supported():
+        if qt.native_bf16():
             gpu = [qt.Setup("cuda", "bfloat16", "nf4"), qt.Setup("cuda", "bfloat16", "none")] + gpu
         out = gpu + out
     return out

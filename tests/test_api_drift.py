@@ -56,6 +56,8 @@ CALLS = {
     # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
+    # helpers/qlora_training.py: native_bf16()
+    "torch.cuda.is_bf16_supported": (__import__("torch").cuda.is_bf16_supported, {"including_emulation"}),
     # helpers/qlora_training.py: load_base()
     "BitsAndBytesConfig": (BitsAndBytesConfig.__init__, {"load_in_4bit", "bnb_4bit_quant_type",
                                                          "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype"}),

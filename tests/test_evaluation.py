@@ -36,6 +36,20 @@ def test_checks_report_what_was_measured():
     assert not any(met.values()), met
 
 
+def test_checks_do_not_fail_on_float_rounding():
+    r = results({"domain_only": (0.85, 0.83), "ours": (0.88, 0.81)})  # 0.83 - 0.81 is 0.020000000000000018
+    met = {c["target"]: c["met"] for c in evaluation.checks(r)}
+    assert met["ours' domain accuracy within 2 points of domain_only"]
+
+
+def test_outputs_trained_on_a_gpu_evaluate_on_the_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    setup = evaluation.eval_setup({"device": "cuda", "compute_dtype": "bfloat16", "quantization": "nf4", "notice": ""})
+    assert (setup.device, setup.compute_dtype, setup.quantization) == ("cpu", "float32", "nf4") and setup.notice
+
+
 def test_report_lists_every_model_and_the_checks(outputs):
     r = results({"domain_only": (0.5, 0.8), "ours": (0.89, 0.79)})
     r["checks"] = evaluation.checks(r)
@@ -57,8 +71,8 @@ def test_sweep_points_are_ordered_by_share():
 def test_scoring_uses_the_held_out_references():
     sets = evaluation.eval_sets(2, seed=5)
     assert len(sets["general"]) == 2 * 10 and len(sets["domain"]) == 2 * 3
-    model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"),
-                                          {"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
+    setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
+    model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
     got = evaluation.score(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}

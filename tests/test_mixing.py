@@ -84,6 +84,8 @@ def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
     assert Counter(r["source"] for r in arms["ours_g90"])["general"] == 270  # 120 rows reused to reach 270
     with pytest.raises(ValueError, match="sweep_shares"):
         mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[1.0])
+    with pytest.raises(ValueError, match="twice"):
+        mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.951, 0.954])
 
 
 def test_stratified_sample_follows_shares():

@@ -1,5 +1,6 @@
 """Stage 05: compute setup and fallback, the QLoRA trainer (masking, dtypes, 4-bit), adapters saved and reloaded,
 resume, and the same code on a stand-in with a real chat template."""
+import shutil
 import warnings
 
 import pytest
@@ -80,8 +81,41 @@ def test_train_save_reload_and_resume(outputs, monkeypatch):
 
     monkeypatch.setattr(qt, "make_trainer", boom)
     assert qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
-    with pytest.raises(AssertionError, match="trained again"):
-        qt.train_arm("t", "arm", ds, BASE, CPU_NF4, {**HP, "learning_rate": 2e-3}, seed=0, progress=False)
+    # a copy of the base model elsewhere (a moved checkout) is the same model: nothing to retrain
+    moved = outputs.parent / "moved_base"
+    shutil.copytree(BASE, moved)
+    assert qt.train_arm("t", "arm", ds, str(moved), CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    changed = {
+        "learning rate": (ds, BASE, {**HP, "learning_rate": 2e-3}),
+        "data of the same length": (ds.map(lambda r: {"messages": [r["messages"][0], {**r["messages"][1], "content": "x"}]}),
+                                    BASE, HP),
+        "base weights": (ds, str(_with_other_weights(moved)), HP),
+    }
+    for what, (data, base, hp) in changed.items():
+        with pytest.raises(AssertionError, match="trained again"):
+            qt.train_arm("t", "arm", data, base, CPU_NF4, hp, seed=0, progress=False)
+            pytest.fail(f"not retrained after a change of {what}")
+
+    # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
+    with pytest.raises(RuntimeError, match="other settings"):
+        qt.load_adapted("t", "arm", 0, BASE, CPU_NF4, expected_key="something else")
+
+
+def _with_other_weights(folder):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not qt.native_bf16()
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        qt.choose_setup("nf4", "cuda")
 
 
 def test_missing_adapter_names_the_notebook(outputs):

@@ -119,7 +119,7 @@ def plot_heatmap(results: dict, path: Path) -> Path:
 
 
 def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = None) -> Path:
-    """General against domain accuracy per model; the ratio sweep, if any, joined by a line (its Pareto front)."""
+    """General against domain accuracy per model; the ratio-sweep arms, if any, joined by a line in order of share."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -174,27 +174,28 @@ def checks(results: dict) -> list[dict]:
     """The targets of the reproduction, evaluated on the measured numbers (they are reported, never tuned for)."""
     arms, base = results["arms"], results["base"]
     out = []
+    eps = 1e-9  # 0.85 - 0.83 is 0.020000000000000018
 
     def add(target, measured, met):
         out.append({"target": target, "measured": measured, "met": bool(met)})
 
     if "domain_only" in arms:
         f = arms["domain_only"]["forgetting"]
-        add("domain_only loses >= 15 points of general accuracy", f"{100 * f:.1f} points", f >= 0.15)
+        add("domain_only loses >= 15 points of general accuracy", f"{100 * f:.1f} points", f >= 0.15 - eps)
     if "ours" in arms:
         o = arms["ours"]
         add("ours keeps general accuracy within 2 points of the base",
-            f"{100 * (base['general_accuracy'] - o['general_accuracy']):+.1f} points", o["forgetting"] <= 0.02)
+            f"{100 * (base['general_accuracy'] - o['general_accuracy']):+.1f} points", o["forgetting"] <= 0.02 + eps)
         if "domain_only" in arms:
             gap = arms["domain_only"]["domain_accuracy"] - o["domain_accuracy"]
-            add("ours' domain accuracy within 2 points of domain_only", f"{100 * gap:+.1f} points below", gap <= 0.02)
+            add("ours' domain accuracy within 2 points of domain_only", f"{100 * gap:+.1f} points below", gap <= 0.02 + eps)
         if "public_mix" in arms:
             add("ours beats public_mix on general accuracy",
                 f"{o['general_accuracy']:.3f} vs {arms['public_mix']['general_accuracy']:.3f}",
                 o["general_accuracy"] > arms["public_mix"]["general_accuracy"])
         if "oracle" in arms:
             ratio = o["general_accuracy"] / max(arms["oracle"]["general_accuracy"], 1e-9)
-            add("ours reaches >= 95% of oracle's general accuracy", f"{ratio:.1%}", ratio >= 0.95)
+            add("ours reaches >= 95% of oracle's general accuracy", f"{ratio:.1%}", ratio >= 0.95 - eps)
     return out
 
 
@@ -202,11 +203,23 @@ def finish(run_name: str, results: dict) -> Path:
     return write_json(stage_dir(run_name, STAGE) / "results.json", results)
 
 
-def load_for_eval(run_name: str, arm: str | None, seed: int, base_path: str, setup_dict: dict):
+def eval_setup(recorded: dict) -> "qlora_training.Setup":
+    """The setup stage 05 trained with, on this machine: the same quantisation, on the CPU if no GPU is visible
+    (outputs trained on a GPU machine and copied back)."""
+    import torch
+
+    setup = qlora_training.Setup(**recorded)
+    if setup.device == "cuda" and not torch.cuda.is_available():
+        setup = qlora_training.Setup("cpu", "float32", setup.quantization,
+                                     "trained on a GPU; evaluated on the CPU with the same quantisation")
+    return setup
+
+
+def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: str, setup: "qlora_training.Setup",
+                  expected_key: str | None = None):
     """``(model, tokenizer)`` for the base (``arm=None``) or an arm, loaded as stage 05 trained it."""
     from transformers import AutoTokenizer
 
-    setup = qlora_training.Setup(**setup_dict)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -214,5 +227,5 @@ def load_for_eval(run_name: str, arm: str | None, seed: int, base_path: str, set
     if arm is None:
         model = qlora_training.load_base(base_path, setup).eval()
     else:
-        model = qlora_training.load_adapted(run_name, arm, seed, base_path, setup)
+        model = qlora_training.load_adapted(run_name, arm, seed, base_path, setup, expected_key)
     return model, tokenizer

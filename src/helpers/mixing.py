@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -185,9 +186,12 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     for share in sweep_shares:
         if not 0 < share < 1:
             raise ValueError(f"sweep_shares: every share must be between 0 and 1 (exclusive), got {share}")
-        if share == general_share:
+        if math.isclose(share, general_share, abs_tol=1e-6):
             continue
         name, n_general = f"ours_g{round(100 * share)}", round(plan["n_domain"] * share / (1 - share))
+        if name in arms:
+            raise ValueError(f"sweep_shares: {share} gives the arm name {name!r} twice or collides with "
+                             f"general_share={general_share}; use shares at least a percent apart")
         pool = general["ours"]
         if cluster_shares:
             picked = stratified_sample(pool, ours_clusters, cluster_shares, n_general, seed)

@@ -61,6 +61,12 @@ def bnb_4bit_works(device: str) -> str:
         return f"bitsandbytes cannot run 4-bit on {device}: {type(exc).__name__}: {exc}"
 
 
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and newer); torch's plain ``is_bf16_supported()`` also counts the slow emulation a
+    T4 (compute capability 7.5) offers, where fp16 is the right choice."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def choose_setup(quantization: str = "nf4", device: str = "auto") -> Setup:
     """Pick device, compute dtype and quantisation; fall back to plain LoRA (with a notice) where 4-bit cannot run."""
     if quantization not in QUANTIZATIONS:
@@ -69,8 +75,11 @@ def choose_setup(quantization: str = "nf4", device: str = "auto") -> Setup:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cuda", "cpu"):
         raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA GPU is visible; set the `device` parameter of notebook 05 to "
+                         "'auto' or 'cpu'")
     if device == "cuda":
-        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        dtype = "bfloat16" if native_bf16() else "float16"
     else:
         dtype = "float32"  # CPU: bf16/fp16 autocast is slow or unsupported for these ops
     notice = ""
@@ -142,6 +151,26 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def model_fingerprint(path: str) -> str:
+    """Content hash of a local model folder's config and weights (a hub id is used as it is)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path
+    digest = hashlib.sha256()
+    for f in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(dataset) -> str:
+    """``datasets``' own content fingerprint (kept by save_to_disk / load_from_disk), or a hash of the rows."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint:
+        return fingerprint
+    return hashlib.sha256(json.dumps(list(dataset), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
@@ -175,11 +204,12 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
     ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
     out = arm_dir(run_name, arm, seed)
-    settings = {"base": base_path, "setup": asdict(setup), "hp": hp, "seed": seed, "n_rows": len(dataset),
-                "data": getattr(dataset, "_fingerprint", None)}
+    settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
+                "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset)}
     key = settings_key(settings)
-    if (out / "metrics.json").exists() and read_json(out / "metrics.json").get("settings_key") == key:
-        return read_json(out / "metrics.json")
+    done = out / "metrics.json"
+    if done.exists() and (out / "adapter_model.safetensors").exists() and read_json(done).get("settings_key") == key:
+        return read_json(done)
 
     trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -203,14 +233,20 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     return metrics
 
 
-def load_adapted(run_name: str, arm: str, seed: int, base_path: str, setup: Setup):
-    """The base model (loaded as it was trained: 4-bit or not) with an arm's adapter, in eval mode."""
+def load_adapted(run_name: str, arm: str, seed: int, base_path: str, setup: Setup, expected_key: str | None = None):
+    """The base model (loaded as it was trained: 4-bit or not) with an arm's adapter, in eval mode.
+
+    ``expected_key``: the settings key stage 05 recorded for this arm and seed; a different adapter is refused."""
     from peft import PeftModel
 
     path = arm_dir(run_name, arm, seed)
     if not (path / "adapter_config.json").exists():
         raise FileNotFoundError(f"{path} has no adapter: run notebooks/05_qlora_training.ipynb for run "
                                 f"{run_name!r} with arm {arm!r} and seed {seed}")
+    if expected_key is not None and read_json(path / "metrics.json").get("settings_key") != expected_key:
+        raise RuntimeError(f"the adapter in {path} was trained with other settings than notebook 05 last recorded "
+                           "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb for run "
+                           f"{run_name!r} to finish it")
     model = PeftModel.from_pretrained(load_base(base_path, setup), path)
     return model.eval()
 
