@@ -3,7 +3,7 @@
     python bench/train_setups.py [--run lab] [--arm domain_only] [--steps 100] [--json outputs/bench/train_setups.json]
 
 Needs notebooks 00-04 for the run (the arm's rows). Trains the lab base model for ``--steps`` steps with the lab
-preset's LoRA settings under each setup -- CPU: fp32 compute with an NF4 base and with an unquantised base; GPU:
+settings of notebook 05 under the preset under each setup -- CPU: fp32 compute with an NF4 base and with an unquantised base; GPU:
 additionally bf16 (if supported) and fp16 (the T4 path) -- and prints seconds, steps/s, the first and last logged
 loss and the trainable parameter count, with each setup's time relative to the first. Writes the same as JSON.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from helpers import mixing, models, qlora_training as qt
+from helpers import mixing, models, pipeline, qlora_training as qt
+from helpers.runs import repo_root
 
 
 def setups() -> list[qt.Setup]:
@@ -41,10 +42,12 @@ def main() -> None:
     parser.add_argument("--preset", type=Path, default=Path("presets/lab.yaml"))
     parser.add_argument("--json", type=Path, default=Path("outputs/bench/train_setups.json"))
     args = parser.parse_args()
-    preset = yaml.safe_load(args.preset.read_text())
-    hp = dict(rank=preset["lora_rank"], alpha=2 * preset["lora_rank"], dropout=0.0, target_modules="all-linear",
-              train_embeddings=preset["train_embeddings"], max_steps=args.steps, batch_size=preset["train_batch_size"],
-              learning_rate=preset["learning_rate"], max_length=128)
+    # notebook 05's defaults, overridden by the preset: the settings notebook 05 trains with
+    p = {**pipeline.notebook_parameters(repo_root() / "notebooks" / "05_qlora_training.ipynb"),
+         **yaml.safe_load(args.preset.read_text())}
+    hp = dict(rank=p["lora_rank"], alpha=p["lora_alpha"], dropout=p["lora_dropout"], target_modules=p["target_modules"],
+              train_embeddings=p["train_embeddings"], max_steps=args.steps, batch_size=p["train_batch_size"],
+              learning_rate=p["learning_rate"], max_length=p["max_length"])
     dataset = mixing.load_arms(args.run)[args.arm]
     base = models.resolve(args.run, "base")
     rows = []

@@ -69,10 +69,10 @@ def test_sweep_points_are_ordered_by_share():
 
 
 def test_scoring_uses_the_held_out_references():
-    sets = evaluation.eval_sets(2, seed=5)
+    sets = evaluation.heldout_sets(2, seed=5)
     assert len(sets["general"]) == 2 * 10 and len(sets["domain"]) == 2 * 3
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
     model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
-    got = evaluation.score(model, tok, sets)
+    got = evaluation.score_sets(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}

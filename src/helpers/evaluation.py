@@ -18,29 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from . import qlora_training
+from .lab.evaluate import heldout_sets, score_sets  # noqa: F401 -- re-exported: the same sets and scoring as stage 00
+from .models import load_tokenizer
 from .runs import run_dir, save_figure, stage_dir, write_json
 
 STAGE = "06_evaluation"
-
-
-def eval_sets(n_per_family: int, seed: int) -> dict[str, list]:
-    """The lab's held-out instructions: ``{"general": [...], "domain": [...]}`` (``tasks.Example`` rows)."""
-    from .lab import tasks
-    from .lab.evaluate import heldout_examples
-
-    return {"general": heldout_examples(tasks.GENERAL_FAMILIES, n_per_family, seed),
-            "domain": heldout_examples(tasks.DOMAIN_FAMILIES, n_per_family, seed + 1)}
-
-
-def score(model, tokenizer, sets: dict[str, list], progress: bool | str = False) -> dict:
-    """Exact match of one model on both sets: accuracies (mean over families), per-family accuracy, samples."""
-    from .lab.evaluate import exact_match
-
-    label = progress if isinstance(progress, str) else "evaluate"
-    g = exact_match(model, tokenizer, sets["general"], progress=progress and f"{label}: general")
-    d = exact_match(model, tokenizer, sets["domain"], progress=progress and f"{label}: domain")
-    return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
-            "per_family": {**g["per_family"], **d["per_family"]}, "samples": g["samples"][:10] + d["samples"][:10]}
 
 
 def seen_in_training(examples: list, train_rows) -> float:
@@ -218,12 +200,7 @@ def eval_setup(recorded: dict) -> "qlora_training.Setup":
 def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: str, setup: "qlora_training.Setup",
                   expected_key: str | None = None):
     """``(model, tokenizer)`` for the base (``arm=None``) or an arm, loaded as stage 05 trained it."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    tokenizer = load_tokenizer(base_path)
     if arm is None:
         model = qlora_training.load_base(base_path, setup).eval()
     else:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .lab import tasks, zoo
-from .lab.evaluate import exact_match, heldout_examples
+from .lab.evaluate import heldout_sets, score_sets
 from .runs import finish_stage, read_json, require, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "00_lab"
@@ -80,16 +80,11 @@ def write_user_data(run_name: str, n_domain_train: int, n_public: int, seed: int
 
 def evaluate_zoo(paths: dict[str, str], n_per_family: int, seed: int, progress: bool = True) -> dict:
     """Greedy exact match of every model on fresh general and domain instructions."""
-    general = heldout_examples(tasks.GENERAL_FAMILIES, n_per_family, seed)
-    domain = heldout_examples(tasks.DOMAIN_FAMILIES, n_per_family, seed + 1)
+    sets = heldout_sets(n_per_family, seed)
     results = {}
     for name, path in paths.items():
         model, tok = zoo.load(name, Path(path).parent)
-        g = exact_match(model, tok, general, progress=progress and f"{name}: general")
-        d = exact_match(model, tok, domain, progress=progress and f"{name}: domain")
-        results[name] = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
-                         "per_family": {**g["per_family"], **d["per_family"]},
-                         "n_general": g["n"], "n_domain": d["n"], "samples": g["samples"][:5] + d["samples"][:5],
+        results[name] = {**score_sets(model, tok, sets, progress=progress and name, n_samples=5),
                          "n_params": sum(p.numel() for p in model.parameters())}
     return results
 

@@ -174,6 +174,10 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     domain_rows = rng.sample(domain, plan["n_domain"])
     repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}
+
+    def with_domain(picked: list[dict]) -> list[dict]:
+        return [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+
     for name, pool in general.items():
         if name == "ours" and cluster_shares:
             picked = stratified_sample(pool, ours_clusters, cluster_shares, plan["n_general"], seed)
@@ -181,7 +185,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
             if len(pool) < plan["n_general"]:
                 raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
             picked = random.Random(seed + 1).sample(pool, plan["n_general"])
-        arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+        arms[name] = with_domain(picked)
     plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
     for share in sweep_shares:
         if not 0 < share < 1:
@@ -197,7 +201,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
             picked = stratified_sample(pool, ours_clusters, cluster_shares, n_general, seed)
         else:
             picked = (random.Random(seed + 1).sample(pool, len(pool)) * -(-n_general // len(pool)))[:n_general]
-        arms[name] = [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+        arms[name] = with_domain(picked)
         plan["sweep"][name] = share
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for rows in arms.values():

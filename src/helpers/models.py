@@ -38,18 +38,26 @@ def _moved(path: Path, stage: Path) -> str:
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve(run_name, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     local = Path(path).exists()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto").to(device).eval()
     except OSError as err:
         hint = "" if local else " (no such local folder; hub ids need a reachable model hub or a local copy)"
         raise OSError(f"cannot load model {name!r} from {path!r}{hint}: {err}") from err
+    return model, tokenizer
+
+
+def load_tokenizer(path: str):
+    """A tokenizer for batched generation: a pad token (the eos token if it has none) and left padding."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model, tokenizer
+    return tokenizer

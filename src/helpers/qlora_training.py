@@ -13,6 +13,7 @@ CPU -- and plain LoRA on the unquantised base otherwise, with a notice; ``metric
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .runs import read_json, save_figure, stage_dir, write_json
+from .runs import read_json, require, save_figure, stage_dir, write_json
 
 STAGE = "05_training"
 QUANTIZATIONS = ("nf4", "none")
@@ -152,14 +153,23 @@ def settings_key(settings: dict) -> str:
 
 
 def model_fingerprint(path: str) -> str:
-    """Content hash of a local model folder's config and weights (a hub id is used as it is)."""
+    """Content hash of a local model folder's config and weights (a hub id is used as it is). Hashed once per
+    process for unchanged files: every arm and seed asks, and real weights are gigabytes."""
     folder = Path(path)
     if not folder.is_dir():
         return path
+    files = sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors"))
+    return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for f in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
-        digest.update(f.name.encode())
-        digest.update(f.read_bytes())
+    for name, _, _ in files:
+        digest.update(Path(name).name.encode())
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 
@@ -253,11 +263,7 @@ def load_adapted(run_name: str, arm: str, seed: int, base_path: str, setup: Setu
 
 def trained(run_name: str) -> dict:
     """What stage 05 wrote: its ``metrics.json`` (arms, seeds, setup, hyperparameters)."""
-    path = stage_dir(run_name, STAGE, create=False) / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run notebooks/05_qlora_training.ipynb first for run "
-                                f"{run_name!r}")
-    return read_json(path)
+    return read_json(require(run_name, STAGE))
 
 
 def plot_loss_curves(results: dict[str, list[dict]], path: Path) -> Path:
