@@ -76,3 +76,71 @@ def test_scoring_uses_the_held_out_references():
     got = evaluation.score_sets(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}
+
+
+def write_jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_eval_files_score_like_the_lab_sets(tmp_path):
+    """A real run's files go through the same scorer: the lab's held-out set written to files scores the same."""
+    sets = evaluation.heldout_sets(2, seed=5)
+    files = {name: write_jsonl(tmp_path / f"{name}.jsonl", [{"instruction": e.instruction, "answer": e.response,
+                                                              "family": e.family} for e in examples])
+             for name, examples in sets.items()}
+    loaded = evaluation.eval_sets(files["general"], files["domain"])
+    assert [(e.family, e.instruction, e.response) for e in loaded["general"]] == \
+        [(e.family, e.instruction, e.response) for e in sets["general"]]
+    setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
+    model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
+    a, b = evaluation.score_sets(model, tok, sets), evaluation.score_sets(model, tok, loaded)
+    assert a["per_family"] == b["per_family"] and a["general_accuracy"] == b["general_accuracy"]
+
+
+def test_eval_file_formats_and_defaults(tmp_path):
+    rows = [{"instruction": "What is 2+2? Answer with the number only.", "answer": "4", "family": "gsm8k"},
+            {"messages": [{"role": "user", "content": "Capital of France?"},
+                          {"role": "assistant", "content": "Paris"}]},
+            {"instruction": "Translate", "input": "chat", "output": "cat"}]
+    items = evaluation.load_eval_set(write_jsonl(tmp_path / "g.jsonl", rows), "general")
+    assert [(e.family, e.response) for e in items] == [("gsm8k", "4"), ("general", "Paris"), ("general", "cat")]
+    assert items[2].instruction == "Translate\n\nchat"
+    (tmp_path / "d.csv").write_text("instruction,answer,family\nDose of X?,5 mg,dosing\n")
+    assert evaluation.load_eval_set(str(tmp_path / "d.csv"), "domain") == [
+        evaluation.EvalItem("dosing", "Dose of X?", "5 mg")]
+
+
+def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
+    from helpers.mixing import DataError
+
+    good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": "q", "answer": "a", "family": "f"}])
+    with pytest.raises(DataError, match="needs eval_general and eval_domain"):
+        evaluation.eval_sets("", "")
+    with pytest.raises(DataError, match="needs eval_domain"):
+        evaluation.eval_sets(good, "")
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "q", "answer": "a"}, {"instruction": "q2"}])
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field 'response'"):
+        evaluation.load_eval_set(bad, "general")
+    multi = write_jsonl(tmp_path / "multi.jsonl", [{"messages": [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    with pytest.raises(DataError, match=r"multi.jsonl, line 1: an evaluation row is one user turn"):
+        evaluation.load_eval_set(multi, "general")
+    with pytest.raises(DataError, match=r"family \['f'\] occurs in both"):
+        evaluation.eval_sets(good, good)
+    with pytest.raises(DataError, match="no such file"):
+        evaluation.load_eval_set(str(tmp_path / "missing.jsonl"), "general")
+
+
+def test_eval_renders_a_real_template(tmp_path):
+    """Scoring a stand-in of a real family: prompts go through its own chat template and answers are decoded."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    model = standins.model("qwen2_5", tok)
+    items = [evaluation.EvalItem("f", "Capital of France?", "Paris")]
+    got = evaluation.exact_match(model, tok, items, max_new_tokens=4)
+    assert got["n"] == 1 and got["per_family"] == {"f": 0.0}  # a random model is wrong, but it ran
+    assert isinstance(got["samples"][0]["output"], str)

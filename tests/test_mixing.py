@@ -112,3 +112,16 @@ def test_an_outputs_folder_still_loads_after_it_moved(outputs, monkeypatch):
     runs.write_json(runs.stage_dir("r", "00_lab") / "models.json", {"base": "/elsewhere/nothing/base"})
     with pytest.raises(FileNotFoundError, match="rerun notebooks/00_lab_world.ipynb"):
         models.resolve("r", "base")
+
+
+def test_relative_data_paths_are_found_from_the_repository_root(tmp_path, monkeypatch):
+    """Notebooks run in notebooks/, a preset names data/x.jsonl: both places are looked in, and named if absent."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    (repo / "data").mkdir()
+    (repo / "data" / "d.jsonl").write_text('{"instruction": "q", "response": "a"}\n')
+    monkeypatch.chdir(repo / "notebooks")
+    assert mixing.load_conversations("data/d.jsonl")[0]["messages"][1]["content"] == "a"
+    with pytest.raises(mixing.DataError, match=r"data/missing.jsonl: no such file \(looked in .*notebooks and .*repo"):
+        mixing.load_conversations("data/missing.jsonl")

@@ -112,3 +112,18 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
 
     timings_file = json.loads((run / "timings.json").read_text())
     assert set(timings_file) == set(timings)
+
+    # 06 as a real run uses it: held-out questions from files (here a slice of the lab's, under new family names)
+    from helpers import evaluation
+
+    files = {}
+    for name, examples in evaluation.heldout_sets(1, seed=3).items():
+        files[name] = outputs / f"eval_{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"instruction": e.instruction, "answer": e.response,
+                                                   "family": f"file_{e.family}"}) + "\n" for e in examples))
+    pipeline.run(ROOT / "presets" / "smoke.yaml", only=["06"], overrides=[
+        "lab=false", f"eval_general={files['general']}", f"eval_domain={files['domain']}", "max_new_tokens=12"])
+    res = json.loads((run / "06_evaluation" / "results.json").read_text())
+    assert res["eval_sets"] == {"general": str(files["general"]), "domain": str(files["domain"])}
+    assert (res["n_general"], res["n_domain"]) == (10, 3) and set(res["arms"]) == set(m04["arms"])
+    assert all(f.startswith("file_") for f in res["base"]["per_family"]) and len(res["base"]["per_family"]) == 13

@@ -96,6 +96,12 @@ def test_train_save_reload_and_resume(outputs, monkeypatch):
             qt.train_arm("t", "arm", data, base, CPU_NF4, hp, seed=0, progress=False)
             pytest.fail(f"not retrained after a change of {what}")
 
+    # a rerun of 05 on other arms keeps this one in the summary only while its settings and data still match
+    assert qt.earlier_arms("t", {"arm": ds}, BASE, CPU_NF4, HP, [0]) == {"arm": [m]}
+    assert qt.earlier_arms("t", {"arm": ds}, BASE, CPU_NF4, HP, [0, 1]) == {}  # seed 1 never trained
+    assert qt.earlier_arms("t", {"arm": changed["data of the same length"][0]}, BASE, CPU_NF4, HP, [0]) == {}
+    assert qt.earlier_arms("t", {"other": ds}, BASE, CPU_NF4, HP, [0]) == {}
+
     # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
     with pytest.raises(RuntimeError, match="other settings"):
         qt.load_adapted("t", "arm", 0, BASE, CPU_NF4, expected_key="something else")

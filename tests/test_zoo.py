@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers.lab import tasks, zoo
-from helpers.lab.evaluate import exact_match, heldout_examples
+from helpers.evaluation import exact_match
+from helpers.lab.evaluate import heldout_examples
 
 
 @pytest.mark.parametrize("name", sorted(zoo.ZOO))

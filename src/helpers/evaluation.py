@@ -7,22 +7,116 @@ standard deviation beside them.
 
 In the lab the held-out instructions and their references come from the lab's task families (the same
 ``n_eval_per_family`` / ``eval_seed`` as stage 00), which is why this module may read the ground truth
-(``tests/test_lab_isolation.py``). The real-world counterpart is a benchmark suite scored the same way.
+(``tests/test_lab_isolation.py``). With a real model they come from two files of questions with short reference
+answers (``load_eval_set``), e.g. slices of benchmarks whose prompts ask for the bare answer; the scoring is the same.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import qlora_training
-from .lab.evaluate import heldout_sets, score_sets  # noqa: F401 -- re-exported: the same sets and scoring as stage 00
+from .generate import generate
+from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
+from .mixing import DataError, _row_to_messages, read_records
 from .models import load_tokenizer
 from .runs import run_dir, save_figure, stage_dir, write_json
 
 STAGE = "06_evaluation"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out sets and exact-match scoring
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalItem:
+    """One held-out question: the family it is reported under, the instruction and the reference answer (the lab's
+    ``tasks.Example`` has the same three fields)."""
+
+    family: str
+    instruction: str
+    response: str
+
+
+def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
+    """Held-out questions from a JSONL, JSON, CSV or Parquet file (or a hub dataset id).
+
+    Each row needs ``instruction`` and ``answer`` (``response`` or ``output`` also accepted; ``input`` is appended to
+    the instruction as in Alpaca), or ``messages`` with one user turn and the assistant's reference answer; an
+    optional ``family`` (e.g. ``gsm8k``, ``mmlu``) groups rows for the per-family figures, ``default_family`` otherwise.
+    Exact match is strict: write instructions that ask for a short, canonical answer ("Answer with the number only.").
+    """
+    items = []
+    for where, record in read_records(source):
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected an object with 'instruction' and 'answer'")
+        if record.get("answer") not in (None, "") and record.get("response") in (None, ""):
+            record = {**record, "response": record["answer"]}
+        messages = _row_to_messages(record, where)
+        if [m["role"] for m in messages] != ["user", "assistant"]:
+            raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
+                            f"{[m['role'] for m in messages]}")
+        family = str(record.get("family") or default_family)
+        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"]))
+    if not items:
+        raise DataError(f"{source}: no rows")
+    return items
+
+
+def eval_sets(general: str, domain: str) -> dict[str, list[EvalItem]]:
+    """``{"general": [...], "domain": [...]}`` from the two files of notebook 06's ``eval_general``/``eval_domain``."""
+    missing = [name for name, value in (("eval_general", general), ("eval_domain", domain)) if not value]
+    if missing:
+        raise DataError(f"notebook 06 with lab = False needs {' and '.join(missing)}: a file of held-out questions "
+                        "with reference answers (rows with 'instruction', 'answer' and optionally 'family')")
+    sets = {"general": load_eval_set(general, "general"), "domain": load_eval_set(domain, "domain")}
+    shared = {e.family for e in sets["general"]} & {e.family for e in sets["domain"]}
+    if shared:
+        raise DataError(f"family {sorted(shared)} occurs in both {general} and {domain}; give the domain rows "
+                        "their own family names")
+    return sets
+
+
+def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_new_tokens: int = 16,
+                progress: bool | str = False) -> dict:
+    """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
+
+    ``examples``: items with ``family``, ``instruction`` and ``response`` (``EvalItem`` or the lab's ``Example``).
+    Returns ``{"accuracy": mean over families, "per_family": {family: accuracy}, "n": count, "samples": [...]}``.
+    """
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": e.instruction}], tokenize=False,
+                                             add_generation_prompt=True) for e in examples]
+    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    samples = []
+    for e, o in zip(examples, outs):
+        ok = o["text"].strip() == e.response.strip()
+        hits[e.family].append(ok)
+        if len(samples) < 40:
+            samples.append({"family": e.family, "instruction": e.instruction, "expected": e.response,
+                            "output": o["text"], "correct": ok})
+    per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
+    return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
+            "n": len(examples), "samples": samples}
+
+
+def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False, n_samples: int = 10,
+               max_new_tokens: int = 16) -> dict:
+    """Exact match on both held-out sets: accuracies (mean over families), per-family accuracy, counts, and the
+    first ``n_samples`` answers of each set."""
+    label = progress if isinstance(progress, str) else "evaluate"
+    g = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
+                    progress=progress and f"{label}: general")
+    d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
+                    progress=progress and f"{label}: domain")
+    return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
+            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
+            "samples": g["samples"][:n_samples] + d["samples"][:n_samples]}
 
 
 def seen_in_training(examples: list, train_rows) -> float:

@@ -17,8 +17,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .evaluation import score_sets
 from .lab import tasks, zoo
-from .lab.evaluate import heldout_sets, score_sets
+from .lab.evaluate import heldout_sets
 from .runs import finish_stage, read_json, require, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "00_lab"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json
+from .runs import read_json, read_jsonl, repo_root, require, save_figure, stage_dir, write_json
 
 STAGE = "04_mixing"
 
@@ -61,13 +61,24 @@ def _row_to_messages(row: dict, where: str) -> list[dict]:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": str(response)}]
 
 
-def load_conversations(source: str) -> list[dict]:
-    """Rows ``{"messages": [...]}`` from a JSONL, JSON, CSV or Parquet file, or a hub dataset id.
+def _under_repo_root(path: Path) -> Path | None:
+    if path.is_absolute():
+        return None
+    try:
+        return repo_root() / path
+    except FileNotFoundError:  # not inside a checkout
+        return None
 
-    Each row needs ``messages`` or ``instruction`` + ``response``; a bad row raises an error naming the file, the
-    row (1-based line for JSONL/CSV) and the missing field.
-    """
+
+def read_records(source: str) -> list[tuple[str, dict]]:
+    """``(where, record)`` pairs from a JSONL, JSON, CSV or Parquet file, or a hub dataset id (its train split);
+    ``where`` names the file and row (1-based line for JSONL/CSV) for error messages. A relative path is looked up
+    from the working directory, then from the repository root (papermill and JupyterLab run notebooks in notebooks/,
+    so a preset's ``data/x.jsonl`` means the repository's data/ folder)."""
     path = Path(source)
+    in_repo = _under_repo_root(path)
+    if not path.exists() and in_repo is not None and in_repo.exists():
+        path = in_repo
     if path.exists():
         suffix = path.suffix.lower()
         if suffix == ".jsonl" or (suffix == ".json" and path.read_text().lstrip()[:1] != "["):
@@ -92,7 +103,8 @@ def load_conversations(source: str) -> list[dict]:
             raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
     else:
         if re.search(r"[\\/]|\.(jsonl?|csv|parquet)$", source):
-            raise DataError(f"{source}: no such file")
+            looked = f" and {in_repo.parent}" if in_repo is not None else ""
+            raise DataError(f"{source}: no such file (looked in {Path.cwd()}{looked})")
         from datasets import load_dataset
 
         try:
@@ -101,6 +113,16 @@ def load_conversations(source: str) -> list[dict]:
             raise DataError(f"cannot load dataset {source!r} (a hub id needs a reachable hub; otherwise give a "
                             f"local file): {type(err).__name__}: {err}") from err
         records = [(f"{source}, row {i}", r) for i, r in enumerate(ds, 1)]
+    return records
+
+
+def load_conversations(source: str) -> list[dict]:
+    """Rows ``{"messages": [...]}`` from a JSONL, JSON, CSV or Parquet file, or a hub dataset id.
+
+    Each row needs ``messages`` or ``instruction`` + ``response``; a bad row raises an error naming the file, the
+    row (1-based line for JSONL/CSV) and the missing field.
+    """
+    records = read_records(source)
     rows = []
     for where, record in records:
         if not isinstance(record, dict):

@@ -207,20 +207,46 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     return trainer
 
 
+def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict:
+    """Everything an adapter depends on: the base model's content, the setup, the hyperparameters, seed and data."""
+    return {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
+            "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset)}
+
+
+def finished(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict | None:
+    """The metrics of an adapter already trained for this arm and seed with exactly these settings, else None."""
+    out = arm_dir(run_name, arm, seed)
+    done = out / "metrics.json"
+    if done.exists() and (out / "adapter_model.safetensors").exists():
+        metrics = read_json(done)
+        if metrics.get("settings_key") == settings_key(_settings(dataset, base_path, setup, hp, seed)):
+            return metrics
+    return None
+
+
+def earlier_arms(run_name: str, datasets: dict, base_path: str, setup: Setup, hp: dict, seeds: list[int]) -> dict:
+    """``{arm: [metrics per seed]}`` for the arms of ``datasets`` already trained, for every seed, with these
+    settings (a rerun of notebook 05 on a few arms keeps the others in the stage summary that 06 reads)."""
+    out = {}
+    for arm, dataset in datasets.items():
+        done = [finished(run_name, arm, dataset, base_path, setup, hp, seed) for seed in seeds]
+        if all(m is not None for m in done):
+            out[arm] = done
+    return out
+
+
 def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int,
               progress: bool = True) -> dict:
     """Fine-tune the base model on one arm; save the adapter and ``metrics.json``; return the metrics.
 
     ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
     ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
+    done = finished(run_name, arm, dataset, base_path, setup, hp, seed)
+    if done is not None:
+        return done
     out = arm_dir(run_name, arm, seed)
-    settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
-                "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset)}
+    settings = _settings(dataset, base_path, setup, hp, seed)
     key = settings_key(settings)
-    done = out / "metrics.json"
-    if done.exists() and (out / "adapter_model.safetensors").exists() and read_json(done).get("settings_key") == key:
-        return read_json(done)
-
     trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     start = time.perf_counter()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..generate import generate
 from . import tasks
 
 
@@ -21,43 +20,10 @@ def heldout_examples(families: dict[str, tasks.Family], n_per_family: int, seed:
 
 
 def heldout_sets(n_per_family: int, seed: int) -> dict[str, list[tasks.Example]]:
-    """The held-out instructions stages 00 and 06 score: ``{"general": [...], "domain": [...]}``."""
+    """The held-out instructions stages 00 and 06 score (with ``helpers.evaluation.score_sets``):
+    ``{"general": [...], "domain": [...]}``."""
     return {"general": heldout_examples(tasks.GENERAL_FAMILIES, n_per_family, seed),
             "domain": heldout_examples(tasks.DOMAIN_FAMILIES, n_per_family, seed + 1)}
-
-
-def score_sets(model, tokenizer, sets: dict[str, list[tasks.Example]], *, progress: bool | str = False,
-               n_samples: int = 10) -> dict:
-    """Exact match on both held-out sets: accuracies (mean over families), per-family accuracy, counts, and the
-    first ``n_samples`` answers of each set."""
-    label = progress if isinstance(progress, str) else "evaluate"
-    g = exact_match(model, tokenizer, sets["general"], progress=progress and f"{label}: general")
-    d = exact_match(model, tokenizer, sets["domain"], progress=progress and f"{label}: domain")
-    return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
-            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
-            "samples": g["samples"][:n_samples] + d["samples"][:n_samples]}
-
-
-def exact_match(model, tokenizer, examples: list[tasks.Example], *, batch_size: int = 128, max_new_tokens: int = 16,
-                progress: bool | str = False) -> dict:
-    """Greedy-decode every instruction and score exact match per family.
-
-    Returns ``{"accuracy": mean over families, "per_family": {family: accuracy}, "n": count, "samples": [...]}``.
-    """
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": e.instruction}], tokenize=False,
-                                             add_generation_prompt=True) for e in examples]
-    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    hits: dict[str, list[bool]] = defaultdict(list)
-    samples = []
-    for e, o in zip(examples, outs):
-        ok = o["text"] == e.response
-        hits[e.family].append(ok)
-        if len(samples) < 40:
-            samples.append({"family": e.family, "instruction": e.instruction, "expected": e.response,
-                            "output": o["text"], "correct": ok})
-    per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
-    return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
-            "n": len(examples), "samples": samples}
 
 
 def family_distribution(texts: list[str]) -> tuple[dict[str, float], int]:
