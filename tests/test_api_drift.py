@@ -71,6 +71,8 @@ CALLS = {
                                   "dataloader_num_workers", "disable_tqdm"}),
     # helpers/qlora_training.py: train_arm()
     "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
+    # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback)
+    "Trainer.remove_callback": (SFTTrainer.remove_callback, {"callback"}),
     # helpers/qlora_training.py: load_adapted()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
 }

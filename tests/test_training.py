@@ -58,9 +58,10 @@ def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
     assert trained_on == "calvexa<|im_end|>"
 
 
-def test_train_save_reload_and_resume(outputs, monkeypatch):
+def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     ds = rows()
     m = qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)
+    assert "'loss'" not in capsys.readouterr().out  # no log dicts printed without progress bars
     for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
         assert m[key] is not None, key
     assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0

@@ -203,6 +203,10 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     columns = [c for c in dataset.column_names if c != "messages"]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(columns),
                          processing_class=tokenizer, peft_config=peft_config)
+    if not progress:  # without bars the Trainer prints every log dict; the losses are kept in log_history.json
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     adapters_to_fp32(trainer.model)
     return trainer
 
