@@ -127,3 +127,20 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
     assert res["eval_sets"] == {"general": str(files["general"]), "domain": str(files["domain"])}
     assert (res["n_general"], res["n_domain"]) == (10, 3) and set(res["arms"]) == set(m04["arms"])
     assert all(f.startswith("file_") for f in res["base"]["per_family"]) and len(res["base"]["per_family"]) == 13
+
+    # 05 and 06 of the real-model preset, its model swapped for an offline stand-in of Qwen2.5 (architecture and chat
+    # template), on this run's arms and the files above
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    qwen = outputs / "qwen2_5-standin"
+    standins.model("qwen2_5", tok).save_pretrained(qwen)
+    tok.save_pretrained(qwen)
+    pipeline.run(ROOT / "presets" / "qwen2.5-0.5b.yaml", only=["05", "06"], overrides=[
+        "run_name=smoke", f"model={qwen}", "arms=[ours, domain_only]", "max_steps=2", "train_batch_size=4",
+        "max_length=128", f"eval_general={files['general']}", f"eval_domain={files['domain']}", "progress=false"])
+    m05 = json.loads((run / "05_training" / "metrics.json").read_text())
+    assert m05["model"] == str(qwen) and not m05["hp"]["train_embeddings"] and m05["setup"]["quantization"] == "nf4"
+    assert set(m05["arms"]) == {"ours", "domain_only"}  # the lab-model adapters of the other arms are not kept
+    res = json.loads((run / "06_evaluation" / "results.json").read_text())
+    assert set(res["arms"]) == {"ours", "domain_only"} and len(res["base"]["per_family"]) == 13
