@@ -1,4 +1,5 @@
 """Stage 06: seed aggregation, forgetting, the targets' checks, the report, and scoring against the lab's references."""
+import datasets
 import pytest
 
 from helpers import evaluation
@@ -122,7 +123,7 @@ def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
     with pytest.raises(DataError, match="needs eval_domain"):
         evaluation.eval_sets(good, "")
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "q", "answer": "a"}, {"instruction": "q2"}])
-    with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field 'response'"):
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field 'answer'"):
         evaluation.load_eval_set(bad, "general")
     multi = write_jsonl(tmp_path / "multi.jsonl", [{"messages": [
         {"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
@@ -132,6 +133,65 @@ def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
         evaluation.eval_sets(good, good)
     with pytest.raises(DataError, match="no such file"):
         evaluation.load_eval_set(str(tmp_path / "missing.jsonl"), "general")
+    with pytest.raises(DataError, match="not hub ids .*split='test'"):
+        evaluation.load_eval_set("openai/gsm8k", "general")
+
+
+def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    path = write_jsonl(tmp_path / "g.jsonl", [{"instruction": "q", "answer": "a"},
+                                              {"instruction": "q", "answer": "the answer is far too long here"}])
+    with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens but max_new_tokens = 3"):
+        evaluation.exact_match(None, tok, evaluation.load_eval_set(path, "general"), max_new_tokens=3)
+
+
+def test_unseen_subset_separates_recall_from_memory():
+    items = [evaluation.EvalItem(f, q, "a") for f, q in [("x", "q1"), ("x", "q2"), ("y", "q3"), ("y", "q4")]]
+    train = {"messages": [[{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
+                           {"role": "assistant", "content": "a"}]]}
+    assert evaluation.seen_mask(items, train) == [True, False, False, False]  # the user turn, not the system turn
+    sets = {"general": items, "domain": items[:1]}
+
+    def scored(correct, seed=0):
+        acc = evaluation.subset_accuracy(items, correct, [True] * 4)
+        return {"seed": seed, "general_accuracy": acc, "domain_accuracy": 0.0, "per_family": {},
+                "correct": {"general": correct, "domain": [False]}}
+
+    base = scored([True, True, True, True])
+    arm = evaluation.arm_result([scored([True, False, True, False], 0), scored([True, False, True, True], 1)],
+                                base, sets, train)
+    assert arm["general_seen_in_training"] == 0.25 and arm["domain_seen_in_training"] == 1.0
+    # unseen: x has q2 (wrong in both seeds), y has q3, q4 (1/2 then 2/2): means 0.25 and 0.5
+    assert arm["general_accuracy_unseen"] == pytest.approx(0.375)
+    assert arm["general_std_unseen"] == pytest.approx(0.1767767, rel=1e-5)
+    assert arm["forgetting_unseen"] == pytest.approx(1 - 0.375)
+    assert "domain_accuracy_unseen" not in arm  # every domain question was seen
+
+
+def test_evaluation_refuses_adapters_trained_on_older_arms(outputs):
+    from helpers import qlora_training, runs
+
+    data = datasets.Dataset.from_list([{"messages": [{"role": "user", "content": "q"},
+                                                     {"role": "assistant", "content": "a"}]}])
+    runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
+                    {"settings": {"data": qlora_training.data_fingerprint(data)}})
+    training = {"arms": {"ours": [{"seed": 0}]}}
+    evaluation.check_trained_data("r", training, {"ours": data})
+    changed = data.map(lambda r: {"messages": [r["messages"][0], {"role": "assistant", "content": "b"}]})
+    with pytest.raises(RuntimeError, match="arm 'ours' \\(seed 0\\): notebook 04's data changed"):
+        evaluation.check_trained_data("r", training, {"ours": changed})
+    with pytest.raises(RuntimeError, match="no longer builds"):
+        evaluation.check_trained_data("r", training, {})
+
+
+def test_a_4bit_run_is_not_scored_unquantised(monkeypatch):
+    from helpers import qlora_training
+
+    monkeypatch.setattr(qlora_training, "bnb_4bit_works", lambda device: "bitsandbytes has no 4-bit kernel")
+    with pytest.raises(RuntimeError, match="here bitsandbytes has no 4-bit kernel"):
+        evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "nf4"})
 
 
 def test_eval_renders_a_real_template(tmp_path):

@@ -45,3 +45,15 @@ def test_no_pad_token_is_a_clear_error(base):
     tok.pad_token = None
     with pytest.raises(ValueError, match="no pad token"):
         generate(model, tok, ["x"])
+
+
+def test_stops_at_the_generation_configs_end_tokens_too(base):
+    """A tokenizer whose eos is not the turn end (Gemma: <eos> vs <end_of_turn>) still stops at the turn end."""
+    model, tok = base
+    prompts = prompts_for(tok, 6, seed=5)
+    want = generate(model, tok, prompts, max_new_tokens=16)
+    other = tok.__class__.from_pretrained(zoo.ZOO_DIR / "base")
+    other.eos_token = other.pad_token
+    assert other.eos_token_id != tok.eos_token_id and model.generation_config.eos_token_id == tok.eos_token_id
+    got = generate(model, other, prompts, max_new_tokens=16)
+    assert [g["text"] for g in got] == [w["text"] for w in want] and all(g["finished"] for g in got)

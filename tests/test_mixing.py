@@ -125,3 +125,15 @@ def test_relative_data_paths_are_found_from_the_repository_root(tmp_path, monkey
     assert mixing.load_conversations("data/d.jsonl")[0]["messages"][1]["content"] == "a"
     with pytest.raises(mixing.DataError, match=r"data/missing.jsonl: no such file \(looked in .*notebooks and .*repo"):
         mixing.load_conversations("data/missing.jsonl")
+    (repo / "models" / "m").mkdir(parents=True)  # the same for a local model folder; a hub id stays as it is
+    from helpers import models
+
+    assert models.resolve("r", "models/m") == str(repo / "models" / "m")
+    assert models.resolve("r", "Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_hub_ids_and_paths_are_told_apart():
+    assert not mixing.looks_like_path("tatsu-lab/alpaca") and not mixing.looks_like_path("alpaca")
+    assert all(mixing.looks_like_path(p) for p in ("data/x.jsonl", "./data", "/abs/folder", "x.parquet", "a\\b"))
+    with pytest.raises(mixing.DataError, match="cannot load dataset 'no-such-org/no-such-set'"):
+        mixing.load_conversations("no-such-org/no-such-set")  # an org/name id goes to the hub, not "no such file"

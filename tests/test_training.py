@@ -2,6 +2,7 @@
 resume, and the same code on a stand-in with a real chat template."""
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,19 @@ def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
     # TRL's Qwen2.5 training template also trains the newlines around the answer; no user or system text
     assert tok.decode(batch["input_ids"][0][batch["labels"][0] != -100]).strip("\n") == "calvexa<|im_end|>"
     assert trainer.state.global_step == 3
+
+
+def test_loss_is_logged_at_the_last_step():
+    for max_steps in (4, 300, 1000, 997):
+        args = qt.sft_config(Path("/tmp/unused"), CPU_NF4, max_steps=max_steps, batch_size=2, learning_rate=1e-3,
+                             max_length=64, seed=0)
+        assert max_steps % args.logging_steps == 0 and max_steps / args.logging_steps >= min(30, max_steps)
+
+
+def test_conversations_longer_than_max_length_are_counted():
+    tok = standins.tokenizer("qwen2_5")
+    short = {"messages": [{"role": "user", "content": "sort 3 1"}, {"role": "assistant", "content": "1 3"}]}
+    long = {"messages": [{"role": "user", "content": " ".join(["sort 3 1"] * 40)}, {"role": "assistant", "content": "1 3"}]}
+    ds = Dataset.from_list([short, long, short])
+    n = len(tok.apply_chat_template(long["messages"], tokenize=True, return_dict=False))
+    assert qt.count_truncated(tok, ds, n - 1) == 1 and qt.count_truncated(tok, ds, n) == 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,9 @@ import numpy as np
 from . import qlora_training
 from .generate import generate
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
-from .mixing import DataError, _row_to_messages, read_records
+from .mixing import DataError, _row_to_messages, looks_like_path, read_records
 from .models import load_tokenizer
-from .runs import run_dir, save_figure, stage_dir, write_json
+from .runs import read_json, run_dir, save_figure, stage_dir, write_json
 
 STAGE = "06_evaluation"
 
@@ -41,6 +41,7 @@ class EvalItem:
     family: str
     instruction: str
     response: str
+    where: str = field(default="", compare=False)  # file and line, for error messages
 
 
 def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
@@ -50,19 +51,28 @@ def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
     the instruction as in Alpaca), or ``messages`` with one user turn and the assistant's reference answer; an
     optional ``family`` (e.g. ``gsm8k``, ``mmlu``) groups rows for the per-family figures, ``default_family`` otherwise.
     Exact match is strict: write instructions that ask for a short, canonical answer ("Answer with the number only.").
+    A hub id is refused: export the split you mean to a file (a benchmark's train split is not a held-out set).
     """
+    if not Path(source).exists() and not looks_like_path(source):
+        raise DataError(f"{source}: evaluation sets are read from local files, not hub ids (which would give the "
+                        "train split); export the held-out split first, e.g. load_dataset(id, config, "
+                        "split='test').to_json('data/eval.jsonl'), and map its columns to instruction/answer")
     items = []
     for where, record in read_records(source):
         if not isinstance(record, dict):
             raise DataError(f"{where}: expected an object with 'instruction' and 'answer'")
-        if record.get("answer") not in (None, "") and record.get("response") in (None, ""):
-            record = {**record, "response": record["answer"]}
+        answer = next((record[k] for k in ("answer", "response", "output") if record.get(k) not in (None, "")), None)
+        if answer is None and not record.get("messages"):
+            raise DataError(f"{where}: missing field 'answer' (each row needs 'instruction' and 'answer', or "
+                            "'messages' ending with the reference answer)")
+        if answer is not None:
+            record = {**record, "response": answer}
         messages = _row_to_messages(record, where)
         if [m["role"] for m in messages] != ["user", "assistant"]:
             raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
                             f"{[m['role'] for m in messages]}")
         family = str(record.get("family") or default_family)
-        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"]))
+        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"], where))
     if not items:
         raise DataError(f"{source}: no rows")
     return items
@@ -83,32 +93,42 @@ def eval_sets(general: str, domain: str) -> dict[str, list[EvalItem]]:
 
 
 def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_new_tokens: int = 16,
-                progress: bool | str = False) -> dict:
+                progress: bool | str = False, samples_per_family: int = 2) -> dict:
     """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
 
     ``examples``: items with ``family``, ``instruction`` and ``response`` (``EvalItem`` or the lab's ``Example``).
-    Returns ``{"accuracy": mean over families, "per_family": {family: accuracy}, "n": count, "samples": [...]}``.
+    Returns ``{"accuracy": ..., "per_family": {family: accuracy}, "n": count, "correct": [bool per example],
+    "samples": the first answers of each family}``. ``accuracy`` is the unweighted mean over families (each family
+    counts the same however many questions it has; the lab's sets have equal families anyway).
+    A reference longer than ``max_new_tokens`` could never match, so it is an error.
     """
+    for e in examples:
+        n_tokens = len(tokenizer(e.response, add_special_tokens=False)["input_ids"])
+        if n_tokens > max_new_tokens:
+            where = getattr(e, "where", "") or f"family {e.family!r}"
+            raise ValueError(f"{where}: the reference answer has {n_tokens} tokens but max_new_tokens = "
+                             f"{max_new_tokens}, so it could never match; raise max_new_tokens or shorten the answer")
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": e.instruction}], tokenize=False,
                                              add_generation_prompt=True) for e in examples]
     outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     hits: dict[str, list[bool]] = defaultdict(list)
-    samples = []
+    correct, samples = [], []
     for e, o in zip(examples, outs):
         ok = o["text"].strip() == e.response.strip()
-        hits[e.family].append(ok)
-        if len(samples) < 40:
+        if len(hits[e.family]) < samples_per_family:
             samples.append({"family": e.family, "instruction": e.instruction, "expected": e.response,
                             "output": o["text"], "correct": ok})
+        hits[e.family].append(ok)
+        correct.append(ok)
     per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
     return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
-            "n": len(examples), "samples": samples}
+            "n": len(examples), "correct": correct, "samples": samples}
 
 
-def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False, n_samples: int = 10,
+def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
                max_new_tokens: int = 16) -> dict:
-    """Exact match on both held-out sets: accuracies (mean over families), per-family accuracy, counts, and the
-    first ``n_samples`` answers of each set."""
+    """Exact match on both held-out sets: accuracies (mean over families), per-family accuracy, counts, whether each
+    answer was right (``correct``: ``{"general": [...], "domain": [...]}``) and the first answers of each family."""
     label = progress if isinstance(progress, str) else "evaluate"
     g = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
                     progress=progress and f"{label}: general")
@@ -116,27 +136,56 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
                     progress=progress and f"{label}: domain")
     return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
             "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
-            "samples": g["samples"][:n_samples] + d["samples"][:n_samples]}
+            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"]}
 
 
-def seen_in_training(examples: list, train_rows) -> float:
-    """Share of held-out instructions that also occur verbatim as a training instruction (an honest caveat:
-    the lab's diagnosis and treatment families have only 50 phrasings each, so held-out questions repeat)."""
-    seen = {m[0]["content"] for m in train_rows["messages"]}
-    return sum(e.instruction in seen for e in examples) / max(len(examples), 1)
+def seen_mask(examples: list, train_rows) -> list[bool]:
+    """For each held-out instruction, whether it also occurs verbatim as the (last) user turn of a training row.
+
+    Small instruction spaces repeat: in the lab, the capital family has 80 possible questions and diagnosis and
+    treatment 50 phrasings each, so data drawn from the model's own distribution (``ours``, ``oracle``) contains
+    many held-out questions. Accuracy on the unseen ones (``subset_accuracy``) separates remembering from recall."""
+    seen = {next(m["content"] for m in reversed(msgs) if m["role"] == "user") for msgs in train_rows["messages"]}
+    return [e.instruction in seen for e in examples]
+
+
+def subset_accuracy(examples: list, correct: list[bool], keep: list[bool]) -> float | None:
+    """Accuracy (mean over families) on the examples where ``keep`` is true; None if none is kept."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for e, ok, k in zip(examples, correct, keep):
+        if k:
+            hits[e.family].append(ok)
+    return statistics.fmean(sum(v) / len(v) for v in hits.values()) if hits else None
+
+
+def _mean_std(values):
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean over seeds of each accuracy, with the sample standard deviation (0 for one seed) and the seeds' values."""
-    def mean_std(values):
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
     out = {"n_seeds": len(per_seed)}
     for key in ("general_accuracy", "domain_accuracy"):
-        out[key], out[key.replace("accuracy", "std")] = mean_std([r[key] for r in per_seed])
+        out[key], out[key.replace("accuracy", "std")] = _mean_std([r[key] for r in per_seed])
     families = per_seed[0]["per_family"]
     out["per_family"] = {f: statistics.fmean(r["per_family"][f] for r in per_seed) for f in families}
     out["seeds"] = [{k: r[k] for k in ("seed", "general_accuracy", "domain_accuracy")} for r in per_seed]
+    return out
+
+
+def arm_result(per_seed: list[dict], base: dict, sets: dict[str, list], train_rows) -> dict:
+    """An arm's aggregate over seeds, plus, per held-out set, the share of its questions the arm trained on and the
+    accuracy of the arm and of the base model on the rest (``general_unseen``: forgetting measured without them)."""
+    out = aggregate(per_seed)
+    for name in ("general", "domain"):
+        keep = [not s for s in seen_mask(sets[name], train_rows)]
+        out[f"{name}_seen_in_training"] = 1 - sum(keep) / max(len(keep), 1)
+        unseen = [subset_accuracy(sets[name], r["correct"][name], keep) for r in per_seed]
+        if unseen[0] is not None:
+            out[f"{name}_accuracy_unseen"], out[f"{name}_std_unseen"] = _mean_std(unseen)
+            out[f"base_{name}_accuracy_unseen"] = subset_accuracy(sets[name], base["correct"][name], keep)
+    if "general_accuracy_unseen" in out:
+        out["forgetting_unseen"] = out["base_general_accuracy_unseen"] - out["general_accuracy_unseen"]
     return out
 
 
@@ -225,15 +274,21 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
               f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}; "
               f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
               "domain instructions; greedy decoding, exact match.", ""]
-    lines += ["| model | general | domain | forgetting (points) | seeds |", "|---|---|---|---|---|"]
+    lines += ["| model | general | domain | forgetting (points) | general questions seen in training | "
+              "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
     for name, m in _models(results):
         def cell(key):
             std = m.get(key.replace("accuracy", "std"), 0.0)
             return f"{m[key]:.3f}" + (f" ± {std:.3f}" if m.get("n_seeds", 1) > 1 else "")
-        forgetting = f"{100 * m['forgetting']:+.1f}" if "forgetting" in m else "-"
-        lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {forgetting} | "
-                     f"{m.get('n_seeds', 1)} |")
-    lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot).", ""]
+
+        def points(key):
+            return f"{100 * m[key]:+.1f}" if key in m else "-"
+        seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
+        lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {points('forgetting')} | "
+                     f"{seen} | {points('forgetting_unseen')} | {m.get('n_seeds', 1)} |")
+    lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
+              "column compares the arm and the base on the held-out general questions that do not occur verbatim "
+              "in the arm's training data.", ""]
     if results.get("checks"):
         lines += ["## The issue's targets, as measured", ""]
         lines += [f"- {'met' if c['met'] else 'NOT met'}: {c['target']} (measured: {c['measured']})"
@@ -288,7 +343,26 @@ def eval_setup(recorded: dict) -> "qlora_training.Setup":
     if setup.device == "cuda" and not torch.cuda.is_available():
         setup = qlora_training.Setup("cpu", "float32", setup.quantization,
                                      "trained on a GPU; evaluated on the CPU with the same quantisation")
+    reason = qlora_training.bnb_4bit_works(setup.device) if setup.quantization == "nf4" else ""
+    if reason:
+        raise RuntimeError(f"notebook 05 trained on a 4-bit base, but here {reason}; evaluate where bitsandbytes "
+                           "runs 4-bit (a CUDA GPU, or a CPU with bitsandbytes >= 0.50): scoring an unquantised base "
+                           "would count quantisation error as forgetting")
     return setup
+
+
+def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
+    """Refuse adapters trained on other data than notebook 04's current arms (04 rerun after 05)."""
+    for arm, per_seed in training["arms"].items():
+        if arm not in arm_data:
+            raise RuntimeError(f"notebook 05 trained arm {arm!r}, which notebook 04's last run no longer builds; "
+                               f"rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
+        current = qlora_training.data_fingerprint(arm_data[arm])
+        for m in per_seed:
+            recorded = read_json(qlora_training.arm_dir(run_name, arm, m["seed"]) / "metrics.json")["settings"]["data"]
+            if recorded != current:
+                raise RuntimeError(f"arm {arm!r} (seed {m['seed']}): notebook 04's data changed after notebook 05 "
+                                   f"trained it; rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
 
 
 def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: str, setup: "qlora_training.Setup",

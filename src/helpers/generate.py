@@ -31,12 +31,19 @@ def generate(
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
 
+    Generation stops at ``stop_token`` if given, else at the tokenizer's eos token or any end token of the model's
+    generation config (e.g. Gemma ends a turn with ``<end_of_turn>``, not its eos ``<eos>``).
     Returns dicts with ``text`` (decoded without special tokens, stripped), ``prompt_tokens``, ``new_tokens`` and
-    ``finished`` (the stop token was produced before ``max_new_tokens``).
+    ``finished`` (a stop token was produced before ``max_new_tokens``).
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    stop_id = tokenizer.convert_tokens_to_ids(stop_token) if stop_token else tokenizer.eos_token_id
+    if stop_token:
+        stop_ids = [tokenizer.convert_tokens_to_ids(stop_token)]
+    else:
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        configured = configured if isinstance(configured, list) else [configured]
+        stop_ids = list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
     device = next(model.parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
@@ -66,14 +73,15 @@ def generate(
                     temperature=temperature if do_sample else None,
                     top_p=top_p if do_sample else None,
                     top_k=None,
-                    eos_token_id=stop_id,
+                    eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,
                 )
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()
-                finished = stop_id in new
+                end = next((k for k, t in enumerate(new) if t in stop_ids), None)
+                finished = end is not None
                 if finished:
-                    new = new[: new.index(stop_id)]
+                    new = new[:end]
                 while new and new[-1] == tokenizer.pad_token_id:
                     new.pop()
                 results[i] = {

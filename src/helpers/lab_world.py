@@ -85,7 +85,8 @@ def evaluate_zoo(paths: dict[str, str], n_per_family: int, seed: int, progress: 
     results = {}
     for name, path in paths.items():
         model, tok = zoo.load(name, Path(path).parent)
-        results[name] = {**score_sets(model, tok, sets, progress=progress and name, n_samples=5),
+        scored = score_sets(model, tok, sets, progress=progress and name)
+        results[name] = {**{k: v for k, v in scored.items() if k != "correct"},
                          "n_params": sum(p.numel() for p in model.parameters())}
     return results
 

@@ -61,6 +61,11 @@ def _row_to_messages(row: dict, where: str) -> list[dict]:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": str(response)}]
 
 
+def looks_like_path(source: str) -> bool:
+    """A file path rather than a hub id (``org/name`` ids also contain a slash, but no file suffix or backslash)."""
+    return bool(re.search(r"\\|\.(jsonl?|csv|parquet)$", source)) or source.startswith((".", "/", "~"))
+
+
 def _under_repo_root(path: Path) -> Path | None:
     if path.is_absolute():
         return None
@@ -102,7 +107,7 @@ def read_records(source: str) -> list[tuple[str, dict]]:
         else:
             raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
     else:
-        if re.search(r"[\\/]|\.(jsonl?|csv|parquet)$", source):
+        if looks_like_path(source):
             looked = f" and {in_repo.parent}" if in_repo is not None else ""
             raise DataError(f"{source}: no such file (looked in {Path.cwd()}{looked})")
         from datasets import load_dataset

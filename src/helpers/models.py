@@ -8,7 +8,8 @@ from .runs import read_json, stage_dir
 
 
 def resolve(run_name: str, name: str) -> str:
-    """Lab zoo names resolve through ``outputs/<run>/00_lab/models.json``; anything else is a path or hub id."""
+    """Lab zoo names resolve through ``outputs/<run>/00_lab/models.json``; anything else is a path (relative ones
+    are also looked up from the repository root) or a hub id."""
     models_json = stage_dir(run_name, "00_lab", create=False) / "models.json"
     if models_json.exists():
         paths = read_json(models_json)
@@ -19,7 +20,10 @@ def resolve(run_name: str, name: str) -> str:
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
-    return name
+    from .mixing import _under_repo_root
+
+    in_repo = _under_repo_root(Path(name))  # notebooks run in notebooks/; a preset's models/x means the repo's
+    return str(in_repo) if not Path(name).exists() and in_repo is not None and in_repo.exists() else name
 
 
 def _moved(path: Path, stage: Path) -> str:

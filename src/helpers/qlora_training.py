@@ -127,7 +127,8 @@ def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: in
                max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True):
     from trl import SFTConfig
 
-    logging_steps = max(1, max_steps // 30)  # about 30 points on the loss curve, at least one
+    # about 30 points on the loss curve, and one at the last step (so final_loss is the loss at the end)
+    logging_steps = max(d for d in range(1, max(1, max_steps // 30) + 1) if max_steps % d == 0)
     return SFTConfig(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
@@ -153,12 +154,13 @@ def settings_key(settings: dict) -> str:
 
 
 def model_fingerprint(path: str) -> str:
-    """Content hash of a local model folder's config and weights (a hub id is used as it is). Hashed once per
-    process for unchanged files: every arm and seed asks, and real weights are gigabytes."""
+    """Content hash of every file of a local model folder: config, weights, tokenizer and chat template (which
+    decides the tokens trained on). A hub id is used as it is (a new revision under the same id is not noticed).
+    Hashed once per process for unchanged files: every arm and seed asks, and real weights are gigabytes."""
     folder = Path(path)
     if not folder.is_dir():
         return path
-    files = sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors"))
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
     return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
@@ -211,6 +213,13 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     return trainer
 
 
+def count_truncated(tokenizer, dataset, max_length: int) -> int:
+    """How many conversations of ``dataset`` are longer than ``max_length`` tokens under the chat template."""
+    lengths = (len(tokenizer.apply_chat_template(row, tokenize=True, return_dict=False))
+               for row in dataset["messages"])
+    return sum(n > max_length for n in lengths)
+
+
 def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict:
     """Everything an adapter depends on: the base model's content, the setup, the hyperparameters, seed and data."""
     return {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
@@ -252,6 +261,11 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     settings = _settings(dataset, base_path, setup, hp, seed)
     key = settings_key(settings)
     trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
+    n_truncated = count_truncated(trainer.processing_class, dataset, hp["max_length"])
+    if n_truncated:
+        warnings.warn(f"arm {arm!r}: {n_truncated} of {len(dataset)} conversations are longer than max_length = "
+                      f"{hp['max_length']} tokens and are cut (they lose their end, and the model is not taught to "
+                      "stop there); raise max_length if that is many", stacklevel=2)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     start = time.perf_counter()
     trainer.train()
@@ -266,6 +280,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
+        "n_truncated": n_truncated,
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
