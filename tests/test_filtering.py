@@ -103,6 +103,11 @@ def test_unscored_rows_are_dropped_not_crashed():
     assert [r["response"] for r in kept] == ["b"] and dropped == Counter({"unscored": 1})
 
 
+def test_no_score_at_all_is_a_clear_error():
+    with pytest.raises(ValueError, match="none of the 2 candidates got a score.*put likelihood or reward first"):
+        F.select([cand(0, "a"), cand(0, "b", sample=1)], [None, None], minhash_threshold=None, embedding_threshold=None)
+
+
 def test_near_duplicate_detectors():
     texts = ["Reverse the order of these words: cat dog sun moon", "Reverse the order of these words: cat dog sun moon.",
              "What is the capital of Arvania?"]
