@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import trl
 from datasets import Dataset
 
 from helpers import qlora_training as qt
@@ -66,6 +67,7 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
         assert m[key] is not None, key
     assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0
+    assert m["n_truncated"] == 0 and m["versions"]["trl"] == trl.__version__
     out = qt.arm_dir("t", "arm", 0)
     assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
 

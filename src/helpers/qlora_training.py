@@ -213,6 +213,13 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     return trainer
 
 
+def library_versions() -> dict[str, str]:
+    """The versions that trained an adapter (recorded for provenance; not part of the resume key)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
+
+
 def count_truncated(tokenizer, dataset, max_length: int) -> int:
     """How many conversations of ``dataset`` are longer than ``max_length`` tokens under the chat template."""
     lengths = (len(tokenizer.apply_chat_template(row, tokenize=True, return_dict=False))
@@ -280,7 +287,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
-        "n_truncated": n_truncated,
+        "n_truncated": n_truncated, "versions": library_versions(),
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
