@@ -71,8 +71,11 @@ CALLS = {
                                   "dataloader_num_workers", "disable_tqdm"}),
     # helpers/qlora_training.py: train_arm()
     "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
-    # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback)
+    # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback), add_callback(LogLastStep)
     "Trainer.remove_callback": (SFTTrainer.remove_callback, {"callback"}),
+    "Trainer.add_callback": (SFTTrainer.add_callback, {"callback"}),
+    # helpers/qlora_training.py: LogLastStep.on_step_end(args, state, control)
+    "TrainerCallback.on_step_end": (__import__("transformers").TrainerCallback.on_step_end, {"args", "state", "control"}),
     # helpers/qlora_training.py: load_adapted()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
 }

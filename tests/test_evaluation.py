@@ -143,7 +143,7 @@ def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
     tok = standins.tokenizer("qwen2_5")
     path = write_jsonl(tmp_path / "g.jsonl", [{"instruction": "q", "answer": "a"},
                                               {"instruction": "q", "answer": "the answer is far too long here"}])
-    with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens but max_new_tokens = 3"):
+    with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens and max_new_tokens = 3 leaves no room"):
         evaluation.exact_match(None, tok, evaluation.load_eval_set(path, "general"), max_new_tokens=3)
 
 
@@ -179,11 +179,18 @@ def test_evaluation_refuses_adapters_trained_on_older_arms(outputs):
                     {"settings": {"data": qlora_training.data_fingerprint(data)}})
     training = {"arms": {"ours": [{"seed": 0}]}}
     evaluation.check_trained_data("r", training, {"ours": data})
+    data.save_to_disk(str(outputs / "arm"))  # 04 saves an arm; 05 and 06 each load it: the same fingerprint
+    runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
+                    {"settings": {"data": qlora_training.data_fingerprint(datasets.load_from_disk(str(outputs / "arm")))}})
+    evaluation.check_trained_data("r", training, {"ours": datasets.load_from_disk(str(outputs / "arm"))})
+    data = datasets.load_from_disk(str(outputs / "arm"))
     changed = data.map(lambda r: {"messages": [r["messages"][0], {"role": "assistant", "content": "b"}]})
     with pytest.raises(RuntimeError, match="arm 'ours' \\(seed 0\\): notebook 04's data changed"):
         evaluation.check_trained_data("r", training, {"ours": changed})
     with pytest.raises(RuntimeError, match="no longer builds"):
         evaluation.check_trained_data("r", training, {})
+    with pytest.raises(FileNotFoundError, match="metrics.json is missing: rerun notebooks/05.*arm 'ours', seed 1"):
+        evaluation.check_trained_data("r", {"arms": {"ours": [{"seed": 1}]}}, {"ours": data})
 
 
 def test_a_4bit_run_is_not_scored_unquantised(monkeypatch):
@@ -200,7 +207,29 @@ def test_eval_renders_a_real_template(tmp_path):
 
     tok = standins.tokenizer("qwen2_5")
     model = standins.model("qwen2_5", tok)
+    from helpers.generate import generate
+
     items = [evaluation.EvalItem("f", "Capital of France?", "Paris")]
     got = evaluation.exact_match(model, tok, items, max_new_tokens=4)
     assert got["n"] == 1 and got["per_family"] == {"f": 0.0}  # a random model is wrong, but it ran
-    assert isinstance(got["samples"][0]["output"], str)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Capital of France?"}], tokenize=False,
+                                     add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system\nYou are Qwen")  # Qwen2.5's own template, default system turn
+    assert got["samples"][0]["output"] == generate(model, tok, [prompt], max_new_tokens=4)[0]["text"]
+
+
+def test_only_an_answer_that_ends_its_turn_counts(monkeypatch):
+    """A cut-off answer is not a right one, even when its text (stripped) equals the reference."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    items = [evaluation.EvalItem("f", "q1", "Paris"), evaluation.EvalItem("f", "q2", "Paris")]
+    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: [{"text": "Paris", "finished": True},
+                                                                 {"text": "Paris ", "finished": False}])
+    assert evaluation.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [True, False]
+
+
+def test_lab_sets_and_eval_files_are_not_mixed_up(tmp_path):
+    with pytest.raises(ValueError, match="set but lab = True"):
+        evaluation.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
+    assert len(evaluation.held_out(True, 1, 5)["domain"]) == 3

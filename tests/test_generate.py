@@ -57,3 +57,16 @@ def test_stops_at_the_generation_configs_end_tokens_too(base):
     assert other.eos_token_id != tok.eos_token_id and model.generation_config.eos_token_id == tok.eos_token_id
     got = generate(model, other, prompts, max_new_tokens=16)
     assert [g["text"] for g in got] == [w["text"] for w in want] and all(g["finished"] for g in got)
+
+
+def test_no_stop_token_at_all_is_a_clear_error(base):
+    model, tok = base
+    other = tok.__class__.from_pretrained(zoo.ZOO_DIR / "base")
+    other.eos_token = None
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = None
+    try:
+        with pytest.raises(ValueError, match="no stop token.*pass stop_token"):
+            generate(model, other, ["x"])
+    finally:
+        model.generation_config.eos_token_id = saved

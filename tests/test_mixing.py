@@ -125,6 +125,9 @@ def test_relative_data_paths_are_found_from_the_repository_root(tmp_path, monkey
     assert mixing.load_conversations("data/d.jsonl")[0]["messages"][1]["content"] == "a"
     with pytest.raises(mixing.DataError, match=r"data/missing.jsonl: no such file \(looked in .*notebooks and .*repo"):
         mixing.load_conversations("data/missing.jsonl")
+    monkeypatch.setenv("HOME", str(repo))  # ~ is expanded
+    assert mixing.load_conversations("~/data/d.jsonl")[0]["messages"][1]["content"] == "a"
+    assert mixing.looks_like_path("data/X.JSONL")
     (repo / "models" / "m").mkdir(parents=True)  # the same for a local model folder; a hub id stays as it is
     from helpers import models
 

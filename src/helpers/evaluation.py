@@ -23,7 +23,7 @@ import numpy as np
 from . import qlora_training
 from .generate import generate
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
-from .mixing import DataError, _row_to_messages, looks_like_path, read_records
+from .mixing import DataError, _row_to_messages, find_local, looks_like_path, no_such_file, read_records
 from .models import load_tokenizer
 from .runs import read_json, run_dir, save_figure, stage_dir, write_json
 
@@ -53,12 +53,15 @@ def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
     Exact match is strict: write instructions that ask for a short, canonical answer ("Answer with the number only.").
     A hub id is refused: export the split you mean to a file (a benchmark's train split is not a held-out set).
     """
-    if not Path(source).exists() and not looks_like_path(source):
+    found = find_local(source)
+    if found is None:
+        if looks_like_path(source) or Path(source).suffix:
+            raise no_such_file(source)
         raise DataError(f"{source}: evaluation sets are read from local files, not hub ids (which would give the "
                         "train split); export the held-out split first, e.g. load_dataset(id, config, "
                         "split='test').to_json('data/eval.jsonl'), and map its columns to instruction/answer")
     items = []
-    for where, record in read_records(source):
+    for where, record in read_records(str(found)):
         if not isinstance(record, dict):
             raise DataError(f"{where}: expected an object with 'instruction' and 'answer'")
         answer = next((record[k] for k in ("answer", "response", "output") if record.get(k) not in (None, "")), None)
@@ -92,6 +95,16 @@ def eval_sets(general: str, domain: str) -> dict[str, list[EvalItem]]:
     return sets
 
 
+def held_out(lab: bool, n_per_family: int, seed: int, general: str = "", domain: str = "") -> dict[str, list]:
+    """Notebook 06's held-out sets: the lab's (``n_per_family``, ``seed``) or, with ``lab`` False, the two files."""
+    if not lab:
+        return eval_sets(general, domain)
+    if general or domain:
+        raise ValueError("eval_general / eval_domain are set but lab = True, which scores the lab's own held-out "
+                         "sets: set lab = False to score your files")
+    return heldout_sets(n_per_family, seed)
+
+
 def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_new_tokens: int = 16,
                 progress: bool | str = False, samples_per_family: int = 2) -> dict:
     """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
@@ -100,21 +113,23 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
     Returns ``{"accuracy": ..., "per_family": {family: accuracy}, "n": count, "correct": [bool per example],
     "samples": the first answers of each family}``. ``accuracy`` is the unweighted mean over families (each family
     counts the same however many questions it has; the lab's sets have equal families anyway).
-    A reference longer than ``max_new_tokens`` could never match, so it is an error.
+    An answer counts only if the model also ended its turn (a cut-off answer is not a right one), so a reference
+    needs fewer tokens than ``max_new_tokens``, room for the end token; a longer one is an error.
     """
     for e in examples:
         n_tokens = len(tokenizer(e.response, add_special_tokens=False)["input_ids"])
-        if n_tokens > max_new_tokens:
+        if n_tokens >= max_new_tokens:
             where = getattr(e, "where", "") or f"family {e.family!r}"
-            raise ValueError(f"{where}: the reference answer has {n_tokens} tokens but max_new_tokens = "
-                             f"{max_new_tokens}, so it could never match; raise max_new_tokens or shorten the answer")
+            raise ValueError(f"{where}: the reference answer has {n_tokens} tokens and max_new_tokens = "
+                             f"{max_new_tokens} leaves no room for the end of the turn, so it could never match; "
+                             "raise max_new_tokens or shorten the answer")
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": e.instruction}], tokenize=False,
                                              add_generation_prompt=True) for e in examples]
     outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
     for e, o in zip(examples, outs):
-        ok = o["text"].strip() == e.response.strip()
+        ok = o["finished"] and o["text"].strip() == e.response.strip()
         if len(hits[e.family]) < samples_per_family:
             samples.append({"family": e.family, "instruction": e.instruction, "expected": e.response,
                             "output": o["text"], "correct": ok})
@@ -181,6 +196,9 @@ def arm_result(per_seed: list[dict], base: dict, sets: dict[str, list], train_ro
         keep = [not s for s in seen_mask(sets[name], train_rows)]
         out[f"{name}_seen_in_training"] = 1 - sum(keep) / max(len(keep), 1)
         unseen = [subset_accuracy(sets[name], r["correct"][name], keep) for r in per_seed]
+        all_seen = sorted({e.family for e in sets[name]} - {e.family for e, k in zip(sets[name], keep) if k})
+        if all_seen:  # left out of both unseen means, the arm's and the base's
+            out[f"{name}_families_all_seen"] = all_seen
         if unseen[0] is not None:
             out[f"{name}_accuracy_unseen"], out[f"{name}_std_unseen"] = _mean_std(unseen)
             out[f"base_{name}_accuracy_unseen"] = subset_accuracy(sets[name], base["correct"][name], keep)
@@ -359,7 +377,11 @@ def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
                                f"rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
         current = qlora_training.data_fingerprint(arm_data[arm])
         for m in per_seed:
-            recorded = read_json(qlora_training.arm_dir(run_name, arm, m["seed"]) / "metrics.json")["settings"]["data"]
+            path = qlora_training.arm_dir(run_name, arm, m["seed"]) / "metrics.json"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: rerun notebooks/05_qlora_training.ipynb for run "
+                                        f"{run_name!r} (arm {arm!r}, seed {m['seed']})")
+            recorded = read_json(path)["settings"]["data"]
             if recorded != current:
                 raise RuntimeError(f"arm {arm!r} (seed {m['seed']}): notebook 04's data changed after notebook 05 "
                                    f"trained it; rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")

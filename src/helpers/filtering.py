@@ -269,9 +269,9 @@ def select(rows: list[dict], scores: list[float | None], *, min_score: float | N
         else:
             by_instruction[row["instruction_id"]].append(row)
     if rows and all(s is None for s in scores):
-        raise ValueError(f"none of the {len(rows)} candidates got a score from the selecting scorer: for LLM judges, no "
-                         "rating could be parsed from any answer (see judge_parse_failures); use stronger judges, or "
-                         "put likelihood or reward first in scorers")
+        raise ValueError(f"none of the {len(rows)} candidates got a score from the selecting scorer (the first in "
+                         "scorers): LLM judges whose ratings never parse (see judge_parse_failures) or a verifier that "
+                         "rejects every instruction; use stronger judges, or put likelihood or reward first in scorers")
     best = []
     for iid in sorted(by_instruction):
         group = by_instruction[iid]

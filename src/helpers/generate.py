@@ -42,8 +42,11 @@ def generate(
         stop_ids = [tokenizer.convert_tokens_to_ids(stop_token)]
     else:
         configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        configured = configured if isinstance(configured, list) else [configured]
+        configured = list(configured) if isinstance(configured, (list, tuple, set)) else [configured]
         stop_ids = list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
+    if not stop_ids or None in stop_ids:
+        raise ValueError(f"no stop token: stop_token={stop_token!r}, the tokenizer has no eos token and the model's "
+                         "generation config names none; pass stop_token (the token that ends an answer)")
     device = next(model.parameters()).device
     encoded = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))

@@ -63,7 +63,24 @@ def _row_to_messages(row: dict, where: str) -> list[dict]:
 
 def looks_like_path(source: str) -> bool:
     """A file path rather than a hub id (``org/name`` ids also contain a slash, but no file suffix or backslash)."""
-    return bool(re.search(r"\\|\.(jsonl?|csv|parquet)$", source)) or source.startswith((".", "/", "~"))
+    return bool(re.search(r"\\|\.(jsonl?|csv|parquet)$", source, re.I)) or source.startswith((".", "/", "~"))
+
+
+def find_local(source: str) -> Path | None:
+    """The file or folder ``source`` names (``~`` expanded): from the working directory, else from the repository
+    root (papermill and JupyterLab run notebooks in notebooks/, so a preset's ``data/x.jsonl`` means the
+    repository's data/ folder); None if neither has it."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    in_repo = _under_repo_root(path)
+    return in_repo if in_repo is not None and in_repo.exists() else None
+
+
+def no_such_file(source: str) -> DataError:
+    in_repo = _under_repo_root(Path(source).expanduser())
+    looked = f" and {in_repo.parent}" if in_repo is not None else ""
+    return DataError(f"{source}: no such file (looked in {Path.cwd()}{looked})")
 
 
 def _under_repo_root(path: Path) -> Path | None:
@@ -77,14 +94,10 @@ def _under_repo_root(path: Path) -> Path | None:
 
 def read_records(source: str) -> list[tuple[str, dict]]:
     """``(where, record)`` pairs from a JSONL, JSON, CSV or Parquet file, or a hub dataset id (its train split);
-    ``where`` names the file and row (1-based line for JSONL/CSV) for error messages. A relative path is looked up
-    from the working directory, then from the repository root (papermill and JupyterLab run notebooks in notebooks/,
-    so a preset's ``data/x.jsonl`` means the repository's data/ folder)."""
-    path = Path(source)
-    in_repo = _under_repo_root(path)
-    if not path.exists() and in_repo is not None and in_repo.exists():
-        path = in_repo
-    if path.exists():
+    ``where`` names the file and row (1-based line for JSONL/CSV) for error messages. A path is found by
+    ``find_local`` (the working directory, then the repository root)."""
+    path = find_local(source)
+    if path is not None:
         suffix = path.suffix.lower()
         if suffix == ".jsonl" or (suffix == ".json" and path.read_text().lstrip()[:1] != "["):
             records = []
@@ -108,8 +121,7 @@ def read_records(source: str) -> list[tuple[str, dict]]:
             raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
     else:
         if looks_like_path(source):
-            looked = f" and {in_repo.parent}" if in_repo is not None else ""
-            raise DataError(f"{source}: no such file (looked in {Path.cwd()}{looked})")
+            raise no_such_file(source)
         from datasets import load_dataset
 
         try:

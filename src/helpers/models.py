@@ -20,10 +20,10 @@ def resolve(run_name: str, name: str) -> str:
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
-    from .mixing import _under_repo_root
+    from .mixing import find_local
 
-    in_repo = _under_repo_root(Path(name))  # notebooks run in notebooks/; a preset's models/x means the repo's
-    return str(in_repo) if not Path(name).exists() and in_repo is not None and in_repo.exists() else name
+    found = find_local(name)  # notebooks run in notebooks/; a preset's models/x means the repository's
+    return str(found) if found is not None else name
 
 
 def _moved(path: Path, stage: Path) -> str:

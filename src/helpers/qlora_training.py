@@ -127,8 +127,7 @@ def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: in
                max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True):
     from trl import SFTConfig
 
-    # about 30 points on the loss curve, and one at the last step (so final_loss is the loss at the end)
-    logging_steps = max(d for d in range(1, max(1, max_steps // 30) + 1) if max_steps % d == 0)
+    logging_steps = max(1, -(-max_steps // 30))  # about 30 points on the loss curve; LogLastStep adds the last one
     return SFTConfig(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
@@ -137,6 +136,21 @@ def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: in
         bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
         dataloader_num_workers=0, disable_tqdm=not progress,
     )
+
+
+def _log_last_step_callback():
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        """Log at the last step too, so ``final_loss`` is the loss at the end of training (averaged since the
+        previous log) whatever ``logging_steps`` is."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
 
 
 def adapters_to_fp32(model) -> None:
@@ -205,6 +219,7 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     columns = [c for c in dataset.column_names if c != "messages"]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(columns),
                          processing_class=tokenizer, peft_config=peft_config)
+    trainer.add_callback(_log_last_step_callback())
     if not progress:  # without bars the Trainer prints every log dict; the losses are kept in log_history.json
         from transformers import PrinterCallback
 
@@ -215,9 +230,15 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
 
 def library_versions() -> dict[str, str]:
     """The versions that trained an adapter (recorded for provenance; not part of the resume key)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
+    def get(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {name: get(name) for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
 
 
 def count_truncated(tokenizer, dataset, max_length: int) -> int:
@@ -269,6 +290,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     key = settings_key(settings)
     trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
     n_truncated = count_truncated(trainer.processing_class, dataset, hp["max_length"])
+    versions = library_versions()
     if n_truncated:
         warnings.warn(f"arm {arm!r}: {n_truncated} of {len(dataset)} conversations are longer than max_length = "
                       f"{hp['max_length']} tokens and are cut (they lose their end, and the model is not taught to "
@@ -287,7 +309,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
-        "n_truncated": n_truncated, "versions": library_versions(),
+        "n_truncated": n_truncated, "versions": versions,
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
