@@ -38,7 +38,7 @@ def family_distribution(texts: list[str]) -> tuple[dict[str, float], int]:
 
 
 def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
-    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in sorted(set(p) | set(q)))
 
 
 def reconstruction_report(samples: list[dict], kept: list[dict], figure_path=None) -> dict:
