@@ -151,7 +151,7 @@ def test_unseen_subset_separates_recall_from_memory():
     items = [evaluation.EvalItem(f, q, "a") for f, q in [("x", "q1"), ("x", "q2"), ("y", "q3"), ("y", "q4")]]
     train = {"messages": [[{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
                            {"role": "assistant", "content": "a"}]]}
-    assert evaluation.seen_mask(items, train) == [True, False, False, False]  # the user turn, not the system turn
+    assert evaluation.seen_masks({"general": items}, train)["general"] == [True, False, False, False]  # the user turn, not the system turn
     sets = {"general": items, "domain": items[:1]}
 
     def scored(correct, seed=0):

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from . import qlora_training
+from .chat import render_prompt
 from .generate import generate
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
-from .mixing import DataError, _row_to_messages, find_local, looks_like_path, no_such_file, read_records
+from .mixing import DataError, _row_to_messages, looks_like_path, no_such_file, read_records
 from .models import load_tokenizer
-from .runs import read_json, run_dir, save_figure, stage_dir, write_json
+from .runs import find_local, read_json, run_dir, save_figure, stage_dir, write_json
 
 STAGE = "06_evaluation"
 
@@ -123,8 +124,7 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
             raise ValueError(f"{where}: the reference answer has {n_tokens} tokens and max_new_tokens = "
                              f"{max_new_tokens} leaves no room for the end of the turn, so it could never match; "
                              "raise max_new_tokens or shorten the answer")
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": e.instruction}], tokenize=False,
-                                             add_generation_prompt=True) for e in examples]
+    prompts = [render_prompt(tokenizer, e.instruction) for e in examples]
     outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
@@ -154,14 +154,15 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
             "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"]}
 
 
-def seen_mask(examples: list, train_rows) -> list[bool]:
-    """For each held-out instruction, whether it also occurs verbatim as the (last) user turn of a training row.
+def seen_masks(sets: dict[str, list], train_rows) -> dict[str, list[bool]]:
+    """For each held-out instruction of each set, whether it also occurs verbatim as the (last) user turn of a
+    training row.
 
     Small instruction spaces repeat: in the lab, the capital family has 80 possible questions and diagnosis and
     treatment 50 phrasings each, so data drawn from the model's own distribution (``ours``, ``oracle``) contains
     many held-out questions. Accuracy on the unseen ones (``subset_accuracy``) separates remembering from recall."""
     seen = {next(m["content"] for m in reversed(msgs) if m["role"] == "user") for msgs in train_rows["messages"]}
-    return [e.instruction in seen for e in examples]
+    return {name: [e.instruction in seen for e in examples] for name, examples in sets.items()}
 
 
 def subset_accuracy(examples: list, correct: list[bool], keep: list[bool]) -> float | None:
@@ -192,8 +193,9 @@ def arm_result(per_seed: list[dict], base: dict, sets: dict[str, list], train_ro
     """An arm's aggregate over seeds, plus, per held-out set, the share of its questions the arm trained on and the
     accuracy of the arm and of the base model on the rest (``general_unseen``: forgetting measured without them)."""
     out = aggregate(per_seed)
+    seen = seen_masks(sets, train_rows)
     for name in ("general", "domain"):
-        keep = [not s for s in seen_mask(sets[name], train_rows)]
+        keep = [not s for s in seen[name]]
         out[f"{name}_seen_in_training"] = 1 - sum(keep) / max(len(keep), 1)
         unseen = [subset_accuracy(sets[name], r["correct"][name], keep) for r in per_seed]
         all_seen = sorted({e.family for e in sets[name]} - {e.family for e, k in zip(sets[name], keep) if k})

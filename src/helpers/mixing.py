@@ -25,7 +25,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .runs import read_json, read_jsonl, repo_root, require, save_figure, stage_dir, write_json
+from .runs import find_local, read_json, read_jsonl, require, save_figure, stage_dir, under_repo_root, write_json
 
 STAGE = "04_mixing"
 
@@ -66,30 +66,10 @@ def looks_like_path(source: str) -> bool:
     return bool(re.search(r"\\|\.(jsonl?|csv|parquet)$", source, re.I)) or source.startswith((".", "/", "~"))
 
 
-def find_local(source: str) -> Path | None:
-    """The file or folder ``source`` names (``~`` expanded): from the working directory, else from the repository
-    root (papermill and JupyterLab run notebooks in notebooks/, so a preset's ``data/x.jsonl`` means the
-    repository's data/ folder); None if neither has it."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return path
-    in_repo = _under_repo_root(path)
-    return in_repo if in_repo is not None and in_repo.exists() else None
-
-
 def no_such_file(source: str) -> DataError:
-    in_repo = _under_repo_root(Path(source).expanduser())
+    in_repo = under_repo_root(Path(source).expanduser())
     looked = f" and {in_repo.parent}" if in_repo is not None else ""
     return DataError(f"{source}: no such file (looked in {Path.cwd()}{looked})")
-
-
-def _under_repo_root(path: Path) -> Path | None:
-    if path.is_absolute():
-        return None
-    try:
-        return repo_root() / path
-    except FileNotFoundError:  # not inside a checkout
-        return None
 
 
 def read_records(source: str) -> list[tuple[str, dict]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import read_json, stage_dir
+from .runs import find_local, read_json, stage_dir
 
 
 def resolve(run_name: str, name: str) -> str:
@@ -20,8 +20,6 @@ def resolve(run_name: str, name: str) -> str:
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
-    from .mixing import find_local
-
     found = find_local(name)  # notebooks run in notebooks/; a preset's models/x means the repository's
     return str(found) if found is not None else name
 

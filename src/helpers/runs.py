@@ -36,6 +36,27 @@ def repo_root(start: Path | None = None) -> Path:
     )
 
 
+def find_local(source: str) -> Path | None:
+    """The file or folder ``source`` names (``~`` expanded): from the working directory, else from the repository
+    root (papermill and JupyterLab run notebooks in notebooks/, so a preset's ``data/x.jsonl`` means the
+    repository's data/ folder); None if neither has it."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    in_repo = under_repo_root(path)
+    return in_repo if in_repo is not None and in_repo.exists() else None
+
+
+def under_repo_root(path: Path) -> Path | None:
+    """``path`` under the repository root, if it is relative and we are inside a checkout; else None."""
+    if path.is_absolute():
+        return None
+    try:
+        return repo_root() / path
+    except FileNotFoundError:  # not inside a checkout
+        return None
+
+
 def outputs_root() -> Path:
     env = os.environ.get("HELPERS_OUTPUTS")
     return Path(env).resolve() if env else repo_root() / "outputs"
