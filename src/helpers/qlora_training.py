@@ -6,6 +6,11 @@ assistant tokens only, so differences in stage 06 come from the data alone. Per 
 log history and a ``metrics.json`` with ``train_seconds``, ``final_loss``, ``quantization``, ``trainable_params``.
 A finished arm is skipped when it is run again with the same settings, so an interrupted notebook resumes.
 
+Loss on the answer only, for any chat template (``loss_format``): TRL masks the loss to assistant tokens through the
+template's ``{% generation %}`` markers, and patches the templates it knows (Qwen, Llama 3, Gemma, ...). For any
+other template (SmolLM2's ChatML, for one) the conversations are handed to TRL as prompt/completion pairs instead,
+and TRL trains on the completion: the answer and the tokens that end its turn. Which one ran is recorded.
+
 Compute (``choose_setup``): bf16 on GPUs that support it, fp16 on older ones (T4), fp32 on CPU. The 4-bit NF4
 base (double quantisation) is used wherever bitsandbytes can quantise on the device -- bitsandbytes 0.50 does on
 CPU -- and plain LoRA on the unquantised base otherwise, with a notice; ``metrics.json`` records which ran.
@@ -123,8 +128,35 @@ def lora_config(model, rank: int, alpha: int, dropout: float, target_modules: st
                       task_type="CAUSAL_LM", **extra)
 
 
+LOSS_FORMATS = ("messages", "prompt_completion")
+
+
+def loss_format(tokenizer) -> str:
+    """``"messages"`` when TRL can mask the loss to assistant turns with this chat template (it has generation
+    markers, or TRL ships a patched version of it); else ``"prompt_completion"``."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        get_training_chat_template(tokenizer)
+        return "messages"
+    except ValueError:  # "not training-compatible ... and patching is not supported for this template"
+        return "prompt_completion"
+
+
+def to_prompt_completion(dataset):
+    """Conversations as TRL's conversational prompt/completion pairs: every turn but the last is the prompt, the last
+    (assistant) turn the completion that the loss is computed on."""
+    last = dataset["messages"]
+    bad = [i for i, msgs in enumerate(last) if not msgs or msgs[-1]["role"] != "assistant"]
+    if bad:
+        raise ValueError(f"training row {bad[0]} does not end with an assistant turn: {last[bad[0]]!r}")
+    return dataset.map(lambda row: {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]},
+                       remove_columns=["messages"])
+
+
 def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
-               max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True):
+               max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True,
+               assistant_only_loss: bool = True):
     from trl import SFTConfig
 
     logging_steps = max(1, -(-max_steps // 30))  # about 30 points on the loss curve; LogLastStep adds the last one
@@ -132,7 +164,7 @@ def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: in
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
         logging_steps=logging_steps, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        assistant_only_loss=True, max_length=max_length, use_cpu=setup.device == "cpu",
+        assistant_only_loss=assistant_only_loss, max_length=max_length, use_cpu=setup.device == "cpu",
         bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
         dataloader_num_workers=0, disable_tqdm=not progress,
     )
@@ -203,7 +235,8 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
 
 def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
                  progress: bool = True):
-    """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, assistant-only loss, fp32 adapters."""
+    """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, loss on the answers (``loss_format``),
+    fp32 adapters."""
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
@@ -214,10 +247,14 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     model = load_base(base_path, setup)
     peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
                               hp["train_embeddings"])
+    fmt = loss_format(tokenizer)
     args = sft_config(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
-                      learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress)
-    columns = [c for c in dataset.column_names if c != "messages"]
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(columns),
+                      learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress,
+                      assistant_only_loss=fmt == "messages")
+    dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
+    if fmt == "prompt_completion":
+        dataset = to_prompt_completion(dataset)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
     trainer.add_callback(_log_last_step_callback())
     if not progress:  # without bars the Trainer prints every log dict; the losses are kept in log_history.json
@@ -309,7 +346,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
-        "n_truncated": n_truncated, "versions": versions,
+        "n_truncated": n_truncated, "loss_format": loss_format(trainer.processing_class), "versions": versions,
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)

@@ -57,6 +57,19 @@ def under_repo_root(path: Path) -> Path | None:
         return None
 
 
+def safe_name(name: str) -> str:
+    """A folder name for a model name, a path or a hub id: unchanged when it is a plain name (``base``); otherwise
+    its last part, made safe, plus a short hash of the whole (``/models/m`` -> ``m-1a2b3c4d``), so that a model's
+    path never decides where outputs go."""
+    import hashlib
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and name not in (".", ".."):
+        return name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.rstrip("/\\")).name or "model").strip("._") or "model"
+    return f"{stem}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def outputs_root() -> Path:
     env = os.environ.get("HELPERS_OUTPUTS")
     return Path(env).resolve() if env else repo_root() / "outputs"

