@@ -35,7 +35,7 @@ def prepared(outputs, name="f"):
 def test_judge_committee_counts_unparseable_ratings_and_never_crashes(outputs):
     run = prepared(outputs)
     rows = [{"instruction": "What is 2 plus 3?", "response": r} for r in ("5", "7", "")]
-    judge = F.JudgeCommittee(run, ["gen_small", "base"], max_new_tokens=8, progress=False)
+    judge = F.JudgeCommittee(run, ["gen_small", "base"], max_new_tokens=8, progress=False, min_parse_rate=0)
     scores = judge.score(rows)
     assert len(scores) == 3 and set(judge.parse_failures) == {"gen_small", "base"}
     # tiny lab models cannot follow a rubric: their "ratings" are mostly unparseable, recorded as missing
@@ -116,3 +116,50 @@ def test_near_duplicate_detectors():
     v[1] = v[0] * 0.999 + v[1] * 0.04
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     assert F.embedding_duplicates(v, threshold=0.98) == [False, True, False]
+
+
+def test_a_judge_that_cannot_rate_stops_after_its_probe_and_shows_its_answers(outputs, monkeypatch):
+    """Failure 2: a judge whose ratings never parse was found out only after rating every candidate."""
+    run = prepared(outputs)
+    rows = [{"instruction": f"What is {i} plus 1?", "response": str(i + 1)} for i in range(40)]
+    rated = []
+    monkeypatch.setattr(F.JudgeCommittee, "_rate",
+                        lambda self, model, tok, rs, label: rated.extend(rs) or ["Rating: N"] * len(rs))
+    judge = F.JudgeCommittee(run, ["base"], progress=False, probe_size=8)
+    with pytest.raises(F.JudgeError, match=r"(?s)readable 1-5 rating for 0 of the first 8.*other 32.*'Rating: N'"):
+        judge.score(rows)
+    assert len(rated) == 8  # the other 32 were never rated
+    monkeypatch.setattr(F.JudgeCommittee, "_rate", lambda self, model, tok, rs, label: ["Rating: 4"] * len(rs))
+    assert F.JudgeCommittee(run, ["base"], progress=False, probe_size=8).score(rows) == [4.0] * 40
+
+
+def test_scores_are_cached_per_scorer_and_only_scorable_candidates_are_scored(outputs):
+    run = prepared(outputs)
+    rows = [{"instruction": "What is 2 plus 3?", "response": r, "finished": f}
+            for r, f in (("5", True), ("7", True), ("5 5 5", False), ("", True))]
+    mask = F.scorable(rows, max_response_words=200)
+    assert mask == [True, True, False, False]
+
+    class Counting(F.LikelihoodCommittee):
+        calls = 0
+
+        def score(self, rs):
+            Counting.calls += len(rs)
+            return super().score(rs)
+
+    scorer = Counting(run, ["base"], progress=False)
+    first, _ = F.cached_scores(run, scorer, rows, mask)
+    assert first[2] is None and first[3] is None and first[0] > first[1] and Counting.calls == 2
+    again, _ = F.cached_scores(run, scorer, rows, mask)
+    assert again == first and Counting.calls == 2  # read back, not recomputed
+    F.cached_scores(run, Counting(run, ["base", "gen_small"], progress=False), rows, mask)
+    assert Counting.calls == 4  # another committee is another key
+
+
+def test_empty_committees_are_clear_errors(outputs):
+    with pytest.raises(ValueError, match="committee is empty"):
+        F.LikelihoodCommittee("f", [])
+    with pytest.raises(ValueError, match="judges is empty"):
+        F.JudgeCommittee("f", [])
+    with pytest.raises(ValueError, match="needs reward_model"):
+        F.RewardModel("")

@@ -101,3 +101,31 @@ def test_real_architectures_generate_with_their_own_template(family):
     batched = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=False)
     assert [o["text"] for o in batched] == [o["text"] for o in single]
     assert all(o["new_tokens"] >= 1 for o in out)
+
+
+def test_a_generator_given_as_a_path_never_writes_into_its_model_folder(outputs, tmp_path):
+    """Failure 1 of the real-model trial: with an absolute path as generator name, the shard folder was the model
+    folder itself (it read the model's config.json as its own)."""
+    import shutil
+
+    instructions = prepare("paths", n=4)
+    model_dir = tmp_path / "models" / "gen_small"
+    shutil.copytree(zoo.ZOO_DIR / "gen_small", model_dir)
+    before = sorted(p.name for p in model_dir.iterdir())
+    mmg.generate_all("paths", instructions, [str(model_dir)], 1, shard_size=4, progress=False)
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+    shard_dir = mmg.shard_dir("paths", str(model_dir))
+    assert shard_dir.parent == runs.stage_dir("paths", mmg.STAGE) / "shards" and shard_dir.name.startswith("gen_small-")
+    rows = mmg.collect("paths", [str(model_dir)])
+    assert len(rows) == 4 and {r["model"] for r in rows} == {str(model_dir)} and {r["frame"] for r in rows} == {"chat"}
+
+
+def test_few_shot_frame_cuts_answers_at_the_next_question(lab_tokenizer):
+    from helpers.chat import FEWSHOT_STOP, frame_for
+
+    frame = frame_for(lab_tokenizer, "fewshot")
+    prompt = frame.render(lab_tokenizer, "What is 2 plus 2?")
+    assert prompt.endswith("Question: What is 2 plus 2?\nAnswer:") and prompt.count("Question:") == 4
+    assert frame.stop_strings == [FEWSHOT_STOP] and frame_for(lab_tokenizer).kind == "chat"
+    with pytest.raises(ValueError, match="frame must be one of"):
+        frame_for(lab_tokenizer, "urial")

@@ -47,8 +47,8 @@ def test_missing_file_is_clear():
 
 
 def test_sizes():
-    assert mixing.sizes(1000, 830, 0.83) == {"n_domain": 170, "n_general": 830, "total": 1000}
-    assert mixing.sizes(100, 830, 0.83) == {"n_domain": 100, "n_general": 488, "total": 588}
+    assert mixing.sizes(1000, 830, 0.83) == {"n_domain": 170, "n_general": 830, "total": 1000, "n_domain_unused": 830}
+    assert mixing.sizes(100, 830, 0.83) == {"n_domain": 100, "n_general": 488, "total": 588, "n_domain_unused": 0}
     with pytest.raises(ValueError, match="lower n_domain"):
         mixing.sizes(1000, 830, 0.83, n_domain=500)
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -59,8 +59,9 @@ def test_arms_share_domain_rows_and_size():
     domain = [{"messages": msgs(f"d{i}", "x")} for i in range(50)]
     general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)],
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
-    arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
-    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "sweep": {}}
+    with pytest.warns(UserWarning, match="only 30 of the 50 domain rows are used"):
+        arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
+    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
            for name, rows in arms.items() if name != "domain_only"}
@@ -141,3 +142,12 @@ def test_hub_ids_and_paths_are_told_apart():
     assert all(mixing.looks_like_path(p) for p in ("data/x.jsonl", "./data", "/abs/folder", "x.parquet", "a\\b"))
     with pytest.raises(mixing.DataError, match="cannot load dataset 'no-such-org/no-such-set'"):
         mixing.load_conversations("no-such-org/no-such-set")  # an org/name id goes to the hub, not "no such file"
+
+
+def test_unused_domain_rows_are_a_warning_with_the_fix():
+    """Failure 3b: 04 used 21 of 150 domain rows, capped by the general rows 03 kept, and said nothing."""
+    domain = [{"messages": msgs(f"d{i}", "a")} for i in range(150)]
+    general = {"ours": [{"messages": msgs(f"g{i}", "a")} for i in range(100)]}
+    with pytest.warns(UserWarning, match="only 20 of the 150 domain rows are used"):
+        arms, plan = mixing.build_arms(domain, general, 0.83)
+    assert plan["n_domain_unused"] == 130

@@ -102,3 +102,32 @@ def test_parameters_papermill_cannot_parse_or_not_literal(tmp_path):
     make_nb(tmp_path / "00_x.ipynb", "import os\na = os.getcwd()", "")
     with pytest.raises(pipeline.PipelineError, match="is not a plain literal"):
         pipeline.notebook_parameters(tmp_path / "00_x.ipynb")
+
+
+def test_preflight_checks_every_model_and_data_source_before_anything_runs(tmp_path, outputs, monkeypatch):
+    """Failure 3: an offline hub id in 04 failed only after 01-03 had run."""
+    from helpers import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda: "HF_HUB_OFFLINE is set")
+    (tmp_path / "d.jsonl").write_text('{"instruction": "q", "response": "a"}\n')
+    problems = pipeline.preflight({
+        "01": {"model": "smollm2-135m-instruct"},
+        "02": {"generators": ["base", "no-such-model"]},
+        "03": {"scorers": ["likelihood"], "committee": ["base"], "judges": ["Some/Judge-7B"]},  # judges unused
+        "04": {"domain_data": str(tmp_path / "d.jsonl"), "public_data": "tatsu-lab/alpaca"},
+        "06": {"lab": False, "eval_general": "data/missing.jsonl", "eval_domain": ""},
+    })
+    assert len(problems) == 3, problems
+    assert "02: generators: model 'no-such-model' is not a known name" in problems[0]
+    assert "04: public_data: 'tatsu-lab/alpaca' is no local file" in problems[1] and "HF_HUB_OFFLINE" in problems[1]
+    assert "06: eval_general: data/missing.jsonl: no such file" in problems[2]
+
+
+def test_a_run_with_a_bad_source_stops_before_the_first_notebook(nbdir, outputs, tmp_path, monkeypatch):
+    make_nb(nbdir / "02_third.ipynb", 'run_name = "toy"\npublic_data = ""', "raise SystemExit('must not run')")
+    from helpers import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda: "HF_HUB_OFFLINE is set")
+    with pytest.raises(pipeline.PipelineError, match="checked before running anything"):
+        pipeline.run(None, ["public_data=tatsu-lab/alpaca"], notebooks_dir=nbdir)
+    assert not (outputs / "toy" / "00_lab").exists()

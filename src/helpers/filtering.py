@@ -13,6 +13,10 @@ Scorers share one interface: ``scorer.score(rows) -> list[float | None]`` (``Non
 * The lab's verifier (ground truth) is not here: it lives in the lab's evaluation module and is used to *measure* the
   selection, or as a scorer only when a preset asks for it explicitly.
 
+Candidates that cannot be kept whatever their score (empty, unfinished, too long: ``format_reason``) are not scored
+(``scorable``). Each scorer's scores are cached in ``scores/<scorer>.json``, keyed by the candidates and the scorer's
+models and settings (``cached_scores``), so a rerun, or a failure in a later scorer, loses nothing computed.
+
 ``select`` keeps the best candidate per instruction, applies a minimum score and format filters, then removes
 exact, MinHash and embedding near-duplicates. Every dropped row keeps its reason.
 """
@@ -57,7 +61,7 @@ RUBRIC = """Rate the response to the instruction on a scale of 1 to 5.
 Instruction: {instruction}
 Response: {response}
 
-Answer with "Rating: N" where N is 1, 2, 3, 4 or 5."""
+Reply with "Rating:" followed by one digit from 1 to 5."""
 
 _NUM = r"(\d+(?:\.\d+)?)"
 
@@ -86,27 +90,58 @@ def parse_rating(text: str, low: float = 1, high: float = 5) -> float | None:
     return value
 
 
+class JudgeError(RuntimeError):
+    pass
+
+
 class JudgeCommittee:
+    """LLM judges rating each response with ``rubric``; a response's score is the mean over the judges that gave one.
+
+    Each judge first rates ``probe_size`` candidates; if fewer than ``min_parse_rate`` of its answers hold a
+    readable rating, it stops there (``JudgeError``) and shows the judge's raw answers, instead of rating every
+    candidate for nothing. ``parse_rate`` records each judge's share of readable ratings."""
+
     name = "judge"
 
     def __init__(self, run_name: str, judges: list[str], rubric: str = RUBRIC, max_new_tokens: int = 24,
-                 batch_size: int = 128, progress: bool = True):
+                 batch_size: int = 128, progress: bool = True, probe_size: int = 32, min_parse_rate: float = 0.5):
+        if not judges:
+            raise ValueError("judges is empty: name at least one judge model for the judge scorer")
         self.run_name, self.judges, self.rubric = run_name, judges, rubric
         self.max_new_tokens, self.batch_size, self.progress = max_new_tokens, batch_size, progress
+        self.probe_size, self.min_parse_rate = probe_size, min_parse_rate
         self.parse_failures: Counter = Counter()
+        self.parse_rate: dict[str, float] = {}
         self.raw: dict[str, list[str]] = {}
+
+    def config(self) -> dict:
+        return {"judges": {j: models.model_fingerprint(models.resolve(self.run_name, j)) for j in self.judges},
+                "rubric": self.rubric, "max_new_tokens": self.max_new_tokens}
+
+    def _rate(self, model, tok, rows: list[dict], label: str | bool) -> list[str]:
+        prompts = [render_prompt(tok, self.rubric.format(instruction=r["instruction"], response=r["response"]))
+                   for r in rows]
+        outs = generate(model, tok, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                        progress=label)
+        return [o["text"] for o in outs]
 
     def score(self, rows: list[dict]) -> list[float | None]:
         ratings = []
         for judge in self.judges:
             model, tok = models.load(self.run_name, judge)
-            prompts = [render_prompt(tok, self.rubric.format(instruction=r["instruction"], response=r["response"]))
-                       for r in rows]
-            outs = generate(model, tok, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                            progress=self.progress and f"judge {judge}")
-            self.raw[judge] = [o["text"] for o in outs]
-            parsed = [parse_rating(o["text"]) for o in outs]
+            head = self._rate(model, tok, rows[: self.probe_size], False)
+            readable = sum(parse_rating(t) is not None for t in head)
+            if head and readable < self.min_parse_rate * len(head):
+                shown = "\n".join(f"  {t!r}" for t in head[:8])
+                raise JudgeError(
+                    f"judge {judge!r} gave a readable 1-5 rating for {readable} of the first {len(head)} candidates "
+                    f"(min_parse_rate = {self.min_parse_rate}); stopped before rating the other {len(rows) - len(head)}."
+                    f" Its answers:\n{shown}\nUse a stronger judge, adapt the rubric, or put 'likelihood' first in "
+                    "scorers")
+            self.raw[judge] = head + self._rate(model, tok, rows[len(head):], self.progress and f"judge {judge}")
+            parsed = [parse_rating(t) for t in self.raw[judge]]
             self.parse_failures[judge] = sum(p is None for p in parsed)
+            self.parse_rate[judge] = 1 - self.parse_failures[judge] / max(len(rows), 1)
             ratings.append(parsed)
             del model
         return [_mean([r[i] for r in ratings]) for i in range(len(rows))]
@@ -124,6 +159,10 @@ class RewardModel:
     name = "reward"
 
     def __init__(self, path: str, batch_size: int = 64, device: str | None = None, progress: bool = True):
+        if not path:
+            raise ValueError("the reward scorer needs reward_model: the path or hub id of a sequence-classification "
+                             "reward model")
+        self.path = path
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -133,6 +172,9 @@ class RewardModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size, self.progress = batch_size, progress
+
+    def config(self) -> dict:
+        return {"reward_model": models.model_fingerprint(self.path)}
 
     def score(self, rows: list[dict]) -> list[float | None]:
         tok = self.tokenizer
@@ -194,8 +236,13 @@ class LikelihoodCommittee:
     name = "likelihood"
 
     def __init__(self, run_name: str, committee: list[str], batch_size: int = 256, progress: bool = True):
+        if not committee:
+            raise ValueError("committee is empty: name at least one model for the likelihood scorer")
         self.run_name, self.committee, self.batch_size, self.progress = run_name, committee, batch_size, progress
         self.per_model: dict[str, list[float]] = {}
+
+    def config(self) -> dict:
+        return {"committee": {n: models.model_fingerprint(models.resolve(self.run_name, n)) for n in self.committee}}
 
     def score(self, rows: list[dict]) -> list[float | None]:
         for name in self.committee:
@@ -217,6 +264,35 @@ def format_reason(row: dict, max_response_words: int) -> str | None:
     if len(row["response"].split()) > max_response_words:
         return "too_long"
     return None
+
+
+def scorable(rows: list[dict], max_response_words: int) -> list[bool]:
+    """Which candidates are worth scoring: the others are dropped by ``select`` for their form whatever their score."""
+    return [format_reason(r, max_response_words) is None for r in rows]
+
+
+def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool]) -> tuple[list[float | None], dict]:
+    """``scorer``'s scores of the rows where ``mask`` is true (``None`` elsewhere) and what it reported about them
+    (judges: ``parse_rate``, ``parse_failures``), from
+    ``03_filtering/scores/<scorer>.json`` when that file was computed for the same candidates, mask and scorer
+    settings (its models' content, rubric...); else computed and written there."""
+    import hashlib
+    import json
+
+    from .runs import read_json, write_json
+
+    key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
+                                     [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
+    path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"
+    if path.exists() and read_json(path).get("key") == key:
+        cached = read_json(path)
+        return cached["scores"], {k: cached[k] for k in ("parse_rate", "parse_failures") if k in cached}
+    picked = [r for r, m in zip(rows, mask) if m]
+    got = iter(scorer.score(picked) if picked else [])
+    scores = [next(got) if m else None for m in mask]
+    extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
+    write_json(path, {"key": key, "scorer": scorer.name, "n_scored": len(picked), **extra, "scores": scores})
+    return scores, extra
 
 
 def minhash_duplicates(texts: list[str], threshold: float = 0.9, num_perm: int = 128, ngram: int = 5) -> list[bool]:

