@@ -59,8 +59,8 @@ def test_arms_share_domain_rows_and_size():
     domain = [{"messages": msgs(f"d{i}", "x")} for i in range(50)]
     general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)],
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
-    with pytest.warns(UserWarning, match="only 30 of the 50 domain rows are used"):
-        arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
+    arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
+    assert plan.pop("warnings")[0].startswith("only 30 of the 50 domain rows are used")
     assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
@@ -144,10 +144,12 @@ def test_hub_ids_and_paths_are_told_apart():
         mixing.load_conversations("no-such-org/no-such-set")  # an org/name id goes to the hub, not "no such file"
 
 
-def test_unused_domain_rows_are_a_warning_with_the_fix():
+def test_unused_domain_rows_are_a_warning_with_the_fix(capsys):
     """Failure 3b: 04 used 21 of 150 domain rows, capped by the general rows 03 kept, and said nothing."""
     domain = [{"messages": msgs(f"d{i}", "a")} for i in range(150)]
     general = {"ours": [{"messages": msgs(f"g{i}", "a")} for i in range(100)]}
-    with pytest.warns(UserWarning, match="only 20 of the 150 domain rows are used"):
-        arms, plan = mixing.build_arms(domain, general, 0.83)
-    assert plan["n_domain_unused"] == 130
+    arms, plan = mixing.build_arms(domain, general, 0.83)
+    assert plan["n_domain_unused"] == 130 and "lower general_share" in plan["warnings"][0]
+    assert capsys.readouterr().out.startswith("WARNING: only 20 of the 150 domain rows are used")
+    _, plan = mixing.build_arms(domain[:20], general, 0.83)
+    assert plan["warnings"] == [] and plan["n_domain_unused"] == 0

@@ -64,3 +64,21 @@ def test_sampling_from_base_recovers_the_mixture():
 def test_total_variation():
     assert total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
     assert total_variation({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
+
+
+def test_signs_of_trouble_are_printed_and_recorded(capsys):
+    """Failure 6: 73% unfinished answers and a silhouette of 0.02 passed without a word."""
+    from collections import Counter
+
+    from helpers import multi_model_generation as mmg
+
+    samples = [{"new_tokens": 5}] * 10
+    cat = {"k": 4, "silhouette": {4: 0.02}}
+    m = rd.metrics(samples, [{}] * 3, Counter(truncated=7), cat, {})
+    assert len(m["warnings"]) == 3 and "silhouette 0.02" in m["warnings"][2]
+    assert capsys.readouterr().out.count("WARNING: ") == 3
+    rows = [{"model": "g", "finished": i < 27} for i in range(100)]
+    m = mmg.metrics(rows, [{}] * 100, ["g"], 1, {"g": {"new_tokens": 1, "tokens_per_second": 1.0}})
+    assert m["warnings"] == ["73% of g's answers hit max_new_tokens before they ended, and notebook 03 drops "
+                             "unfinished answers: raise max_new_tokens for g in sampling"]
+    assert rd.metrics(samples, [{}] * 10, Counter(), {"k": 4, "silhouette": {4: 0.3}}, {})["warnings"] == []

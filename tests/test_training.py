@@ -168,3 +168,30 @@ def test_conversations_longer_than_max_length_are_counted():
     ds = Dataset.from_list([short, long, short])
     n = len(tok.apply_chat_template(long["messages"], tokenize=True, return_dict=False))
     assert qt.count_truncated(tok, ds, n - 1) == 1 and qt.count_truncated(tok, ds, n) == 0
+
+
+@pytest.mark.slow
+def test_a_template_trl_cannot_mask_trains_on_prompt_completion_pairs(tmp_path):
+    """Failure 4: assistant_only_loss was hard-coded, and TRL refuses SmolLM2's real ChatML template (no generation
+    markers, not one it can patch). Such templates train on prompt/completion pairs: the loss still covers exactly
+    the answer and the tokens that end its turn."""
+    from helpers import models
+
+    path = models.resolve("real", "smollm2-135m-instruct")
+    assert qt.loss_format(models.load_tokenizer(path)) == "prompt_completion"
+    assert qt.loss_format(models.load_tokenizer(BASE)) == "messages"  # the lab's template has generation markers
+    hp = {**HP, "train_embeddings": False, "max_steps": 1}
+    trainer = qt.make_trainer(rows(4), path, CPU_NF4, hp, seed=0, output_dir=tmp_path, progress=False)
+    assert not trainer.args.assistant_only_loss
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    assert tok.decode(batch["input_ids"][0][batch["labels"][0] != -100]) == "calvexa<|im_end|>\n"
+    assert tok.decode(batch["input_ids"][0]).startswith("<|im_start|>system\nYou are a helpful AI assistant")
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
+def test_prompt_completion_needs_an_answer_last():
+    bad = Dataset.from_list([{"messages": [{"role": "user", "content": "q"}]}])
+    with pytest.raises(ValueError, match="training row 0 does not end with an assistant turn"):
+        qt.to_prompt_completion(bad)

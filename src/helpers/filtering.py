@@ -37,7 +37,7 @@ from . import models
 from .chat import encode_prompts, render_prompt
 from .generate import generate
 from .reconstruct_distribution import normalise
-from .runs import read_jsonl, require, save_figure, stage_dir, write_jsonl
+from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_jsonl
 
 STAGE = "03_filtering"
 
@@ -440,7 +440,16 @@ def load_selected(run_name: str) -> list[dict]:
     return read_jsonl(require(run_name, STAGE, "selected.jsonl"))
 
 
-def metrics(rows: list[dict], kept: list[dict], dropped: Counter, judge_parse_failures: int, primary: str) -> dict:
-    return {"n_candidates": len(rows), "n_selected": len(kept), "n_instructions": len({r["instruction_id"] for r in rows}),
-            "primary_scorer": primary, "judge_parse_failures": judge_parse_failures, "dropped": dict(dropped),
-            "selected_by_model": dict(Counter(r["model"] for r in kept))}
+def metrics(rows: list[dict], kept: list[dict], dropped: Counter, judge_parse_failures: int, primary: str,
+            judge_parse_rate: dict[str, float] | None = None) -> dict:
+    n_instructions = len({r["instruction_id"] for r in rows})
+    warnings = trouble({
+        **{f"judge {j!r} gave a readable rating for only {rate:.0%} of the candidates (the rest count as missing)":
+           rate < 0.9 for j, rate in (judge_parse_rate or {}).items()},
+        f"only {len(kept)} of {n_instructions} instructions kept an answer; see the funnel for why":
+            len(kept) < 0.5 * n_instructions,
+    })
+    return {"n_candidates": len(rows), "n_selected": len(kept), "n_instructions": n_instructions,
+            "primary_scorer": primary, "judge_parse_failures": judge_parse_failures,
+            "judge_parse_rate": judge_parse_rate or {}, "dropped": dict(dropped),
+            "selected_by_model": dict(Counter(r["model"] for r in kept)), "warnings": warnings}

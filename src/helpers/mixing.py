@@ -20,13 +20,13 @@ import json
 import math
 import random
 import re
-import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .runs import find_local, read_json, read_jsonl, require, save_figure, stage_dir, under_repo_root, write_json
+from .runs import (find_local, read_json, read_jsonl, require, save_figure, stage_dir, trouble, under_repo_root,
+                   write_json)
 
 STAGE = "04_mixing"
 
@@ -192,12 +192,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share."""
     rng = random.Random(seed)
     plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
-    if plan["n_domain_unused"]:
-        warnings.warn(
-            f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} they "
-            f"already need all {plan['n_general']} general rows that notebook 03 kept ({len(general['ours'])}). To use "
-            "more domain data, generate more general rows (n_samples in 01, samples in 02) or lower general_share",
-            stacklevel=2)
+    plan["warnings"] = trouble({
+        f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} they "
+        f"need {plan['n_general']} of the {len(general['ours'])} general rows notebook 03 kept, and more domain rows "
+        "would need more. To use more domain data, generate more general rows (n_samples in 01, samples in 02) or "
+        "lower general_share": plan["n_domain_unused"] > 0})
     domain_rows = rng.sample(domain, plan["n_domain"])
     repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from . import models
 from .chat import frame_for
 from .generate import generate
-from .runs import read_json, read_jsonl, require, safe_name, save_figure, stage_dir, write_json, write_jsonl
+from .runs import (read_json, read_jsonl, require, safe_name, save_figure, stage_dir, trouble, write_json,
+                   write_jsonl)
 
 STAGE = "02_generation"
 DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64, "frame": "auto"}
@@ -171,8 +172,12 @@ def metrics(rows: list[dict], instructions: list[dict], generators: list[str], s
     expected = len(instructions) * len(generators) * samples_per_model
     if len(rows) != expected:
         raise RuntimeError(f"{len(rows)} generation rows, expected {expected}: rerun the notebook to finish them")
+    finished = {n: sum(r["finished"] for r in rows if r["model"] == n) / max(1, sum(r["model"] == n for r in rows))
+                for n in generators}
+    warnings = trouble({
+        f"{1 - rate:.0%} of {n}'s answers hit max_new_tokens before they ended, and notebook 03 drops unfinished "
+        f"answers: raise max_new_tokens for {n} in sampling": rate < 0.8 for n, rate in finished.items()})
     return {"n_instructions": len(instructions), "models": generators, "samples_per_model": samples_per_model,
             "n_rows": len(rows), "new_tokens": {n: timings[n]["new_tokens"] for n in generators},
             "tokens_per_second": {n: timings[n]["tokens_per_second"] for n in generators},
-            "finished_rate": {n: sum(r["finished"] for r in rows if r["model"] == n) /
-                              max(1, sum(r["model"] == n for r in rows)) for n in generators}}
+            "finished_rate": finished, "warnings": warnings}

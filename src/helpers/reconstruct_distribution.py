@@ -22,7 +22,7 @@ import numpy as np
 
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
 from .generate import generate
-from .runs import read_json, read_jsonl, require, save_figure, stage_dir, write_json, write_jsonl
+from .runs import read_json, read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 
 STAGE = "01_reconstruct"
 RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
@@ -157,9 +157,19 @@ def load_samples(run_name: str) -> list[dict]:
 
 
 def metrics(samples: list[dict], kept: list[dict], reasons: Counter, cat: dict, prequery: dict) -> dict:
+    """The stage's numbers, and its signs of trouble (printed, and listed under ``warnings``)."""
+    n = max(len(samples), 1)
+    silhouette = cat["silhouette"][cat["k"]]
+    warnings = trouble({
+        f"{reasons['truncated'] / n:.0%} of the samples hit instruction_max_new_tokens before the model ended the "
+        "user turn (dropped as truncated); raise instruction_max_new_tokens": reasons["truncated"] / n > 0.2,
+        f"only {len(kept)} of {len(samples)} samples were kept; look at the dropped ones above": len(kept) < 0.5 * n,
+        f"the clusters barely separate (silhouette {silhouette:.2f}): read them as rough topics; notebook 04 samples "
+        "`ours` by these clusters' shares (stratify = False samples uniformly instead)": silhouette < 0.1,
+    })
     return {"n_sampled": len(samples), "n_kept": len(kept), "dropped": dict(reasons), "n_clusters": cat["k"],
-            "silhouette": cat["silhouette"][cat["k"]], "prequery": prequery,
-            "new_tokens": sum(r["new_tokens"] for r in samples)}
+            "silhouette": silhouette, "prequery": prequery, "new_tokens": sum(r["new_tokens"] for r in samples),
+            "warnings": warnings}
 
 
 def previous_metrics(run_name: str) -> dict:

@@ -157,6 +157,16 @@ def save_figure(fig, path: Path) -> Path:
     return Path(path)
 
 
+def trouble(signs: dict[str, bool | None]) -> list[str]:
+    """Print each sign of trouble whose condition holds (``{message: condition}``), once, as a visible line in the
+    notebook, and return their messages for the stage's ``metrics.json`` (``warnings``). Trouble is not an error:
+    the stage's results stand, but the reader should look before going on."""
+    found = [message for message, holds in signs.items() if holds]
+    for message in found:
+        print(f"WARNING: {message}", flush=True)
+    return found
+
+
 def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
     """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions) for a stage."""
     import torch
