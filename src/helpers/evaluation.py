@@ -398,3 +398,425 @@ def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: s
     else:
         model = qlora_training.load_adapted(run_name, arm, seed, base_path, setup, expected_key)
     return model, tokenizer
+
+
+# ===============================================================================================================
+# Benchmark scorers (real models): multiple choice by log-likelihood, answers inside sentences, drift from the base
+#
+# Pure functions over already-rendered prompt strings: the caller decides the frame (the model's chat template via
+# ``chat.render_prompt``, or ``plain_prompt``'s "Question: ...\nAnswer:" for a base model). Prompts are tokenised with
+# ``chat.encode_prompts`` (one BOS where the model expects one), as everywhere else in the package. Items are dicts
+# (rows of ``helpers.benchmarks``' files) or objects with the same attributes (``EvalItem``: ``response`` is read as
+# the answer). Accuracies are means over families, as in ``exact_match``.
+# ===============================================================================================================
+import re  # noqa: E402 -- this section's imports live with it
+import unicodedata  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+
+def _get(item, key: str, default=None):
+    """A field of a dict row or an attribute of an item; ``answer`` falls back to ``response`` (``EvalItem``)."""
+    keys = (key, "response") if key == "answer" else (key,)
+    for k in keys:
+        value = item.get(k) if isinstance(item, dict) else getattr(item, k, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _family_means(items: list, correct: list[bool]) -> tuple[float, dict[str, float]]:
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for item, ok in zip(items, correct):
+        hits[str(_get(item, "family", "all"))].append(bool(ok))
+    per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
+    return (statistics.fmean(per_family.values()) if per_family else 0.0), per_family
+
+
+def _check_lengths(prompts: list, items: list) -> None:
+    if len(prompts) != len(items):
+        raise ValueError(f"{len(prompts)} prompts for {len(items)} items: give one rendered prompt per item")
+
+
+# --- multiple choice by log-likelihood (lm-evaluation-harness, as it scores ARC) ---------------------------------
+def plain_prompt(instruction: str) -> str:
+    """The frame lm-evaluation-harness gives a base (non-chat) model: "Question: ...\nAnswer:" (score options with
+    ``delimiter=" "``). For an instruct model, render with its chat template instead (``chat.render_prompt``,
+    ``delimiter=""``)."""
+    return f"Question: {instruction}\nAnswer:"
+
+
+def _continuation_ids(tokenizer, prompts: list[str], options: list[list[str]],
+                      delimiter: str) -> list[tuple[list[int], list[int]]]:
+    """``(context ids, continuation ids)`` for every (prompt, option) pair, in order.
+
+    As lm-evaluation-harness: trailing spaces of the prompt move to the continuation ("Answer: " + "Paris" is
+    scored as "Answer:" + " Paris", the way a tokenizer that glues spaces to words would write it); the continuation
+    is the tail of the joint encoding after the context's tokens, or the option encoded alone if the joint encoding
+    does not start with them (a merge across the boundary). Newlines are not moved: a chat template's generation
+    prompt ("...assistant\\n") stays what generation sees.
+    """
+    from .chat import encode_prompts
+
+    contexts, joints = [], []
+    for prompt, opts in zip(prompts, options):
+        n = len(prompt) - len(prompt.rstrip(" "))
+        context, lead = (prompt[:-n], prompt[-n:]) if n else (prompt, "")
+        for option in opts:
+            contexts.append(context)
+            joints.append((context, lead + delimiter + option))
+    context_ids = dict(zip(dict.fromkeys(contexts), encode_prompts(tokenizer, list(dict.fromkeys(contexts)))))
+    whole = encode_prompts(tokenizer, [c + cont for c, cont in joints])
+    alone = tokenizer([cont for _, cont in joints], add_special_tokens=False)["input_ids"]
+    pairs = []
+    for (context, cont_text), w, a in zip(joints, whole, alone):
+        ctx = context_ids[context]
+        cont = w[len(ctx):] if w[: len(ctx)] == ctx and len(w) > len(ctx) else a
+        if not cont or not ctx:
+            raise ValueError(f"cannot score {cont_text!r} after {context[-40:]!r}: an empty prompt or option")
+        pairs.append((ctx, cont))
+    return pairs
+
+
+def _padded(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """Right-padded ids, attention mask and a mask of the positions whose next token is a continuation token."""
+    import torch
+
+    width = max(len(p) + len(a) for p, a in pairs)
+    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    predicts = torch.zeros((len(pairs), width), dtype=torch.bool)
+    for row, (p, a) in enumerate(pairs):
+        ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+        mask[row, : len(p) + len(a)] = 1
+        predicts[row, len(p) - 1 : len(p) + len(a) - 1] = True
+    return ids, mask, predicts
+
+
+def _token_logprobs(model, ids, mask, predicts) -> list[float]:
+    """Per row: the summed log-probability of the tokens that follow the ``predicts`` positions."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    out = []
+    for row in range(ids.shape[0]):
+        pos = predicts[row].nonzero()[:, 0]
+        logp = torch.log_softmax(logits[row, pos.to(device)].float(), dim=-1)
+        out.append(float(logp.gather(-1, ids[row, pos + 1].to(device)[:, None]).sum()))
+    return out
+
+
+def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]], *, delimiter: str = " ",
+                    batch_size: int = 32, progress: bool | str = False) -> list[list[float]]:
+    """The summed log-probability of each option as a continuation of its prompt (``prompt + delimiter + option``),
+    one list per prompt. Batched (sorted by length, right-padded, attention-masked) on the model's device; the
+    log-softmax is taken only at the continuation's positions (a real vocabulary makes full logits large).
+
+    ``delimiter``: " " for a "Question: ...\\nAnswer:" frame (lm-evaluation-harness's ``target_delimiter``),
+    "" after a chat template's generation prompt.
+    """
+    from tqdm.auto import tqdm
+
+    if len(prompts) != len(options):
+        raise ValueError(f"{len(prompts)} prompts for {len(options)} option lists")
+    pairs = _continuation_ids(tokenizer, list(prompts), [list(o) for o in options], delimiter)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    flat = [0.0] * len(pairs)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(order), batch_size), disable=not progress,
+                          desc=progress if isinstance(progress, str) else "option log-probs"):
+            idx = order[start : start + batch_size]
+            for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
+                flat[i] = v
+    finally:
+        model.train(was_training)
+    out, k = [], 0
+    for opts in options:
+        out.append(flat[k : k + len(opts)])
+        k += len(opts)
+    return out
+
+
+def choose(logprobs: list[float], options: list[str]) -> tuple[int, int]:
+    """``(pred, pred_norm)``: the option with the highest summed log-probability (``acc``) and the one with the
+    highest log-probability per character of the option (``acc_norm``, lm-evaluation-harness's length
+    normalisation); ties go to the first."""
+    norm = [lp / max(len(o), 1) for lp, o in zip(logprobs, options)]
+    return int(np.argmax(logprobs)), int(np.argmax(norm))
+
+
+def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimiter: str = " ",
+                    batch_size: int = 32, progress: bool | str = False) -> dict:
+    """Score 4-option (or any-option) questions the way lm-evaluation-harness scores ARC: the model's prediction is
+    the option it finds most likely as a continuation of the prompt; no generation, so no format to follow.
+
+    ``prompts[i]`` is the rendered question of ``items[i]`` (which has ``choices``, ``label`` and ``family``; the
+    prompt may list the options or not, as the caller's frame decides). Returns ``{"accuracy", "accuracy_norm"}``
+    (means over families), ``per_family`` / ``per_family_norm``, ``n``, per item ``pred`` / ``pred_norm`` (indices),
+    ``correct`` / ``correct_norm`` and the options' ``logprobs``.
+    """
+    _check_lengths(prompts, items)
+    options = [[str(c) for c in _get(item, "choices", [])] for item in items]
+    if any(len(o) < 2 for o in options):
+        raise ValueError("every item needs 'choices' (two or more options) and 'label'")
+    logprobs = option_logprobs(model, tokenizer, prompts, options, delimiter=delimiter, batch_size=batch_size,
+                               progress=progress)
+    preds = [choose(lp, o) for lp, o in zip(logprobs, options)]
+    labels = [int(_get(item, "label")) for item in items]
+    correct = [p == y for (p, _), y in zip(preds, labels)]
+    correct_norm = [q == y for (_, q), y in zip(preds, labels)]
+    acc, per_family = _family_means(items, correct)
+    acc_norm, per_family_norm = _family_means(items, correct_norm)
+    return {"accuracy": acc, "accuracy_norm": acc_norm, "per_family": per_family, "per_family_norm": per_family_norm,
+            "n": len(items), "pred": [p for p, _ in preds], "pred_norm": [q for _, q in preds],
+            "correct": correct, "correct_norm": correct_norm, "logprobs": logprobs}
+
+
+# --- answers inside sentences ----------------------------------------------------------------------------------
+_ARTICLES = frozenset({"a", "an", "the"})
+_WORD = re.compile(r"\d+(?:\.\d+)*|[^\W\d_]+")
+
+
+def answer_tokens(text: str, strip_articles: bool = True) -> list[str]:
+    """``text`` as the matcher sees it: a list of lower-case words and numbers (see ``answer_matches``)."""
+    t = unicodedata.normalize("NFKD", str(text))
+    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
+    t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t)  # 3,000 -> 3000
+    words = _WORD.findall(t)
+    if strip_articles:
+        stripped = list(words)
+        while stripped and stripped[0] in _ARTICLES:
+            stripped.pop(0)
+        words = stripped or words  # an answer that is only an article keeps it
+    return words
+
+
+def normalise_answer(text: str) -> str:
+    """The matcher's normal form of ``text``: "The  Capital, Bogotá!" -> "capital bogota"."""
+    return " ".join(answer_tokens(text))
+
+
+def _spans(words: list[str], phrase: list[str]) -> list[tuple[int, int]]:
+    n = len(phrase)
+    return [(i, i + n) for i in range(len(words) - n + 1) if n and words[i : i + n] == phrase]
+
+
+def _inside(span: tuple[int, int], other: tuple[int, int]) -> bool:
+    return other[0] <= span[0] and span[1] <= other[1] and span != other
+
+
+def answer_matches(output: str, answer: str, aliases: list[str] | tuple = (),
+                   distractors: list[str] | tuple = ()) -> bool:
+    """Whether a free-text ``output`` gives ``answer`` (or one of its ``aliases``) and no other option.
+
+    The rules, in order:
+
+    1. Normalise the output and every reference the same way: Unicode accents dropped ("Bogotá" = "Bogota"), lower
+       case, commas inside numbers dropped ("3,000" = "3000"), then split into words and numbers; everything else
+       (punctuation, hyphens, apostrophes, surrounding whitespace) only separates words ("twenty-one" =
+       "twenty one", "40mg" = "40 mg", "Paris." = "Paris"). A decimal point inside a number is kept ("2.5").
+       Leading articles (a, an, the) are dropped from the answer, aliases and distractors ("The Hague" -> "hague").
+    2. The answer or an alias must occur in the output as a whole-word sequence: "The capital of France is
+       Paris." gives "Paris"; "14" does not give "4", "Parisian" does not give "Paris", "4.5" does not give "4".
+    3. No distractor may occur as a whole-word sequence ("Paris or Lyon" hedges: wrong), with longest-match
+       precedence: an answer occurrence inside a longer distractor occurrence does not count ("South Sudan" does not
+       give "Sudan" when "South Sudan" is an option), and a distractor inside an answer occurrence does not count
+       ("forty-one" is not hedging towards "forty"). A distractor that normalises to an answer form is ignored.
+    4. Units are not converted: "40 mg" is given by "40 mg", "40mg" and "40 MG" (rule 1); "40 milligrams" or a
+       bare "40" only where they are listed as aliases (``helpers.benchmarks`` lists both for doses). Number words
+       are not numbers ("twelve" does not give "12") unless listed as aliases. Negation is not understood:
+       "not Paris" gives "Paris" -- the instructions ask for the bare answer, so this is rare, but it is a limit.
+
+    ``distractors`` are an item's other choices; without them only rules 1-2 apply.
+    """
+    words = answer_tokens(output, strip_articles=False)
+    forms = [f for f in dict.fromkeys(tuple(answer_tokens(a)) for a in (answer, *aliases)) if f]
+    others = [d for d in dict.fromkeys(tuple(answer_tokens(d)) for d in distractors) if d and d not in forms]
+    hits = [s for f in forms for s in _spans(words, list(f))]
+    wrong = [s for d in others for s in _spans(words, list(d))]
+    hits_kept = [h for h in hits if not any(_inside(h, w) for w in wrong)]
+    wrong_kept = [w for w in wrong if not any(_inside(w, h) for h in hits_kept)]
+    return bool(hits_kept) and not wrong_kept
+
+
+def _distractors(item) -> list[str]:
+    """An item's choices other than its answer (by label when it has one, else by normal form)."""
+    choices = [str(c) for c in _get(item, "choices", []) or []]
+    label = _get(item, "label")
+    if label is not None and 0 <= int(label) < len(choices):
+        return [c for i, c in enumerate(choices) if i != int(label)]
+    answer = normalise_answer(str(_get(item, "answer", "")))
+    return [c for c in choices if normalise_answer(c) != answer]
+
+
+def match_outputs(items: list, outputs: list[str]) -> dict:
+    """``answer_matches`` for each (item, output): the item's ``answer``, ``aliases`` and, as distractors, its other
+    ``choices``. Returns ``{"accuracy", "per_family", "n", "correct"}`` (accuracy: mean over families)."""
+    _check_lengths(outputs, items)
+    correct = [answer_matches(o, str(_get(item, "answer", "")), list(_get(item, "aliases", []) or []),
+                              _distractors(item)) for item, o in zip(items, outputs)]
+    acc, per_family = _family_means(items, correct)
+    return {"accuracy": acc, "per_family": per_family, "n": len(items), "correct": correct}
+
+
+def answer_match(model, tokenizer, prompts: list[str], items: list, *, max_new_tokens: int = 48,
+                 batch_size: int = 64, progress: bool | str = False, samples_per_family: int = 2) -> dict:
+    """Greedy-decode each prompt and score the answer with ``answer_matches`` (a right answer inside a sentence
+    counts; a hedge between options does not). Unlike ``exact_match`` an answer cut off at ``max_new_tokens`` still
+    counts if it already holds the answer; ``finished`` says which ended their turn. Returns ``match_outputs``'
+    keys plus ``outputs``, ``finished`` and the first ``samples`` of each family."""
+    _check_lengths(prompts, items)
+    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    progress=progress)
+    texts = [o["text"] for o in outs]
+    got = match_outputs(items, texts)
+    seen: dict[str, int] = defaultdict(int)
+    samples = []
+    for item, text, ok in zip(items, texts, got["correct"]):
+        family = str(_get(item, "family", "all"))
+        if seen[family] < samples_per_family:
+            seen[family] += 1
+            samples.append({"family": family, "instruction": _get(item, "instruction", ""),
+                            "expected": _get(item, "answer"), "output": text, "correct": ok})
+    return {**got, "outputs": texts, "finished": [o["finished"] for o in outs], "samples": samples}
+
+
+# --- drift from the base: KL(base || tuned) on the base's own answers --------------------------------------------
+@contextmanager
+def _base_of(model, reference=None):
+    """The base distribution: ``reference`` if given, else ``model`` with its peft adapter switched off (one model
+    in memory; ``disable_adapter`` also switches off ``modules_to_save`` copies such as a trained embedding)."""
+    if reference is not None:
+        yield reference
+        return
+    if not hasattr(model, "disable_adapter"):
+        raise TypeError(f"{type(model).__name__} has no adapter to switch off: pass the base model as reference=")
+    with model.disable_adapter():
+        yield model
+
+
+def _stop_ids(model, tokenizer) -> list[int]:
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = list(configured) if isinstance(configured, (list, tuple, set)) else [configured]
+    ids = list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
+    if not ids:
+        raise ValueError("no stop token: the tokenizer has no eos token and the model's generation config names none")
+    return ids
+
+
+def _greedy_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
+                progress: bool | str) -> list[list[int]]:
+    """Greedy answer token ids per prompt, up to and including the stop token (``generate.generate``'s batching:
+    sorted by length, left-padded)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .chat import encode_prompts
+
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
+    stop = _stop_ids(model, tokenizer)
+    device = next(model.parameters()).device
+    encoded = encode_prompts(tokenizer, prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    out: list[list[int]] = [[] for _ in prompts]
+    for start in tqdm(range(0, len(order), batch_size), disable=not progress,
+                      desc=progress if isinstance(progress, str) else "base answers"):
+        idx = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+            mask[row, width - len(encoded[i]) :] = 1
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max_new_tokens, eos_token_id=stop,
+                                 pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+        for row, i in enumerate(idx):
+            new = gen[row, width:].tolist()
+            end = next((k for k, t in enumerate(new) if t in stop), None)
+            out[i] = new[: end + 1] if end is not None else new
+    return out
+
+
+def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max_new_tokens: int = 32,
+                    batch_size: int = 64, progress: bool | str = False) -> list[list[int]]:
+    """The base model's own greedy answers to ``prompts``, as token ids (stop token included when produced): the
+    text ``drift_kl`` measures on. Compute them once and pass them to ``drift_kl`` for every arm."""
+    with _base_of(model, reference) as base:
+        was_training = base.training
+        base.eval()
+        try:
+            return _greedy_ids(base, tokenizer, list(prompts), max_new_tokens, batch_size, progress)
+        finally:
+            base.train(was_training)
+
+
+def _logprobs_at(model, ids, mask, predicts):
+    """Full next-token log-distributions (float32) of ``model`` at the ``predicts`` positions, flattened row by row."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    return logits[predicts.to(device)].float().log_softmax(-1)
+
+
+def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: list[list[int]] | None = None,
+             max_new_tokens: int = 32, batch_size: int = 16, progress: bool | str = False) -> dict:
+    """How far a fine-tuned model's next-token distribution moved from the base's, where the base is at home: the
+    mean per-token KL(base || tuned) over the base's own greedy answers to ``prompts``.
+
+    For each prompt, the base answers greedily (``base_answer_ids``, or ``answers`` computed before); both models then
+    read prompt + answer, and at each answer token (the prompt and the padding are masked out) the KL between their
+    full next-token distributions is taken. The base is ``reference`` if given (a separate model), else ``model``
+    with its peft adapter switched off (``with model.disable_adapter():``, one model in memory). A model against
+    itself gives 0 (up to float error); the number grows as training moves the model on the base's own text, which
+    general-skill accuracy only sees when a greedy answer flips.
+
+    Returns ``{"kl": mean over all answer tokens, "per_prompt": mean KL per prompt, "n_tokens", "answers"}``.
+    """
+    from tqdm.auto import tqdm
+
+    from .chat import encode_prompts
+
+    prompts = list(prompts)
+    if answers is None:
+        answers = base_answer_ids(model, tokenizer, prompts, reference=reference, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, progress=progress and "base answers")
+    if len(answers) != len(prompts):
+        raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
+    pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
+    sums, counts = [0.0] * len(pairs), [0] * len(pairs)
+    models = [model] + ([reference] if reference is not None else [])
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        for start in tqdm(range(0, len(order), batch_size), disable=not progress,
+                          desc=progress if isinstance(progress, str) else "drift KL"):
+            idx = order[start : start + batch_size]
+            ids, mask, predicts = _padded([pairs[i] for i in idx], pad)
+            with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
+                lb = _logprobs_at(base, ids, mask, predicts)
+            lt = _logprobs_at(model, ids, mask, predicts)
+            kl = (lb.exp() * (lb - lt.to(lb.device))).sum(-1).cpu()
+            counts_here = predicts.sum(1).tolist()
+            k = 0
+            for i, c in zip(idx, counts_here):
+                sums[i], counts[i] = float(kl[k : k + c].sum()), c
+                k += c
+    finally:
+        for m, t in zip(models, was_training):
+            m.train(t)
+    total = sum(counts)
+    return {"kl": sum(sums) / total if total else 0.0,
+            "per_prompt": [s / c if c else 0.0 for s, c in zip(sums, counts)],
+            "n_tokens": total, "answers": answers}

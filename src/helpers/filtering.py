@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import models
-from .chat import encode_prompts, render_prompt
+from .chat import encode_prompts, frame_for, render_prompt
 from .generate import generate
 from .reconstruct_distribution import normalise
 from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_jsonl
@@ -199,13 +199,18 @@ class RewardModel:
 # Likelihood committee
 # ----------------------------------------------------------------------------------------------------------------
 def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256, progress: bool | str = False,
-                      stop_token: str | None = None) -> list[float]:
-    """Mean log-probability per token of each response plus the end-of-turn token, given its prompt."""
+                      stop_token: str | None = None, frame: str = "auto") -> list[float]:
+    """Mean log-probability per token of each response plus what ends it, given its prompt.
+
+    With a chat template (``frame`` ``"auto"`` or ``"chat"``) the prompt is the rendered instruction and the response
+    ends with the end-of-turn token; a model without one (a pretrained model) is asked in the few-shot frame, and the
+    response ends where the frame's next question starts (``chat.Frame``)."""
     device = next(model.parameters()).device
-    stop = stop_token or tokenizer.eos_token
+    asked = frame_for(tokenizer, frame)
+    suffix, prefix = asked.answer_suffix(tokenizer, stop_token), asked.answer_prefix()
     instructions = list(dict.fromkeys(r["instruction"] for r in rows))  # each prompt rendered and encoded once
-    prompt_ids = dict(zip(instructions, encode_prompts(tokenizer, [render_prompt(tokenizer, i) for i in instructions])))
-    answers = tokenizer([r["response"] + stop for r in rows], add_special_tokens=False)["input_ids"]
+    prompt_ids = dict(zip(instructions, encode_prompts(tokenizer, [asked.render(tokenizer, i) for i in instructions])))
+    answers = tokenizer([prefix + r["response"] + suffix for r in rows], add_special_tokens=False)["input_ids"]
     pairs = [(prompt_ids[r["instruction"]], a) for r, a in zip(rows, answers)]
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     out = [0.0] * len(rows)

@@ -1,0 +1,191 @@
+"""The shipped evaluation and domain data (``helpers.benchmarks``, ``data/``): sizes, fairness, held-out phrasings,
+correct facts, and the committed files equal to what the code builds."""
+import json
+import re
+
+import pytest
+
+from helpers import benchmarks as B
+from helpers import evaluation
+from helpers.lab.tasks import CLINICAL
+from tests.conftest import ROOT
+
+DATA = ROOT / "data"
+
+
+@pytest.fixture(scope="module")
+def built():
+    return B.build()
+
+
+def test_general_set_has_enough_families_and_items(built):
+    counts = B.summary(built["general"])
+    assert len(counts) >= 8 and sum(counts.values()) >= 400, counts
+    assert set(counts) == set(B.GENERAL_BUILDERS)
+    assert all(20 <= n <= B.PER_FAMILY for n in counts.values()), counts
+    assert counts["calendar"] == 38  # 12 months and 7 days, after and before: all the table has
+
+
+def test_clinical_splits_have_their_families_and_sizes(built):
+    assert B.summary(built["clinical_eval"]) == {"clinical_diagnosis": 30, "clinical_treatment": 30,
+                                                 "clinical_dosing": 30}
+    train = built["clinical_train"]
+    assert 150 <= len(train) <= 400
+    assert {"clinical_diagnosis", "clinical_treatment", "clinical_dosing"} <= set(B.summary(train))
+    assert all(set(r) == {"family", "instruction", "response"} for r in train)
+
+
+@pytest.mark.parametrize("key", ["general", "clinical_eval"])
+def test_every_eval_row_is_well_formed(built, key):
+    rows = built[key]
+    assert len({r["instruction"] for r in rows}) == len(rows)  # no duplicates
+    for r in rows:
+        assert tuple(r) == B.FIELDS
+        assert len(r["choices"]) == 4 and r["choices"].count(r["answer"]) == 1
+        assert r["choices"][r["label"]] == r["answer"]
+        assert len({evaluation.normalise_answer(c) for c in r["choices"]}) == 4
+        assert r["instruction"].rstrip().endswith("only.")  # asks for the bare answer
+        # an output that repeats the question gives neither the answer nor a distractor
+        assert not evaluation.answer_matches(r["instruction"], r["answer"], r["aliases"])
+    assert len({r["label"] for r in rows}) == 4  # the answer is not always in the same place
+
+
+def test_building_is_deterministic(built):
+    assert B.build() == built
+
+
+def test_committed_data_files_equal_what_the_code_builds(built):
+    assert B.check(DATA) == [], "run `python -m helpers.benchmarks write` and commit data/"
+    for key, name in B.FILES.items():
+        assert B.read(DATA / name) == built[key]
+
+
+def test_cli_writes_and_checks(tmp_path, capsys):
+    assert B.main(["write", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(B.FILES.values())
+    assert B.main(["check", str(tmp_path)]) == 0
+    path = tmp_path / B.FILES["general"]
+    path.write_text(path.read_text().replace("Paris", "Lyon"))
+    assert B.main(["check", str(tmp_path)]) == 1
+    assert "general_eval.jsonl" in capsys.readouterr().err
+
+
+def test_eval_files_load_with_load_eval_set():
+    for name, default in (("general_eval.jsonl", "general"), ("clinical_eval.jsonl", "domain")):
+        items = evaluation.load_eval_set(str(DATA / name), default)
+        rows = B.read(DATA / name)
+        assert [(e.family, e.instruction, e.response) for e in items] == \
+            [(r["family"], r["instruction"], r["answer"]) for r in rows]
+    sets = evaluation.eval_sets(str(DATA / "general_eval.jsonl"), str(DATA / "clinical_eval.jsonl"))
+    assert len(sets["general"]) == 488 and len(sets["domain"]) == 90
+
+
+def test_general_facts_are_right(built):
+    by_q = {r["instruction"]: r for r in built["general"]}
+    assert B.COUNTRIES["France"][:2] == ("Paris", "Europe") and B.COUNTRIES["Kenya"][:2] == ("Nairobi", "Africa")
+    assert by_q["What is the chemical symbol for gold? Answer with the symbol only."]["answer"] == "Au"
+    assert by_q["Which month comes right after December? Answer with the name of the month only."]["answer"] == \
+        "January"
+    assert by_q["Which day of the week comes right before Monday? Answer with the name of the day only."]["answer"] \
+        == "Sunday"
+    ops = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+    factors = {(small, big): f for big, small, f in B.CONVERSIONS}
+    for r in built["general"]:
+        q = r["instruction"]
+        if r["family"] == "arithmetic":
+            a, op, b = re.match(r"What is (\d+) (plus|minus|times) (\d+)\?", q).groups()
+            assert r["answer"] == str(ops[op](int(a), int(b)))
+        elif r["family"] == "unit_conversion":
+            small, n, big = re.match(r"How many (\w+) are in (\d+) (\w+)\?", q).groups()
+            assert r["answer"] == str(int(n) * factors[(small, big)])
+        elif r["family"] == "first_letter":
+            assert r["answer"] == re.search(r'"(\w+)"', q).group(1)[0]
+        elif r["family"] == "capital":
+            country = re.match(r"What is the capital of (.+)\? Answer", q).group(1)
+            assert r["answer"] == B.COUNTRIES[country][0] and r["aliases"] == list(B.COUNTRIES[country][2])
+        elif r["family"] == "continent":
+            country = re.match(r"On which continent is (.+)\? Answer", q).group(1)
+            assert r["answer"] == B.COUNTRIES[country][1]
+    assert [B.number_in_words(n) for n in (7, 13, 40, 47, 99, 305)] == \
+        ["seven", "thirteen", "forty", "forty-seven", "ninety-nine", "three hundred and five"]
+
+
+def _frame(text: str) -> list[str]:
+    """An instruction's wording with the facts taken out: slot values become "<x>", then lower-case words."""
+    values = [c for c in CLINICAL] + [s for s, _ in CLINICAL.values()] + [d for _, d in CLINICAL.values()]
+    for v in sorted(values, key=len, reverse=True):
+        text = re.sub(re.escape(v), " X ", text, flags=re.I)
+    text = re.sub(r"\d+", " X ", text)
+    return re.findall(r"[a-z]+|X", text.lower().replace(" x ", " X "))
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_held_out_phrasings_do_not_occur_in_train(built):
+    train = [_frame(r["instruction"]) for r in built["clinical_train"]]
+    held = [_frame(r["instruction"]) for r in built["clinical_eval"]]
+    assert not {tuple(h) for h in held} & {tuple(t) for t in train}
+    assert not {r["instruction"] for r in built["clinical_eval"]} & {r["instruction"] for r in built["clinical_train"]}
+    # not even four words in a row of a held-out question's wording come from a train question (a fact counts as
+    # one word, "X", so "the dose of X is" would be caught)
+    train_grams = set().union(*(_ngrams(t, 4) for t in train))
+    shared = {g for h in held for g in _ngrams(h, 4) if g in train_grams}
+    assert not shared, shared
+    # the frame really removes only the facts: each family's held-out questions have 3 frames, train ones several
+    assert len({tuple(h) for h in held}) == 9 and len({tuple(t) for t in train}) >= 20
+
+
+def test_held_out_doses_use_rate_weight_pairs_not_in_train(built):
+    train_pairs, eval_pairs = B.dosing_pairs()
+    assert not set(train_pairs) & set(eval_pairs) and len(eval_pairs) == B.N_EVAL_DOSING
+    seen = set()
+    for r in built["clinical_train"]:
+        if r["family"] == "clinical_dosing":
+            rate = int(re.search(r"(\d+) mg(?: per kg|/kg)", r["instruction"]).group(1))
+            weight = int(re.search(r"(\d+) kg", r["instruction"]).group(1))
+            seen.add((rate, weight))
+            assert f"{rate * weight} mg" in r["response"]
+    assert seen == set(train_pairs)
+    for r in built["clinical_eval"]:
+        if r["family"] == "clinical_dosing":
+            rate = int(re.search(r"(\d+) mg", r["instruction"]).group(1))
+            weight = int(re.search(r"(\d+) kg", r["instruction"]).group(1))
+            assert (rate, weight) in set(eval_pairs) and r["answer"] == f"{rate * weight} mg"
+            assert str(rate * weight) in r["aliases"] and f"{rate * weight} milligrams" in r["aliases"]
+
+
+def test_train_responses_state_the_fact_in_a_sentence(built):
+    drug_of = {c: d for c, (_, d) in CLINICAL.items()}
+    condition_of_symptom = {s: c for c, (s, _) in CLINICAL.items()}
+    rows = built["clinical_train"]
+    for r in rows:
+        if r["family"] == "clinical_diagnosis":
+            symptom = next(s for s in condition_of_symptom if s in r["instruction"].lower())
+            assert evaluation.answer_matches(r["response"], condition_of_symptom[symptom])
+        elif r["family"] == "clinical_treatment":
+            condition = next(c for c in drug_of if c in r["instruction"])
+            assert evaluation.answer_matches(r["response"], drug_of[condition])
+        assert len(r["response"].split()) >= 4 and r["response"].endswith(".")  # a sentence, not a bare answer
+    assert len({r["response"] for r in rows if r["family"] == "clinical_treatment"}) >= 30  # several phrasings
+
+
+def test_validate_refuses_unfair_items():
+    good = B.item("f", "What is 2 plus 3? Answer with the number only.", "5", ["6", "7", "8"], B._rng("t"))
+    assert B.validate([good]) == [good]
+    with pytest.raises(ValueError, match="occurs in the instruction"):
+        B.validate([B.item("f", "What is 2 plus 3? Answer.", "5", ["6", "7", "3"], B._rng("t"))])
+    with pytest.raises(ValueError, match="contain one another"):
+        B.validate([B.item("f", "Which one? Answer.", "forty-one", ["forty", "fifty", "sixty"], B._rng("t"))])
+    with pytest.raises(ValueError, match="not distinct"):
+        B.validate([B.item("f", "Which city? Answer.", "Bogotá", ["Bogota", "Lima", "Quito"], B._rng("t"))])
+    with pytest.raises(ValueError, match="duplicate"):
+        B.validate([good, dict(good)])
+
+
+def test_data_files_are_plain_utf8_jsonl():
+    for name in B.FILES.values():
+        lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+        assert all(json.loads(line) for line in lines)
+    assert "Bogotá" in (DATA / "general_eval.jsonl").read_text(encoding="utf-8")  # not \u-escaped
