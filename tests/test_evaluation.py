@@ -233,3 +233,65 @@ def test_lab_sets_and_eval_files_are_not_mixed_up(tmp_path):
     with pytest.raises(ValueError, match="set but lab = True"):
         evaluation.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
     assert len(evaluation.held_out(True, 1, 5)["domain"]) == 3
+
+
+def test_lenient_match_scores_answers_in_sentences_and_exact_does_not(monkeypatch):
+    """Failure 5: strict exact match scored base SmolLM2 0.000 because it answers in sentences."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    items = [evaluation.EvalItem("capital", "Capital of France?", "Paris", choices=("Paris", "Lyon", "Rome", "Nice"),
+                                 label=0),
+             evaluation.EvalItem("capital", "Capital of Italy?", "Rome", choices=("Paris", "Lyon", "Rome", "Nice"),
+                                 label=2)]
+    outs = [{"text": "The capital of France is Paris.", "finished": True},
+            {"text": "It is Rome or maybe Nice.", "finished": True}]  # a hedge between options is wrong
+    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: outs)
+    assert evaluation.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [False, False]
+    assert evaluation.exact_match(None, tok, items, max_new_tokens=8, match="lenient")["correct"] == [True, False]
+    with pytest.raises(ValueError, match="answer_match must be one of"):
+        evaluation.exact_match(None, tok, items, match="fuzzy")
+
+
+def test_a_general_set_the_base_cannot_do_never_calls_a_target_met():
+    """Failure 5b: report.md said 'ours within 2 points: met' when base and ours both scored 0."""
+    r = {"n_general": 20, "n_domain": 6, "base": result(0.0, 0.0), "seeds": [0],
+         "arms": {name: evaluation.aggregate([result(g, d)])
+                  for name, (g, d) in {"domain_only": (0.0, 0.5), "ours": (0.0, 0.4)}.items()}}
+    checks = evaluation.checks(evaluation.add_forgetting(r))
+    general = [c for c in checks if "general" in c["target"]]
+    assert general and all(c["met"] is None and "uninformative" in c["measured"] for c in general)
+    assert [c["met"] for c in checks if "general" not in c["target"]] == [False]  # domain gap 10 points
+
+
+def test_families_at_chance_are_left_out_of_the_headline():
+    items = [evaluation.EvalItem(f, "q", "a", choices=("a", "b", "c", "d"), label=0) for f in ("easy", "hard")]
+    base = {"per_family": {"easy": 0.8, "hard": 0.05, "dom": 0.0}, "per_family_mc": {"easy": 0.9, "hard": 0.3},
+            "general_accuracy": 0.425, "mc_general_accuracy": 0.6}
+    fams = evaluation.informative_families(base, {"general": items, "domain": []})
+    assert fams == {"match": ["easy"], "mc": ["easy"]}  # 0.3 is within 10 points of chance (0.25)
+    arm = {"per_family": {"easy": 0.5, "hard": 0.0, "dom": 0.9}, "per_family_mc": {"easy": 0.7, "hard": 0.2},
+           "general_accuracy": 0.25, "mc_general_accuracy": 0.45}
+    h = evaluation.headline(arm, fams)
+    assert h["general_accuracy"] == 0.5 and h["general_accuracy_all_families"] == 0.25
+    assert h["mc_general_accuracy"] == 0.7
+
+
+def test_eval_rows_carry_choices_and_a_bad_label_names_the_row(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n'
+                    '{"instruction": "r", "answer": "b", "choices": ["a", "b"], "label": 5}\n')
+    with pytest.raises(evaluation.DataError, match=r"g.jsonl, line 2: 'choices' needs 'label'"):
+        evaluation.load_eval_set(str(path), "general")
+    path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n')
+    item = evaluation.load_eval_set(str(path), "general")[0]
+    assert (item.aliases, item.choices, item.label) == (("A.",), ("a", "b"), 0)
+
+
+def test_real_eval_files_are_sampled_per_family(tmp_path):
+    sets = evaluation.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    from collections import Counter
+
+    assert set(Counter(e.family for e in sets["general"]).values()) == {3} and len(sets["general"]) == 30
+    assert sets == evaluation.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    assert len(evaluation.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")["general"]) == 488

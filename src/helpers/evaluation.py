@@ -13,8 +13,11 @@ answers (``load_eval_set``), e.g. slices of benchmarks whose prompts ask for the
 
 from __future__ import annotations
 
+import re
 import statistics
+import unicodedata
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,9 @@ class EvalItem:
     instruction: str
     response: str
     where: str = field(default="", compare=False)  # file and line, for error messages
+    aliases: tuple = field(default=(), compare=False)  # other accepted forms of the answer (lenient matching)
+    choices: tuple = field(default=(), compare=False)  # options for multiple choice (the answer among them)
+    label: int | None = field(default=None, compare=False)  # index of the answer in choices
 
 
 def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
@@ -76,7 +82,12 @@ def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
             raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
                             f"{[m['role'] for m in messages]}")
         family = str(record.get("family") or default_family)
-        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"], where))
+        choices, label = tuple(str(c) for c in record.get("choices") or ()), record.get("label")
+        if choices and not (isinstance(label, int) and 0 <= label < len(choices)):
+            raise DataError(f"{where}: 'choices' needs 'label', the index of the answer among the {len(choices)} "
+                            f"choices; got label {label!r}")
+        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"], where,
+                              tuple(str(a) for a in record.get("aliases") or ()), choices, label))
     if not items:
         raise DataError(f"{source}: no rows")
     return items
@@ -97,18 +108,41 @@ def eval_sets(general: str, domain: str) -> dict[str, list[EvalItem]]:
 
 
 def held_out(lab: bool, n_per_family: int, seed: int, general: str = "", domain: str = "") -> dict[str, list]:
-    """Notebook 06's held-out sets: the lab's (``n_per_family``, ``seed``) or, with ``lab`` False, the two files."""
+    """Notebook 06's held-out sets: the lab's (``n_per_family``, ``seed``) or, with ``lab`` False, the two files
+    (``n_per_family`` > 0 keeps that many questions of each family, drawn with ``seed``; 0 keeps them all)."""
     if not lab:
-        return eval_sets(general, domain)
+        sets = eval_sets(general, domain)
+        return {name: per_family_sample(items, n_per_family, seed) for name, items in sets.items()}
     if general or domain:
         raise ValueError("eval_general / eval_domain are set but lab = True, which scores the lab's own held-out "
                          "sets: set lab = False to score your files")
     return heldout_sets(n_per_family, seed)
 
 
+def per_family_sample(items: list, n_per_family: int, seed: int) -> list:
+    """At most ``n_per_family`` items of each family (a seeded draw, kept in file order); all when it is 0."""
+    import random
+
+    if n_per_family <= 0:
+        return items
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by[item.family].append(i)
+    rng = random.Random(seed)
+    keep = {i for idx in by.values() for i in (rng.sample(idx, n_per_family) if len(idx) > n_per_family else idx)}
+    return [item for i, item in enumerate(items) if i in keep]
+
+
+MATCHES = ("exact", "lenient")
+
+
 def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_new_tokens: int = 16,
-                progress: bool | str = False, samples_per_family: int = 2) -> dict:
+                progress: bool | str = False, samples_per_family: int = 2, match: str = "exact") -> dict:
     """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
+
+    ``match="lenient"`` accepts the answer inside a sentence instead (``answer_matches``: normalised case and
+    punctuation, aliases, no hedging between the item's choices); a real instruct model answers in sentences
+    ("The capital of France is Paris."), which strict exact match scores 0.
 
     ``examples``: items with ``family``, ``instruction`` and ``response`` (``EvalItem`` or the lab's ``Example``).
     Returns ``{"accuracy": ..., "per_family": {family: accuracy}, "n": count, "correct": [bool per example],
@@ -117,6 +151,8 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
     An answer counts only if the model also ended its turn (a cut-off answer is not a right one), so a reference
     needs fewer tokens than ``max_new_tokens``, room for the end token; a longer one is an error.
     """
+    if match not in MATCHES:
+        raise ValueError(f"answer_match must be one of {MATCHES}, got {match!r}")
     for e in examples:
         n_tokens = len(tokenizer(e.response, add_special_tokens=False)["input_ids"])
         if n_tokens >= max_new_tokens:
@@ -129,7 +165,10 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
     for e, o in zip(examples, outs):
-        ok = o["finished"] and o["text"].strip() == e.response.strip()
+        if match == "exact":
+            ok = o["finished"] and o["text"].strip() == e.response.strip()
+        else:
+            ok = o["finished"] and answer_matches(o["text"], e.response, getattr(e, "aliases", ()), _distractors(e))
         if len(hits[e.family]) < samples_per_family:
             samples.append({"family": e.family, "instruction": e.instruction, "expected": e.response,
                             "output": o["text"], "correct": ok})
@@ -137,21 +176,73 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
         correct.append(ok)
     per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
     return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
-            "n": len(examples), "correct": correct, "samples": samples}
+            "n": len(examples), "correct": correct, "samples": samples, "answer_ids": [o.get("ids") for o in outs]}
 
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
-               max_new_tokens: int = 16) -> dict:
-    """Exact match on both held-out sets: accuracies (mean over families), per-family accuracy, counts, whether each
-    answer was right (``correct``: ``{"general": [...], "domain": [...]}``) and the first answers of each family."""
+               max_new_tokens: int = 16, match: str = "exact", mc: bool = True) -> dict:
+    """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
+    accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
+    answers of each family, and the general answers' token ids (``general_answer_ids``: the base's are the text
+    ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
+    (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm)."""
     label = progress if isinstance(progress, str) else "evaluate"
     g = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
-                    progress=progress and f"{label}: general")
+                    progress=progress and f"{label}: general", match=match)
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
-                    progress=progress and f"{label}: domain")
-    return {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
-            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
-            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"]}
+                    progress=progress and f"{label}: domain", match=match)
+    out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
+           "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
+           "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"],
+           "general_answer_ids": g["answer_ids"]}
+    if mc:
+        for name, items in sets.items():
+            if items and all(getattr(e, "choices", ()) for e in items):
+                prompts = [render_prompt(tokenizer, e.instruction) for e in items]
+                r = multiple_choice(model, tokenizer, prompts, items, delimiter="",
+                                    progress=progress and f"{label}: {name} multiple choice")
+                out[f"mc_{name}_accuracy"] = r["accuracy_norm"]
+                out.setdefault("per_family_mc", {}).update(r["per_family_norm"])
+    return out
+
+
+def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False
+          ) -> float:
+    """KL drift of an arm from the base (``drift_kl``) on the base's own greedy answers to the general held-out
+    questions; the base is the arm's model with its adapter switched off, as it was scored."""
+    prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
+    return drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress)["kl"]
+
+
+CHANCE_MARGIN = 0.10
+
+
+def informative_families(base: dict, sets: dict[str, list]) -> dict[str, list[str]]:
+    """Per general measure, the families where the base model scores at least ``CHANCE_MARGIN`` above chance (exact
+    or lenient match: 0; multiple choice: one over the number of choices). Forgetting can only be seen where there
+    is something to forget: the others are reported, and left out of the headline numbers."""
+    general = {e.family for e in sets["general"]}
+    n_choices = {e.family: len(e.choices) for e in sets["general"] if getattr(e, "choices", ())}
+    out = {"match": sorted(f for f in general if base["per_family"][f] >= CHANCE_MARGIN)}
+    if "per_family_mc" in base:
+        out["mc"] = sorted(f for f in general if f in n_choices
+                           and base["per_family_mc"][f] >= 1 / n_choices[f] + CHANCE_MARGIN)
+    return out
+
+
+def headline(result: dict, families: dict[str, list[str]]) -> dict:
+    """Each general measure's mean over the informative families (``general_accuracy``: the answers;
+    ``mc_general_accuracy``: multiple choice), replacing the means over every family; the latter are kept as
+    ``*_all_families``."""
+    out = dict(result)
+    for measure, key, per in (("match", "general_accuracy", "per_family"), ("mc", "mc_general_accuracy",
+                                                                           "per_family_mc")):
+        if key not in result or measure not in families:
+            continue
+        out[f"{key}_all_families"] = result[key]
+        fams = families[measure]
+        out[key] = statistics.fmean(result[per][f] for f in fams) if fams else 0.0
+    return out
 
 
 def seen_masks(sets: dict[str, list], train_rows) -> dict[str, list[bool]]:
@@ -181,11 +272,15 @@ def _mean_std(values):
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean over seeds of each accuracy, with the sample standard deviation (0 for one seed) and the seeds' values."""
     out = {"n_seeds": len(per_seed)}
-    for key in ("general_accuracy", "domain_accuracy"):
-        out[key], out[key.replace("accuracy", "std")] = _mean_std([r[key] for r in per_seed])
-    families = per_seed[0]["per_family"]
-    out["per_family"] = {f: statistics.fmean(r["per_family"][f] for r in per_seed) for f in families}
-    out["seeds"] = [{k: r[k] for k in ("seed", "general_accuracy", "domain_accuracy")} for r in per_seed]
+    for key in ("general_accuracy", "domain_accuracy", "mc_general_accuracy", "mc_domain_accuracy", "kl_drift"):
+        if key in per_seed[0]:
+            std_key = key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std"
+            out[key], out[std_key] = _mean_std([r[key] for r in per_seed])
+    for per in ("per_family", "per_family_mc"):
+        if per in per_seed[0]:
+            out[per] = {f: statistics.fmean(r[per][f] for r in per_seed) for f in per_seed[0][per]}
+    out["seeds"] = [{k: r[k] for k in ("seed", "general_accuracy", "domain_accuracy", "mc_general_accuracy", "kl_drift")
+                     if k in r} for r in per_seed]
     return out
 
 
@@ -210,9 +305,11 @@ def arm_result(per_seed: list[dict], base: dict, sets: dict[str, list], train_ro
 
 
 def add_forgetting(results: dict) -> dict:
-    base = results["base"]["general_accuracy"]
+    base = results["base"]
     for arm in results["arms"].values():
-        arm["forgetting"] = base - arm["general_accuracy"]
+        arm["forgetting"] = base["general_accuracy"] - arm["general_accuracy"]
+        if "mc_general_accuracy" in arm and "mc_general_accuracy" in base:
+            arm["forgetting_mc"] = base["mc_general_accuracy"] - arm["mc_general_accuracy"]
     return results
 
 
@@ -293,7 +390,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
               f"{setup['device']}; LoRA rank {hp['rank']}, {hp['max_steps']} steps of batch {hp['batch_size']}, "
               f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}; "
               f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
-              "domain instructions; greedy decoding, exact match.", ""]
+              f"domain instructions; greedy decoding, {results.get('answer_match', 'exact')} match.", ""]
     lines += ["| model | general | domain | forgetting (points) | general questions seen in training | "
               "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
     for name, m in _models(results):
@@ -306,13 +403,33 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
         seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
         lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {points('forgetting')} | "
                      f"{seen} | {points('forgetting_unseen')} | {m.get('n_seeds', 1)} |")
+    if "mc_general_accuracy" in results["base"]:
+        lines += ["", "Multiple choice (log-likelihood of each option, length-normalised) and drift from the base "
+                  "(mean per-token KL(base || arm) on the base's own answers to the general questions; 0 = unchanged):",
+                  "", "| model | general MC | domain MC | forgetting MC (points) | KL drift |", "|---|---|---|---|---|"]
+        for name, m in _models(results):
+            def val(key, fmt="{:.3f}"):
+                if key not in m:
+                    return "-"
+                std = m.get(key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std")
+                return fmt.format(m[key]) + (f" ± {fmt.format(std)}" if m.get("n_seeds", 1) > 1 and std else "")
+            forgot = f"{100 * m['forgetting_mc']:+.1f}" if "forgetting_mc" in m else "-"
+            lines.append(f"| {name} | {val('mc_general_accuracy')} | {val('mc_domain_accuracy')} | {forgot} | "
+                         f"{val('kl_drift', '{:.4f}')} |")
+    if results.get("informative"):
+        general = sorted({f for f in results["base"]["per_family"] if f in results.get("general_families", [])})
+        for measure, fams in results["informative"].items():
+            left_out = [f for f in general if f not in fams]
+            if left_out:
+                lines += ["", f"Left out of the {measure} headline (the base is within {CHANCE_MARGIN:.0%} of chance "
+                          f"there, so nothing can be forgotten): {', '.join(left_out)}."]
     lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
               "column compares the arm and the base on the held-out general questions that do not occur verbatim "
               "in the arm's training data.", ""]
     if results.get("checks"):
-        lines += ["## The issue's targets, as measured", ""]
-        lines += [f"- {'met' if c['met'] else 'NOT met'}: {c['target']} (measured: {c['measured']})"
-                  for c in results["checks"]]
+        lines += ["## The reproduction's targets, as measured", ""]
+        verdict = {True: "met", False: "NOT met", None: "not measurable"}
+        lines += [f"- {verdict[c['met']]}: {c['target']} (measured: {c['measured']})" for c in results["checks"]]
         lines.append("")
     lines += ["## Figures", ""] + [f"![{f}]({STAGE}/{f})" for f in figures]
     path = run_dir(run_name) / "report.md"
@@ -326,9 +443,14 @@ def checks(results: dict) -> list[dict]:
     arms, base = results["arms"], results["base"]
     out = []
     eps = 1e-9  # 0.85 - 0.83 is 0.020000000000000018
+    informative = base["general_accuracy"] >= CHANCE_MARGIN
 
     def add(target, measured, met):
-        out.append({"target": target, "measured": measured, "met": bool(met)})
+        if not informative and "general" in target:
+            measured = (f"{measured}; the base model scores {base['general_accuracy']:.3f} on this general set, so "
+                        "it cannot show forgetting: uninformative")
+            met = None
+        out.append({"target": target, "measured": measured, "met": None if met is None else bool(met)})
 
     if "domain_only" in arms:
         f = arms["domain_only"]["forgetting"]
@@ -409,9 +531,6 @@ def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: s
 # (rows of ``helpers.benchmarks``' files) or objects with the same attributes (``EvalItem``: ``response`` is read as
 # the answer). Accuracies are means over families, as in ``exact_match``.
 # ===============================================================================================================
-import re  # noqa: E402 -- this section's imports live with it
-import unicodedata  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
 
 def _get(item, key: str, default=None):
@@ -699,51 +818,6 @@ def _base_of(model, reference=None):
         yield model
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    configured = list(configured) if isinstance(configured, (list, tuple, set)) else [configured]
-    ids = list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
-    if not ids:
-        raise ValueError("no stop token: the tokenizer has no eos token and the model's generation config names none")
-    return ids
-
-
-def _greedy_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
-                progress: bool | str) -> list[list[int]]:
-    """Greedy answer token ids per prompt, up to and including the stop token (``generate.generate``'s batching:
-    sorted by length, left-padded)."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from .chat import encode_prompts
-
-    if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    stop = _stop_ids(model, tokenizer)
-    device = next(model.parameters()).device
-    encoded = encode_prompts(tokenizer, prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[list[int]] = [[] for _ in prompts]
-    for start in tqdm(range(0, len(order), batch_size), disable=not progress,
-                      desc=progress if isinstance(progress, str) else "base answers"):
-        idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        with torch.no_grad():
-            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, eos_token_id=stop,
-                                 pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-        for row, i in enumerate(idx):
-            new = gen[row, width:].tolist()
-            end = next((k for k, t in enumerate(new) if t in stop), None)
-            out[i] = new[: end + 1] if end is not None else new
-    return out
-
-
 def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max_new_tokens: int = 32,
                     batch_size: int = 64, progress: bool | str = False) -> list[list[int]]:
     """The base model's own greedy answers to ``prompts``, as token ids (stop token included when produced): the
@@ -752,7 +826,9 @@ def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max
         was_training = base.training
         base.eval()
         try:
-            return _greedy_ids(base, tokenizer, list(prompts), max_new_tokens, batch_size, progress)
+            outs = generate(base, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            progress=progress and (progress if isinstance(progress, str) else "base answers"))
+            return [o["ids"] for o in outs]
         finally:
             base.train(was_training)
 
@@ -820,3 +896,81 @@ def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: l
     return {"kl": sum(sums) / total if total else 0.0,
             "per_prompt": [s / c if c else 0.0 for s, c in zip(sums, counts)],
             "n_tokens": total, "answers": answers}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A model's scores on the shipped sets, from the command line
+# ---------------------------------------------------------------------------------------------------------------
+def baseline(model_name: str, general: str = "data/general_eval.jsonl", domain: str = "data/clinical_eval.jsonl",
+             *, max_new_tokens: int = 48, n_per_family: int = 0, run_name: str = "lab", progress: bool = True) -> dict:
+    """Every scorer on both sets for one model, per family: strict exact match, lenient match (the answer inside a
+    sentence) and multiple choice (acc and acc_norm), greedy, with the model's chat template (or the few-shot frame
+    for a model without one). Families at chance are marked: they cannot show forgetting."""
+    from . import models
+    from .chat import frame_for
+
+    model, tokenizer = models.load(run_name, model_name)
+    frame = frame_for(tokenizer)
+    sets = {name: per_family_sample(items, n_per_family, 0) for name, items in eval_sets(general, domain).items()}
+    out = {"model": model_name, "frame": frame.kind, "max_new_tokens": max_new_tokens, "sets": {}}
+    for name, items in sets.items():
+        prompts = [frame.render(tokenizer, e.instruction) for e in items]
+        outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=32,
+                        stop_strings=frame.stop_strings, progress=progress and f"{name}: answers")
+        exact = [o["finished"] and o["text"].strip() == e.response.strip() for e, o in zip(items, outs)]
+        lenient = match_outputs(items, [o["text"] for o in outs])["correct"]
+        mc = multiple_choice(model, tokenizer, prompts, items, delimiter=frame.answer_prefix(),
+                             progress=progress and f"{name}: multiple choice")
+        rows = {}
+        for family in sorted({e.family for e in items}):
+            idx = [i for i, e in enumerate(items) if e.family == family]
+            mean = lambda flags: sum(flags[i] for i in idx) / len(idx)  # noqa: E731
+            chance = 1 / len(items[idx[0]].choices)
+            rows[family] = {"n": len(idx), "exact": mean(exact), "lenient": mean(lenient), "mc": mean(mc["correct"]),
+                            "mc_norm": mean(mc["correct_norm"]), "mc_chance": chance,
+                            "at_chance": mean(mc["correct_norm"]) < chance + CHANCE_MARGIN}
+        means = {k: statistics.fmean(r[k] for r in rows.values()) for k in ("exact", "lenient", "mc", "mc_norm")}
+        every = max(1, len(items) // 10)
+        samples = [{"family": e.family, "question": e.instruction, "expected": e.response, "output": o["text"]}
+                   for e, o in list(zip(items, outs))[::every]]
+        out["sets"][name] = {"per_family": rows, "mean": means, "samples": samples}
+    return out
+
+
+def format_baseline(result: dict) -> str:
+    lines = [f"{result['model']} ({result['frame']} frame), greedy, max_new_tokens {result['max_new_tokens']}"]
+    for name, s in result["sets"].items():
+        lines += ["", f"{name:20s} {'n':>4s} {'exact':>7s} {'lenient':>8s} {'MC':>6s} {'MC norm':>8s}"]
+        for family, r in s["per_family"].items():
+            mark = "  (at chance)" if r["at_chance"] else ""
+            lines.append(f"{family:20s} {r['n']:4d} {r['exact']:7.3f} {r['lenient']:8.3f} {r['mc']:6.3f} "
+                         f"{r['mc_norm']:8.3f}{mark}")
+        m = s["mean"]
+        lines.append(f"{'mean over families':20s} {'':4s} {m['exact']:7.3f} {m['lenient']:8.3f} {m['mc']:6.3f} "
+                     f"{m['mc_norm']:8.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.evaluation baseline MODEL [--n-per-family N]``: print a model's scores on the shipped
+    general and clinical sets and write them to ``outputs/baselines/<model>.json``."""
+    import argparse
+
+    from .runs import outputs_root, safe_name
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.evaluation", description=main.__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("baseline", help="every scorer on data/general_eval.jsonl and data/clinical_eval.jsonl")
+    b.add_argument("model", help="a packaged model name (smollm2-135m-instruct, gemma-3-270m), a folder or a hub id")
+    b.add_argument("--n-per-family", type=int, default=0, help="questions per family (0: all)")
+    b.add_argument("--max-new-tokens", type=int, default=48)
+    args = parser.parse_args(argv)
+    result = baseline(args.model, n_per_family=args.n_per_family, max_new_tokens=args.max_new_tokens)
+    print(format_baseline(result))
+    path = write_json(outputs_root() / "baselines" / f"{safe_name(args.model)}.json", result)
+    print(f"\nwritten to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

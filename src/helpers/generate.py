@@ -34,8 +34,9 @@ def generate(
 
     Generation stops at ``stop_token`` if given, else at the tokenizer's eos token or any end token of the model's
     generation config (e.g. Gemma ends a turn with ``<end_of_turn>``, not its eos ``<eos>``).
-    Returns dicts with ``text`` (decoded without special tokens, stripped), ``prompt_tokens``, ``new_tokens`` and
-    ``finished`` (a stop token was produced before ``max_new_tokens``).
+    Returns dicts with ``text`` (decoded without special tokens, stripped), ``prompt_tokens``, ``new_tokens``,
+    ``finished`` (a stop token was produced before ``max_new_tokens``) and ``ids`` (the answer's token ids, with the
+    stop token when one was produced).
     ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
     starts, and the answer counts as finished.
     """
@@ -87,6 +88,7 @@ def generate(
                 new = out[row, width:].tolist()
                 end = next((k for k, t in enumerate(new) if t in stop_ids), None)
                 finished = end is not None
+                ids_out = new[: end + 1] if finished else list(new)
                 if finished:
                     new = new[:end]
                 while new and new[-1] == tokenizer.pad_token_id:
@@ -96,11 +98,13 @@ def generate(
                 if cut >= 0:
                     text, finished = text[:cut], True
                     new = tokenizer(text, add_special_tokens=False)["input_ids"]
+                    ids_out = new
                 results[i] = {
                     "text": text.strip(),
                     "prompt_tokens": len(encoded[i]),
                     "new_tokens": len(new) + int(finished),
                     "finished": finished,
+                    "ids": ids_out,
                 }
             bar.update(len(idx))
     finally:
