@@ -78,6 +78,14 @@ CALLS = {
     "TrainerCallback.on_step_end": (__import__("transformers").TrainerCallback.on_step_end, {"args", "state", "control"}),
     # helpers/qlora_training.py: load_adapted()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
+    # helpers/evaluation.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
+    "peft.PeftModel.disable_adapter": (PeftModel.disable_adapter, {"self"}),
+    # helpers/models.py: in_hub_cache()
+    "huggingface_hub.try_to_load_from_cache": (__import__("huggingface_hub").try_to_load_from_cache,
+                                               {"repo_id", "filename"}),
+    # helpers/qlora_training.py: loss_format()
+    "trl.get_training_chat_template": (__import__("trl.chat_template_utils", fromlist=["x"]).get_training_chat_template,
+                                       {"processing_class"}),
 }
 
 
@@ -108,8 +116,34 @@ def test_llama_config_keywords():
 def test_generate_keywords():
     # helpers/generate.py: generate() -> model.generate(...)
     config = GenerationConfig()
-    for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id"):
+    for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id",
+                "stop_strings"):  # stop_strings: the few-shot frame (chat.Frame), with tokenizer= passed to generate
         assert hasattr(config, key), key
+
+
+def test_from_config_dtype_keyword():
+    # helpers/models.py: convert_gguf() -- AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2)
+    assert next(AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).parameters()).dtype == torch.bfloat16
+
+
+def test_hub_constants_exist():
+    # helpers/models.py: hub_reachable() reads the hub's offline flag and endpoint
+    from huggingface_hub import constants
+
+    assert isinstance(constants.HF_HUB_OFFLINE, bool) and constants.ENDPOINT.startswith("http")
+
+
+def test_gguf_loading_keyword():
+    # helpers/models.py: convert_gguf() -- from_pretrained(folder, gguf_file=name) for model and tokenizer
+    import transformers
+
+    src = inspect.getsource(transformers.PreTrainedModel.from_pretrained)
+    assert "gguf_file" in src
+    assert "gguf_file" in inspect.getsource(transformers.AutoTokenizer.from_pretrained)
 
 
 def test_from_pretrained_dtype_keyword(tmp_path):
