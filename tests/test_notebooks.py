@@ -144,3 +144,27 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
     assert set(m05["arms"]) == {"ours", "domain_only"}  # the lab-model adapters of the other arms are not kept
     res = json.loads((run / "06_evaluation" / "results.json").read_text())
     assert set(res["arms"]) == {"ours", "domain_only"} and len(res["base"]["per_family"]) == 13
+
+
+@pytest.mark.slow
+def test_the_real_track_runs_end_to_end_on_real_smollm2(outputs):
+    """Notebooks 01-06 on real SmolLM2-135M-Instruct (and gemma-3-270m as a few-shot generator and committee
+    member), installed from registry packages: every stage's real-model path, at tiny sizes."""
+    timings = pipeline.run(ROOT / "presets" / "smollm2-smoke.yaml", start="01")
+    assert list(timings) == [p.stem for p in NOTEBOOKS[1:]]
+    run = outputs / "smollm2-smoke"
+    m01 = json.loads((run / "01_reconstruct" / "metrics.json").read_text())
+    assert m01["prequery"]["stop_token"] == "<|im_end|>" and m01["n_kept"] >= 3
+    rows = [json.loads(line) for line in (run / "02_generation" / "generations.jsonl").read_text().splitlines()]
+    assert {r["frame"] for r in rows} == {"chat", "fewshot"}  # gemma-3-270m has no chat template
+    m04 = json.loads((run / "04_mixing" / "metrics.json").read_text())
+    assert set(m04["arms"]) == {"domain_only", "ours"}  # no public set off the lab
+    m05 = json.loads((run / "05_training" / "metrics.json").read_text())
+    arm = json.loads((run / "05_training" / "arms" / "ours" / "seed0" / "metrics.json").read_text())
+    assert arm["loss_format"] == "prompt_completion" and m05["setup"]["quantization"] == "nf4"
+    results = json.loads((run / "06_evaluation" / "results.json").read_text())
+    assert results["answer_match"] == "lenient" and results["n_general"] == 10
+    for name in ("domain_only", "ours"):
+        assert results["arms"][name]["kl_drift"] > 0 and "mc_general_accuracy" in results["arms"][name]
+    assert 0 <= results["base"]["mc_general_accuracy"] <= 1
+    assert "Multiple choice" in (run / "report.md").read_text()
