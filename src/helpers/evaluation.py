@@ -25,7 +25,7 @@ import numpy as np
 
 from . import qlora_training
 from .chat import render_prompt
-from .generate import generate
+from .generate import generate, scoring_batches
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
 from .mixing import DataError, _row_to_messages, looks_like_path, no_such_file, read_records
 from .models import load_tokenizer
@@ -646,11 +646,14 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(range(0, len(order), batch_size), disable=not progress,
-                          desc=progress if isinstance(progress, str) else "option log-probs"):
-            idx = order[start : start + batch_size]
+        bar = tqdm(total=len(order), disable=not progress,
+                   desc=progress if isinstance(progress, str) else "option log-probs")
+        lengths = [len(p) + len(a) for p, a in pairs]
+        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+            bar.update(len(idx))
             for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
                 flat[i] = v
+        bar.close()
     finally:
         model.train(was_training)
     out, k = [], 0
@@ -876,9 +879,10 @@ def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: l
     for m in models:
         m.eval()
     try:
-        for start in tqdm(range(0, len(order), batch_size), disable=not progress,
-                          desc=progress if isinstance(progress, str) else "drift KL"):
-            idx = order[start : start + batch_size]
+        bar = tqdm(total=len(order), disable=not progress, desc=progress if isinstance(progress, str) else "drift KL")
+        lengths = [sum(map(len, p)) for p in pairs]
+        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+            bar.update(len(idx))
             ids, mask, predicts = _padded([pairs[i] for i in idx], pad)
             with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
                 lb = _logprobs_at(base, ids, mask, predicts)
@@ -889,6 +893,7 @@ def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: l
             for i, c in zip(idx, counts_here):
                 sums[i], counts[i] = float(kl[k : k + c].sum()), c
                 k += c
+        bar.close()
     finally:
         for m, t in zip(models, was_training):
             m.train(t)

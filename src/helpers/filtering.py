@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from . import models
 from .chat import encode_prompts, frame_for, render_prompt
-from .generate import generate
+from .generate import generate, scoring_batches
 from .reconstruct_distribution import normalise
 from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_jsonl
 
@@ -212,12 +212,13 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     prompt_ids = dict(zip(instructions, encode_prompts(tokenizer, [asked.render(tokenizer, i) for i in instructions])))
     answers = tokenizer([prefix + r["response"] + suffix for r in rows], add_special_tokens=False)["input_ids"]
     pairs = [(prompt_ids[r["instruction"]], a) for r, a in zip(rows, answers)]
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    lengths = [len(p) + len(a) for p, a in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: lengths[i])
     out = [0.0] * len(rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in tqdm(range(0, len(order), batch_size), desc=progress if isinstance(progress, str) else "log-probs",
-                      disable=not progress):
-        idx = order[start : start + batch_size]
+    bar = tqdm(total=len(order), desc=progress if isinstance(progress, str) else "log-probs", disable=not progress)
+    for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+        bar.update(len(idx))
         width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -234,6 +235,7 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
         means = (logp * tgt).sum(1) / tgt.sum(1)
         for i, v in zip(idx, means.tolist()):
             out[i] = v
+    bar.close()
     return out
 
 
