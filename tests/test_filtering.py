@@ -163,3 +163,11 @@ def test_empty_committees_are_clear_errors(outputs):
         F.JudgeCommittee("f", [])
     with pytest.raises(ValueError, match="needs reward_model"):
         F.RewardModel("")
+
+
+def test_candidates_all_dropped_for_their_form_name_the_fix():
+    rows = [{"instruction_id": i, "instruction": "q", "response": "a long answer", "finished": False, "model": "m",
+             "sample": 0} for i in range(3)]
+    with pytest.raises(ValueError, match=r"all 3 candidates were dropped for their form.*'unfinished': 3.*raise "
+                                         "max_new_tokens"):
+        F.select(rows, [None] * 3, minhash_threshold=None, embedding_threshold=None)

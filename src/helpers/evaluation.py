@@ -423,7 +423,8 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
             left_out = [f for f in general if f not in fams]
             if left_out:
                 lines += ["", f"Left out of the {label[measure]} headline (the base is within "
-                          f"{100 * CHANCE_MARGIN:.0f} points of chance there, so nothing can be forgotten): {', '.join(left_out)}."]
+                          f"{100 * CHANCE_MARGIN:.0f} points of chance there, so nothing can be forgotten): "
+                          f"{', '.join(left_out)}."]
     lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
               "column compares the arm and the base on the held-out general questions that do not occur verbatim "
               "in the arm's training data.", ""]

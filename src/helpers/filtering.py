@@ -135,7 +135,8 @@ class JudgeCommittee:
                 shown = "\n".join(f"  {t!r}" for t in head[:8])
                 raise JudgeError(
                     f"judge {judge!r} gave a readable 1-5 rating for {readable} of the first {len(head)} candidates "
-                    f"(min_parse_rate = {self.min_parse_rate}); stopped before rating the other {len(rows) - len(head)}."
+                    f"(min_parse_rate = {self.min_parse_rate}); stopped before rating the other "
+                    f"{len(rows) - len(head)}."
                     f" Its answers:\n{shown}\nUse a stronger judge, adapt the rubric, or put 'likelihood' first in "
                     "scorers")
             self.raw[judge] = head + self._rate(model, tok, rows[len(head):], self.progress and f"judge {judge}")
@@ -351,6 +352,10 @@ def select(rows: list[dict], scores: list[float | None], *, min_score: float | N
             drop(row, reason)
         else:
             by_instruction[row["instruction_id"]].append(row)
+    if rows and not by_instruction and all(r["dropped"] != "unscored" for r in rows):
+        raise ValueError(f"all {len(rows)} candidates were dropped for their form before scoring ({dict(dropped)}); "
+                         "for 'unfinished', raise max_new_tokens in notebook 02's sampling; for 'too_long', raise "
+                         "max_response_words")
     if rows and all(s is None for s in scores):
         raise ValueError(f"none of the {len(rows)} candidates got a score from the selecting scorer (the first in "
                          "scorers): LLM judges whose ratings never parse (see judge_parse_failures) or a verifier that "

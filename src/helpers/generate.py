@@ -121,8 +121,8 @@ def scoring_batches(lengths: Sequence[int], order: Sequence[int], batch_size: in
     """Batches of ``order`` (indices sorted by ascending ``lengths``) for a forward pass that returns full logits.
 
     A batch holds at most ``batch_size`` rows, and fewer when its logits (rows x longest row x vocabulary) would pass
-    ``budget`` elements: a 262k vocabulary (Gemma 3) at 150 tokens fits 3 rows where the lab's 1.3k takes hundreds;
-    without the cap a batch of 32 would take 5 GB for the logits alone."""
+    ``budget`` elements: a 262k vocabulary (Gemma 3) at 150 tokens gets batches of 2 where the lab's 1.3k vocabulary
+    takes hundreds; without the cap a batch of 32 would take 5 GB for the logits alone."""
     start = 0
     while start < len(order):
         n = min(batch_size, len(order) - start)

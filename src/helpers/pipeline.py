@@ -167,7 +167,8 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     timings_path = run_path / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     chosen = select(notebooks, start, only)
-    problems = preflight({nb.stem: {**declared[nb.stem], **params} for nb in chosen})
+    problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
+                          for nb in chosen})
     if problems:
         raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
     for nb in chosen:
