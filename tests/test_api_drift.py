@@ -171,3 +171,15 @@ def test_datasets_round_trip(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "source": "domain"}]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "arm"))
     assert datasets.load_from_disk(str(tmp_path / "arm"))[0] == rows[0]
+
+
+def test_bitsandbytes_kernels_notice_is_hidden_by_its_logger_name():
+    # helpers/__init__.py quiets the "pip install kernels" warning by the logger name of the module that logs it
+    import logging
+
+    import bitsandbytes.backends.cpu.ops as cpu_ops
+
+    import helpers  # noqa: F401
+
+    assert cpu_ops.logger.name == "bitsandbytes.backends.cpu.ops"
+    assert not cpu_ops.logger.isEnabledFor(logging.WARNING) and cpu_ops.logger.isEnabledFor(logging.ERROR)
