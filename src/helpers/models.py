@@ -287,11 +287,6 @@ def convert_gguf(gguf: Path, out: Path, digest: str, source: str) -> Path:
     return out
 
 
-def is_chat_model(path: str) -> bool:
-    """Whether the tokenizer at ``path`` has a chat template (else the model is prompted with a few-shot frame)."""
-    return bool(getattr(load_tokenizer(path), "chat_template", None))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
-        "n_truncated": n_truncated, "loss_format": loss_format(trainer.processing_class), "versions": versions,
+        "n_truncated": n_truncated, "loss_format": "messages" if trainer.args.assistant_only_loss else "prompt_completion", "versions": versions,
         "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
