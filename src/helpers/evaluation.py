@@ -807,28 +807,6 @@ def match_outputs(items: list, outputs: list[str]) -> dict:
     return {"accuracy": acc, "per_family": per_family, "n": len(items), "correct": correct}
 
 
-def answer_match(model, tokenizer, prompts: list[str], items: list, *, max_new_tokens: int = 48,
-                 batch_size: int = 64, progress: bool | str = False, samples_per_family: int = 2) -> dict:
-    """Greedy-decode each prompt and score the answer with ``answer_matches`` (a right answer inside a sentence
-    counts; a hedge between options does not). Unlike ``exact_match`` an answer cut off at ``max_new_tokens`` still
-    counts if it already holds the answer; ``finished`` says which ended their turn. Returns ``match_outputs``'
-    keys plus ``outputs``, ``finished`` and the first ``samples`` of each family."""
-    _check_lengths(prompts, items)
-    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    progress=progress)
-    texts = [o["text"] for o in outs]
-    got = match_outputs(items, texts)
-    seen: dict[str, int] = defaultdict(int)
-    samples = []
-    for item, text, ok in zip(items, texts, got["correct"]):
-        family = str(_get(item, "family", "all"))
-        if seen[family] < samples_per_family:
-            seen[family] += 1
-            samples.append({"family": family, "instruction": _get(item, "instruction", ""),
-                            "expected": _get(item, "answer"), "output": text, "correct": ok})
-    return {**got, "outputs": texts, "finished": [o["finished"] for o in outs], "samples": samples}
-
-
 # --- drift from the base: KL(base || tuned) on the base's own answers --------------------------------------------
 @contextmanager
 def _base_of(model, reference=None):
