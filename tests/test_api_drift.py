@@ -68,7 +68,8 @@ CALLS = {
     "trl.SFTConfig": (SFTConfig, {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
                                   "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to",
                                   "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
-                                  "dataloader_num_workers", "disable_tqdm"}),
+                                  "dataloader_num_workers", "disable_tqdm", "activation_checkpointing",
+                                  "activation_checkpointing_kwargs", "use_liger_kernel"}),
     # helpers/qlora_training.py: train_arm()
     "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
     # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback), add_callback(LogLastStep)
@@ -76,6 +77,9 @@ CALLS = {
     "Trainer.add_callback": (SFTTrainer.add_callback, {"callback"}),
     # helpers/qlora_training.py: LogLastStep.on_step_end(args, state, control)
     "TrainerCallback.on_step_end": (__import__("transformers").TrainerCallback.on_step_end, {"args", "state", "control"}),
+    # helpers/qlora_training.py: PartialCheckpointing.on_train_begin(args, state, control, model=...)
+    "TrainerCallback.on_train_begin": (__import__("transformers").TrainerCallback.on_train_begin,
+                                       {"args", "state", "control"}),
     # helpers/qlora_training.py: load_adapted()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
     # helpers/evaluation.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
@@ -117,7 +121,7 @@ def test_generate_keywords():
     # helpers/generate.py: generate() -> model.generate(...)
     config = GenerationConfig()
     for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id",
-                "stop_strings"):  # stop_strings: the few-shot frame (chat.Frame), with tokenizer= passed to generate
+                "stop_strings", "cache_implementation", "disable_compile"):  # the last two: the CUDA fast path  # stop_strings: the few-shot frame (chat.Frame), with tokenizer= passed to generate
         assert hasattr(config, key), key
 
 
@@ -183,3 +187,24 @@ def test_bitsandbytes_kernels_notice_is_hidden_by_its_logger_name():
 
     assert cpu_ops.logger.name == "bitsandbytes.backends.cpu.ops"
     assert not cpu_ops.logger.isEnabledFor(logging.WARNING) and cpu_ops.logger.isEnabledFor(logging.ERROR)
+
+
+def test_partial_checkpointing_reaches_every_decoder_layer(tmp_path):
+    # helpers/qlora_training.py: PartialCheckpointing flips GradientCheckpointingLayer.gradient_checkpointing, which
+    # the Trainer sets on every decoder layer when activation checkpointing is on
+    from transformers import AutoModelForCausalLM
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=3, num_attention_heads=2)
+    model = AutoModelForCausalLM.from_config(config)
+    model.activation_checkpointing_enable()
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert len(blocks) == 3 and all(b.gradient_checkpointing for b in blocks)
+
+
+def test_liger_model_table_name():
+    # helpers/qlora_training.py: liger_available() reads liger_kernel's table of supported model types when installed
+    pytest.importorskip("liger_kernel")
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    assert "llama" in MODEL_TYPE_TO_APPLY_LIGER_FN

@@ -70,3 +70,47 @@ def test_no_stop_token_at_all_is_a_clear_error(base):
             generate(model, other, ["x"])
     finally:
         model.generation_config.eos_token_id = saved
+
+
+def test_the_gpu_path_static_cache_bucketed_widths_and_filled_batches_gives_the_same_greedy_text(base, monkeypatch):
+    """What CUDA runs (a static cache, prompt widths rounded up to a bucket, every batch filled to one size with
+    copies) minus the compile, on the CPU: the same greedy answers as the dynamic cache, in the input order."""
+    from helpers import generate as g
+
+    model, tok = base
+    prompts = prompts_for(tok, 11, seed=6)
+    want = generate(model, tok, prompts, max_new_tokens=12, batch_size=4)
+    seen = []
+
+    def plan(*args, **kwargs):
+        out = {"cache": "static", "compile": False, "batch_size": 4, "equal_batches": True, "decode_steps": 36}
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(g, "generation_plan", plan)
+    got = generate(model, tok, prompts, max_new_tokens=12)
+    assert seen and [x["text"] for x in got] == [w["text"] for w in want]
+    assert [x["ids"] for x in got] == [w["ids"] for w in want]
+
+
+def test_generation_plan_keeps_the_cpu_as_it_was(base):
+    from helpers.generate import CPU_BATCH, bucket_width, generation_plan
+
+    model, _ = base
+    plan = generation_plan(model, 600, 40, 16)
+    assert plan == {"cache": "dynamic", "compile": False, "batch_size": CPU_BATCH, "equal_batches": False,
+                    "decode_steps": 10 * 16}
+    assert generation_plan(model, 600, 40, 16, batch_size=256)["batch_size"] == 256
+    assert [bucket_width(w) for w in (1, 16, 17, 100, 256, 257, 700)] == [16, 16, 32, 128, 256, 512, 768]
+    with pytest.raises(ValueError, match="cache must be"):
+        generation_plan(model, 1, 1, 1, cache="paged")
+
+
+def test_auto_batch_size_follows_free_memory(base, monkeypatch):
+    from helpers import generate as g
+
+    model, _ = base
+    monkeypatch.setattr(g, "_is_cuda", lambda m: True)
+    small, large = (g.auto_batch_size(model, 128, 256, free_bytes=f) for f in (2**26, 2**36))
+    assert 8 <= small < large == g.GPU_MAX_BATCH
+    assert small & (small - 1) == 0  # a power of two

@@ -195,3 +195,70 @@ def test_prompt_completion_needs_an_answer_last():
     bad = Dataset.from_list([{"messages": [{"role": "user", "content": "q"}]}])
     with pytest.raises(ValueError, match="training row 0 does not end with an assistant turn"):
         qt.to_prompt_completion(bad)
+
+
+def test_speed_plan_on_the_cpu_keeps_fp32_adapters_and_needs_no_checkpointing():
+    plan = qt.speed_plan(BASE, CPU_NF4, HP)
+    assert (plan.adapter_dtype, plan.liger, plan.checkpointed_layers) == ("float32", False, 0)
+    assert plan.layers > 0 and 0 < plan.estimate_gib < plan.budget_gib
+
+
+def test_speed_plan_checkpoints_as_few_layers_as_the_budget_needs():
+    from transformers import LlamaConfig
+
+    # Llama-3.1-8B's shape, QLoRA at 2,048 tokens on a GPU (what bench/training.py measures)
+    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+    gpu = qt.Setup("cuda", "bfloat16", "nf4")
+    hp = {**HP, "rank": 16, "train_embeddings": False, "batch_size": 1, "max_length": 2048}
+    est = [qt.memory_estimate(config, gpu, hp, n, liger=True, adapter_bytes=2) / 2**30 for n in range(33)]
+    # each checkpointed layer saves memory, once the first has paid for the one layer its recompute needs
+    assert all(a > b for a, b in zip(est[1:], est[2:])) and est[1] >= est[0]
+    assert qt.memory_estimate(config, gpu, hp, 0, liger=False, adapter_bytes=2) > \
+        qt.memory_estimate(config, gpu, hp, 0, liger=True, adapter_bytes=2)  # Liger never materialises the logits
+    # the plan takes the fewest checkpointed layers whose estimate fits in 90% of the budget
+    for budget in (est[0] / 0.9 + 0.01, (est[10] + est[11]) / 2 / 0.9, est[32] / 0.9 - 0.01):
+        need = next((n for n in range(33) if est[n] <= 0.9 * budget), 32)
+        assert _plan_with(config, gpu, hp, budget).checkpointed_layers == need
+
+
+def _plan_with(config, setup, hp, budget_gib):
+    from unittest import mock
+
+    with mock.patch.object(qt, "_text_config", return_value=config), \
+            mock.patch.object(qt, "liger_available", return_value=True):
+        return qt.speed_plan("unused", setup, hp, memory_budget_gib=budget_gib)
+
+
+def test_partial_checkpointing_leaves_the_last_layers_alone(tmp_path):
+    plan = qt.speed_plan(BASE, CPU_PLAIN, HP)
+    speed = qt.Speed("float32", False, checkpointed_layers=1, layers=plan.layers, estimate_gib=0, budget_gib=0)
+    assert plan.layers >= 2
+    trainer = qt.make_trainer(rows(), BASE, CPU_PLAIN, {**HP, "max_steps": 1}, 0, tmp_path, progress=False,
+                              speed=speed)
+    trainer.train()
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    flags = [m.gradient_checkpointing for m in trainer.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert flags == [True] + [False] * (plan.layers - 1)
+
+
+def test_out_of_memory_trains_again_with_every_layer_checkpointed(outputs, monkeypatch):
+    made = []
+    real = qt.make_trainer
+
+    def make(*args, **kwargs):
+        trainer = real(*args, **kwargs)
+        made.append(args[7] if len(args) > 7 else kwargs["speed"])
+        if len(made) == 1:
+            def oom():
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+            trainer.train = oom
+        return trainer
+
+    monkeypatch.setattr(qt, "make_trainer", make)
+    with pytest.warns(UserWarning, match="out of GPU memory with 0 of"):
+        m = qt.train_arm("t", "oom", rows(), BASE, CPU_PLAIN, HP, seed=0, progress=False)
+    assert [s.checkpointed_layers for s in made] == [0, made[0].layers]
+    assert m["speed"]["checkpointed_layers"] == made[0].layers and m["steps"] == HP["max_steps"]

@@ -3,16 +3,84 @@
 Prompts are already-rendered strings (chat template applied, generation prompt included), tokenised by
 ``chat.encode_prompts`` so that they carry exactly one BOS where the model expects one.
 Batches are sorted by length (less padding) and left-padded (decoder-only models continue from the right edge).
+
+On a CUDA GPU (``generation_plan``) the decode loop runs with a static KV cache, which lets transformers compile the
+one-token decode step (``torch.compile``, CUDA graphs): the dynamic cache leaves the GPU idle most of the time while
+the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling costs tens of seconds per shape, so
+prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
+(the last one is filled with copies whose answers are dropped), and a job too short to repay the compile runs
+uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing changes: the dynamic
+cache, no compile, 64 rows a batch, identical greedy outputs.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .chat import encode_prompts
+
+CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
+GPU_MAX_BATCH = 512  # more rows add little once the decode step is compiled (bench/generation.py)
+COMPILE_MIN_STEPS = 512  # decode steps (batches x max_new_tokens) below which compiling does not pay for itself
+
+
+def bucket_width(width: int) -> int:
+    """The padded prompt width a batch runs at on the static-cache path: the next power of two up to 256, then the
+    next multiple of 256, so that a call compiles a handful of shapes, not one per prompt length."""
+    if width <= 256:
+        return max(16, 1 << math.ceil(math.log2(max(width, 1))))
+    return -(-width // 256) * 256
+
+
+def _is_cuda(model) -> bool:
+    return next(model.parameters()).device.type == "cuda"
+
+
+def auto_batch_size(model, width: int, max_new_tokens: int, free_bytes: int | None = None) -> int:
+    """Rows per batch: ``CPU_BATCH`` on the CPU; on a GPU, as many as half its free memory holds (KV cache of
+    ``width + max_new_tokens`` positions, full-vocabulary logits of the sampling step and the prefill's activations
+    per row), rounded down to a power of two, between 8 and ``GPU_MAX_BATCH``."""
+    if not _is_cuda(model):
+        return CPU_BATCH
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(next(model.parameters()).device)
+    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    elem = next(model.parameters()).element_size()
+    kv = 2 * c.num_hidden_layers * kv_heads * head_dim * (width + max_new_tokens) * elem
+    logits = c.vocab_size * 4 * 3  # fp32 logits, processed scores and probabilities of one step
+    prefill = width * (20 * c.hidden_size + 6 * getattr(c, "intermediate_size", 4 * c.hidden_size)) * elem
+    rows = int(free_bytes * 0.5 // (kv + logits + prefill))
+    return max(8, min(GPU_MAX_BATCH, 1 << max(0, rows.bit_length() - 1)))
+
+
+def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
+                    cache: str = "auto") -> dict:
+    """How ``generate`` will run: ``cache`` ("static" or "dynamic"), ``compile`` (transformers compiles the decode
+    step of a static cache on CUDA), ``batch_size`` and whether batches are padded to equal size (``equal_batches``).
+
+    ``cache="auto"`` picks "static" on CUDA and "dynamic" elsewhere (on the CPU a static cache is not faster and
+    nothing is compiled); the decode step is compiled only when the job has at least ``COMPILE_MIN_STEPS`` decode
+    steps, since a compile costs more than a short job."""
+    if cache not in ("auto", "static", "dynamic"):
+        raise ValueError(f"cache must be 'auto', 'static' or 'dynamic', got {cache!r}")
+    cuda = _is_cuda(model)
+    if cache == "auto":
+        cache = "static" if cuda else "dynamic"
+    rows = batch_size or auto_batch_size(model, bucket_width(width), max_new_tokens)
+    n_batches = max(1, -(-n_prompts // rows))
+    steps = n_batches * max_new_tokens
+    compiled = cache == "static" and cuda and steps >= COMPILE_MIN_STEPS
+    quantizer = getattr(model, "hf_quantizer", None)
+    if compiled and quantizer is not None and not getattr(quantizer, "is_compileable", False):
+        compiled = False
+    return {"cache": cache, "compile": compiled, "batch_size": -(-n_prompts // n_batches) if compiled else rows,
+            "equal_batches": compiled, "decode_steps": steps}
 
 
 def generate(
@@ -21,7 +89,7 @@ def generate(
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 32,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -29,6 +97,7 @@ def generate(
     stop_token: str | None = None,
     stop_strings: Sequence[str] | None = None,
     progress: bool | str = False,
+    cache: str = "auto",
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
 
@@ -39,6 +108,7 @@ def generate(
     stop token when one was produced).
     ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
     starts, and the answer counts as finished.
+    ``batch_size``: rows per batch (None: ``auto_batch_size``); ``cache``: see ``generation_plan``.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -55,17 +125,32 @@ def generate(
     encoded = encode_prompts(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[dict | None] = [None] * len(prompts)
+    if not prompts:
+        return []
+    plan = generation_plan(model, len(prompts), max(map(len, encoded)), max_new_tokens, batch_size, cache)
+    static = plan["cache"] == "static"
+    step = plan["batch_size"]
+    extra: dict = {}
+    if static:
+        extra["cache_implementation"] = "static"
+        if not plan["compile"]:
+            extra["disable_compile"] = True
+    if stop_strings:
+        extra |= {"stop_strings": list(stop_strings), "tokenizer": tokenizer}
     gen = torch.Generator(device="cpu").manual_seed(seed)
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate", disable=not progress)
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
+            rows = idx + [idx[-1]] * (step - len(idx)) if plan["equal_batches"] else idx  # copies keep one shape
             width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
+            if static:
+                width = bucket_width(width)
+            ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for row, i in enumerate(rows):
                 seq = encoded[i]
                 ids[row, width - len(seq) :] = torch.tensor(seq)
                 mask[row, width - len(seq) :] = 1
@@ -82,7 +167,7 @@ def generate(
                     top_k=None,
                     eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,
-                    **({"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}),
+                    **extra,
                 )
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()

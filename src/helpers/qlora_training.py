@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -113,6 +113,96 @@ def load_base(path: str, setup: Setup):
     return model if setup.quantization == "nf4" else model.to(setup.device)
 
 
+@dataclass(frozen=True)
+class Speed:
+    """How one arm is trained fast on this machine; recorded in its metrics (``speed``)."""
+
+    adapter_dtype: str  # dtype of the trainable weights: "bfloat16" (GPU, bf16 compute) or "float32"
+    liger: bool  # Liger kernels (needs the liger-kernel package, CUDA and a supported architecture)
+    checkpointed_layers: int  # decoder layers with activation checkpointing (0: none)
+    layers: int  # decoder layers in the model
+    estimate_gib: float  # predicted peak device memory with this plan
+    budget_gib: float  # the memory it had to fit in
+
+
+def _text_config(base_path: str):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_path)
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def liger_available(model_type: str) -> bool:
+    """Whether Liger kernels are installed and cover ``model_type`` (they need Triton, so CUDA)."""
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    except Exception:  # not installed, or no Triton
+        return False
+    return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bool, adapter_bytes: int) -> float:
+    """Predicted peak memory (bytes) of one training step, from the model's shape.
+
+    Weights (NF4: about half a byte per linear weight; embeddings in the compute dtype), LoRA weights with their
+    gradients and Adam moments, activations kept for the backward pass (about ``6 x hidden + 4 x intermediate``
+    values per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a checkpointed layer
+    keeps only its input, plus one layer's worth during its recompute), and the logits with their fp32 copy and
+    gradient unless Liger fuses them away. Measured against it in docs/performance.md."""
+    h, i, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
+    heads = config.num_attention_heads
+    hd = getattr(config, "head_dim", None) or h // heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    act = 2 if setup.device == "cuda" else 4
+    linear = layers * (2 * h * heads * hd + 2 * h * kv * hd + 3 * h * i)
+    embed = vocab * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    weights = linear * (0.53 if setup.quantization == "nf4" else act) + embed * act
+    r = hp["rank"]
+    lora = layers * r * (2 * (h + heads * hd) + 2 * (h + kv * hd) + 3 * (h + i))
+    trainable = lora + (vocab * h if hp.get("train_embeddings") else 0)
+    optim = trainable * (2 * adapter_bytes + 8)
+    tokens = hp["batch_size"] * hp["max_length"]
+    full_layer = tokens * (6 * h + 4 * i) * act
+    kept = layers - checkpointed
+    activations = kept * full_layer + checkpointed * tokens * h * act + (full_layer if checkpointed else 0)
+    logits = 0 if liger else tokens * vocab * (act + 8)
+    return weights + optim + activations + logits
+
+
+def free_memory(device: str) -> int:
+    """Bytes free for training on ``device`` (the GPU's free memory; on the CPU, the memory available)."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def numerics(config, setup: Setup) -> dict:
+    """The parts of the speed plan that change the arithmetic: bf16 adapters under bf16 compute on a GPU (else
+    fp32), and Liger's fused kernels on CUDA where installed and supported."""
+    return {"adapter_dtype": "bfloat16" if setup.device == "cuda" and setup.compute_dtype == "bfloat16" else "float32",
+            "liger": setup.device == "cuda" and liger_available(config.model_type)}
+
+
+def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0) -> Speed:
+    """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
+    checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
+    0 for the device's free memory). When even full checkpointing does not fit, every layer is checkpointed."""
+    config = _text_config(base_path)
+    adapter, liger = numerics(config, setup).values()
+    budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
+    layers = config.num_hidden_layers
+    adapter_bytes = 2 if adapter == "bfloat16" else 4
+    chosen = layers
+    for n in range(layers + 1):  # fewest checkpointed layers first: each costs a recompute of its forward pass
+        if memory_estimate(config, setup, hp, n, liger, adapter_bytes) <= 0.9 * budget:
+            chosen = n
+            break
+    estimate = memory_estimate(config, setup, hp, chosen, liger, adapter_bytes)
+    return Speed(adapter, liger, chosen, layers, round(estimate / 2**30, 2), round(budget / 2**30, 2))
+
+
 def lora_config(model, rank: int, alpha: int, dropout: float, target_modules: str | list[str],
                 train_embeddings: bool):
     """LoRA on ``target_modules``; with ``train_embeddings`` the input embedding is trained in full as well (and,
@@ -156,7 +246,7 @@ def to_prompt_completion(dataset):
 
 def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
                max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True,
-               assistant_only_loss: bool = True):
+               assistant_only_loss: bool = True, speed: Speed | None = None):
     from trl import SFTConfig
 
     logging_steps = max(1, -(-max_steps // 30))  # about 30 points on the loss curve; LogLastStep adds the last one
@@ -167,6 +257,8 @@ def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: in
         assistant_only_loss=assistant_only_loss, max_length=max_length, use_cpu=setup.device == "cpu",
         bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
         dataloader_num_workers=0, disable_tqdm=not progress,
+        activation_checkpointing=bool(speed and speed.checkpointed_layers),
+        activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=bool(speed and speed.liger),
     )
 
 
@@ -185,14 +277,35 @@ def _log_last_step_callback():
     return LogLastStep()
 
 
-def adapters_to_fp32(model) -> None:
-    """Keep trainable weights in fp32 (the usual mixed-precision master copy).
+def cast_adapters(model, dtype: str) -> None:
+    """Put the trainable weights in ``dtype`` ("float32" or "bfloat16").
 
-    TRL casts every trainable parameter of a quantised model to bf16; on CPU (fp32 compute) that makes a trained
-    embedding feed bf16 into fp32 layers (a dtype error at generation) and loses small optimizer updates."""
+    TRL casts every trainable parameter of a quantised model to bf16, and peft makes new adapters fp32. fp32 is the
+    usual mixed-precision master copy and what the CPU needs: there a bf16 embedding would feed bf16 into fp32 layers
+    (a dtype error at generation) and lose small optimizer updates. Under bf16 compute on a GPU, bf16 adapters save
+    the casts autocast would make at every use (docs/performance.md)."""
+    target = getattr(torch, dtype)
     for param in model.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
+        if param.requires_grad and param.dtype != target:
+            param.data = param.data.to(target)
+
+
+def _partial_checkpointing_callback(kept: int):
+    from transformers import TrainerCallback
+
+    class PartialCheckpointing(TrainerCallback):
+        """Turn activation checkpointing off again on the last ``kept`` decoder layers once the Trainer has enabled
+        it on all of them (at the start of training): they keep their activations and skip the recompute."""
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+            for block in blocks[len(blocks) - kept:] if kept else ():
+                block.gradient_checkpointing = False
+            return control
+
+    return PartialCheckpointing()
 
 
 def settings_key(settings: dict) -> str:
@@ -212,12 +325,13 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
 
 
 def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
-                 progress: bool = True):
+                 progress: bool = True, speed: Speed | None = None):
     """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, loss on the answers (``loss_format``),
-    fp32 adapters."""
+    adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``)."""
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
+    speed = speed or speed_plan(base_path, setup, hp)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -228,18 +342,21 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     fmt = loss_format(tokenizer)
     args = sft_config(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
                       learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress,
-                      assistant_only_loss=fmt == "messages")
+                      assistant_only_loss=fmt == "messages", speed=speed)
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
     if fmt == "prompt_completion":
         dataset = to_prompt_completion(dataset)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
     trainer.add_callback(_log_last_step_callback())
+    if 0 < speed.checkpointed_layers < speed.layers:
+        trainer.add_callback(_partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
     if not progress:  # without bars the Trainer prints every log dict; the losses are kept in log_history.json
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    adapters_to_fp32(trainer.model)
+    cast_adapters(trainer.model, speed.adapter_dtype)
+    trainer.speed = speed
     return trainer
 
 
@@ -264,9 +381,12 @@ def count_truncated(tokenizer, dataset, max_length: int) -> int:
 
 
 def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict:
-    """Everything an adapter depends on: the base model's content, the setup, the hyperparameters, seed and data."""
+    """Everything an adapter depends on: the base model's content, the setup, the hyperparameters, seed and data,
+    and the parts of the speed plan that change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing
+    recomputes the same values and is left out."""
     return {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
-            "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset)}
+            "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset),
+            "numerics": numerics(_text_config(base_path), setup)}
 
 
 def finished(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict | None:
@@ -292,18 +412,21 @@ def earlier_arms(run_name: str, datasets: dict, base_path: str, setup: Setup, hp
 
 
 def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int,
-              progress: bool = True) -> dict:
+              progress: bool = True, memory_budget_gib: float = 0) -> dict:
     """Fine-tune the base model on one arm; save the adapter and ``metrics.json``; return the metrics.
 
     ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
-    ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done."""
+    ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done.
+    ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
+    out-of-memory error on the GPU the arm is trained again with every layer checkpointed."""
     done = finished(run_name, arm, dataset, base_path, setup, hp, seed)
     if done is not None:
         return done
     out = arm_dir(run_name, arm, seed)
     settings = _settings(dataset, base_path, setup, hp, seed)
     key = settings_key(settings)
-    trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress)
+    speed = speed_plan(base_path, setup, hp, memory_budget_gib)
+    trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
     n_truncated = count_truncated(trainer.processing_class, dataset, hp["max_length"])
     versions = library_versions()
     if n_truncated:
@@ -312,7 +435,20 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
                       "stop there); raise max_length if that is many", stacklevel=2)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     start = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    except torch.OutOfMemoryError:
+        if speed.checkpointed_layers == speed.layers:
+            raise
+        warnings.warn(f"arm {arm!r}: out of GPU memory with {speed.checkpointed_layers} of {speed.layers} layers "
+                      f"checkpointed (estimated peak {speed.estimate_gib} GiB); training again with all of them",
+                      stacklevel=2)
+        del trainer
+        torch.cuda.empty_cache()
+        speed = replace(speed, checkpointed_layers=speed.layers)
+        trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
+        start = time.perf_counter()
+        trainer.train()
     seconds = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "loss" in h]
     trainer.model.save_pretrained(out)
@@ -324,8 +460,9 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
-        "n_truncated": n_truncated, "loss_format": "messages" if trainer.args.assistant_only_loss else "prompt_completion", "versions": versions,
-        "settings_key": key, "settings": settings,
+        "n_truncated": n_truncated,
+        "loss_format": "messages" if trainer.args.assistant_only_loss else "prompt_completion",
+        "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
     del trainer
