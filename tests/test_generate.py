@@ -72,24 +72,15 @@ def test_no_stop_token_at_all_is_a_clear_error(base):
         model.generation_config.eos_token_id = saved
 
 
-def test_the_gpu_path_static_cache_bucketed_widths_and_filled_batches_gives_the_same_greedy_text(base, monkeypatch):
+def test_the_gpu_path_static_cache_bucketed_widths_and_filled_batches_gives_the_same_greedy_text(base):
     """What CUDA runs (a static cache, prompt widths rounded up to a bucket, every batch filled to one size with
-    copies) minus the compile, on the CPU: the same greedy answers as the dynamic cache, in the input order."""
-    from helpers import generate as g
-
+    copies) minus the compile, which transformers only does on CUDA: the same greedy answers as the dynamic cache,
+    in the input order."""
     model, tok = base
     prompts = prompts_for(tok, 11, seed=6)
     want = generate(model, tok, prompts, max_new_tokens=12, batch_size=4)
-    seen = []
-
-    def plan(*args, **kwargs):
-        out = {"cache": "static", "compile": False, "batch_size": 4, "equal_batches": True, "decode_steps": 36}
-        seen.append(out)
-        return out
-
-    monkeypatch.setattr(g, "generation_plan", plan)
-    got = generate(model, tok, prompts, max_new_tokens=12)
-    assert seen and [x["text"] for x in got] == [w["text"] for w in want]
+    got = generate(model, tok, prompts, max_new_tokens=12, batch_size=4, compile=True)
+    assert [x["text"] for x in got] == [w["text"] for w in want]
     assert [x["ids"] for x in got] == [w["ids"] for w in want]
 
 
@@ -98,12 +89,23 @@ def test_generation_plan_keeps_the_cpu_as_it_was(base):
 
     model, _ = base
     plan = generation_plan(model, 600, 40, 16)
-    assert plan == {"cache": "dynamic", "compile": False, "batch_size": CPU_BATCH, "equal_batches": False,
-                    "decode_steps": 10 * 16}
+    assert plan == {"compile": False, "batch_size": CPU_BATCH, "equal_batches": False, "decode_steps": 10 * 16}
     assert generation_plan(model, 600, 40, 16, batch_size=256)["batch_size"] == 256
+    assert generation_plan(model, 600, 40, 16, batch_size=256, compile=True)["batch_size"] == 200  # 3 equal batches
     assert [bucket_width(w) for w in (1, 16, 17, 100, 256, 257, 700)] == [16, 16, 32, 128, 256, 512, 768]
-    with pytest.raises(ValueError, match="cache must be"):
-        generation_plan(model, 1, 1, 1, cache="paged")
+
+
+def test_compiles_on_cuda_once_enough_decode_steps_have_run(monkeypatch):
+    from helpers import generate as g
+
+    model, _ = zoo.load("base")
+    monkeypatch.setattr(g, "_is_cuda", lambda m: True)
+    short = g.generation_plan(model, 64, 40, 16, batch_size=64)  # 16 steps
+    assert not short["compile"]
+    model._decode_steps_run = g.COMPILE_MIN_STEPS - 16
+    assert g.generation_plan(model, 64, 40, 16, batch_size=64)["compile"]
+    model._decode_steps_run = 0
+    assert g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["compile"]  # one long job: 1024 steps
 
 
 def test_auto_batch_size_follows_free_memory(base, monkeypatch):

@@ -10,7 +10,7 @@ the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling c
 prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
 (the last one is filled with copies whose answers are dropped), and a job too short to repay the compile runs
 uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing changes: the dynamic
-cache, no compile, 64 rows a batch, identical greedy outputs.
+cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .chat import encode_prompts
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 512  # more rows add little once the decode step is compiled (bench/generation.py)
-COMPILE_MIN_STEPS = 512  # decode steps (batches x max_new_tokens) below which compiling does not pay for itself
+COMPILE_MIN_STEPS = 1024  # decode steps a model runs uncompiled before compiling pays for itself (generation_plan)
 
 
 def bucket_width(width: int) -> int:
@@ -60,27 +60,25 @@ def auto_batch_size(model, width: int, max_new_tokens: int, free_bytes: int | No
 
 
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
-                    cache: str = "auto") -> dict:
-    """How ``generate`` will run: ``cache`` ("static" or "dynamic"), ``compile`` (transformers compiles the decode
-    step of a static cache on CUDA), ``batch_size`` and whether batches are padded to equal size (``equal_batches``).
+                    compile: bool | None = None) -> dict:
+    """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
+    with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
+    one size so the compiled shapes repeat) and this call's ``decode_steps`` (batches x ``max_new_tokens``).
 
-    ``cache="auto"`` picks "static" on CUDA and "dynamic" elsewhere (on the CPU a static cache is not faster and
-    nothing is compiled); the decode step is compiled only when the job has at least ``COMPILE_MIN_STEPS`` decode
-    steps, since a compile costs more than a short job."""
-    if cache not in ("auto", "static", "dynamic"):
-        raise ValueError(f"cache must be 'auto', 'static' or 'dynamic', got {cache!r}")
+    ``compile=None`` compiles on CUDA once the model has run ``COMPILE_MIN_STEPS`` decode steps in this process,
+    counting this call: a compile costs tens of seconds, more than a short job takes uncompiled, and is reused by
+    every later call with the same shapes. ``compile=True`` forces the static-cache path (on the CPU transformers
+    does not compile it, which is how the tests check it gives the same answers)."""
     cuda = _is_cuda(model)
-    if cache == "auto":
-        cache = "static" if cuda else "dynamic"
     rows = batch_size or auto_batch_size(model, bucket_width(width), max_new_tokens)
     n_batches = max(1, -(-n_prompts // rows))
     steps = n_batches * max_new_tokens
-    compiled = cache == "static" and cuda and steps >= COMPILE_MIN_STEPS
-    quantizer = getattr(model, "hf_quantizer", None)
-    if compiled and quantizer is not None and not getattr(quantizer, "is_compileable", False):
-        compiled = False
-    return {"cache": cache, "compile": compiled, "batch_size": -(-n_prompts // n_batches) if compiled else rows,
-            "equal_batches": compiled, "decode_steps": steps}
+    if compile is None:
+        quantizer = getattr(model, "hf_quantizer", None)
+        compileable = quantizer is None or getattr(quantizer, "is_compileable", False)
+        compile = cuda and compileable and getattr(model, "_decode_steps_run", 0) + steps >= COMPILE_MIN_STEPS
+    return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
+            "equal_batches": bool(compile), "decode_steps": steps}
 
 
 def generate(
@@ -97,7 +95,7 @@ def generate(
     stop_token: str | None = None,
     stop_strings: Sequence[str] | None = None,
     progress: bool | str = False,
-    cache: str = "auto",
+    compile: bool | None = None,
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
 
@@ -108,7 +106,7 @@ def generate(
     stop token when one was produced).
     ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
     starts, and the answer counts as finished.
-    ``batch_size``: rows per batch (None: ``auto_batch_size``); ``cache``: see ``generation_plan``.
+    ``batch_size``: rows per batch (None: ``auto_batch_size``); ``compile``: see ``generation_plan``.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -127,14 +125,10 @@ def generate(
     results: list[dict | None] = [None] * len(prompts)
     if not prompts:
         return []
-    plan = generation_plan(model, len(prompts), max(map(len, encoded)), max_new_tokens, batch_size, cache)
-    static = plan["cache"] == "static"
+    plan = generation_plan(model, len(prompts), max(map(len, encoded)), max_new_tokens, batch_size, compile)
+    static = plan["compile"]
     step = plan["batch_size"]
-    extra: dict = {}
-    if static:
-        extra["cache_implementation"] = "static"
-        if not plan["compile"]:
-            extra["disable_compile"] = True
+    extra: dict = {"cache_implementation": "static"} if static else {}
     if stop_strings:
         extra |= {"stop_strings": list(stop_strings), "tokenizer": tokenizer}
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -195,6 +189,7 @@ def generate(
     finally:
         bar.close()
         model.train(was_training)
+        model._decode_steps_run = getattr(model, "_decode_steps_run", 0) + plan["decode_steps"]
     return results  # type: ignore[return-value]
 
 

@@ -1,0 +1,149 @@
+"""Benchmark: the project's generation (helpers.generate) beside plain transformers, in one process.
+
+    python bench/generation.py            # GPU: Qwen2.5-0.5B's shape, 512 prompts of ~100 tokens, 256 sampled tokens
+    python bench/generation.py --smoke    # CPU: a tiny model of the same family, seconds (run in CI)
+
+Random weights of the real shape (no hub needed; the speed of a forward pass does not depend on the values) and the
+Qwen2.5 chat template on the lab's tokenizer (helpers.lab.standins); sampling at temperature 1, so answers run to
+the full length. Rows:
+
+* ``helpers, before``: what notebooks 01/02 ran before the fast path: the dynamic cache at the old default batch of
+  64 (and, on the GPU, at 256, the notebooks' batch);
+* ``helpers, compiled``: ``generate(compile=True)``: static cache, compiled decode step, bucketed widths, equal
+  batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
+  reported as ``compile_s``;
+* ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
+  its automatic compile and without (the reference recipe).
+
+Prints the table (new tokens per second, ratio to the first row, peak GPU memory, GPU busy share) and writes JSON
+(``--json``, default ``outputs/bench/generation.json``; ``--smoke``: ``outputs/bench/generation-smoke.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import measured, report  # noqa: E402
+
+from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
+from helpers.lab import standins  # noqa: E402
+
+QWEN2_5_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6,
+                    tie_word_embeddings=True)
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=1536, max_position_embeddings=1024, tie_word_embeddings=True)
+
+
+def build(shape: dict, tok, device: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("qwen2", **shape, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                  bos_token_id=None)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def make_prompts(tok, n: int, length: int, seed: int = 0) -> list[str]:
+    """``n`` chat prompts whose user turn is ``length`` +- 10% random tokens of the tokenizer's vocabulary."""
+    rng = random.Random(seed)
+    special = set(tok.all_special_ids)
+    vocab = [i for i in range(len(tok)) if i not in special]
+    out = []
+    for _ in range(n):
+        words = tok.decode([rng.choice(vocab) for _ in range(rng.randint(int(length * 0.9), int(length * 1.1)))])
+        out.append(tok.apply_chat_template([{"role": "user", "content": words}], tokenize=False,
+                                           add_generation_prompt=True))
+    return out
+
+
+def plain_hf(model, tok, prompts: list[str], new_tokens: int, compile: bool) -> int:
+    """The reference recipe: one left-padded batch, a static cache, transformers' own compile (or none)."""
+    batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
+                             temperature=1.0, top_p=1.0, top_k=None, pad_token_id=tok.pad_token_id,
+                             cache_implementation="static", disable_compile=not compile)
+    return (out.shape[1] - batch["input_ids"].shape[1]) * len(prompts)
+
+
+def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, compile: bool) -> int:
+    outs = generate(model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, do_sample=True,
+                    temperature=1.0, seed=0, compile=compile)
+    return sum(o["new_tokens"] for o in outs)
+
+
+def timed(name: str, fn, prompts, batch, new_tokens: int, warm: bool) -> dict:
+    """Run ``fn`` (returns the new tokens made); with ``warm``, run it once first and report the difference of the
+    first run over the second as compile time."""
+    row = {"variant": name, "batch": batch, "prompts": len(prompts)}
+    first = None
+    if warm:
+        with measured({}) as w:
+            fn()
+        first = w["seconds"]
+    with measured(row):
+        tokens = fn()
+    row["new_tokens"] = tokens
+    row["tok_per_s"] = round(tokens / row["seconds"], 1)
+    row["compile_s"] = round(first - row["seconds"], 1) if first is not None else None
+    print(f"  {name}: {row['tok_per_s']:,.0f} new tok/s", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few prompts (seconds)")
+    parser.add_argument("--prompts", type=int, default=512)
+    parser.add_argument("--prompt-tokens", type=int, default=100)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--no-cudnn-attention", action="store_true",
+                        help="disable cuDNN's scaled-dot-product attention (torch picks flash / efficient instead)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.no_cudnn_attention:
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    if args.smoke:
+        args.prompts, args.prompt_tokens, args.new_tokens = 24, 20, 8
+    json_path = args.json or Path("outputs/bench") / ("generation-smoke.json" if args.smoke else "generation.json")
+    tok = standins.tokenizer("qwen2_5")
+    model = build(TINY if args.smoke else QWEN2_5_0_5B, tok, device)
+    prompts = make_prompts(tok, args.prompts, args.prompt_tokens)
+    n = args.new_tokens
+    auto = auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
+    print(f"{device}: {len(prompts)} prompts, {n} new tokens, auto batch {auto}", flush=True)
+
+    slow = prompts[: max(8, len(prompts) // 4)]  # the slow rows run on fewer prompts: tokens/s is what is compared
+    rows = [timed("helpers, before (dynamic cache)", lambda: ours(model, tok, slow, n, 64, False), slow, 64, n, False)]
+    if device == "cuda":
+        mid = prompts[: len(prompts) // 2]
+        rows.append(timed("helpers, before (dynamic cache)", lambda: ours(model, tok, mid, n, 256, False), mid, 256,
+                          n, False))
+    label = "helpers, static cache + compile" if device == "cuda" else "helpers, static cache (compiled on CUDA)"
+    rows.append(timed(label, lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n, device == "cuda"))
+    if device == "cuda" and auto != 256:
+        rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
+    ref = prompts[: min(len(prompts), 256)]
+    rows.append(timed("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
+                      n, False))
+    rows.append(timed("plain transformers, static cache + compile", lambda: plain_hf(model, tok, ref, n, True), ref,
+                      len(ref), n, device == "cuda"))
+    for r in rows:
+        r["vs_first"] = round(r["tok_per_s"] / rows[0]["tok_per_s"], 2)
+    report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",
+                  "gpu_busy"], json_path, shape="tiny qwen2" if args.smoke else "Qwen2.5-0.5B", device=device,
+           new_tokens=n, prompt_tokens=args.prompt_tokens, cudnn_attention=not args.no_cudnn_attention)
+
+
+if __name__ == "__main__":
+    main()

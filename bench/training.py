@@ -1,0 +1,221 @@
+"""Benchmark: stage 05's QLoRA trainer (helpers.qlora_training) beside a plain training loop, in one process.
+
+    python bench/training.py                  # GPU: Llama-3.1-8B and Qwen2.5-0.5B shapes, NF4, 2,048 tokens
+    python bench/training.py --shapes llama-3.1-8b --budget 12
+    python bench/training.py --smoke          # CPU: a tiny Llama, a few steps (run in CI)
+
+Random weights of the real shape (saved once under ``--models``, default ``/tmp/bench-models``), the family's chat
+template on the lab's tokenizer (helpers.lab.standins) and conversations cut to ``--length`` tokens (a question of a
+quarter of that, then the answer, which carries the loss). LoRA rank 16 on every linear layer, batch 1. Rows, each a fresh model:
+
+* ``helpers, before``: the trainer as it was: fp32 adapters, LoRA dropout 0.05, every layer checkpointed, no Liger;
+* ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
+* ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
+* ``plain loop``: peft + bitsandbytes by hand: bf16 LoRA, non-reentrant checkpointing on every layer, AdamW, in
+  train mode (``from_pretrained`` returns eval mode, where transformers skips checkpointing).
+
+Tokens per second come from the median step time after ``--warmup`` steps. Peak memory is torch's peak allocation
+during the row (weights included). Writes JSON (``--json``, default ``outputs/bench/training.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import measured, report  # noqa: E402
+
+from helpers import qlora_training as qt  # noqa: E402
+from helpers.lab import standins  # noqa: E402
+
+SHAPES = {
+    "llama-3.1-8b": ("llama3_1", "llama", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                               num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                                               max_position_embeddings=131072, rope_theta=5e5,
+                                               tie_word_embeddings=False)),
+    "qwen2.5-0.5b": ("qwen2_5", "qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                              num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                                              max_position_embeddings=32768, rope_theta=1e6,
+                                              tie_word_embeddings=True)),
+    "tiny-llama": ("llama3_1", "llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                             num_attention_heads=4, num_key_value_heads=2, vocab_size=1536,
+                                             max_position_embeddings=1024, tie_word_embeddings=False)),
+}
+
+
+def model_folder(name: str, root: Path, device: str) -> Path:
+    """A folder with random weights of the shape ``name`` and the family's stand-in tokenizer (built once)."""
+    folder = root / name
+    if (folder / "config.json").exists():
+        return folder
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    family, arch, shape = SHAPES[name]
+    tok = standins.tokenizer(family)
+    config = AutoConfig.for_model(arch, **shape, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                  bos_token_id=tok.bos_token_id)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    print(f"built {name} in {time.perf_counter() - start:.0f} s: {sum(p.numel() for p in model.parameters()):,} "
+          "parameters", flush=True)
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+    return folder
+
+
+def conversations(tok, n: int, length: int, seed: int = 0):
+    """``n`` conversations longer than ``length`` tokens (truncated to it in training, so every step has exactly
+    ``length``): a question of a quarter of that and a longer answer, random words."""
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    special = set(tok.all_special_ids)
+    vocab = [i for i in range(len(tok)) if i not in special]
+
+    def text(k):
+        return tok.decode([rng.choice(vocab) for _ in range(k)])
+
+    return Dataset.from_list([{"messages": [{"role": "user", "content": text(length // 4)},
+                                            {"role": "assistant", "content": text(length)}]}
+                              for _ in range(n)])
+
+
+class StepTimes:
+    """A Trainer callback: wall time of every optimizer step (CUDA synchronised)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _StepTimes(TrainerCallback):
+            def __init__(self):
+                self.times, self.last = [], None
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.last = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.times.append(time.perf_counter() - self.last)
+
+        return _StepTimes()
+
+
+def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, budget: float, warmup: int) -> dict:
+    row = {}
+    speed = speed or qt.speed_plan(str(folder), setup, hp, budget)
+    with measured(row), tempfile.TemporaryDirectory() as tmp:
+        trainer = qt.make_trainer(data, str(folder), setup, hp, seed=0, output_dir=Path(tmp), progress=False,
+                                  speed=speed)
+        times = StepTimes()
+        trainer.add_callback(times)
+        trainer.train()
+    del trainer
+    row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
+               f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
+               dropout=hp["dropout"])
+    return row
+
+
+def plain(folder: Path, setup: qt.Setup, data, hp: dict, warmup: int) -> dict:
+    """peft + bitsandbytes by hand: bf16 (or fp32 on CPU) LoRA, every layer checkpointed, AdamW, no Trainer."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+
+    row = {}
+    tok = AutoTokenizer.from_pretrained(folder)
+    with measured(row):
+        model = qt.load_base(str(folder), setup)
+        model = get_peft_model(model, LoraConfig(r=hp["rank"], lora_alpha=hp["alpha"], lora_dropout=0.0,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        qt.cast_adapters(model, "bfloat16" if setup.compute_dtype == "bfloat16" else "float32")
+        model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
+        model.enable_input_require_grads()
+        model.train()
+        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp["learning_rate"])
+        times = []
+        for row_data in data:
+            ids = tok.apply_chat_template(row_data["messages"], tokenize=True, return_dict=False)[: hp["max_length"]]
+            ids = torch.tensor([ids], device=setup.device)
+            if setup.device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            optim.step()
+            optim.zero_grad(set_to_none=True)
+            if setup.device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    del model, optim
+    row.update(step_s=statistics.median(times[warmup:]), checkpointed="all", adapter_dtype="bf16/fp32 by device",
+               liger=False, dropout=0.0)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="CPU, a tiny Llama, a few steps (seconds)")
+    parser.add_argument("--shapes", nargs="+", default=["llama-3.1-8b", "qwen2.5-0.5b"], choices=sorted(SHAPES))
+    parser.add_argument("--length", type=int, default=2048, help="tokens per conversation (max_length)")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
+    parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "bench-models")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.smoke:
+        args.shapes, args.length, args.steps, args.warmup = ["tiny-llama"], 128, 4, 1
+    json_path = args.json or Path("outputs/bench") / ("training-smoke.json" if args.smoke else "training.json")
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    setup = qt.choose_setup("nf4", device)
+    rows = []
+    for name in args.shapes:
+        folder = model_folder(name, args.models, device)
+        data = conversations(standins.tokenizer(SHAPES[name][0]), args.steps, args.length)
+        hp = dict(rank=16, alpha=32, dropout=0.0, target_modules="all-linear", train_embeddings=False,
+                  max_steps=args.steps, batch_size=1, learning_rate=1e-4, max_length=args.length)
+        plan = qt.speed_plan(str(folder), setup, hp)
+        before = qt.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
+        variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "dropout": 0.05}, before, 0,
+                                                     args.warmup)),
+                    ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup))]
+        if device == "cuda" and name == "llama-3.1-8b":
+            variants.append((f"helpers, budget {args.budget:g} GiB",
+                             lambda: ours(folder, setup, data, hp, None, args.budget, args.warmup)))
+        variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
+        first = None
+        for label, run in variants:
+            row = {"shape": name, "variant": label, **run()}
+            row["tok_per_s"] = round(args.length / row["step_s"], 1)
+            first = first or row["tok_per_s"]
+            row["vs_first"] = round(row["tok_per_s"] / first, 2)
+            row["step_s"] = round(row["step_s"], 4)
+            rows.append(row)
+            print(f"  {name} {label}: {row['tok_per_s']:,.0f} tok/s, peak {row['peak_gib']} GiB", flush=True)
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    report(rows, ["shape", "variant", "tok_per_s", "vs_first", "step_s", "peak_gib", "estimate_gib", "gpu_busy",
+                  "checkpointed", "adapter_dtype", "liger", "dropout"], json_path, device=device,
+           tokens_per_step=args.length, steps=args.steps, warmup=args.warmup, setup=qt.asdict(setup))
+
+
+if __name__ == "__main__":
+    main()
