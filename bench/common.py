@@ -13,16 +13,18 @@ import torch
 
 
 @contextmanager
-def measured(result: dict):
-    """Time the block (synchronising CUDA), record peak GPU memory and the GPU's mean utilisation (NVML's "busy"
-    share of time, sampled every 50 ms) into ``result``: ``seconds``, ``peak_gib``, ``gpu_busy``."""
+def measured(result: dict, reset_peak: bool = True):
+    """Time the block (synchronising CUDA), record peak GPU memory (since the block began, or since the caller's
+    own reset with ``reset_peak=False``) and the GPU's mean utilisation (NVML's "busy" share of time, sampled every
+    50 ms) into ``result``: ``seconds``, ``peak_gib``, ``gpu_busy``."""
     cuda = torch.cuda.is_available()
     samples: list[int] = []
     stop = threading.Event()
     thread = None
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats()
         try:
             import pynvml
 

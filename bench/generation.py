@@ -7,8 +7,9 @@ Random weights of the real shape (no hub needed; the speed of a forward pass doe
 Qwen2.5 chat template on the lab's tokenizer (helpers.lab.standins); sampling at temperature 1, so answers run to
 the full length. Rows:
 
-* ``helpers, before``: what notebooks 01/02 ran before the fast path: the dynamic cache at the old default batch of
-  64 (and, on the GPU, at 256, the notebooks' batch);
+* ``helpers, before``: the dynamic cache with cuDNN attention at the old default batch of 64, as before the fast path;
+* ``helpers, dynamic cache``: what runs uncompiled now (cuDNN attention off on CUDA), at 64 and, on the GPU, at 256
+  (the notebooks' batch);
 * ``helpers, compiled``: ``generate(compile=True)``: static cache, compiled decode step, bucketed widths, equal
   batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
   reported as ``compile_s``;
@@ -24,13 +25,16 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measured, report  # noqa: E402
 
+from helpers import generate as helpers_generate  # noqa: E402
 from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
 from helpers.lab import standins  # noqa: E402
 
@@ -100,6 +104,16 @@ def timed(name: str, fn, prompts, batch, new_tokens: int, warm: bool) -> dict:
     return row
 
 
+def profile(fn, out: Path) -> None:
+    """Profile one (already compiled) call: print the GPU kernels that took the most time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few prompts (seconds)")
@@ -108,6 +122,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--no-cudnn-attention", action="store_true",
                         help="disable cuDNN's scaled-dot-product attention (torch picks flash / efficient instead)")
+    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of the compiled call")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.no_cudnn_attention:
@@ -123,14 +138,19 @@ def main() -> None:
     auto = auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
     print(f"{device}: {len(prompts)} prompts, {n} new tokens, auto batch {auto}", flush=True)
 
-    slow = prompts[: max(8, len(prompts) // 4)]  # the slow rows run on fewer prompts: tokens/s is what is compared
-    rows = [timed("helpers, before (dynamic cache)", lambda: ours(model, tok, slow, n, 64, False), slow, 64, n, False)]
+    ours(model, tok, prompts[:8], 8, 8, False)  # warm-up: CUDA context, cuBLAS handles, first kernels
+    slow = prompts[: max(8, min(64, len(prompts) // 4))]  # slow rows run on fewer prompts: tokens/s is compared
+    mid = prompts[: max(8, min(256, len(prompts) // 2))]
+    with mock.patch.object(helpers_generate, "_no_cudnn_attention", nullcontext):  # as it was: cuDNN attention on
+        rows = [timed("helpers, before (dynamic cache, cuDNN attention)", lambda: ours(model, tok, slow, n, 64, False),
+                      slow, 64, n, False)]
+    rows.append(timed("helpers, dynamic cache", lambda: ours(model, tok, slow, n, 64, False), slow, 64, n, False))
     if device == "cuda":
-        mid = prompts[: len(prompts) // 2]
-        rows.append(timed("helpers, before (dynamic cache)", lambda: ours(model, tok, mid, n, 256, False), mid, 256,
-                          n, False))
+        rows.append(timed("helpers, dynamic cache", lambda: ours(model, tok, mid, n, 256, False), mid, 256, n, False))
     label = "helpers, static cache + compile" if device == "cuda" else "helpers, static cache (compiled on CUDA)"
     rows.append(timed(label, lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n, device == "cuda"))
+    if args.profile and device == "cuda":
+        profile(lambda: ours(model, tok, prompts, n, None, True), json_path.parent)
     if device == "cuda" and auto != 256:
         rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
     ref = prompts[: min(len(prompts), 256)]

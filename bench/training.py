@@ -94,6 +94,12 @@ def conversations(tok, n: int, length: int, seed: int = 0):
                               for _ in range(n)])
 
 
+def torch_profiler():
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+
+
 class StepTimes:
     """A Trainer callback: wall time of every optimizer step (CUDA synchronised)."""
 
@@ -117,15 +123,30 @@ class StepTimes:
         return _StepTimes()
 
 
-def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, budget: float, warmup: int) -> dict:
+def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, budget: float, warmup: int,
+         profile: bool = False, **change) -> dict:
+    """One row: stage 05's trainer with ``speed`` (default ``speed_plan``; ``change`` overrides its fields)."""
+    from dataclasses import replace
+
     row = {}
-    speed = speed or qt.speed_plan(str(folder), setup, hp, budget)
-    with measured(row), tempfile.TemporaryDirectory() as tmp:
+    speed = replace(speed or qt.speed_plan(str(folder), setup, hp, budget), **change)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as tmp:
         trainer = qt.make_trainer(data, str(folder), setup, hp, seed=0, output_dir=Path(tmp), progress=False,
                                   speed=speed)
         times = StepTimes()
         trainer.add_callback(times)
-        trainer.train()
+        with measured(row, reset_peak=False):  # GPU busy share over the training steps only
+            if profile:
+                with torch_profiler() as prof:
+                    trainer.train()
+                print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15,
+                                                max_name_column_width=50))
+                print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=12,
+                                                max_name_column_width=50))
+            else:
+                trainer.train()
     del trainer
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
@@ -178,6 +199,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "bench-models")
+    parser.add_argument("--profile", action="store_true", help="add a profiled row: top ops by CPU and GPU time")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.smoke:
@@ -199,6 +221,10 @@ def main() -> None:
         if device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: ours(folder, setup, data, hp, None, args.budget, args.warmup)))
+        if args.profile:
+            variants.append(("helpers, default (profiled)",
+                             lambda: ours(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
+                                          args.warmup, profile=True)))
         variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
         first = None
         for label, run in variants:

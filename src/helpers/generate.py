@@ -16,6 +16,7 @@ cache, no compile, 64 rows a batch unless the caller says otherwise, identical g
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from .chat import encode_prompts
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
-GPU_MAX_BATCH = 512  # more rows add little once the decode step is compiled (bench/generation.py)
+GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
 COMPILE_MIN_STEPS = 1024  # decode steps a model runs uncompiled before compiling pays for itself (generation_plan)
 
 
@@ -57,6 +58,15 @@ def auto_batch_size(model, width: int, max_new_tokens: int, free_bytes: int | No
     prefill = width * (20 * c.hidden_size + 6 * getattr(c, "intermediate_size", 4 * c.hidden_size)) * elem
     rows = int(free_bytes * 0.5 // (kv + logits + prefill))
     return max(8, min(GPU_MAX_BATCH, 1 << max(0, rows.bit_length() - 1)))
+
+
+def _no_cudnn_attention():
+    """Scaled-dot-product attention without cuDNN's kernel: uncompiled, with a new key length at every step, cuDNN
+    attention made the dynamic-cache path 2.5-2.9x slower on an H100 than flash / memory-efficient attention
+    (bench/generation.py --no-cudnn-attention, docs/performance.md)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
@@ -135,6 +145,7 @@ def generate(
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate", disable=not progress)
+    attention = _no_cudnn_attention if device.type == "cuda" and not static else nullcontext
     try:
         for start in range(0, len(order), step):
             idx = order[start : start + step]
@@ -150,7 +161,7 @@ def generate(
                 mask[row, width - len(seq) :] = 1
             if do_sample:  # one seed per batch keeps results independent of what ran before in the process
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            with torch.no_grad():
+            with torch.no_grad(), attention():
                 out = model.generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
