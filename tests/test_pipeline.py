@@ -131,3 +131,16 @@ def test_a_run_with_a_bad_source_stops_before_the_first_notebook(nbdir, outputs,
     with pytest.raises(pipeline.PipelineError, match="checked before running anything"):
         pipeline.run(None, ["public_data=tatsu-lab/alpaca"], notebooks_dir=nbdir)
     assert not (outputs / "toy" / "00_lab").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_rerun_keeps_the_last_good_executed_notebook(nbdir, outputs):
+    pipeline.run(None, only=["00"], notebooks_dir=nbdir)
+    good = outputs / "toy" / "notebooks" / "00_first.ipynb"
+    before = good.read_text()
+    make_nb(nbdir / "00_first.ipynb", 'run_name = "toy"\nx = 1', "raise ValueError('boom')")
+    with pytest.raises(pipeline.PipelineError, match=r"00_first.failed.ipynb\n  the last successful run's copy is kept"):
+        pipeline.run(None, only=["00"], notebooks_dir=nbdir)
+    assert good.read_text() == before
+    assert "boom" in (outputs / "toy" / "notebooks" / "00_first.failed.ipynb").read_text()
+    assert not (outputs / "toy" / "notebooks" / "00_first.running.ipynb").exists()

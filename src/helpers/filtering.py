@@ -42,6 +42,23 @@ from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_js
 STAGE = "03_filtering"
 
 
+SCORERS = ("likelihood", "judge", "reward", "lab_verifier")
+
+
+def check_scorers(scorers, lab: bool) -> None:
+    """Notebook 03's ``scorers``: a non-empty list of known names (``lab_verifier`` only in the lab)."""
+    if isinstance(scorers, str) or not isinstance(scorers, (list, tuple)):
+        raise ValueError(f"scorers = {scorers!r}: expected a list of scorer names, e.g. [\"likelihood\"]")
+    if not scorers:
+        raise ValueError("scorers = []: name at least one scorer (the first selects the kept answers), e.g. "
+                         f"[\"likelihood\"]; choose from {list(SCORERS)}")
+    unknown = [s for s in scorers if s not in SCORERS]
+    if unknown:
+        raise ValueError(f"scorers: unknown {unknown}; choose from {list(SCORERS)}")
+    if "lab_verifier" in scorers and not lab:
+        raise ValueError("scorers: lab_verifier reads the lab's ground truth and exists only with lab = True")
+
+
 class Scorer(Protocol):
     name: str
 

@@ -5,8 +5,10 @@
 
 A preset is a flat YAML mapping of notebook parameters (so ``papermill -f presets/lab.yaml`` works on any single
 notebook too). Each notebook receives the preset keys its ``parameters`` cell declares; a key no notebook declares
-is an error that lists the valid ones. Executed copies go to ``outputs/<run_name>/notebooks/``, wall times to
-``outputs/<run_name>/timings.json``; the run stops at the first failing notebook, naming it and the cell.
+is an error that lists the valid ones, and a value whose type differs from the default's is an error that names it.
+Executed copies go to ``outputs/<run_name>/notebooks/``, wall times to ``outputs/<run_name>/timings.json``; the run
+stops at the first failing notebook, naming it and the cell. A failed run's copy is saved as ``NN_name.failed.ipynb``
+beside the last successful one, which it never replaces.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import yaml
+from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
 from .runs import outputs_root, repo_root, write_json
@@ -70,10 +73,18 @@ def notebook_parameters(path: Path) -> dict[str, object]:
 def load_preset(path: Path | None, overrides: list[str] = ()) -> dict:
     params: dict = {}
     if path is not None:
-        path = Path(path)
+        path = Path(path).expanduser()
+        if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
+            path = repo_root() / path  # run from another working directory
         if not path.exists():
-            raise PipelineError(f"preset {path} does not exist (presets live in presets/*.yaml)")
-        loaded = yaml.safe_load(path.read_text()) or {}
+            raise PipelineError(f"preset {path} does not exist (presets live in {repo_root() / 'presets'})")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise PipelineError(f"preset {path}{where} is not valid YAML: {getattr(err, 'problem', None) or err}; "
+                                "a preset is lines of `name: value`") from None
         if not isinstance(loaded, dict):
             raise PipelineError(f"preset {path} must be a mapping of parameter: value, got {type(loaded).__name__}")
         params.update(loaded)
@@ -81,7 +92,11 @@ def load_preset(path: Path | None, overrides: list[str] = ()) -> dict:
         if "=" not in item:
             raise PipelineError(f"-p {item!r}: expected key=value, e.g. -p seed=1")
         key, value = item.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value)
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise PipelineError(f"-p {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
+                                "quote strings, write lists as [a, b]") from None
     return params
 
 
@@ -104,6 +119,55 @@ def check_keys(params: dict, declared: dict[str, dict]) -> None:
     if unknown:
         raise PipelineError(f"unknown preset key(s) {unknown}; valid keys (declared by the notebooks' parameters "
                             f"cells): {valid}")
+
+
+def nullable(path: Path) -> set[str]:
+    """Parameters whose comment in the parameters cell says that None is allowed (e.g. "None disables")."""
+    return {name for name, info in papermill.inspect_notebook(str(path)).items()
+            if re.search(r"\bNone\b", info.get("help") or "")}
+
+
+TYPE_NAMES = {bool: "true/false", int: "a whole number", float: "a number", str: "a string (text)",
+              list: "a list, e.g. [a, b]", dict: "a mapping, e.g. {key: value}"}
+
+
+def expected_type(default) -> type | None:
+    for kind in (bool, int, float, str, list, dict):  # bool first: True is an int too
+        if isinstance(default, kind):
+            return kind
+    return list if isinstance(default, tuple) else None
+
+
+def type_problem(name: str, value, default, allow_none: bool = False) -> str | None:
+    """Why ``value`` cannot stand for a parameter whose default is ``default``, or None when it can: the same
+    type as the default (an int where a float is expected is fine; None only where the default is None or the
+    parameter's comment allows it)."""
+    kind = expected_type(default)
+    if kind is None or (value is None and allow_none):
+        return None
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        return None
+    hint = ""
+    if kind is list and isinstance(value, str):
+        hint = f"; for one item write [{value}]"
+    return (f"{name} = {value!r} ({type(value).__name__}): expected {TYPE_NAMES[kind]}, like the default "
+            f"{default!r}{hint}")
+
+
+def check_types(params: dict, notebooks: list[Path]) -> list[str]:
+    """Every preset or ``-p`` value checked against the type of its default in the notebooks that declare it."""
+    problems = []
+    for nb in notebooks:
+        declared, allow = notebook_parameters(nb), nullable(nb)
+        for key, value in params.items():
+            if key in declared:
+                problem = type_problem(key, value, declared[key], key in allow)
+                if problem and problem not in problems:
+                    problems.append(problem)
+    return problems
 
 
 MODEL_KEYS = {"model": None, "generators": None, "committee": "likelihood", "judges": "judge",
@@ -158,6 +222,9 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     params = load_preset(preset, overrides)
     declared = {p.stem: notebook_parameters(p) for p in notebooks}
     check_keys(params, declared)
+    wrong = check_types(params, notebooks)
+    if wrong:
+        raise PipelineError("parameter values of the wrong type:\n  " + "\n  ".join(wrong))
     run_name = params.get("run_name") or next(
         (d["run_name"] for d in declared.values() if "run_name" in d), None)
     if not run_name:
@@ -174,20 +241,33 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     for nb in chosen:
         nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
         out = run_path / "notebooks" / nb.name
+        running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good executed copy stays until this succeeds
+        failed = out.with_name(f"{nb.stem}.failed.ipynb")
         print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
         t0 = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(nb), str(out), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
+                str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
                 progress_bar=False, log_output=log_output,
             )
         except PapermillExecutionError as err:
+            running.replace(failed)
             first_line = (err.source or "").strip().splitlines()[:1]
             raise PipelineError(
                 f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
                 f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
-                f"  executed copy with the traceback: {out}"
+                f"  executed copy with the traceback: {failed}"
+                + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
             ) from None
+        except DeadKernelError:
+            if running.exists():
+                running.replace(failed)
+            raise PipelineError(
+                f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
+                f"number of samples in the preset); what ran is in {failed}"
+                + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
+        running.replace(out)
+        failed.unlink(missing_ok=True)
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         write_json(timings_path, timings)
         print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)

@@ -310,6 +310,24 @@ def _partial_checkpointing_callback(kept: int):
     return PartialCheckpointing()
 
 
+HP_PARAMETERS = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "max_steps": "max_steps",
+                 "batch_size": "train_batch_size", "learning_rate": "learning_rate", "max_length": "max_length"}
+
+
+def check_hp(hp: dict) -> None:
+    """Refuse settings that would train nothing or nonsense, naming notebook 05's parameter (``max_steps = 0``
+    would otherwise train one step and let notebook 06 report the result as a fine-tune)."""
+    rules = {"rank": lambda v: v >= 1, "alpha": lambda v: v > 0, "dropout": lambda v: 0 <= v < 1,
+             "max_steps": lambda v: v >= 1, "batch_size": lambda v: v >= 1, "learning_rate": lambda v: v > 0,
+             "max_length": lambda v: v >= 16}
+    need = {"rank": "at least 1", "alpha": "above 0", "dropout": "in [0, 1)", "max_steps": "at least 1",
+            "batch_size": "at least 1", "learning_rate": "above 0", "max_length": "at least 16 tokens"}
+    for key, ok in rules.items():
+        value = hp.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+            raise ValueError(f"{HP_PARAMETERS[key]} = {value!r}: must be {need[key]} (notebook 05's parameters)")
+
+
 def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -421,6 +439,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done.
     ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
     out-of-memory error on the GPU the arm is trained again with every layer checkpointed."""
+    check_hp(hp)
     done = finished(run_name, arm, dataset, base_path, setup, hp, seed)
     if done is not None:
         return done

@@ -25,9 +25,11 @@ __doc__ += "\n".join(f"* ``{s}`` <- ``notebooks/{nb}.ipynb``" for s, nb in STAGE
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: cwd)."""
+    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: cwd),
+    then from this package's own folder (an editable install run from elsewhere)."""
     here = (start or Path.cwd()).resolve()
-    for p in [here, *here.parents]:
+    package = Path(__file__).resolve().parent
+    for p in [here, *here.parents, *([] if start else package.parents)]:
         if (p / "pyproject.toml").exists() and (p / "notebooks").is_dir():
             return p
     raise FileNotFoundError(
