@@ -144,3 +144,34 @@ def test_a_failed_rerun_keeps_the_last_good_executed_notebook(nbdir, outputs):
     assert good.read_text() == before
     assert "boom" in (outputs / "toy" / "notebooks" / "00_first.failed.ipynb").read_text()
     assert not (outputs / "toy" / "notebooks" / "00_first.running.ipynb").exists()
+
+
+def test_lineage_names_every_notebook_to_rerun_after_an_upstream_rerun(outputs):
+    """01 is rerun after 02 was built from it: reading 02 (as 03 does) refuses, naming 02 onwards; reading 01 is
+    fine. Rerunning 02 makes 02 readable again."""
+    def finish(stage, reads=()):
+        for upstream in reads:
+            runs.require("toy", upstream)
+        runs.finish_stage("toy", stage, {}, {"ok": 1})
+
+    finish("00_lab")
+    finish("01_reconstruct", ["00_lab"])
+    finish("02_generation", ["01_reconstruct"])
+    finish("03_filtering", ["02_generation"])
+    runs.require("toy", "03_filtering")  # all consistent
+    finish("01_reconstruct", ["00_lab"])  # rerun 01 only
+    runs.require("toy", "01_reconstruct")
+    with pytest.raises(runs.StaleArtifact) as err:
+        runs.require("toy", "03_filtering")  # stale through 02
+    msg = str(err.value)
+    assert "02_generation was made from an earlier run" in msg and "--from 02" in msg
+    assert all(f"notebooks/{nb}.ipynb" in msg for nb in ("02_multi_model_generation", "03_filtering",
+                                                          "04_mixing", "05_qlora_training", "06_evaluation"))
+    with pytest.raises(runs.StaleArtifact, match="--from 02"):
+        runs.require("toy", "02_generation")
+    finish("02_generation", ["01_reconstruct"])
+    runs.require("toy", "02_generation")
+    with pytest.raises(runs.StaleArtifact, match="03_filtering was made from an earlier run.*--from 03"):
+        runs.require("toy", "03_filtering")
+    manifest = runs.read_json(outputs / "toy" / "02_generation" / "manifest.json")
+    assert set(manifest["inputs"]) == {"01_reconstruct"} and manifest["stamp"]

@@ -96,8 +96,39 @@ class MissingArtifact(FileNotFoundError):
     pass
 
 
+class StaleArtifact(RuntimeError):
+    """An earlier stage's output was made from inputs that have changed since (an upstream notebook was rerun)."""
+
+
+# Lineage: each finished stage gets a random ``stamp`` in its manifest and records the stamps of the stages it read
+# (``inputs``); a stage built from an older run of one of its inputs is stale, and so is everything after it.
+_consumed: dict[str, dict[str, str | None]] = {}
+
+
+def stamp(run_name: str, stage: str) -> str | None:
+    """The stamp of a stage's last finished run (None: never finished, or finished before stamps existed)."""
+    manifest = stage_dir(run_name, stage, create=False) / "manifest.json"
+    return read_json(manifest).get("stamp") if manifest.exists() else None
+
+
+def stale_stages(run_name: str, stage: str) -> list[str]:
+    """The stages in ``stage``'s lineage (itself included) built from an input that has been rerun since."""
+    manifest = stage_dir(run_name, stage, create=False) / "manifest.json"
+    inputs = read_json(manifest).get("inputs", {}) if manifest.exists() else {}
+    stale = []
+    for upstream, used in inputs.items():
+        if upstream >= stage or upstream not in STAGES:
+            continue
+        if stamp(run_name, upstream) != used:
+            stale.append(stage)
+        stale += stale_stages(run_name, upstream)
+    return sorted(set(stale))
+
+
 def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
-    """Path of an artifact an earlier stage wrote; a clear error naming the notebook to run first if it is missing."""
+    """Path of an artifact an earlier stage wrote; a clear error naming the notebook to run first if it is missing,
+    or every notebook to rerun if it was made from inputs that changed since (``StaleArtifact``). The stage's stamp
+    is recorded as an input of the stage that finishes next in this process (``finish_stage``)."""
     path = stage_dir(run_name, stage, create=False) / filename
     if not path.exists():
         nb = STAGES[stage]
@@ -105,6 +136,16 @@ def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
             f"{path} is missing: run notebooks/{nb}.ipynb first for run {run_name!r} "
             f"(python -m helpers.pipeline run --preset presets/<preset>.yaml --only {stage[:2]})"
         )
+    stale = stale_stages(run_name, stage)
+    if stale:
+        first = min(stale)
+        rerun = [f"notebooks/{nb}.ipynb" for s, nb in STAGES.items() if s >= first]
+        raise StaleArtifact(
+            f"{run_dir(run_name) / first} was made from an earlier run of the notebooks before it, which have been "
+            f"rerun since: rerun, in order, {', '.join(rerun)} (python -m helpers.pipeline run --preset "
+            f"presets/<preset>.yaml --from {first[:2]})"
+        )
+    _consumed.setdefault(run_name, {})[stage] = stamp(run_name, stage)
     return path
 
 
@@ -170,12 +211,16 @@ def trouble(signs: dict[str, bool | None]) -> list[str]:
 
 
 def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
-    """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions) for a stage."""
+    """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions, a new ``stamp`` and the
+    stamps of the earlier stages this process read: ``inputs``) for a stage."""
     import torch
     import transformers
 
+    import uuid
+
     d = stage_dir(run_name, stage)
     write_json(d / "metrics.json", metrics)
+    inputs = {s: v for s, v in _consumed.pop(run_name, {}).items() if s < stage}  # earlier stages only: no cycles
     files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != "manifest.json")
     write_json(
         d / "manifest.json",
@@ -183,6 +228,8 @@ def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures
             "stage": stage,
             "notebook": f"notebooks/{STAGES[stage]}.ipynb",
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stamp": uuid.uuid4().hex,
+            "inputs": inputs,
             "params": params,
             "figures": list(figures),
             "files": files,
