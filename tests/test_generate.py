@@ -95,17 +95,18 @@ def test_generation_plan_keeps_the_cpu_as_it_was(base):
     assert [bucket_width(w) for w in (1, 16, 17, 100, 256, 257, 700)] == [16, 16, 32, 128, 256, 512, 768]
 
 
-def test_compiles_on_cuda_once_enough_decode_steps_have_run(monkeypatch):
+def test_compiles_on_cuda_only_for_long_jobs_on_models_big_enough(monkeypatch):
     from helpers import generate as g
 
     model, _ = zoo.load("base")
     monkeypatch.setattr(g, "_is_cuda", lambda m: True)
-    short = g.generation_plan(model, 64, 40, 16, batch_size=64)  # 16 steps
-    assert not short["compile"]
-    model._decode_steps_run = g.COMPILE_MIN_STEPS - 16
-    assert g.generation_plan(model, 64, 40, 16, batch_size=64)["compile"]
-    model._decode_steps_run = 0
-    assert g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["compile"]  # one long job: 1024 steps
+    assert not g.generation_plan(model, 64, 40, 16, batch_size=64)["compile"]  # 16 steps
+    assert not g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["compile"]  # the lab model is too small
+    monkeypatch.setattr(g, "COMPILE_MIN_PARAMS", 1)
+    assert g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["compile"]  # 1024 steps
+    # a shard of a longer job (notebook 02): the whole job decides, the plan is for this call's shard
+    shard = g.generation_plan(model, 64, 40, 16, batch_size=64, job_prompts=64 * 64)
+    assert shard["compile"] and shard["decode_steps"] == 16
 
 
 def test_auto_batch_size_follows_free_memory(base, monkeypatch):

@@ -8,8 +8,8 @@ On a CUDA GPU (``generation_plan``) the decode loop runs with a static KV cache,
 one-token decode step (``torch.compile``, CUDA graphs): the dynamic cache leaves the GPU idle most of the time while
 the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling costs tens of seconds per shape, so
 prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
-(the last one is filled with copies whose answers are dropped), and a job too short to repay the compile runs
-uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing changes: the dynamic
+(the last one is filled with copies whose answers are dropped), and a job too short or a model too small to repay
+the compile runs uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing changes: the dynamic
 cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
 """
 
@@ -26,7 +26,8 @@ from .chat import encode_prompts
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
-COMPILE_MIN_STEPS = 1024  # decode steps a model runs uncompiled before compiling pays for itself (generation_plan)
+COMPILE_MIN_STEPS = 1024  # decode steps of a job below which compiling does not pay for itself (generation_plan)
+COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncompiled: a compile would cost more
 
 
 def bucket_width(width: int) -> int:
@@ -70,15 +71,17 @@ def _no_cudnn_attention():
 
 
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
-                    compile: bool | None = None) -> dict:
+                    compile: bool | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
     with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
     one size so the compiled shapes repeat) and this call's ``decode_steps`` (batches x ``max_new_tokens``).
 
-    ``compile=None`` compiles on CUDA once the model has run ``COMPILE_MIN_STEPS`` decode steps in this process,
-    counting this call: a compile costs tens of seconds, more than a short job takes uncompiled, and is reused by
-    every later call with the same shapes. ``compile=True`` forces the static-cache path (on the CPU transformers
-    does not compile it, which is how the tests check it gives the same answers)."""
+    ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
+    least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
+    docs/performance.md), more than a short job or a tiny model takes uncompiled, and is reused by every later call
+    with the same shapes. The job is this call, or ``job_prompts`` prompts for a caller that generates in shards
+    (notebook 02). ``compile=True`` forces the static-cache path (on the CPU transformers does not compile it,
+    which is how the tests check it gives the same answers). Deterministic: the plan never depends on timings."""
     cuda = _is_cuda(model)
     rows = batch_size or auto_batch_size(model, bucket_width(width), max_new_tokens)
     n_batches = max(1, -(-n_prompts // rows))
@@ -86,7 +89,9 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     if compile is None:
         quantizer = getattr(model, "hf_quantizer", None)
         compileable = quantizer is None or getattr(quantizer, "is_compileable", False)
-        compile = cuda and compileable and getattr(model, "_decode_steps_run", 0) + steps >= COMPILE_MIN_STEPS
+        job_steps = max(1, -(-(job_prompts or n_prompts) // rows)) * max_new_tokens
+        big = sum(p.numel() for p in model.parameters()) >= COMPILE_MIN_PARAMS
+        compile = cuda and compileable and big and job_steps >= COMPILE_MIN_STEPS
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
             "equal_batches": bool(compile), "decode_steps": steps}
 
@@ -106,6 +111,7 @@ def generate(
     stop_strings: Sequence[str] | None = None,
     progress: bool | str = False,
     compile: bool | None = None,
+    job_prompts: int | None = None,
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
 
@@ -116,7 +122,8 @@ def generate(
     stop token when one was produced).
     ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
     starts, and the answer counts as finished.
-    ``batch_size``: rows per batch (None: ``auto_batch_size``); ``compile``: see ``generation_plan``.
+    ``batch_size``: rows per batch (None: ``auto_batch_size``); ``compile`` and ``job_prompts``: see
+    ``generation_plan``.
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -135,7 +142,8 @@ def generate(
     results: list[dict | None] = [None] * len(prompts)
     if not prompts:
         return []
-    plan = generation_plan(model, len(prompts), max(map(len, encoded)), max_new_tokens, batch_size, compile)
+    plan = generation_plan(model, len(prompts), max(map(len, encoded)), max_new_tokens, batch_size, compile,
+                           job_prompts)
     static = plan["compile"]
     step = plan["batch_size"]
     extra: dict = {"cache_implementation": "static"} if static else {}
@@ -200,7 +208,6 @@ def generate(
     finally:
         bar.close()
         model.train(was_training)
-        model._decode_steps_run = getattr(model, "_decode_steps_run", 0) + plan["decode_steps"]
     return results  # type: ignore[return-value]
 
 

@@ -93,6 +93,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         frame = frame_for(tokenizer, params["frame"])
         bar = tqdm(total=sum(len(chunks[c]) for c in todo), desc=name, disable=not progress)
         rendered: dict[int, str] = {}
+        left = sum(len(chunks[c]) for c in todo)  # the whole job decides whether compiling pays (generation_plan)
         for c in todo:
             chunk = chunks[c]
             for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample
@@ -102,7 +103,8 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
             t0 = time.perf_counter()
             outs = generate(model, tokenizer, prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
                             do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
-                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings)
+                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
+            left -= len(chunk)
             seconds = time.perf_counter() - t0
             rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
                      **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")}, "frame": frame.kind,
