@@ -112,14 +112,18 @@ def stamp(run_name: str, stage: str) -> str | None:
 
 
 def stale_stages(run_name: str, stage: str) -> list[str]:
-    """The stages in ``stage``'s lineage (itself included) built from an input that has been rerun since."""
+    """The stages in ``stage``'s lineage (itself included) built from an input that has been rerun since (an
+    input whose folder is absent, as in a partial copy of a run, is not counted)."""
     manifest = stage_dir(run_name, stage, create=False) / "manifest.json"
     inputs = read_json(manifest).get("inputs", {}) if manifest.exists() else {}
     stale = []
     for upstream, used in inputs.items():
         if upstream >= stage or upstream not in STAGES:
             continue
-        if stamp(run_name, upstream) != used:
+        current = stamp(run_name, upstream)
+        if current is None:  # not there (a partial copy of a run): nothing says it was rerun
+            continue
+        if current != used:
             stale.append(stage)
         stale += stale_stages(run_name, upstream)
     return sorted(set(stale))
