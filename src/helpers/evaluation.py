@@ -372,9 +372,11 @@ def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = N
         for arm, share, r in points:
             ax.annotate(f"{share:.0%}", (r["domain_accuracy"], r["general_accuracy"]), textcoords="offset points",
                         xytext=(5, -10), fontsize=8, color="0.4")
-    for i, (name, m) in enumerate(_models(results)):
-        ax.errorbar(m["domain_accuracy"], m["general_accuracy"], xerr=m.get("domain_std", 0),
-                    yerr=m.get("general_std", 0), fmt="o", color=f"C{i}", label=name, capsize=3)
+    models = _models(results)
+    for i, (name, m) in enumerate(models):  # a shape per model, earlier ones larger: coinciding points stay visible
+        ax.errorbar(m["domain_accuracy"], m["general_accuracy"], xerr=m.get("domain_std") or None,
+                    yerr=m.get("general_std") or None, fmt="osD^vPX*h"[i % 9], color=f"C{i}", label=name, capsize=3,
+                    markersize=11 - 6 * i / max(1, len(models) - 1), alpha=0.85)
     ax.set(xlabel="domain accuracy", ylabel="general accuracy", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
            title="Trade-off: up and to the right is better")
     ax.legend(fontsize=8, loc="lower left")

@@ -277,7 +277,7 @@ def plot_composition(table: dict, path: Path) -> Path:
             label="general", color="tab:blue")
     ax.set_xlabel("rows")
     ax.set_title("Arm composition")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the bars, never over one
     return save_figure(fig, path)
 
 

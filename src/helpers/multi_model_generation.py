@@ -156,10 +156,14 @@ def load_generations(run_name: str) -> list[dict]:
 def plot(rows: list[dict], timings: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     names = list(timings)
+    everything = sorted(r["new_tokens"] for r in rows) or [0]
+    top = everything[min(len(everything) - 1, int(0.995 * len(everything)))] + 2  # a few outliers don't set the axis
     for name in names:
         lengths = [r["new_tokens"] for r in rows if r["model"] == name]
-        axes[0].hist(lengths, bins=range(0, max(lengths) + 2), alpha=0.5, label=name)
-    axes[0].set_xlabel("new tokens per response")
+        axes[0].hist(lengths, bins=range(0, max(lengths or [0]) + 2), alpha=0.5, label=name)
+    axes[0].set_xlim(0, top)
+    axes[0].set_xlabel("new tokens per response" + (" (axis cut at the 99.5th percentile)"
+                                                    if top < everything[-1] + 1 else ""))
     axes[0].set_ylabel("responses")
     axes[0].legend()
     axes[0].set_title("Response lengths")

@@ -123,11 +123,17 @@ def plot_clusters(texts: list[str], embeddings: np.ndarray, cat: dict, path: Pat
     xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1.3, 1.3, 0.8]})
     sizes = cat["clusters"]
-    axes[0].barh([f"{c['cluster']}: {c['label']}" for c in sizes][::-1], [c["size"] for c in sizes][::-1])
+    colour = {c["cluster"]: f"C{i % 10}" for i, c in enumerate(sorted(sizes, key=lambda c: c["cluster"]))}
+    axes[0].barh([f"{c['cluster']}: {c['label']}" for c in sizes][::-1], [c["size"] for c in sizes][::-1],
+                 color=[colour[c["cluster"]] for c in sizes][::-1])
     axes[0].set_xlabel("instructions")
     axes[0].set_title(f"Cluster sizes (k = {cat['k']})")
     axes[0].tick_params(axis="y", labelsize=8)
-    axes[1].scatter(xy[:, 0], xy[:, 1], c=cat["labels"], cmap="tab20", s=6)
+    labels = np.asarray(cat["labels"])
+    for cluster in sorted(colour):  # the same colour as the cluster's bar
+        at = labels == cluster
+        axes[1].scatter(xy[at, 0], xy[at, 1], color=colour[cluster], s=6, label=str(cluster))
+    axes[1].legend(title="cluster", fontsize=7, title_fontsize=8, markerscale=2, loc="best", ncol=2)
     axes[1].set_title("Instructions, MiniLM embeddings, PCA to 2-D")
     axes[1].set_xticks([])
     axes[1].set_yticks([])
