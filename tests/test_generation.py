@@ -72,9 +72,10 @@ def test_rows_carry_what_the_issue_asks(outputs):
 
 def test_changed_parameters_do_not_mix_with_old_shards(outputs):
     instructions = prepare("mixed", n=6)
-    mmg.generate_all("mixed", instructions, ["gen_small"], 1, shard_size=4, progress=False)
-    with pytest.raises(ValueError, match="holds shards made with other instructions or parameters"):
-        mmg.generate_all("mixed", instructions, ["gen_small"], 2, shard_size=4, progress=False)
+    mmg.generate_all("mixed", instructions, ["gen_small", "base"], 1, shard_size=4, progress=False)
+    with pytest.raises(ValueError, match="2 shard folder.*hold shards made with other instructions or parameters") as err:
+        mmg.generate_all("mixed", instructions, ["gen_small", "base"], 2, shard_size=4, progress=False)
+    assert all(str(mmg.shard_dir("mixed", name)) in str(err.value) for name in ("gen_small", "base"))
 
 
 def test_bad_sampling_parameters(outputs):

@@ -71,20 +71,26 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         raise ValueError(f"sampling names {sorted(unknown)}, which are not generators {generators}")
     jobs = [(row, s) for row in sorted(instructions, key=lambda r: r["id"]) for s in range(samples_per_model)]
     chunks = [jobs[i : i + shard_size] for i in range(0, len(jobs), shard_size)]
+    configs = {name: {"model": name, "sampling": sampling_for(name, sampling), "samples_per_model": samples_per_model,
+                      "shard_size": shard_size, "seed": seed,
+                      "hash": _config_hash(instructions, name, sampling_for(name, sampling), samples_per_model,
+                                           shard_size, seed)}
+               for name in generators}
+    stale = [shard_dir(run_name, name) for name in generators
+             if (shard_dir(run_name, name) / "config.json").exists()
+             and read_json(shard_dir(run_name, name) / "config.json").get("hash") != configs[name]["hash"]]
+    if stale:  # every folder at once, before anything is generated
+        raise ValueError(
+            f"{len(stale)} shard folder(s) hold shards made with other instructions or parameters: "
+            f"{', '.join(str(d) for d in stale)}; use another run_name, or delete them to regenerate "
+            f"(rm -r {' '.join(str(d) for d in stale)})")
     stats = {}
     for name in generators:
-        params = sampling_for(name, sampling)
+        params = configs[name]["sampling"]
         out = shard_dir(run_name, name)
         out.mkdir(parents=True, exist_ok=True)
-        config = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
-                  "shard_size": shard_size, "seed": seed,
-                  "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed)}
-        config_path = out / "config.json"
-        if config_path.exists() and read_json(config_path).get("hash") != config["hash"]:
-            raise ValueError(
-                f"{out} holds shards made with other instructions or parameters ({read_json(config_path)}); "
-                f"use another run_name, or delete {out} to regenerate")
-        write_json(config_path, config)
+        config = configs[name]
+        write_json(out / "config.json", config)
         todo = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
         if not todo:
