@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
 import sys
 import time
@@ -29,6 +30,8 @@ from papermill.exceptions import PapermillExecutionError
 
 from .runs import outputs_root, repo_root, write_json
 
+# progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
+QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
 KERNEL = "python3"
 
@@ -238,8 +241,28 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                           for nb in chosen})
     if problems:
         raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
+    # Executed copies are read later, where a progress bar is only its first frame ("0%| 0/600"): bars are off in
+    # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
+    # preset asks for them.
+    quiet = not params.get("progress", False)
+    switches = {name: "1" for name in QUIET_ENV} if quiet else {}
+    previous = {name: os.environ.get(name) for name in switches}
+    os.environ.update(switches)
+    try:
+        return _execute(chosen, declared, params, run_path, timings, timings_path, log_output, quiet)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute(chosen, declared, params, run_path, timings, timings_path, log_output, quiet) -> dict:
     for nb in chosen:
         nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
+        if quiet and "progress" in declared[nb.stem]:
+            nb_params["progress"] = False
         out = run_path / "notebooks" / nb.name
         running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good executed copy stays until this succeeds
         failed = out.with_name(f"{nb.stem}.failed.ipynb")
