@@ -262,3 +262,25 @@ def test_out_of_memory_trains_again_with_every_layer_checkpointed(outputs, monke
         m = qt.train_arm("t", "oom", rows(), BASE, CPU_PLAIN, HP, seed=0, progress=False)
     assert [s.checkpointed_layers for s in made] == [0, made[0].layers]
     assert m["speed"]["checkpointed_layers"] == made[0].layers and m["steps"] == HP["max_steps"]
+
+
+def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monkeypatch):
+    ds = rows()
+    first = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, HP, seed=0, progress=False)
+    out = qt.arm_dir("t", "keep", 0)
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    second = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, {**HP, "learning_rate": 2e-3}, seed=0, progress=False)
+    assert second["settings_key"] != first["settings_key"]
+    kept = out / qt.ARCHIVE / first["settings_key"]
+    assert (kept / "adapter_model.safetensors").read_bytes() == weights  # not overwritten
+    assert qt.read_json(out / "metrics.json")["settings_key"] == second["settings_key"]
+
+    def boom(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(qt, "make_trainer", boom)  # the first settings again: brought back, not retrained
+    back = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, HP, seed=0, progress=False)
+    assert back["settings_key"] == first["settings_key"]
+    assert (out / "adapter_model.safetensors").read_bytes() == weights
+    assert (out / qt.ARCHIVE / second["settings_key"] / "adapter_model.safetensors").exists()
+    assert not kept.exists()

@@ -4,7 +4,9 @@ Every arm is trained with the same hyperparameters, the same number of steps and
 assistant tokens only, so differences in stage 06 come from the data alone. Per arm and seed this writes
 ``outputs/<run>/05_training/arms/<arm>/seed<k>/``: the LoRA adapter (``adapter_model.safetensors``), the trainer's
 log history and a ``metrics.json`` with ``train_seconds``, ``final_loss``, ``quantization``, ``trainable_params``.
-A finished arm is skipped when it is run again with the same settings, so an interrupted notebook resumes.
+A finished arm is skipped when it is run again with the same settings, so an interrupted notebook resumes; an arm
+trained again with other settings first moves its adapter to ``previous/<settings key>/``, from where it comes back
+if those settings are asked for again (nothing trained is overwritten).
 
 Loss on the answer only, for any chat template (``loss_format``): TRL masks the loss to assistant tokens through the
 template's ``{% generation %}`` markers, and patches the templates it knows (Qwen, Llama 3, Gemma, ...). For any
@@ -420,6 +422,35 @@ def finished(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp:
     return None
 
 
+ARCHIVE = "previous"  # earlier adapters of an arm and seed, one folder per settings key
+
+
+def _archive_current(out: Path) -> None:
+    """Move the adapter now in ``out`` (if any) to ``out/previous/<its settings key>/``: training with other
+    settings never overwrites an adapter."""
+    if not (out / "metrics.json").exists():
+        return
+    key = read_json(out / "metrics.json").get("settings_key") or "unknown"
+    dest = out / ARCHIVE / key
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in out.iterdir():
+        if item.name not in (ARCHIVE, "trainer"):  # trainer/: the scratch folder of the run about to save
+            item.replace(dest / item.name)
+
+
+def _restore_archived(out: Path, key: str) -> dict | None:
+    """Bring back an adapter trained earlier with these settings (``out/previous/<key>/``), archiving the current
+    one; its metrics, or None if there is none."""
+    src = out / ARCHIVE / key
+    if not ((src / "metrics.json").exists() and (src / "adapter_model.safetensors").exists()):
+        return None
+    _archive_current(out)
+    for item in list(src.iterdir()):
+        item.replace(out / item.name)
+    src.rmdir()
+    return read_json(out / "metrics.json")
+
+
 def earlier_arms(run_name: str, datasets: dict, base_path: str, setup: Setup, hp: dict, seeds: list[int]) -> dict:
     """``{arm: [metrics per seed]}`` for the arms of ``datasets`` already trained, for every seed, with these
     settings (a rerun of notebook 05 on a few arms keeps the others in the stage summary that 06 reads)."""
@@ -438,7 +469,9 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     ``hp``: ``rank``, ``alpha``, ``dropout``, ``target_modules``, ``train_embeddings``, ``max_steps``,
     ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done.
     ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
-    out-of-memory error on the GPU the arm is trained again with every layer checkpointed."""
+    out-of-memory error on the GPU the arm is trained again with every layer checkpointed.
+    An adapter trained with other settings is moved to ``previous/<its settings key>/`` first, and brought back
+    (without training) when those settings are asked for again."""
     check_hp(hp)
     done = finished(run_name, arm, dataset, base_path, setup, hp, seed)
     if done is not None:
@@ -446,6 +479,9 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     out = arm_dir(run_name, arm, seed)
     settings = _settings(dataset, base_path, setup, hp, seed)
     key = settings_key(settings)
+    restored = _restore_archived(out, key)  # trained before with these settings, then replaced: no need to retrain
+    if restored is not None:
+        return restored
     speed = speed_plan(base_path, setup, hp, memory_budget_gib)
     trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
     n_truncated = count_truncated(trainer.processing_class, dataset, hp["max_length"])
@@ -472,6 +508,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         trainer.train()
     seconds = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "loss" in h]
+    _archive_current(out)  # only now that a new adapter exists: one trained with other settings is kept, not lost
     trainer.model.save_pretrained(out)
     write_json(out / "log_history.json", trainer.state.log_history)
     metrics = {
