@@ -63,7 +63,7 @@ def auto_batch_size(model, width: int, max_new_tokens: int, free_bytes: int | No
 
 def _no_cudnn_attention():
     """Scaled-dot-product attention without cuDNN's kernel: uncompiled, with a new key length at every step, cuDNN
-    attention made the dynamic-cache path 2.5-2.9x slower on an H100 than flash / memory-efficient attention
+    attention made the dynamic-cache path 2.5-3.1x slower on an H100 than flash / memory-efficient attention
     (bench/generation.py --no-cudnn-attention, docs/performance.md)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

@@ -470,8 +470,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     ``batch_size``, ``learning_rate``, ``max_length``. Skips training when this arm, seed and settings are done.
     ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
     out-of-memory error on the GPU the arm is trained again with every layer checkpointed.
-    An adapter trained with other settings is moved to ``previous/<its settings key>/`` first, and brought back
-    (without training) when those settings are asked for again."""
+    An adapter trained with other settings is moved to ``previous/<its settings key>/`` when the new one is saved,
+    and brought back (without training) when those settings are asked for again."""
     check_hp(hp)
     done = finished(run_name, arm, dataset, base_path, setup, hp, seed)
     if done is not None:
