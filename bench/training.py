@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measured, report  # noqa: E402
@@ -100,27 +101,21 @@ def torch_profiler():
     return profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
 
 
-class StepTimes:
+class StepTimes(TrainerCallback):
     """A Trainer callback: wall time of every optimizer step (CUDA synchronised)."""
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    def __init__(self):
+        self.times, self.last = [], None
 
-        class _StepTimes(TrainerCallback):
-            def __init__(self):
-                self.times, self.last = [], None
+    def on_step_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.last = time.perf_counter()
 
-            def on_step_begin(self, args, state, control, **kwargs):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.last = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.times.append(time.perf_counter() - self.last)
-
-        return _StepTimes()
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self.last)
 
 
 def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, budget: float, warmup: int,

@@ -9,8 +9,8 @@ one-token decode step (``torch.compile``, CUDA graphs): the dynamic cache leaves
 the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling costs tens of seconds per shape, so
 prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
 (the last one is filled with copies whose answers are dropped), and a job too short or a model too small to repay
-the compile runs uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing changes: the dynamic
-cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
+the compile runs uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing
+changes: the dynamic cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
 """
 
 from __future__ import annotations

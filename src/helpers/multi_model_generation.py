@@ -71,14 +71,15 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         raise ValueError(f"sampling names {sorted(unknown)}, which are not generators {generators}")
     jobs = [(row, s) for row in sorted(instructions, key=lambda r: r["id"]) for s in range(samples_per_model)]
     chunks = [jobs[i : i + shard_size] for i in range(0, len(jobs), shard_size)]
-    configs = {name: {"model": name, "sampling": sampling_for(name, sampling), "samples_per_model": samples_per_model,
-                      "shard_size": shard_size, "seed": seed,
-                      "hash": _config_hash(instructions, name, sampling_for(name, sampling), samples_per_model,
-                                           shard_size, seed)}
-               for name in generators}
-    stale = [shard_dir(run_name, name) for name in generators
-             if (shard_dir(run_name, name) / "config.json").exists()
-             and read_json(shard_dir(run_name, name) / "config.json").get("hash") != configs[name]["hash"]]
+    configs = {}
+    for name in generators:
+        params = sampling_for(name, sampling)
+        configs[name] = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
+                         "shard_size": shard_size, "seed": seed,
+                         "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed)}
+    recorded = {name: shard_dir(run_name, name) / "config.json" for name in generators}
+    stale = [path.parent for name, path in recorded.items()
+             if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
     if stale:  # every folder at once, before anything is generated
         raise ValueError(
             f"{len(stale)} shard folder(s) hold shards made with other instructions or parameters: "
@@ -89,8 +90,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         params = configs[name]["sampling"]
         out = shard_dir(run_name, name)
         out.mkdir(parents=True, exist_ok=True)
-        config = configs[name]
-        write_json(out / "config.json", config)
+        write_json(out / "config.json", configs[name])
         todo = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
         if not todo:

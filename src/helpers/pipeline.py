@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import papermill
@@ -160,14 +161,16 @@ def type_problem(name: str, value, default, allow_none: bool = False) -> str | N
             f"{default!r}{hint}")
 
 
-def check_types(params: dict, notebooks: list[Path]) -> list[str]:
-    """Every preset or ``-p`` value checked against the type of its default in the notebooks that declare it."""
+def check_types(params: dict, notebooks: list[Path], declared: dict[str, dict] | None = None) -> list[str]:
+    """Every preset or ``-p`` value checked against the type of its default in the notebooks that declare it
+    (``declared``: ``notebook_parameters`` per notebook stem, when the caller has them already)."""
     problems = []
     for nb in notebooks:
-        declared, allow = notebook_parameters(nb), nullable(nb)
+        defaults = declared[nb.stem] if declared else notebook_parameters(nb)
+        allow = nullable(nb)
         for key, value in params.items():
-            if key in declared:
-                problem = type_problem(key, value, declared[key], key in allow)
+            if key in defaults:
+                problem = type_problem(key, value, defaults[key], key in allow)
                 if problem and problem not in problems:
                     problems.append(problem)
     return problems
@@ -225,7 +228,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     params = load_preset(preset, overrides)
     declared = {p.stem: notebook_parameters(p) for p in notebooks}
     check_keys(params, declared)
-    wrong = check_types(params, notebooks)
+    wrong = check_types(params, notebooks, declared)
     if wrong:
         raise PipelineError("parameter values of the wrong type:\n  " + "\n  ".join(wrong))
     run_name = params.get("run_name") or next(
@@ -245,55 +248,42 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
     # preset asks for them.
     quiet = not params.get("progress", False)
-    switches = {name: "1" for name in QUIET_ENV} if quiet else {}
-    previous = {name: os.environ.get(name) for name in switches}
-    os.environ.update(switches)
-    try:
-        return _execute(chosen, declared, params, run_path, timings, timings_path, log_output, quiet)
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _execute(chosen, declared, params, run_path, timings, timings_path, log_output, quiet) -> dict:
-    for nb in chosen:
-        nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
-        if quiet and "progress" in declared[nb.stem]:
-            nb_params["progress"] = False
-        out = run_path / "notebooks" / nb.name
-        running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good executed copy stays until this succeeds
-        failed = out.with_name(f"{nb.stem}.failed.ipynb")
-        print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
-                progress_bar=False, log_output=log_output,
-            )
-        except PapermillExecutionError as err:
-            running.replace(failed)
-            first_line = (err.source or "").strip().splitlines()[:1]
-            raise PipelineError(
-                f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
-                f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
-                f"  executed copy with the traceback: {failed}"
-                + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
-            ) from None
-        except DeadKernelError:
-            if running.exists():
+    with mock.patch.dict(os.environ, {name: "1" for name in QUIET_ENV} if quiet else {}):  # restored on exit
+        for nb in chosen:
+            nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
+            if quiet and "progress" in declared[nb.stem]:
+                nb_params["progress"] = False
+            out = run_path / "notebooks" / nb.name
+            running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
+            failed = out.with_name(f"{nb.stem}.failed.ipynb")
+            print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
+                    progress_bar=False, log_output=log_output,
+                )
+            except PapermillExecutionError as err:
                 running.replace(failed)
-            raise PipelineError(
-                f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
-                f"number of samples in the preset); what ran is in {failed}"
-                + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
-        running.replace(out)
-        failed.unlink(missing_ok=True)
-        timings[nb.stem] = round(time.perf_counter() - t0, 1)
-        write_json(timings_path, timings)
-        print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
+                first_line = (err.source or "").strip().splitlines()[:1]
+                raise PipelineError(
+                    f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
+                    f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
+                    f"  executed copy with the traceback: {failed}"
+                    + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
+                ) from None
+            except DeadKernelError:
+                if running.exists():
+                    running.replace(failed)
+                raise PipelineError(
+                    f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
+                    f"number of samples in the preset); what ran is in {failed}"
+                    + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
+            running.replace(out)
+            failed.unlink(missing_ok=True)
+            timings[nb.stem] = round(time.perf_counter() - t0, 1)
+            write_json(timings_path, timings)
+            print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
     return timings
 
 

@@ -319,15 +319,14 @@ HP_PARAMETERS = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dr
 def check_hp(hp: dict) -> None:
     """Refuse settings that would train nothing or nonsense, naming notebook 05's parameter (``max_steps = 0``
     would otherwise train one step and let notebook 06 report the result as a fine-tune)."""
-    rules = {"rank": lambda v: v >= 1, "alpha": lambda v: v > 0, "dropout": lambda v: 0 <= v < 1,
-             "max_steps": lambda v: v >= 1, "batch_size": lambda v: v >= 1, "learning_rate": lambda v: v > 0,
-             "max_length": lambda v: v >= 16}
-    need = {"rank": "at least 1", "alpha": "above 0", "dropout": "in [0, 1)", "max_steps": "at least 1",
-            "batch_size": "at least 1", "learning_rate": "above 0", "max_length": "at least 16 tokens"}
-    for key, ok in rules.items():
+    rules = {"rank": (lambda v: v >= 1, "at least 1"), "alpha": (lambda v: v > 0, "above 0"),
+             "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "max_steps": (lambda v: v >= 1, "at least 1"),
+             "batch_size": (lambda v: v >= 1, "at least 1"), "learning_rate": (lambda v: v > 0, "above 0"),
+             "max_length": (lambda v: v >= 16, "at least 16 tokens")}
+    for key, (ok, need) in rules.items():
         value = hp.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
-            raise ValueError(f"{HP_PARAMETERS[key]} = {value!r}: must be {need[key]} (notebook 05's parameters)")
+            raise ValueError(f"{HP_PARAMETERS[key]} = {value!r}: must be {need} (notebook 05's parameters)")
 
 
 def settings_key(settings: dict) -> str:
@@ -378,7 +377,6 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
 
         trainer.remove_callback(PrinterCallback)
     cast_adapters(trainer.model, speed.adapter_dtype)
-    trainer.speed = speed
     return trainer
 
 

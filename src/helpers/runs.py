@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +220,6 @@ def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures
     stamps of the earlier stages this process read: ``inputs``) for a stage."""
     import torch
     import transformers
-
-    import uuid
 
     d = stage_dir(run_name, stage)
     write_json(d / "metrics.json", metrics)
