@@ -147,12 +147,12 @@ def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bo
     """Predicted peak memory (bytes) of one training step, from the model's shape.
 
     Weights (NF4: about half a byte per linear weight; embeddings in the compute dtype), LoRA weights with their
-    gradients and Adam moments, activations kept for the backward pass (about ``6 x hidden + 4 x intermediate``
-    values per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a checkpointed layer
-    keeps only its input, plus one layer's worth during its recompute), and the logits with their fp32 copy and
-    gradient unless Liger fuses them away. The activation term (``5 x hidden + 3.5 x intermediate`` values per token
-    and layer) is fitted to the Llama-3.1-8B shape on an H100, where the estimate came out 1 to 1.6 GiB above the
-    measured peaks (docs/performance.md)."""
+    gradients and Adam moments, activations kept for the backward pass (``5 x hidden + 3.5 x intermediate`` values
+    per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a checkpointed layer keeps
+    only its input, plus one layer's worth during its recompute), and the logits with their fp32 copy and gradient
+    unless Liger fuses them away. The activation term was refitted once to the Llama-3.1-8B shape on an H100, where
+    ``6 x hidden + 4 x intermediate`` had put the estimate 1 to 1.6 GiB above the measured peaks
+    (docs/performance.md)."""
     h, i, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
     heads = config.num_attention_heads
     hd = getattr(config, "head_dim", None) or h // heads
