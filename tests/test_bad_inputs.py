@@ -73,3 +73,66 @@ def test_the_runner_works_from_any_working_directory(tmp_path):
                           env={**os.environ, "HELPERS_OUTPUTS": str(tmp_path / "outputs")})
     assert proc.returncode == 1
     assert "n_samples = 'abc'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# Inside a notebook: what papermill injected (read from IPython's input history) and the `preset` parameter
+NB = "04_mixing"
+
+
+def notebook_namespace(injected: str = "", **values) -> dict:
+    """A notebook's globals right after its parameters cell: its defaults, then papermill's injected cell."""
+    ns = dict(pipeline.notebook_parameters(repo_root() / "notebooks" / f"{NB}.ipynb"))
+    ns["In"] = ["", "# Parameters (papermill overrides these; keep them plain literals)\n..."]
+    if injected:
+        ns["In"].append(pipeline.PAPERMILL_HEADER + injected)
+        exec(injected, {}, ns)
+    ns.update(values)
+    return ns
+
+
+IN_NOTEBOOK = [
+    ("n_sampl = 3", r"unknown parameter\(s\) \['n_sampl'\] \(n_sampl: did you mean n_samples\?\)"),
+    ("n_clusters = 3", r"n_clusters is a parameter of notebook\(s\) 01.*pass `-p preset presets/NAME.yaml`"),
+    ("general_share = 'abc'", r"general_share = 'abc' \(str\): expected a number"),
+    ("sweep_shares = 0.5", r"sweep_shares = 0.5 \(float\): expected a list"),
+    ("preset = 3", r"preset = 3 \(int\): expected a string"),
+    ("preset = 'presets/nope.yaml'", r"preset presets/nope.yaml does not exist"),
+]
+
+
+@pytest.mark.parametrize("injected,message", IN_NOTEBOOK, ids=[i for i, _ in IN_NOTEBOOK])
+def test_a_notebook_refuses_what_papermill_would_only_warn_about(injected, message):
+    with pytest.raises(pipeline.PipelineError, match=message):
+        pipeline.settle_parameters(notebook_namespace(injected), NB)
+
+
+def test_a_preset_sets_the_notebooks_own_keys_and_explicit_values_win(tmp_path, capsys):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("run_name: mine\ngeneral_share: 0.5\nn_samples: 10\nmix_seed: 4\n")
+    ns = notebook_namespace(f"preset = {str(preset)!r}\nmix_seed = 9")
+    applied = pipeline.settle_parameters(ns, NB)
+    assert applied == {"run_name": "mine", "general_share": 0.5}   # n_samples is 01's; mix_seed was passed
+    assert (ns["run_name"], ns["general_share"], ns["mix_seed"]) == ("mine", 0.5, 9)
+    assert "general_share=0.5" in capsys.readouterr().out
+
+
+def test_a_preset_with_a_bad_key_or_value_is_refused_in_the_notebook(tmp_path):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("general_share: high\n")
+    with pytest.raises(pipeline.PipelineError, match=r"general_share = 'high' \(str\): expected a number"):
+        pipeline.settle_parameters(notebook_namespace(preset=str(preset)), NB)
+    preset.write_text("general_shares: 0.5\n")
+    with pytest.raises(pipeline.PipelineError, match=r"unknown preset key\(s\) \['general_shares'\]"):
+        pipeline.settle_parameters(notebook_namespace(preset=str(preset)), NB)
+
+
+def test_without_papermill_or_preset_the_cell_values_stand():
+    ns = notebook_namespace()
+    before = dict(ns)
+    assert pipeline.settle_parameters(ns, NB) == {} and ns == before
+
+
+def test_every_shipped_preset_loads_inside_a_notebook():
+    for preset in sorted((repo_root() / "presets").glob("*.yaml")):
+        ns = notebook_namespace(preset=f"presets/{preset.name}")
+        pipeline.settle_parameters(ns, NB)

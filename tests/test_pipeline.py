@@ -189,7 +189,7 @@ def test_lineage_ignores_an_upstream_stage_that_is_not_there(outputs):
 
 
 @pytest.mark.slow
-def test_executed_copies_get_no_progress_bars_unless_the_preset_asks(nbdir, outputs, monkeypatch):
+def test_executed_copies_get_no_progress_bars_unless_the_preset_asks(nbdir, outputs, monkeypatch, capfd):
     for name in pipeline.QUIET_ENV:
         monkeypatch.delenv(name, raising=False)
     make_nb(nbdir / "00_first.ipynb", 'run_name = "toy"\nprogress = True',
@@ -198,6 +198,7 @@ def test_executed_copies_get_no_progress_bars_unless_the_preset_asks(nbdir, outp
     text = (outputs / "toy" / "notebooks" / "00_first.ipynb").read_text()
     assert "progress False" in text and "Loading weights" not in text  # ours and transformers' bars
     assert not set(pipeline.QUIET_ENV) & set(__import__("os").environ)  # restored for the caller
+    assert "without encryption" not in capfd.readouterr().err  # ipykernel's TCP warning: the kernel runs on IPC
     pipeline.run(None, ["progress=true"], only=["00"], notebooks_dir=nbdir)
     text = (outputs / "toy" / "notebooks" / "00_first.ipynb").read_text()
     assert "progress True" in text and "Loading weights" in text

@@ -3,9 +3,11 @@
     python -m helpers.pipeline run --preset presets/lab.yaml [--from NN] [--only NN] [-p key=value ...]
     python -m helpers.pipeline params            # every notebook's parameters and defaults
 
-A preset is a flat YAML mapping of notebook parameters (so ``papermill -f presets/lab.yaml`` works on any single
-notebook too). Each notebook receives the preset keys its ``parameters`` cell declares; a key no notebook declares
-is an error that lists the valid ones, and a value whose type differs from the default's is an error that names it.
+A preset is a flat YAML mapping of notebook parameters. Each notebook receives the preset keys its ``parameters``
+cell declares; a key no notebook declares is an error that lists the valid ones, and a value whose type differs from
+the default's is an error that names it. A notebook can also read a preset itself (its ``preset`` parameter, set in
+JupyterLab or with ``papermill -p preset presets/lab.yaml``): ``settle_parameters``, called right after each
+notebook's parameters cell, applies it and checks what papermill injected.
 Executed copies go to ``outputs/<run_name>/notebooks/``, wall times to ``outputs/<run_name>/timings.json``; the run
 stops at the first failing notebook, naming it and the cell. A failed run's copy is saved as ``NN_name.failed.ipynb``
 beside the last successful one, which it never replaces.
@@ -220,6 +222,91 @@ def preflight(values: dict[str, dict]) -> list[str]:
     return problems
 
 
+PAPERMILL_HEADER = "# Parameters\n"  # first line of the cell papermill's Python translator injects
+
+
+def injected_names(history: list[str]) -> list[str]:
+    """The names papermill assigned in the parameters cell it injected, read from the kernel's input history
+    (IPython's ``In``); empty when the notebook was not run by papermill."""
+    for source in reversed(history or []):
+        if source.startswith(PAPERMILL_HEADER):
+            return [t.id for stmt in ast.parse(source).body if isinstance(stmt, ast.Assign)
+                    for t in stmt.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def settle_parameters(ns: dict, notebook: str) -> dict:
+    """Called by every notebook right after its parameters cell, with ``globals()`` and its own name.
+
+    - Under papermill, a parameter the notebook does not declare is an error, naming the notebook that does declare
+      it or the closest valid name (papermill itself only warns and runs with the default), and every injected
+      value is checked against the type of its default.
+    - When ``preset`` names a YAML preset, its keys that this notebook declares replace the parameters cell's
+      values (the one line a JupyterLab or Colab user changes); values passed to papermill explicitly win over it.
+
+    Returns the values the preset set."""
+    import difflib
+
+    path = repo_root() / "notebooks" / f"{notebook}.ipynb"
+    declared = notebook_parameters(path)
+    injected = injected_names(ns.get("In", []))
+    allow_none = nullable(path)
+    unknown = [name for name in injected if name not in declared]
+    if unknown:
+        owners: dict[str, list[str]] = {}
+        for nb in discover(path.parent):
+            for key in notebook_parameters(nb):
+                owners.setdefault(key, []).append(nb.stem[:2])
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(declared), n=1) or difflib.get_close_matches(name, owners, n=1)
+            if name in owners:
+                hints.append(f"{name} is a parameter of notebook(s) {', '.join(owners[name])}")
+            else:
+                hints.append(f"{name}: did you mean {close[0]}?" if close else f"{name}: no notebook has it")
+        raise PipelineError(
+            f"{notebook}: unknown parameter(s) {unknown} ({'; '.join(hints)}). This notebook's parameters: "
+            f"{sorted(declared)}. To give a notebook a preset file, pass `-p preset presets/NAME.yaml` (papermill's "
+            "-f hands every key to every notebook), or run the chain with `python -m helpers.pipeline run`.")
+    wrong = [problem for name in injected
+             if (problem := type_problem(name, ns.get(name), declared[name], name in allow_none))]
+    preset = ns.get("preset")
+    applied = {}
+    if preset:
+        if not isinstance(preset, str):
+            wrong.append(type_problem("preset", preset, "presets/NAME.yaml"))
+        else:
+            params = load_preset(Path(preset))
+            if "preset" in params:
+                raise PipelineError(f"preset {preset}: a preset cannot name another preset (key `preset`)")
+            check_keys(params, {nb.stem: notebook_parameters(nb) for nb in discover(path.parent)})
+            wrong += check_types(params, [path], {path.stem: declared})
+            applied = {k: v for k, v in params.items() if k in declared and k not in injected}
+    if wrong:
+        raise PipelineError(f"{notebook}: parameter values of the wrong type:\n  " + "\n  ".join(wrong))
+    ns.update(applied)
+    changed = {k: v for k, v in applied.items() if v != declared[k]}
+    if preset:
+        print(f"preset {preset}: " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing to change"))
+    return applied
+
+
+def kernel_manager():
+    """The kernel manager papermill starts each notebook's kernel with: local IPC sockets on POSIX systems, where
+    ipykernel 7 would otherwise print a warning about unencrypted TCP for every notebook (the kernel is local either
+    way); papermill's default elsewhere."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import Unicode
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = Unicode("ipc")
+
+    return IPCKernelManager
+
+
 def run(preset: Path | None = None, overrides: list[str] = (), start: str | None = None,
         only: list[str] | None = None, notebooks_dir: Path | None = None, log_output: bool = False) -> dict:
     """Execute the selected notebooks in order; return ``{notebook: seconds}``."""
@@ -228,6 +315,8 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     params = load_preset(preset, overrides)
     declared = {p.stem: notebook_parameters(p) for p in notebooks}
     check_keys(params, declared)
+    if "preset" in params:
+        raise PipelineError("`preset` is a notebook parameter for JupyterLab and papermill; here pass --preset")
     wrong = check_types(params, notebooks, declared)
     if wrong:
         raise PipelineError("parameter values of the wrong type:\n  " + "\n  ".join(wrong))
@@ -261,7 +350,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
             try:
                 papermill.execute_notebook(
                     str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
-                    progress_bar=False, log_output=log_output,
+                    progress_bar=False, log_output=log_output, kernel_manager_class=kernel_manager(),
                 )
             except PapermillExecutionError as err:
                 running.replace(failed)
