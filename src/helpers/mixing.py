@@ -149,18 +149,37 @@ def sizes(n_domain_available: int, n_general_available: int, general_share: floa
             "n_domain_unused": n_domain_available - n_domain}
 
 
+def _apportion(weights: dict[int, float], n: int) -> dict[int, int]:
+    """``n`` split in proportion to ``weights`` (largest remainder), summing to ``n`` exactly."""
+    total = sum(weights.values())
+    quota = {c: n * w / total for c, w in weights.items()}
+    counts = {c: int(q) for c, q in quota.items()}
+    for c in sorted(quota, key=lambda c: quota[c] - counts[c], reverse=True)[: n - sum(counts.values())]:
+        counts[c] += 1
+    return counts
+
+
 def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int) -> list[dict]:
-    """``n`` rows whose cluster shares follow ``shares`` (largest-remainder rounding); rows of a cluster are reused
-    only when the cluster has fewer rows than its share asks for."""
+    """``n`` rows whose cluster shares follow ``shares`` as closely as the rows allow, with no row twice while
+    ``rows`` has ``n`` or more: a cluster with fewer rows than its share asks for gives them all, and the rest of its
+    quota goes to the other clusters in proportion to their shares. Rows are reused only when ``n > len(rows)``."""
     rng = random.Random(seed)
     by = defaultdict(list)
     for r, c in zip(rows, clusters):
         by[c].append(r)
-    total_share = sum(shares.get(c, 0) for c in by)
-    quota = {c: n * shares.get(c, 0) / total_share for c in by}
-    counts = {c: int(q) for c, q in quota.items()}
-    for c in sorted(quota, key=lambda c: quota[c] - counts[c], reverse=True)[: n - sum(counts.values())]:
-        counts[c] += 1
+    weights = {c: shares.get(c, 0) for c in by}
+    if not sum(weights.values()):
+        weights = {c: 1.0 for c in by}
+    counts = _apportion(weights, n)
+    if n <= len(rows):
+        full: set[int] = set()
+        while over := sum(max(0, counts[c] - len(by[c])) for c in by):
+            full |= {c for c in by if counts[c] >= len(by[c])}
+            counts = {c: min(k, len(by[c])) for c, k in counts.items()}
+            open_ = {c: weights[c] for c in by if c not in full and weights[c] > 0} or \
+                {c: 1.0 for c in by if c not in full}
+            for c, k in _apportion(open_, over).items():
+                counts[c] += k
     out = []
     for c in sorted(by):
         pool = by[c][:]
@@ -184,19 +203,24 @@ def cluster_shares_sampled(run_name: str) -> dict[int, float]:
 
 def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share: float = 0.83, n_domain: int = 0,
                seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
-               sweep_shares: list[float] = ()) -> tuple[dict[str, list[dict]], dict]:
+               sweep_shares: list[float] = (), unused_domain_expected: bool = False) -> tuple[dict[str, list[dict]], dict]:
     """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
 
     ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
     rows as that share needs (reused when the pool is short), for the ratio sweep in notebook 06. The plan's
-    ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share."""
+    ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share.
+
+    Domain rows left unused (too few general rows to balance them at ``general_share``) are a warning, or a note
+    where that is by design (``unused_domain_expected``: the lab's domain pool is larger than its general pool)."""
     rng = random.Random(seed)
     plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
-    plan["warnings"] = trouble({
-        f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} they "
-        f"need {plan['n_general']} of the {len(general['ours'])} general rows notebook 03 kept, and more domain rows "
-        "would need more. To use more domain data, generate more general rows (n_samples in 01, samples in 02) or "
-        "lower general_share": plan["n_domain_unused"] > 0})
+    unused = (f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} "
+              f"they need {plan['n_general']} of the {len(general['ours'])} general rows notebook 03 kept, and more "
+              "domain rows would need more. To use more domain data, generate more general rows (n_samples in 01, "
+              "samples in 02) or lower general_share")
+    plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected})
+    if plan["n_domain_unused"] and unused_domain_expected:
+        print(f"NOTE: {unused}.")
     domain_rows = rng.sample(domain, plan["n_domain"])
     repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}

@@ -291,12 +291,19 @@ def convert_gguf(gguf: Path, out: Path, digest: str, source: str) -> Path:
 # Loading
 # ---------------------------------------------------------------------------------------------------------------
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
-    """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation."""
+    """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation.
+
+    ``dtype=None`` keeps the checkpoint's own dtype, except on a GPU without bf16 in hardware (a T4), where it
+    loads fp16: bf16 there is emulated and several times slower."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .qlora_training import native_bf16
+
     path = resolve(run_name, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None and str(device).startswith("cuda") and not native_bf16():
+        dtype = torch.float16
     local = Path(path).exists()
     try:
         tokenizer = load_tokenizer(path)
