@@ -189,3 +189,144 @@ def test_data_files_are_plain_utf8_jsonl():
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert all(json.loads(line) for line in lines)
     assert "Bogotá" in (DATA / "general_eval.jsonl").read_text(encoding="utf-8")  # not \u-escaped
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The public-style stand-in (``public_standin.jsonl``)
+# ------------------------------------------------------------------------------------------------------------------
+def test_public_standin_has_its_families_and_sizes(built):
+    rows = built["public_standin"]
+    counts = B.summary(rows)
+    assert 400 <= len(rows) <= 600 and len(rows) == 523, counts
+    assert list(counts) == list(B.PUBLIC_FAMILIES) and len(counts) == 14
+    assert all(n >= 20 for n in counts.values()), counts
+    assert not set(counts) & set(B.GENERAL_BUILDERS)  # no family shared with the general evaluation
+    assert "stand-in" in B.__doc__ and "public_standin.jsonl" in B.__doc__ and "not by any model" in B.__doc__
+
+
+def test_public_rows_are_well_formed(built):
+    rows = built["public_standin"]
+    assert all(list(r) == ["family", "instruction", "response"] for r in rows)
+    assert all(r["instruction"].strip() and r["response"].strip() for r in rows)
+    assert len({r["instruction"] for r in rows}) == len(rows)  # no duplicate instructions
+    assert all(3 <= len(r["response"].split()) <= 120 for r in rows)  # short answers, not bare tokens or essays
+    # responses are specific to their rows: only a sentiment label's reason may repeat (same review, other product)
+    others = [r["response"] for r in rows if r["family"] != "sentiment"]
+    assert len(set(others)) == len(others)
+    assert len({r["response"] for r in rows if r["family"] == "sentiment"}) >= 20
+    for r in rows:
+        if r["family"] == "tips":
+            assert re.fullmatch(r"1\. .+\n2\. .+\n3\. .+", r["response"])
+        elif r["family"] == "haiku":
+            assert len(r["response"].splitlines()) == 3
+        elif r["family"] == "sentiment":
+            label = r["response"].split(":")[0].lower()
+            assert label in B.SENTIMENTS
+            review = re.search(r'"(.+)"|\n(.+)$', r["instruction"])
+            text = review.group(1) or review.group(2)
+            assert any(text == t.format(item=i) for t, _ in B.SENTIMENTS[label] for i in B.SENTIMENT_ITEMS)
+    # the defined words are none of the evaluation's words (opposites, plurals, first letters)
+    eval_words = set(B.OPPOSITES) | {o for o, _ in B.OPPOSITES.values()} | set(B.PLURALS) | set(B.LETTER_WORDS)
+    assert not set(B.DEFINITIONS) & eval_words
+
+
+def test_public_set_does_not_leak_the_eval_sets(built):
+    public, evals = built["public_standin"], built["general"] + built["clinical_eval"]
+    assert B.public_leaks(public, evals) == []
+    texts = [f"{r['instruction']}\n{r['response']}".lower() for r in public]
+    # no eval instruction, nor its question without the "Answer with ..." tail, occurs anywhere in the public set
+    for e in evals:
+        question = e["instruction"].split(" Answer ")[0].lower()
+        assert not any(question in t or e["instruction"].lower() in t for t in texts), e["instruction"]
+    # nothing of the fictional clinic: condition, symptom or drug
+    for condition, (symptom, drug) in CLINICAL.items():
+        for name in (condition, symptom.removeprefix("a "), drug):
+            assert not any(name.lower() in t for t in texts), name
+    # none of the general eval's question forms is asked
+    forms = ("capital of", "chemical symbol", "opposite of", "first letter", "plural of", "in words", "continent",
+             "comes right after", "comes right before")
+    assert not [(f, r["instruction"]) for r in public for f in forms if f in r["instruction"].lower()]
+
+
+def test_public_leaks_catches_planted_leaks(built, monkeypatch):
+    evals = built["general"] + built["clinical_eval"]
+    clean = {"family": "x", "instruction": "Name a hobby.", "response": "Knitting is a relaxing hobby."}
+    number = next(r for r in built["general"] if r["family"] == "number_word")
+    planted = [
+        {**clean, "instruction": evals[0]["instruction"]},  # an eval question, verbatim
+        {**clean, "instruction": evals[0]["instruction"].split(" Answer ")[0] + " Explain."},  # without its tail
+        {**clean, "instruction": "Tell me the capital of Peru."},  # an eval form
+        {**clean, "instruction": "What is 4 times 6?"},  # the arithmetic form
+        {**clean, "response": f"Treat it with {CLINICAL['Osk disease'][1]}."},  # a clinical drug
+        {**clean, "response": "Addis Ababa is a large city."},  # a multi-word eval answer, and a capital
+        {**clean, "response": f"The number is {number['answer']}."},  # a multi-word eval answer
+        {**clean, "response": "Paris is lovely in spring."},  # a capital of the geography families
+    ]
+    for row in planted:
+        assert B.public_leaks([row], evals), row
+    assert B.public_leaks([clean], evals) == []
+    monkeypatch.setattr(B, "public_standin_rows", lambda: [clean, planted[4]])
+    with pytest.raises(ValueError, match="leaks"):
+        B.build()
+
+
+def _equations(text: str) -> list[tuple[list, float]]:
+    """Every "a op b (op c ...) = result" in ``text`` (units and words between numbers ignored), as (terms, result)."""
+    number = re.compile(r"\d+(?:\.\d+)?")
+    tokens = re.findall(r"\d+(?:\.\d+)?|[×÷−+=,;:.]", text.replace("$", "").replace("%", ""))
+    found, expr = [], []
+    for i, tok in enumerate(tokens):
+        if tok == "=":
+            ok = len(expr) >= 3 and len(expr) % 2 and all(number.fullmatch(t) for t in expr[::2])
+            ok = ok and all(op in "×÷−+" for op in expr[1::2])
+            if ok and i + 1 < len(tokens) and number.fullmatch(tokens[i + 1]):
+                found.append((expr, float(tokens[i + 1])))
+            expr = []
+        elif tok in "×÷−+" or number.fullmatch(tok):
+            expr.append(tok)
+        else:  # punctuation ends an expression
+            expr = []
+    return found
+
+
+def _value(terms: list[str]) -> float:
+    ops = {"×": lambda a, b: a * b, "÷": lambda a, b: a / b, "−": lambda a, b: a - b, "+": lambda a, b: a + b}
+    value = float(terms[0])
+    for op, term in zip(terms[1::2], terms[2::2]):
+        value = ops[op](value, float(term))
+    return value
+
+
+def test_public_word_problems_are_worked_correctly(built):
+    assert _equations("3 packs × 4 pens = 12 pens, and $10 − $8.17 = $1.83. Distance = 60 km/h × 3 h = 180 km. "
+                      "The total is 70 + 80 + 90 = 240, and 240 ÷ 3 = 80.") == \
+        [(["3", "×", "4"], 12.0), (["10", "−", "8.17"], 1.83), (["60", "×", "3"], 180.0),
+         (["70", "+", "80", "+", "90"], 240.0), (["240", "÷", "3"], 80.0)]
+    rows = [r for r in built["public_standin"] if r["family"] == "word_problem"]
+    assert len(rows) == len(B.WORD_PROBLEM_KINDS) * B.WORD_PROBLEMS_PER_KIND
+    for r in rows:
+        equations = _equations(r["response"])
+        assert equations, r["response"]  # every answer shows its working
+        for terms, result in equations:
+            assert abs(_value(terms) - result) < 1e-9, (r["response"], terms, result)
+        if "% off" in r["instruction"]:
+            pct, price = map(int, re.search(r"\$(\d+) and is on sale for (\d+)%", r["instruction"]).groups()[::-1])
+            assert f"${price - price * pct // 100}." in r["response"]
+        elif "How much do" in r["instruction"]:
+            x, y = map(int, re.findall(r"costs \$(\d+)", r["instruction"]))
+            n = int(re.search(r"How much do (\d+)", r["instruction"]).group(1))
+            assert r["response"].endswith(f"makes ${n * x + y} in total.")
+
+
+def test_public_odd_one_out_answers_are_right(built):
+    members = {plural: set(items) for (plural, _), items in B.CATEGORIES.items()}
+    kind_of = {item: singular for (_, singular), items in B.CATEGORIES.items() for item in items}
+    assert sum(len(m) for m in members.values()) == len(kind_of)  # no item in two categories
+    rows = [r for r in built["public_standin"] if r["family"] == "odd_one_out"]
+    assert len(rows) == B.N_ODD
+    for r in rows:
+        odd, a, b, c, plural, kind = re.fullmatch(r"(.+) is the odd one out: (.+), (.+) and (.+) are (.+), but .+ is "
+                                                  r"(.+)\.", r["response"]).groups()
+        odd = odd if odd in kind_of else odd.lower()
+        assert {a, b, c} <= members[plural] and odd not in members[plural] and kind_of[odd] == kind
+        assert all(w in r["instruction"] for w in (odd, a, b, c))

@@ -174,3 +174,17 @@ def test_unused_domain_rows_are_a_warning_with_the_fix(capsys):
     assert plan["warnings"] == [] and plan["n_domain_unused"] == 0
     _, plan = mixing.build_arms(domain, general, 0.83, unused_domain_expected=True)  # the lab, by design
     assert plan["warnings"] == [] and capsys.readouterr().out.startswith("NOTE: only 20 of the 150")
+
+
+def test_the_smallest_general_pool_sets_the_sizes_so_no_mixed_arm_repeats_rows(capsys):
+    """A small public set (the real track's offline stand-in) limits every arm alike instead of failing public_mix
+    or repeating its rows; the warning names the set that limits."""
+    domain = [{"messages": msgs(f"d{i}", "a")} for i in range(150)]
+    general = {"public_mix": [{"messages": msgs(f"p{i}", "a")} for i in range(83)],
+               "ours": [{"messages": msgs(f"g{i}", "a")} for i in range(400)]}
+    arms, plan = mixing.build_arms(domain, general, 0.83)
+    assert (plan["n_domain"], plan["n_general"]) == (17, 83)
+    for name in ("public_mix", "ours"):
+        general_rows = [r["messages"][0]["content"] for r in arms[name] if r["source"] == "general"]
+        assert len(general_rows) == len(set(general_rows)) == 83
+    assert "public_mix has 83" in plan["warnings"][0] and "give public_mix a larger general set" in plan["warnings"][0]

@@ -10,7 +10,7 @@ Arms (all in TRL's ``messages`` format, saved with ``datasets``; same domain row
 * ``oracle`` (lab only): domain + data drawn from the base model's true hidden mixture.
 
 With ``general_share = s`` and ``n_domain`` domain rows, every arm has ``N = round(n_domain / (1 - s))`` rows.
-``n_domain = 0`` takes the largest ``n_domain`` for which ``ours`` needs no repeated rows.
+``n_domain = 0`` takes the largest ``n_domain`` for which no mixed arm needs repeated general rows.
 """
 
 from __future__ import annotations
@@ -213,11 +213,13 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     Domain rows left unused (too few general rows to balance them at ``general_share``) are a warning, or a note
     where that is by design (``unused_domain_expected``: the lab's domain pool is larger than its general pool)."""
     rng = random.Random(seed)
-    plan = sizes(len(domain), len(general["ours"]), general_share, n_domain)
+    smallest = min(general, key=lambda name: len(general[name]))  # every mixed arm gets the same general rows count
+    plan = sizes(len(domain), len(general[smallest]), general_share, n_domain)
+    fix = ("generate more general rows (n_samples in 01, samples in 02)" if smallest == "ours"
+           else f"give {smallest} a larger general set")
     unused = (f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} "
-              f"they need {plan['n_general']} of the {len(general['ours'])} general rows notebook 03 kept, and more "
-              "domain rows would need more. To use more domain data, generate more general rows (n_samples in 01, "
-              "samples in 02) or lower general_share")
+              f"they need {plan['n_general']} general rows in every mixed arm, {smallest} has {len(general[smallest])}"
+              f", and more domain rows would need more. To use more domain data, {fix} or lower general_share")
     plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected})
     if plan["n_domain_unused"] and unused_domain_expected:
         print(f"NOTE: {unused}.")
