@@ -336,8 +336,9 @@ def plot_bars(results: dict, path: Path) -> Path:
         errs = [m.get(f"{key}_std", 0.0) for _, m in models]
         ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=3, label=label, color=f"C{k}")
     ax.set_xticks(x, [name for name, _ in models], rotation=20)
-    ax.set(ylim=(0, 1.05), ylabel="exact match", title="General and domain accuracy (held-out, greedy)")
-    ax.legend(loc="lower right")
+    match = results.get("answer_match", "exact")
+    ax.set(ylim=(0, 1.05), ylabel=f"accuracy ({match} match)", title="General and domain accuracy (held-out, greedy)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # outside: never over a bar
     return save_figure(fig, path)
 
 
