@@ -326,3 +326,17 @@ def test_a_partial_rerun_adds_to_the_previous_results_instead_of_replacing_them(
     assert now["arms"]["ours"]["general_accuracy"] == 0.85  # this run's own score wins
     other_sets = {**common, "n_general": 20, "base": base, "arms": {"ours": arm}}
     assert evaluation.merge_earlier("r", other_sets) == [] and list(other_sets["arms"]) == ["ours"]
+
+
+def test_the_ablation_table_follows_the_papers_rows_for_the_arms_present(tmp_path, outputs):
+    def arm(g, d, std=0.01):
+        return {"general_accuracy": g, "domain_accuracy": d, "general_std": std, "domain_std": std, "n_seeds": 3}
+    results = {"n_general": 10, "n_domain": 5, "base": {"general_accuracy": 0.9, "domain_accuracy": 0.0},
+               "arms": {"domain_only": arm(0.2, 0.8), "ours": arm(0.85, 0.7), "ours_1x1": arm(0.7, 0.7),
+                        "uniform_ours": arm(0.8, 0.7)}}
+    evaluation.add_forgetting(results)
+    table = evaluation.ablation_table(results)
+    assert [r["arm"] for r in table] == ["base", "domain_only", "ours_1x1", "ours", "uniform_ours"]
+    assert table[2]["paper_general_average"] == 38.81 and table[2]["forgetting_points"] == 20.0
+    assert evaluation.plot_ablation(results, tmp_path / "a.png").exists()
+    assert evaluation.ablation_table({**results, "arms": {"ours": arm(0.8, 0.7)}}) == []  # no ablation arm: none

@@ -171,3 +171,48 @@ def test_candidates_all_dropped_for_their_form_name_the_fix():
     with pytest.raises(ValueError, match=r"all 3 candidates were dropped for their form.*'unfinished': 3.*raise "
                                          "max_new_tokens"):
         F.select(rows, [None] * 3, minhash_threshold=None, embedding_threshold=None)
+
+
+def test_the_committee_keeps_each_models_scores_for_the_ablation(outputs):
+    run = prepared(outputs)
+    rows = [{"instruction": "What is 2 plus 3?", "response": r, "finished": f}
+            for r, f in (("5", True), ("7", True), ("5 5 5", False))]
+    mask = F.scorable(rows, max_response_words=200)
+    scores, info = F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask)
+    per_model = info["per_model"]
+    assert set(per_model) == {"base", "gen_small"} and per_model["base"][2] is None
+    assert scores[0] == pytest.approx((per_model["base"][0] + per_model["gen_small"][0]) / 2)
+    path = runs.stage_dir(run, F.STAGE) / "scores" / "likelihood.json"
+    old = runs.read_json(path)
+    del old["per_model"]
+    runs.write_json(path, old)  # a cache written before per_model existed is recomputed when per_model is needed
+    assert "per_model" not in F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False),
+                                              rows, mask)[1]
+    again = F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask,
+                            need=("per_model",))[1]
+    assert again["per_model"] == per_model
+
+
+def ablation_rows():
+    rows = []
+    for iid, instruction in enumerate(["Add 2 and 3.", "Spell cat backwards."]):
+        for model in ("base", "gen_small"):
+            for sample in range(3):
+                rows.append({"instruction_id": iid, "instruction": instruction, "model": model, "sample": sample,
+                             "response": f"{model} answer {sample} to {iid}", "finished": True})
+    return rows
+
+
+def test_ablation_selections_repeat_the_papers_three_settings():
+    rows = ablation_rows()
+    base_scores = [(-1.0 if r["sample"] == 2 else -5.0) if r["model"] == "base" else None for r in rows]
+    chosen = F.ablation_selections(rows, {"base": base_scores}, "base", "gen_small", minhash_threshold=None,
+                                   embedding_threshold=None)
+    assert [(r["model"], r["sample"]) for r in chosen["1x1"]] == [("base", 0)] * 2       # first answer, unfiltered
+    assert [(r["model"], r["sample"]) for r in chosen["1x3_self"]] == [("base", 2)] * 2  # its own best of three
+    assert [(r["model"], r["sample"]) for r in chosen["weak"]] == [("gen_small", 0)] * 2
+    assert all("score" not in r for r in rows)  # the candidates themselves are untouched
+    with pytest.raises(ValueError, match=r"self-filter needs the base model 'base' in the likelihood committee"):
+        F.ablation_selections(rows, {"gen_small": base_scores}, "base", "gen_small")
+    with pytest.raises(ValueError, match=r"the weakest generator 'tiny' answered none.*\['base', 'gen_small'\]"):
+        F.ablation_selections(rows, {"base": base_scores}, "base", "tiny")

@@ -61,7 +61,7 @@ def test_arms_share_domain_rows_and_size():
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
     arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
     assert plan.pop("warnings")[0].startswith("only 30 of the 50 domain rows are used")
-    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}}
+    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}, "ablation": {}}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
            for name, rows in arms.items() if name != "domain_only"}
@@ -188,3 +188,19 @@ def test_the_smallest_general_pool_sets_the_sizes_so_no_mixed_arm_repeats_rows(c
         general_rows = [r["messages"][0]["content"] for r in arms[name] if r["source"] == "general"]
         assert len(general_rows) == len(set(general_rows)) == 83
     assert "public_mix has 83" in plan["warnings"][0] and "give public_mix a larger general set" in plan["warnings"][0]
+
+
+def test_ablation_arms_take_ours_size_without_setting_it():
+    """The ablation pools are sampled to ours' size; a short pool reuses rows (and says how many) instead of
+    shrinking every arm; uniform_ours keeps equal cluster shares even where a cluster must reuse rows."""
+    domain = [{"messages": msgs(f"d{i}", "x")} for i in range(50)]
+    ours = [{"messages": msgs(f"o{i}", "y")} for i in range(120)]
+    clusters = [0] * 100 + [1] * 20
+    pools = {"ours_1x1": ([{"messages": msgs(f"a{i}", "y")} for i in range(60)], [0] * 60, None, False),
+             "uniform_ours": (ours, clusters, {0: 1.0, 1: 1.0}, True)}
+    arms, plan = mixing.build_arms(domain, {"ours": ours}, 0.8, 0, seed=1, ablation=pools)
+    assert {len(arms[name]) for name in ("ours", "ours_1x1", "uniform_ours")} == {150}
+    assert plan["ablation"]["ours_1x1"] == {"pool": 60, "rows_reused": 60}
+    uniform = Counter(clusters[int(r["messages"][0]["content"][1:])] for r in arms["uniform_ours"]
+                      if r["source"] == "general")
+    assert uniform == {0: 60, 1: 60} and plan["ablation"]["uniform_ours"]["rows_reused"] == 40

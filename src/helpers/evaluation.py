@@ -384,6 +384,58 @@ def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = N
     return save_figure(fig, path)
 
 
+# The paper's ablation (its Table: general average over its benchmarks) beside the lab's arms that repeat each row
+ABLATION_ROWS = [
+    ("base", "the base model, not fine-tuned", 39.00),
+    ("domain_only", "domain data only", None),
+    ("ours_1x1", "1 model x 1 answer, no filter", 38.81),
+    ("ours_1x3_self", "1 model x 3 answers, filtered by itself", 39.06),
+    ("ours", "M models x k answers, committee-filtered (the method)", 39.21),
+    ("ours_weak", "our instructions, the weakest generator's answers, no filter", None),
+    ("uniform_ours", "our answers, instructions spread evenly over 01's clusters", None),
+    ("public_mix", "a public SFT set", 38.81),
+    ("oracle", "the true hidden mixture (the lab only)", None),
+]
+ABLATION_ARMS = ("ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours")
+
+
+def ablation_table(results: dict) -> list[dict]:
+    """The ablation laid out like the paper's table, for the arms this run has; empty without ablation arms."""
+    arms = results["arms"]
+    if not any(a in arms for a in ABLATION_ARMS):
+        return []
+    out = []
+    for name, what, paper in ABLATION_ROWS:
+        m = results["base"] if name == "base" else arms.get(name)
+        if m is None:
+            continue
+        row = {"arm": name, "what": what, "general": m["general_accuracy"], "general_std": m.get("general_std"),
+               "domain": m["domain_accuracy"], "domain_std": m.get("domain_std"),
+               "forgetting_points": None if name == "base" else round(100 * m["forgetting"], 1),
+               "seeds": m.get("n_seeds", 1), "paper_general_average": paper}
+        out.append(row)
+    return out
+
+
+def plot_ablation(results: dict, path: Path) -> Path:
+    """General accuracy of each ablation row (mean and seed std), the base as a line: which part of the method
+    keeps what the base knew."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in ablation_table(results) if r["arm"] != "base"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r["general"] for r in rows], xerr=[r["general_std"] or 0 for r in rows], capsize=3,
+            color=["C3" if r["arm"] == "domain_only" else "C0" if r["arm"].startswith(("ours", "uniform")) else "C7"
+                   for r in rows])
+    ax.axvline(results["base"]["general_accuracy"], color="k", ls="--", lw=1, label="base model")
+    ax.set_yticks(y, [f"{r['arm']}: {r['what']}" for r in rows], fontsize=8)
+    ax.set(xlim=(0, 1.05), xlabel="general accuracy (held-out, mean ± std over seeds)",
+           title="The ablation: what keeps the base model's general skill")
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
 def report(run_name: str, results: dict, training: dict, figures: list[str]) -> Path:
     """``outputs/<run>/report.md``: what was trained, the results table and what they say."""
     lines = [f"# Run `{run_name}`: forgetting and its mitigation", ""]
@@ -437,6 +489,19 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
     lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
               "column compares the arm and the base on the held-out general questions that do not occur verbatim "
               "in the arm's training data.", ""]
+    table = ablation_table(results)
+    if table:
+        def pm(v, sd):
+            return f"{v:.3f}" + (f" ± {sd:.3f}" if sd else "")
+
+        def forgot(r):
+            return "-" if r["forgetting_points"] is None else f"{r['forgetting_points']:+.1f}"
+        lines += ["## The ablation", "", "| arm | what | general | domain | forgetting (points) | the paper's general "
+                  "average |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['arm']} | {r['what']} | {pm(r['general'], r['general_std'])} | "
+                  f"{pm(r['domain'], r['domain_std'])} | {forgot(r)} | {r['paper_general_average'] or '-'} |"
+                  for r in table]
+        lines.append("")
     if results.get("checks"):
         lines += ["## The reproduction's targets, as measured", ""]
         verdict = {True: "met", False: "NOT met", None: "not measurable"}

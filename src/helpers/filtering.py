@@ -296,11 +296,13 @@ def scorable(rows: list[dict], max_response_words: int) -> list[bool]:
     return [format_reason(r, max_response_words) is None for r in rows]
 
 
-def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool]) -> tuple[list[float | None], dict]:
+def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
+                  need: tuple[str, ...] = ()) -> tuple[list[float | None], dict]:
     """``scorer``'s scores of the rows where ``mask`` is true (``None`` elsewhere) and what it reported about them
     (judges: ``parse_rate``, ``parse_failures``), from
     ``03_filtering/scores/<scorer>.json`` when that file was computed for the same candidates, mask and scorer
-    settings (its models' content, rubric...); else computed and written there."""
+    settings (its models' content, rubric...) and holding every report in ``need`` (e.g. ``per_model``, which
+    caches written before it existed lack); else computed and written there."""
     import hashlib
     import json
 
@@ -309,13 +311,21 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool]) -> 
     key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
                                      [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
     path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"
-    if path.exists() and read_json(path).get("key") == key:
-        cached = read_json(path)
-        return cached["scores"], {k: cached[k] for k in ("parse_rate", "parse_failures") if k in cached}
+    reported = ("parse_rate", "parse_failures", "per_model")
+    cached = read_json(path) if path.exists() else {}
+    if cached.get("key") == key and all(k in cached for k in need):
+        return cached["scores"], {k: cached[k] for k in reported if k in cached}
     picked = [r for r, m in zip(rows, mask) if m]
     got = iter(scorer.score(picked) if picked else [])
     scores = [next(got) if m else None for m in mask]
+
+    def spread(values):  # one score per picked row -> one per row, None where unscored
+        it = iter(values)
+        return [next(it) if m else None for m in mask]
+
     extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
+    if getattr(scorer, "per_model", None):  # the likelihood committee: each model's own scores (the ablation's)
+        extra["per_model"] = {name: spread(v) for name, v in scorer.per_model.items()}
     write_json(path, {"key": key, "scorer": scorer.name, "n_scored": len(picked), **extra, "scores": scores})
     return scores, extra
 
@@ -412,6 +422,47 @@ def select(rows: list[dict], scores: list[float | None], *, min_score: float | N
                 drop(r, "near_duplicate_embedding")
         kept = [r for r, f in zip(kept, flags) if not f]
     return kept, dropped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper's ablation (lab-full): answers chosen with less of the method
+# ----------------------------------------------------------------------------------------------------------------
+ABLATION = {"1x1": "the base model's first answer to each instruction, unfiltered",
+            "1x3_self": "the base model's three answers, the best by the base's own likelihood, filtered like ours",
+            "weak": "the weakest generator's first answer to each instruction, unfiltered"}
+
+
+def unfiltered(rows: list[dict], model: str) -> list[dict]:
+    """One answer per instruction from ``model``: its first sample as it is (no scoring, no dedup, unfinished answers
+    included). Only empty answers are left out: there is nothing to train on."""
+    return [dict(r) for r in rows if r["model"] == model and r["sample"] == 0 and r["response"].strip()]
+
+
+def ablation_selections(rows: list[dict], per_model: dict[str, list[float | None]], base: str, weak: str,
+                        **select_kwargs) -> dict[str, list[dict]]:
+    """The answers of the paper's ablation (``ABLATION``), from the same candidates as ours: ``per_model`` is the
+    likelihood committee's score of each candidate per model (notebook 03's ``scores/likelihood.json``), ``base``
+    the model notebook 01 sampled from, ``weak`` the weakest generator. ``select_kwargs``: ``select``'s filters."""
+    generators = sorted({r["model"] for r in rows})
+    for role, name in (("base", base), ("weakest generator", weak)):
+        if name not in generators:
+            raise ValueError(f"ablation: the {role} {name!r} answered none of the candidates; notebook 02's "
+                             f"generators were {generators}")
+    if base not in per_model:
+        raise ValueError(f"ablation: the self-filter needs the base model {base!r} in the likelihood committee "
+                         f"(committee: {sorted(per_model)})")
+    own = [i for i, r in enumerate(rows) if r["model"] == base]
+    self_kept, _ = select([dict(rows[i]) for i in own], [per_model[base][i] for i in own], **select_kwargs)
+    return {"1x1": unfiltered(rows, base), "1x3_self": self_kept, "weak": unfiltered(rows, weak)}
+
+
+def save_ablation(run_name: str, selections: dict[str, list[dict]]) -> dict[str, int]:
+    """``03_filtering/selected_<variant>.jsonl`` per variant (the fields of ``selected.jsonl``); their sizes."""
+    d = stage_dir(run_name, STAGE)
+    for name, kept in selections.items():
+        write_jsonl(d / f"selected_{name}.jsonl", ({k: r.get(k) for k in ("instruction_id", "instruction", "response",
+                                                                          "model", "sample", "score")} for r in kept))
+    return {name: len(kept) for name, kept in selections.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------

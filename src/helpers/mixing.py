@@ -159,10 +159,12 @@ def _apportion(weights: dict[int, float], n: int) -> dict[int, int]:
     return counts
 
 
-def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int) -> list[dict]:
+def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int,
+                      exact_shares: bool = False) -> list[dict]:
     """``n`` rows whose cluster shares follow ``shares`` as closely as the rows allow, with no row twice while
     ``rows`` has ``n`` or more: a cluster with fewer rows than its share asks for gives them all, and the rest of its
-    quota goes to the other clusters in proportion to their shares. Rows are reused only when ``n > len(rows)``."""
+    quota goes to the other clusters in proportion to their shares. Rows are reused only when ``n > len(rows)``, or
+    with ``exact_shares``, where a short cluster reuses its rows to keep its share."""
     rng = random.Random(seed)
     by = defaultdict(list)
     for r, c in zip(rows, clusters):
@@ -171,7 +173,7 @@ def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, f
     if not sum(weights.values()):
         weights = {c: 1.0 for c in by}
     counts = _apportion(weights, n)
-    if n <= len(rows):
+    if n <= len(rows) and not exact_shares:
         full: set[int] = set()
         while over := sum(max(0, counts[c] - len(by[c])) for c in by):
             full |= {c for c in by if counts[c] >= len(by[c])}
@@ -203,7 +205,9 @@ def cluster_shares_sampled(run_name: str) -> dict[int, float]:
 
 def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share: float = 0.83, n_domain: int = 0,
                seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
-               sweep_shares: list[float] = (), unused_domain_expected: bool = False) -> tuple[dict[str, list[dict]], dict]:
+               sweep_shares: list[float] = (), unused_domain_expected: bool = False,
+               ablation: dict[str, tuple[list[dict], list[int], dict[int, float] | None, bool]] | None = None,
+               ) -> tuple[dict[str, list[dict]], dict]:
     """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
 
     ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
@@ -211,7 +215,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share.
 
     Domain rows left unused (too few general rows to balance them at ``general_share``) are a warning, or a note
-    where that is by design (``unused_domain_expected``: the lab's domain pool is larger than its general pool)."""
+    where that is by design (``unused_domain_expected``: the lab's domain pool is larger than its general pool).
+
+    ``ablation`` maps an arm name to ``(rows, cluster ids, cluster shares or None, exact_shares)``: arms of the same
+    size as ``ours``, sampled like it (by the shares given, else uniformly), that do not set the sizes: a pool
+    smaller than the arm reuses rows, recorded in the plan's ``ablation``."""
     rng = random.Random(seed)
     smallest = min(general, key=lambda name: len(general[name]))  # every mixed arm gets the same general rows count
     plan = sizes(len(domain), len(general[smallest]), general_share, n_domain)
@@ -238,6 +246,17 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                 raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
             picked = random.Random(seed + 1).sample(pool, plan["n_general"])
         arms[name] = with_domain(picked)
+    plan["ablation"] = {}
+    for name, (pool, clusters, arm_shares, exact) in (ablation or {}).items():
+        if not pool:
+            raise ValueError(f"ablation arm {name!r}: notebook 03 selected no answers for it")
+        if arm_shares:
+            picked = stratified_sample(pool, clusters, arm_shares, plan["n_general"], seed, exact)
+        else:
+            order = random.Random(seed + 1).sample(pool, len(pool))
+            picked = (order * -(-plan["n_general"] // len(pool)))[: plan["n_general"]]
+        arms[name] = with_domain(picked)
+        plan["ablation"][name] = {"pool": len(pool), "rows_reused": len(picked) - len({id(r) for r in picked})}
     plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
     for share in sweep_shares:
         if not 0 < share < 1:
@@ -259,6 +278,20 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     for rows in arms.values():
         random.Random(seed + 2).shuffle(rows)
     return arms, plan
+
+
+ABLATION_ARMS = {"ours_1x1": "1x1", "ours_1x3_self": "1x3_self", "ours_weak": "weak"}  # arm -> 03's selection
+
+
+def ablation_pools(run_name: str, ours: list[dict], ours_clusters: list[int],
+                   shares: dict[int, float] | None) -> dict[str, tuple[list[dict], list[int], dict | None, bool]]:
+    """The ablation arms' pools for ``build_arms``: 03's ablation selections, sampled to the same cluster shares as
+    ``ours``, and ``uniform_ours``: ours' own rows with every cluster of notebook 01 given the same share (the right
+    answers, the wrong instruction distribution; a small cluster reuses its rows to keep its share)."""
+    pools = {arm: (*general_rows_from_selected(run_name, variant), shares, False)
+             for arm, variant in ABLATION_ARMS.items()}
+    pools["uniform_ours"] = (ours, ours_clusters, {c: 1.0 for c in set(ours_clusters)}, True)
+    return pools
 
 
 def save_arms(run_name: str, arms: dict[str, list[dict]]) -> dict[str, str]:
@@ -307,12 +340,13 @@ def plot_composition(table: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def general_rows_from_selected(run_name: str) -> tuple[list[dict], list[int]]:
-    """Stage 03's selected answers as ``messages`` rows, with their stage-01 cluster ids."""
+def general_rows_from_selected(run_name: str, variant: str | None = None) -> tuple[list[dict], list[int]]:
+    """Stage 03's selected answers as ``messages`` rows, with their stage-01 cluster ids; ``variant``: one of 03's
+    ablation selections (``filtering.ABLATION``) instead."""
     from .reconstruct_distribution import load_instructions
 
     cluster = {r["id"]: r["cluster"] for r in load_instructions(run_name)}
-    selected = read_jsonl(require(run_name, "03_filtering", "selected.jsonl"))
+    selected = read_jsonl(require(run_name, "03_filtering", f"selected_{variant}.jsonl" if variant else "selected.jsonl"))
     rows = [{"messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]}
             for r in selected]
     return rows, [cluster[r["instruction_id"]] for r in selected]
