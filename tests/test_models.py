@@ -107,6 +107,7 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
 
     monkeypatch.setattr(qlora_training, "native_bf16", lambda: native)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
-    models.load("lab", "base", device="cuda")
+    from helpers.lab.zoo import ZOO_DIR
+    models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed
     assert seen["device"] == "cuda"
     assert seen["dtype"] == (getattr(torch, expected) if expected else "auto")
