@@ -68,12 +68,14 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
         assert key in m03
 
     m04 = json.loads((run / "04_mixing" / "metrics.json").read_text())
-    ablation = {"ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours"}  # smoke: ablation = True
+    ablation = {"ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours", "sdft", "sdft_ours"}  # smoke: both on
     assert set(m04["arms"]) == {"domain_only", "public_mix", "ours", "oracle", "ours_g50"} | ablation  # sweep [0.5]
-    assert m04["sweep"] == {"domain_only": 0.0, "ours_g50": 0.5, "ours": 0.83} and set(m04["ablation"]) == ablation
+    assert m04["sweep"] == {"domain_only": 0.0, "ours_g50": 0.5, "ours": 0.83}
+    assert set(m04["ablation"]) == ablation - {"sdft", "sdft_ours"}
     assert len({a["n_rows"] for name, a in m04["arms"].items() if name != "ours_g50"}) == 1
     assert set(m03["ablation"]) == {"1x1", "1x3_self", "weak"} and all(m03["ablation"].values())
-    assert {a["n_domain"] for name, a in m04["arms"].items() if name != "domain_only"} == {m04["n_domain"]}
+    assert {a["n_domain"] for name, a in m04["arms"].items() if name not in ("domain_only", "sdft")} == {m04["n_domain"]}
+    assert m04["arms"]["sdft"] == m04["arms"]["domain_only"] and m04["arms"]["sdft_ours"] == m04["arms"]["ours"]
     from helpers.mixing import load_arms
 
     arm = load_arms("smoke")["ours"]

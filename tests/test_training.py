@@ -284,3 +284,19 @@ def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monk
     assert (out / "adapter_model.safetensors").read_bytes() == weights
     assert (out / qt.ARCHIVE / second["settings_key"] / "adapter_model.safetensors").exists()
     assert not kept.exists()
+
+
+@pytest.mark.slow
+def test_sdft_arms_train_by_self_distillation_with_the_same_settings(outputs):
+    """An arm named sdft* goes through TRL's SDFTTrainer: QLoRA on the same base, steps and batch; its adapter and
+    metrics are saved like any arm's, its settings key differs from SFT's on the same rows, and it resumes."""
+    sft = qt.train_arm("r", "domain_only", rows(), BASE, CPU_NF4, HP, seed=0, progress=False)
+    sdft = qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, HP, seed=0, progress=False)
+    assert sdft["loss_format"] == "sdft" and sdft["steps"] == HP["max_steps"] and sdft["final_loss"] is not None
+    assert sdft["trainable_params"] == sft["trainable_params"] and sdft["settings_key"] != sft["settings_key"]
+    assert sdft["settings"]["sdft"] == {**qt.SDFT, "max_completion_length": 32}
+    assert (qt.arm_dir("r", "sdft", 0) / "adapter_model.safetensors").exists()
+    assert qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, HP, seed=0, progress=False) == sdft  # resumed
+    first = qt.sdft_dataset(rows(2))[0]
+    assert first["prompt"] == [{"role": "user", "content": "Which drug treats Osk disease?"}]
+    assert first["privileged_context"] == "calvexa"

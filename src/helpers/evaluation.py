@@ -395,8 +395,10 @@ ABLATION_ROWS = [
     ("uniform_ours", "our answers, instructions spread evenly over 01's clusters", None),
     ("public_mix", "a public SFT set", 38.81),
     ("oracle", "the true hidden mixture (the lab only)", None),
+    ("sdft", "self-distillation (SDFT) on the domain data, no replay", None),
+    ("sdft_ours", "self-distillation on the domain data and our general data", None),
 ]
-ABLATION_ARMS = ("ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours")
+ABLATION_ARMS = ("ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours", "sdft", "sdft_ours")
 
 
 def ablation_table(results: dict) -> list[dict]:

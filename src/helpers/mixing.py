@@ -207,7 +207,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
                sweep_shares: list[float] = (), unused_domain_expected: bool = False,
                ablation: dict[str, tuple[list[dict], list[int], dict[int, float] | None, bool]] | None = None,
-               ) -> tuple[dict[str, list[dict]], dict]:
+               sdft: bool = False) -> tuple[dict[str, list[dict]], dict]:
     """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
 
     ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
@@ -219,7 +219,10 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
 
     ``ablation`` maps an arm name to ``(rows, cluster ids, cluster shares or None, exact_shares)``: arms of the same
     size as ``ours``, sampled like it (by the shares given, else uniformly), that do not set the sizes: a pool
-    smaller than the arm reuses rows, recorded in the plan's ``ablation``."""
+    smaller than the arm reuses rows, recorded in the plan's ``ablation``.
+
+    ``sdft`` adds ``sdft`` and ``sdft_ours``: the rows of ``domain_only`` and ``ours``, which notebook 05 trains with
+    self-distillation (SDFT) instead of SFT (``qlora_training.method_of``)."""
     rng = random.Random(seed)
     smallest = min(general, key=lambda name: len(general[name]))  # every mixed arm gets the same general rows count
     plan = sizes(len(domain), len(general[smallest]), general_share, n_domain)
@@ -275,6 +278,8 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
         arms[name] = with_domain(picked)
         plan["sweep"][name] = share
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
+    if sdft:
+        arms["sdft"], arms["sdft_ours"] = list(arms["domain_only"]), list(arms["ours"])
     for rows in arms.values():
         random.Random(seed + 2).shuffle(rows)
     return arms, plan

@@ -380,6 +380,69 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     return trainer
 
 
+# SDFT (self-distillation fine-tuning, Shenfeld et al. 2026; TRL's trl.experimental.sdft): on-policy. Each step the
+# student answers the prompt itself; the teacher is the same base model (adapters off) shown the reference answer as
+# a demonstration, and the loss is a divergence between their next-token distributions on the student's answer.
+# Settings that are not shared with SFT; TRL's defaults otherwise (top-100 logits, alpha 0.5, teacher = base).
+SDFT = {"num_generations": 1,          # one answer per prompt: a step sees batch_size distinct rows, as in SFT
+        "teacher_model_kind": "base"}  # "ema" refuses trained embeddings (train_embeddings) in TRL 1.16
+
+
+def method_of(arm: str) -> str:
+    """``sdft`` for arms whose name starts with it (notebook 04's ``sdft`` and ``sdft_ours``), else ``sft``."""
+    return "sdft" if arm.startswith("sdft") else "sft"
+
+
+def sdft_dataset(dataset):
+    """``messages`` rows as SDFT reads them: ``prompt`` (the conversation before the last answer) and
+    ``privileged_context`` (that answer: the demonstration only the teacher sees)."""
+    return dataset.map(lambda r: {"prompt": r["messages"][:-1], "privileged_context": r["messages"][-1]["content"]},
+                       remove_columns=dataset.column_names)
+
+
+def sdft_completion_length(hp: dict) -> int:
+    """How long the student's own answers may run: half the training length, at most 128 tokens."""
+    return min(128, max(8, hp["max_length"] // 2))
+
+
+def make_sdft_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
+                      progress: bool = True, speed: Speed | None = None):
+    """TRL's ``SDFTTrainer`` for one arm, with the SFT arms' base model, LoRA, steps, batch, learning rate,
+    schedule, seed and speed plan (``make_trainer``'s), and ``SDFT``'s own settings."""
+    import os
+
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+
+    speed = speed or speed_plan(base_path, setup, hp)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(seed)
+    model = load_base(base_path, setup)
+    peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
+                              hp["train_embeddings"])
+    args = SDFTConfig(
+        output_dir=str(output_dir), max_steps=hp["max_steps"], per_device_train_batch_size=hp["batch_size"],
+        learning_rate=hp["learning_rate"], lr_scheduler_type="cosine", warmup_steps=min(10, hp["max_steps"] // 10),
+        logging_steps=max(1, -(-hp["max_steps"] // 30)), save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        use_cpu=setup.device == "cpu", bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
+        dataloader_num_workers=0, disable_tqdm=not progress,
+        activation_checkpointing=bool(speed.checkpointed_layers),
+        max_prompt_length=hp["max_length"], max_completion_length=sdft_completion_length(hp), **SDFT)
+    trainer = SDFTTrainer(model=model, args=args, train_dataset=sdft_dataset(dataset), processing_class=tokenizer,
+                          peft_config=peft_config)
+    trainer.add_callback(_log_last_step_callback())
+    if not progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    cast_adapters(trainer.model, speed.adapter_dtype)
+    return trainer
+
+
 def library_versions() -> dict[str, str]:
     """The versions that trained an adapter (recorded for provenance; not part of the resume key)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -400,13 +463,16 @@ def count_truncated(tokenizer, dataset, max_length: int) -> int:
     return sum(n > max_length for n in lengths)
 
 
-def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict:
+def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int, method: str = "sft") -> dict:
     """Everything an adapter depends on: the base model's content, the setup, the hyperparameters, seed and data,
     and the parts of the speed plan that change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing
-    recomputes the same values and is left out."""
-    return {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
-            "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset),
-            "numerics": numerics(_text_config(base_path), setup)}
+    recomputes the same values and is left out. SDFT arms add their method and its own settings."""
+    settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
+                "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset),
+                "numerics": numerics(_text_config(base_path), setup)}
+    if method == "sdft":
+        settings["sdft"] = {**SDFT, "max_completion_length": sdft_completion_length(hp)}
+    return settings
 
 
 def finished(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp: dict, seed: int) -> dict | None:
@@ -415,7 +481,7 @@ def finished(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp:
     done = out / "metrics.json"
     if done.exists() and (out / "adapter_model.safetensors").exists():
         metrics = read_json(done)
-        if metrics.get("settings_key") == settings_key(_settings(dataset, base_path, setup, hp, seed)):
+        if metrics.get("settings_key") == settings_key(_settings(dataset, base_path, setup, hp, seed, method_of(arm))):
             return metrics
     return None
 
@@ -475,13 +541,15 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
     if done is not None:
         return done
     out = arm_dir(run_name, arm, seed)
-    settings = _settings(dataset, base_path, setup, hp, seed)
+    method = method_of(arm)
+    settings = _settings(dataset, base_path, setup, hp, seed, method)
     key = settings_key(settings)
     restored = _restore_archived(out, key)  # trained before with these settings, then replaced: no need to retrain
     if restored is not None:
         return restored
     speed = speed_plan(base_path, setup, hp, memory_budget_gib)
-    trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
+    build = make_sdft_trainer if method == "sdft" else make_trainer
+    trainer = build(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
     n_truncated = count_truncated(trainer.processing_class, dataset, hp["max_length"])
     versions = library_versions()
     if n_truncated:
@@ -501,7 +569,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         del trainer
         torch.cuda.empty_cache()
         speed = replace(speed, checkpointed_layers=speed.layers)
-        trainer = make_trainer(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
+        trainer = build(dataset, base_path, setup, hp, seed, out / "trainer", progress, speed)
         start = time.perf_counter()
         trainer.train()
     seconds = time.perf_counter() - start
@@ -517,7 +585,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, hp
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["batch_size"], "n_rows": len(dataset),
         "n_truncated": n_truncated,
-        "loss_format": "messages" if trainer.args.assistant_only_loss else "prompt_completion",
+        "loss_format": "sdft" if method == "sdft" else
+        "messages" if trainer.args.assistant_only_loss else "prompt_completion",
         "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings,
     }
     write_json(out / "metrics.json", metrics)
@@ -556,7 +625,9 @@ def plot_loss_curves(results: dict[str, list[dict]], path: Path) -> Path:
     for i, (arm, runs) in enumerate(results.items()):
         for j, m in enumerate(runs):
             steps, losses = zip(*m["loss_curve"]) if m["loss_curve"] else ((), ())
-            ax.plot(steps, losses, color=f"C{i}", alpha=0.9 if j == 0 else 0.4, label=arm if j == 0 else None)
+            sdft = method_of(arm) == "sdft"  # its loss is a divergence from the teacher, not cross-entropy
+            ax.plot(steps, losses, color=f"C{i}", alpha=0.9 if j == 0 else 0.4, ls="--" if sdft else "-",
+                    label=(f"{arm} (SDFT loss)" if sdft else arm) if j == 0 else None)
     ax.set(xlabel="step", ylabel="training loss (assistant tokens)", yscale="log",
            title="QLoRA training loss per arm (same steps, same hyperparameters)")
     ax.legend()
