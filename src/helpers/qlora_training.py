@@ -345,21 +345,28 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
 
-def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
-                 progress: bool = True, speed: Speed | None = None):
-    """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, loss on the answers (``loss_format``),
-    adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``)."""
+def _trainee(base_path: str, setup: Setup, hp: dict, seed: int):
+    """What every arm's trainer starts from, SFT or SDFT: the tokenizer (with a pad token), the base model (4-bit or
+    not, after seeding) and the LoRA config."""
     from transformers import AutoTokenizer
-    from trl import SFTTrainer
 
-    speed = speed or speed_plan(base_path, setup, hp)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(seed)
     model = load_base(base_path, setup)
-    peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
-                              hp["train_embeddings"])
+    return tokenizer, model, lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
+                                         hp["train_embeddings"])
+
+
+def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
+                 progress: bool = True, speed: Speed | None = None):
+    """An ``SFTTrainer`` for one arm: base model (4-bit or not), LoRA config, loss on the answers (``loss_format``),
+    adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``)."""
+    from trl import SFTTrainer
+
+    speed = speed or speed_plan(base_path, setup, hp)
+    tokenizer, model, peft_config = _trainee(base_path, setup, hp, seed)
     fmt = loss_format(tokenizer)
     args = sft_config(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
                       learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress,
@@ -411,19 +418,11 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int
     schedule, seed and speed plan (``make_trainer``'s), and ``SDFT``'s own settings."""
     import os
 
-    from transformers import AutoTokenizer
-
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
     speed = speed or speed_plan(base_path, setup, hp)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    torch.manual_seed(seed)
-    model = load_base(base_path, setup)
-    peft_config = lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
-                              hp["train_embeddings"])
+    tokenizer, model, peft_config = _trainee(base_path, setup, hp, seed)
     args = SDFTConfig(
         output_dir=str(output_dir), max_steps=hp["max_steps"], per_device_train_batch_size=hp["batch_size"],
         learning_rate=hp["learning_rate"], lr_scheduler_type="cosine", warmup_steps=min(10, hp["max_steps"] // 10),
