@@ -56,7 +56,7 @@ CALLS = {
     # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
-    # helpers/qlora_training.py: native_bf16()
+    # helpers/models.py: native_bf16()
     "torch.cuda.is_bf16_supported": (__import__("torch").cuda.is_bf16_supported, {"including_emulation"}),
     # helpers/qlora_training.py: load_base()
     "BitsAndBytesConfig": (BitsAndBytesConfig.__init__, {"load_in_4bit", "bnb_4bit_quant_type",
@@ -70,6 +70,17 @@ CALLS = {
                                   "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
                                   "dataloader_num_workers", "disable_tqdm", "activation_checkpointing",
                                   "activation_checkpointing_kwargs", "use_liger_kernel"}),
+    # helpers/qlora_training.py: make_sdft_trainer() -- SDFTConfig is a dataclass too (training_arguments' keys + these)
+    "trl.experimental.sdft.SDFTConfig": (__import__("trl.experimental.sdft", fromlist=["SDFTConfig"]).SDFTConfig,
+                                         {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
+                                          "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy",
+                                          "report_to", "seed", "data_seed", "use_cpu", "bf16", "fp16",
+                                          "dataloader_num_workers", "disable_tqdm", "activation_checkpointing",
+                                          "max_prompt_length", "max_completion_length", "num_generations",
+                                          "teacher_model_kind"}),
+    "trl.experimental.sdft.SDFTTrainer": (__import__("trl.experimental.sdft", fromlist=["SDFTTrainer"]).SDFTTrainer
+                                          .__init__, {"model", "args", "train_dataset", "processing_class",
+                                                      "peft_config"}),
     # helpers/qlora_training.py: train_arm()
     "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
     # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback), add_callback(LogLastStep)
@@ -208,3 +219,16 @@ def test_liger_model_table_name():
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
     assert "llama" in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def test_papermill_reaches_the_kernel_manager_class_and_ipc_transport():
+    """helpers/pipeline.py: run() passes kernel_manager_class through papermill to nbclient's NotebookClient, and
+    kernel_manager() sets the manager's transport trait to ipc."""
+    from jupyter_client import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    assert "kernel_manager_class" in NotebookClient.class_trait_names()
+    assert "transport" in AsyncKernelManager.class_trait_names()
+    from helpers import pipeline
+
+    assert pipeline.kernel_manager()().transport == "ipc"

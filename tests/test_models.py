@@ -90,7 +90,6 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
     import torch
     import transformers
 
-    from helpers import qlora_training
     seen = {}
 
     class Loaded:
@@ -105,7 +104,7 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
         seen["dtype"] = dtype
         return Loaded()
 
-    monkeypatch.setattr(qlora_training, "native_bf16", lambda: native)
+    monkeypatch.setattr(models, "native_bf16", lambda: native)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     from helpers.lab.zoo import ZOO_DIR
     models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed

@@ -316,13 +316,12 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
     if cached.get("key") == key and all(k in cached for k in need):
         return cached["scores"], {k: cached[k] for k in reported if k in cached}
     picked = [r for r, m in zip(rows, mask) if m]
-    got = iter(scorer.score(picked) if picked else [])
-    scores = [next(got) if m else None for m in mask]
 
     def spread(values):  # one score per picked row -> one per row, None where unscored
         it = iter(values)
         return [next(it) if m else None for m in mask]
 
+    scores = spread(scorer.score(picked) if picked else [])
     extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
     if getattr(scorer, "per_model", None):  # the likelihood committee: each model's own scores (the ablation's)
         extra["per_model"] = {name: spread(v) for name, v in scorer.per_model.items()}
@@ -434,8 +433,8 @@ ABLATION = {"1x1": "the base model's first answer to each instruction, unfiltere
 
 def unfiltered(rows: list[dict], model: str) -> list[dict]:
     """One answer per instruction from ``model``: its first sample as it is (no scoring, no dedup, unfinished answers
-    included). Only empty answers are left out: there is nothing to train on."""
-    return [dict(r) for r in rows if r["model"] == model and r["sample"] == 0 and r["response"].strip()]
+    included, ``score`` None). Only empty answers are left out: there is nothing to train on."""
+    return [{**r, "score": None} for r in rows if r["model"] == model and r["sample"] == 0 and r["response"].strip()]
 
 
 def ablation_selections(rows: list[dict], per_model: dict[str, list[float | None]], base: str, weak: str,
@@ -460,8 +459,7 @@ def save_ablation(run_name: str, selections: dict[str, list[dict]]) -> dict[str,
     """``03_filtering/selected_<variant>.jsonl`` per variant (the fields of ``selected.jsonl``); their sizes."""
     d = stage_dir(run_name, STAGE)
     for name, kept in selections.items():
-        write_jsonl(d / f"selected_{name}.jsonl", ({k: r.get(k) for k in ("instruction_id", "instruction", "response",
-                                                                          "model", "sample", "score")} for r in kept))
+        _write_selected(d / f"selected_{name}.jsonl", kept)
     return {name: len(kept) for name, kept in selections.items()}
 
 
@@ -511,9 +509,14 @@ def plot_scores(all_scores: dict[str, list[float | None]], path: Path, split: li
 def save(run_name: str, rows: list[dict], kept: list[dict]) -> Path:
     d = stage_dir(run_name, STAGE)
     write_jsonl(d / "candidates.jsonl", rows)
-    write_jsonl(d / "selected.jsonl", ({k: r[k] for k in ("instruction_id", "instruction", "response", "model",
-                                                           "sample", "score")} for r in kept))
+    _write_selected(d / "selected.jsonl", kept)
     return d
+
+
+def _write_selected(path: Path, kept: list[dict]) -> Path:
+    """The kept answers with the fields notebook 04 reads (``selected.jsonl`` and the ablation's variants)."""
+    return write_jsonl(path, ({k: r[k] for k in ("instruction_id", "instruction", "response", "model", "sample",
+                                                  "score")} for r in kept))
 
 
 def load_selected(run_name: str) -> list[dict]:

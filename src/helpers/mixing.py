@@ -192,6 +192,15 @@ def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, f
     return out
 
 
+def _pick(pool: list[dict], clusters: list[int] | None, shares: dict[int, float] | None, n: int, seed: int,
+          exact_shares: bool = False) -> list[dict]:
+    """``n`` rows of ``pool`` for an arm that may reuse rows (the sweep, the ablation): by ``shares`` over the
+    clusters (``stratified_sample``), else a seeded shuffle of the pool, repeated as often as ``n`` needs."""
+    if shares:
+        return stratified_sample(pool, clusters, shares, n, seed, exact_shares)
+    return (random.Random(seed + 1).sample(pool, len(pool)) * -(-n // len(pool)))[:n]
+
+
 def cluster_shares_sampled(run_name: str) -> dict[int, float]:
     """Share of each 01 cluster among *all* usable samples (duplicates included), i.e. before dedup."""
     from .reconstruct_distribution import normalise, load_instructions, load_samples
@@ -253,11 +262,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     for name, (pool, clusters, arm_shares, exact) in (ablation or {}).items():
         if not pool:
             raise ValueError(f"ablation arm {name!r}: notebook 03 selected no answers for it")
-        if arm_shares:
-            picked = stratified_sample(pool, clusters, arm_shares, plan["n_general"], seed, exact)
-        else:
-            order = random.Random(seed + 1).sample(pool, len(pool))
-            picked = (order * -(-plan["n_general"] // len(pool)))[: plan["n_general"]]
+        picked = _pick(pool, clusters, arm_shares, plan["n_general"], seed, exact)
         arms[name] = with_domain(picked)
         plan["ablation"][name] = {"pool": len(pool), "rows_reused": len(picked) - len({id(r) for r in picked})}
     plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
@@ -270,12 +275,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
         if name in arms:
             raise ValueError(f"sweep_shares: {share} gives the arm name {name!r} twice or collides with "
                              f"general_share={general_share}; use shares at least a percent apart")
-        pool = general["ours"]
-        if cluster_shares:
-            picked = stratified_sample(pool, ours_clusters, cluster_shares, n_general, seed)
-        else:
-            picked = (random.Random(seed + 1).sample(pool, len(pool)) * -(-n_general // len(pool)))[:n_general]
-        arms[name] = with_domain(picked)
+        arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general, seed))
         plan["sweep"][name] = share
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     if sdft:

@@ -290,6 +290,14 @@ def convert_gguf(gguf: Path, out: Path, digest: str, source: str) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------------
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and newer); torch's plain ``is_bf16_supported()`` also counts the slow emulation a
+    T4 (compute capability 7.5) offers, where fp16 is the right choice."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation.
 
@@ -297,8 +305,6 @@ def load(run_name: str, name: str, device: str | None = None, dtype=None):
     loads fp16: bf16 there is emulated and several times slower."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from .qlora_training import native_bf16
 
     path = resolve(run_name, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import os
 import re
@@ -50,6 +51,18 @@ def discover(notebooks_dir: Path) -> list[Path]:
     return found
 
 
+def _inspected(path: Path) -> dict:
+    """papermill's reading of a notebook's parameters cell, read once per version of the file: the runner and every
+    notebook's ``settle_parameters`` ask for the same notebooks several times (defaults, nullable names, owners)."""
+    stat = Path(path).stat()
+    return _inspect_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect_cached(path: str, mtime_ns: int, size: int) -> dict:
+    return papermill.inspect_notebook(path)
+
+
 def notebook_parameters(path: Path) -> dict[str, object]:
     """The names and default values of a notebook's single ``parameters`` cell (plain literals only)."""
     nb = nbformat.read(path, as_version=4)
@@ -61,7 +74,7 @@ def notebook_parameters(path: Path) -> dict[str, object]:
                     for t in stmt.targets if isinstance(t, ast.Name)]
     except SyntaxError as err:
         raise PipelineError(f"{path.name}: the parameters cell is not valid Python: {err}") from None
-    inspected = papermill.inspect_notebook(str(path))
+    inspected = _inspected(path)
     unparsed = [name for name in assigned if name not in inspected]
     if unparsed:
         raise PipelineError(f"{path.name}: papermill cannot parse the parameter line(s) for {unparsed}; keep one "
@@ -129,7 +142,7 @@ def check_keys(params: dict, declared: dict[str, dict]) -> None:
 
 def nullable(path: Path) -> set[str]:
     """Parameters whose comment in the parameters cell says that None is allowed (e.g. "None disables")."""
-    return {name for name, info in papermill.inspect_notebook(str(path)).items()
+    return {name for name, info in _inspected(path).items()
             if re.search(r"\bNone\b", info.get("help") or "")}
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .models import model_fingerprint
+from .models import model_fingerprint, native_bf16
 from .runs import read_json, require, save_figure, stage_dir, write_json
 
 STAGE = "05_training"
@@ -67,12 +67,6 @@ def bnb_4bit_works(device: str) -> str:
         return ""
     except Exception as exc:  # ImportError, missing kernels, unsupported device...
         return f"bitsandbytes cannot run 4-bit on {device}: {type(exc).__name__}: {exc}"
-
-
-def native_bf16() -> bool:
-    """bf16 in hardware (Ampere and newer); torch's plain ``is_bf16_supported()`` also counts the slow emulation a
-    T4 (compute capability 7.5) offers, where fp16 is the right choice."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def choose_setup(quantization: str = "nf4", device: str = "auto") -> Setup:
@@ -248,20 +242,30 @@ def to_prompt_completion(dataset):
                        remove_columns=["messages"])
 
 
+def training_arguments(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
+                       seed: int, warmup_steps: int = 10, progress: bool = True, speed: Speed | None = None) -> dict:
+    """The Trainer arguments every arm shares, SFT (``sft_config``) or SDFT (``make_sdft_trainer``)."""
+    return dict(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
+        logging_steps=max(1, -(-max_steps // 30)),  # about 30 points on the loss curve; LogLastStep adds the last one
+        save_strategy="no", report_to=[], seed=seed, data_seed=seed, use_cpu=setup.device == "cpu",
+        bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
+        dataloader_num_workers=0, disable_tqdm=not progress,
+        activation_checkpointing=bool(speed and speed.checkpointed_layers),
+    )
+
+
 def sft_config(output_dir: Path, setup: Setup, *, max_steps: int, batch_size: int, learning_rate: float,
                max_length: int, seed: int, warmup_steps: int = 10, progress: bool = True,
                assistant_only_loss: bool = True, speed: Speed | None = None):
     from trl import SFTConfig
 
-    logging_steps = max(1, -(-max_steps // 30))  # about 30 points on the loss curve; LogLastStep adds the last one
     return SFTConfig(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(warmup_steps, max_steps // 10),
-        logging_steps=logging_steps, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        assistant_only_loss=assistant_only_loss, max_length=max_length, use_cpu=setup.device == "cpu",
-        bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
-        dataloader_num_workers=0, disable_tqdm=not progress,
-        activation_checkpointing=bool(speed and speed.checkpointed_layers),
+        **training_arguments(output_dir, setup, max_steps=max_steps, batch_size=batch_size,
+                             learning_rate=learning_rate, seed=seed, warmup_steps=warmup_steps, progress=progress,
+                             speed=speed),
+        assistant_only_loss=assistant_only_loss, max_length=max_length,
         activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=bool(speed and speed.liger),
     )
 
@@ -376,10 +380,16 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
         dataset = to_prompt_completion(dataset)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
-    trainer.add_callback(_log_last_step_callback())
     if 0 < speed.checkpointed_layers < speed.layers:
         trainer.add_callback(_partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
-    if not progress:  # without bars the Trainer prints every log dict; the losses are kept in log_history.json
+    return _finish_trainer(trainer, progress, speed)
+
+
+def _finish_trainer(trainer, progress: bool, speed: Speed):
+    """What every arm's trainer gets once built, SFT or SDFT: the loss logged at the last step, no per-step log
+    printing without progress bars (the losses are kept in log_history.json) and the adapters in the plan's dtype."""
+    trainer.add_callback(_log_last_step_callback())
+    if not progress:
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
@@ -424,22 +434,12 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int
     speed = speed or speed_plan(base_path, setup, hp)
     tokenizer, model, peft_config = _trainee(base_path, setup, hp, seed)
     args = SDFTConfig(
-        output_dir=str(output_dir), max_steps=hp["max_steps"], per_device_train_batch_size=hp["batch_size"],
-        learning_rate=hp["learning_rate"], lr_scheduler_type="cosine", warmup_steps=min(10, hp["max_steps"] // 10),
-        logging_steps=max(1, -(-hp["max_steps"] // 30)), save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        use_cpu=setup.device == "cpu", bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
-        dataloader_num_workers=0, disable_tqdm=not progress,
-        activation_checkpointing=bool(speed.checkpointed_layers),
+        **training_arguments(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
+                             learning_rate=hp["learning_rate"], seed=seed, progress=progress, speed=speed),
         max_prompt_length=hp["max_length"], max_completion_length=sdft_completion_length(hp), **SDFT)
     trainer = SDFTTrainer(model=model, args=args, train_dataset=sdft_dataset(dataset), processing_class=tokenizer,
                           peft_config=peft_config)
-    trainer.add_callback(_log_last_step_callback())
-    if not progress:
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
-    cast_adapters(trainer.model, speed.adapter_dtype)
-    return trainer
+    return _finish_trainer(trainer, progress, speed)
 
 
 def library_versions() -> dict[str, str]:
