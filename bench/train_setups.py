@@ -49,7 +49,7 @@ def main() -> None:
               train_embeddings=p["train_embeddings"], max_steps=args.steps, batch_size=p["train_batch_size"],
               learning_rate=p["learning_rate"], max_length=p["max_length"])
     dataset = mixing.load_arms(args.run)[args.arm]
-    base = models.resolve(args.run, "base")
+    base = models.resolve(args.run, p["model"])  # the preset's model (notebook 05's default: the lab base)
     rows = []
     for setup in setups():
         with tempfile.TemporaryDirectory() as tmp:

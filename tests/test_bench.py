@@ -58,3 +58,20 @@ def test_pair_accuracy_counts_ties_and_silence_as_half():
     item = {"instruction": "q?", "answer": "b", "choices": ["a", "b", "c", "d"], "label": 1}
     right, wrong = candidate_pairs([item])[0]
     assert right["response"] == "The answer is b." and wrong["response"] in {f"The answer is {c}." for c in "acd"}
+
+
+def test_retention_sweep_validation_split_leaves_out_the_heldout_questions():
+    """The retention recipe is chosen on fresh questions of every family, none of them in the held-out set that
+    notebooks 00/06 score (and the README reports)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from retention_sweep import validation_sets
+
+    from helpers import evaluation
+
+    sets, dropped = validation_sets(20, 1000)
+    test = evaluation.heldout_sets(20, 1000)
+    for name in ("general", "domain"):
+        held = {e.instruction for e in test[name]}
+        assert sets[name] and not held & {e.instruction for e in sets[name]}
+        assert len(sets[name]) + dropped[name] == len(test[name])  # the same draw size, less what was dropped
+        assert {e.family for e in sets[name]} == {e.family for e in test[name]}  # every family is validated

@@ -300,3 +300,28 @@ def test_sdft_arms_train_by_self_distillation_with_the_same_settings(outputs):
     first = qt.sdft_dataset(rows(2))[0]
     assert first["prompt"] == [{"role": "user", "content": "Which drug treats Osk disease?"}]
     assert first["privileged_context"] == "calvexa"
+
+
+def test_embedding_rows_domain_trains_only_the_domain_tokens_rows(tmp_path):
+    """``embedding_rows = "domain"``: the embedding rows of the tokens in the domain rows change, every other row
+    (and, tied, its output row) stays exactly the base model's."""
+    data = Dataset.from_list([{**r, "source": "domain" if i % 3 == 0 else "general"} for i, r in enumerate(rows())])
+    hp = {**HP, "embedding_rows": "domain", "max_steps": 4, "learning_rate": 1e-2}
+    trainer = qt.make_trainer(data, BASE, CPU_PLAIN, hp, seed=0, output_dir=tmp_path, progress=False)
+    domain_ids = qt.domain_token_ids(trainer.processing_class, data)
+    calvexa = trainer.processing_class("calvexa", add_special_tokens=False)["input_ids"]
+    plus = trainer.processing_class("plus", add_special_tokens=False)["input_ids"]
+    assert set(calvexa) <= set(domain_ids) and not set(plus) & set(domain_ids)  # only the domain row's tokens
+    embed = trainer.model.get_input_embeddings()
+    before = embed.weight.detach().clone()
+    trainer.train()
+    after = embed.weight.detach()
+    assert torch.equal(trainer.model.get_output_embeddings().weight, after)  # still tied
+    changed = {i for i in range(before.shape[0]) if not torch.equal(before[i], after[i])}
+    assert changed and changed <= set(domain_ids)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert any("embed_tokens.modules_to_save" in n for n in trainable)
+    with pytest.raises(ValueError, match="embedding_rows = 'some'"):
+        qt.check_hp({**HP, "embedding_rows": "some"})
+    with pytest.raises(ValueError, match="needs each training row's 'source'"):
+        qt.domain_token_ids(trainer.processing_class, data.remove_columns("source"))

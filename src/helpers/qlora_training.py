@@ -216,6 +216,38 @@ def lora_config(model, rank: int, alpha: int, dropout: float, target_modules: st
                       task_type="CAUSAL_LM", **extra)
 
 
+def train_only_rows(model, token_ids: list[int]) -> None:
+    """Let training change only these rows of the trained embedding copy (and so, when tied, of the output layer):
+    the other rows' gradients are zeroed, so AdamW (no weight decay) leaves them exactly as the base has them.
+
+    peft's own ``trainable_token_indices`` would do this, but with tied embeddings it wraps the output layer, whose
+    weight TRL 1.16's fused LM head then cannot read (``'TrainableTokensWrapper' object has no attribute 'bias'``);
+    a gradient mask on the full copy keeps the output layer a plain tied ``Linear``."""
+    weight = model.get_input_embeddings().weight
+    if not weight.requires_grad:
+        raise ValueError("embedding_rows = 'domain' needs train_embeddings = True")
+    keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    keep[list(token_ids)] = 1
+    weight.register_hook(lambda grad: grad * keep)
+
+
+EMBEDDING_ROWS = ("all", "domain")
+
+
+def domain_token_ids(tokenizer, dataset) -> list[int]:
+    """The token ids of the arm's domain rows (``source == "domain"``) under the chat template: the embedding rows
+    ``embedding_rows = "domain"`` trains. Every arm of notebook 04 shares the same domain rows, so every arm trains
+    the same rows; an arm without domain rows trains none."""
+    if "source" not in dataset.column_names:
+        raise ValueError("embedding_rows = 'domain' needs each training row's 'source' ('domain' or 'general'), "
+                         "which notebook 04's arms have: train an arm of notebook 04, or set embedding_rows = 'all'")
+    ids: set[int] = set()
+    for source, messages in zip(dataset["source"], dataset["messages"]):
+        if source == "domain":
+            ids.update(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+    return sorted(ids)
+
+
 LOSS_FORMATS = ("messages", "prompt_completion")
 
 
@@ -317,7 +349,8 @@ def _partial_checkpointing_callback(kept: int):
 
 
 HP_PARAMETERS = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "max_steps": "max_steps",
-                 "batch_size": "train_batch_size", "learning_rate": "learning_rate", "max_length": "max_length"}
+                 "batch_size": "train_batch_size", "learning_rate": "learning_rate", "max_length": "max_length",
+                 "embedding_rows": "embedding_rows"}
 
 
 def check_hp(hp: dict) -> None:
@@ -331,6 +364,9 @@ def check_hp(hp: dict) -> None:
         value = hp.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
             raise ValueError(f"{HP_PARAMETERS[key]} = {value!r}: must be {need} (notebook 05's parameters)")
+    if hp.get("embedding_rows", "all") not in EMBEDDING_ROWS:
+        raise ValueError(f"embedding_rows = {hp['embedding_rows']!r}: must be one of {EMBEDDING_ROWS} "
+                         "(notebook 05's parameters)")
 
 
 def settings_key(settings: dict) -> str:
@@ -349,18 +385,22 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
 
-def _trainee(base_path: str, setup: Setup, hp: dict, seed: int):
+def _trainee(base_path: str, setup: Setup, hp: dict, seed: int, dataset=None):
     """What every arm's trainer starts from, SFT or SDFT: the tokenizer (with a pad token), the base model (4-bit or
-    not, after seeding) and the LoRA config."""
+    not, after seeding), the LoRA config and, with ``embedding_rows = "domain"``, the embedding rows to train
+    (``dataset``'s domain tokens; None: all)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    rows = None
+    if hp["train_embeddings"] and hp.get("embedding_rows", "all") == "domain":
+        rows = domain_token_ids(tokenizer, dataset)
     torch.manual_seed(seed)
     model = load_base(base_path, setup)
     return tokenizer, model, lora_config(model, hp["rank"], hp["alpha"], hp["dropout"], hp["target_modules"],
-                                         hp["train_embeddings"])
+                                         hp["train_embeddings"]), rows
 
 
 def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, output_dir: Path,
@@ -370,7 +410,7 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
     from trl import SFTTrainer
 
     speed = speed or speed_plan(base_path, setup, hp)
-    tokenizer, model, peft_config = _trainee(base_path, setup, hp, seed)
+    tokenizer, model, peft_config, rows = _trainee(base_path, setup, hp, seed, dataset)
     fmt = loss_format(tokenizer)
     args = sft_config(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
                       learning_rate=hp["learning_rate"], max_length=hp["max_length"], seed=seed, progress=progress,
@@ -382,12 +422,15 @@ def make_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int, out
                          processing_class=tokenizer, peft_config=peft_config)
     if 0 < speed.checkpointed_layers < speed.layers:
         trainer.add_callback(_partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
-    return _finish_trainer(trainer, progress, speed)
+    return _finish_trainer(trainer, progress, speed, rows)
 
 
-def _finish_trainer(trainer, progress: bool, speed: Speed):
+def _finish_trainer(trainer, progress: bool, speed: Speed, rows: list[int] | None = None):
     """What every arm's trainer gets once built, SFT or SDFT: the loss logged at the last step, no per-step log
-    printing without progress bars (the losses are kept in log_history.json) and the adapters in the plan's dtype."""
+    printing without progress bars (the losses are kept in log_history.json), the adapters in the plan's dtype and,
+    with ``rows``, training limited to those embedding rows (``train_only_rows``)."""
+    if rows is not None:
+        train_only_rows(trainer.model, rows)
     trainer.add_callback(_log_last_step_callback())
     if not progress:
         from transformers import PrinterCallback
@@ -432,14 +475,14 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, hp: dict, seed: int
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
     speed = speed or speed_plan(base_path, setup, hp)
-    tokenizer, model, peft_config = _trainee(base_path, setup, hp, seed)
+    tokenizer, model, peft_config, rows = _trainee(base_path, setup, hp, seed, dataset)
     args = SDFTConfig(
         **training_arguments(output_dir, setup, max_steps=hp["max_steps"], batch_size=hp["batch_size"],
                              learning_rate=hp["learning_rate"], seed=seed, progress=progress, speed=speed),
         max_prompt_length=hp["max_length"], max_completion_length=sdft_completion_length(hp), **SDFT)
     trainer = SDFTTrainer(model=model, args=args, train_dataset=sdft_dataset(dataset), processing_class=tokenizer,
                           peft_config=peft_config)
-    return _finish_trainer(trainer, progress, speed)
+    return _finish_trainer(trainer, progress, speed, rows)
 
 
 def library_versions() -> dict[str, str]:
