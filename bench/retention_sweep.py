@@ -112,5 +112,6 @@ def main() -> None:
         write_json(args.json, {**meta, "rows": rows})  # after every setting: an interrupted sweep keeps its rows
     report(rows, columns, args.json, **meta)
 
+
 if __name__ == "__main__":
     main()

@@ -323,5 +323,7 @@ def test_embedding_rows_domain_trains_only_the_domain_tokens_rows(tmp_path):
     assert any("embed_tokens.modules_to_save" in n for n in trainable)
     with pytest.raises(ValueError, match="embedding_rows = 'some'"):
         qt.check_hp({**HP, "embedding_rows": "some"})
+    with pytest.raises(ValueError, match="needs train_embeddings = True"):
+        qt.check_hp({**HP, "embedding_rows": "domain", "train_embeddings": False})
     with pytest.raises(ValueError, match="needs each training row's 'source'"):
         qt.domain_token_ids(trainer.processing_class, data.remove_columns("source"))

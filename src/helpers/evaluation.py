@@ -443,7 +443,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
     lines = [f"# Run `{run_name}`: forgetting and its mitigation", ""]
     setup = training["setup"]
     hp = training["hp"]
-    rows = " (only the domain tokens' rows)" if hp["train_embeddings"] and hp.get("embedding_rows") == "domain" else ""
+    rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
     lines += [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
               f"{setup['device']}; LoRA rank {hp['rank']}, {hp['max_steps']} steps of batch {hp['batch_size']}, "
               f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}"

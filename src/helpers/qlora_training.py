@@ -224,8 +224,6 @@ def train_only_rows(model, token_ids: list[int]) -> None:
     weight TRL 1.16's fused LM head then cannot read (``'TrainableTokensWrapper' object has no attribute 'bias'``);
     a gradient mask on the full copy keeps the output layer a plain tied ``Linear``."""
     weight = model.get_input_embeddings().weight
-    if not weight.requires_grad:
-        raise ValueError("embedding_rows = 'domain' needs train_embeddings = True")
     keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
     keep[list(token_ids)] = 1
     weight.register_hook(lambda grad: grad * keep)
@@ -367,6 +365,9 @@ def check_hp(hp: dict) -> None:
     if hp.get("embedding_rows", "all") not in EMBEDDING_ROWS:
         raise ValueError(f"embedding_rows = {hp['embedding_rows']!r}: must be one of {EMBEDDING_ROWS} "
                          "(notebook 05's parameters)")
+    if hp.get("embedding_rows", "all") == "domain" and not hp.get("train_embeddings"):
+        raise ValueError("embedding_rows = 'domain' needs train_embeddings = True: it chooses which embedding rows "
+                         "train (notebook 05's parameters)")
 
 
 def settings_key(settings: dict) -> str:
