@@ -37,6 +37,23 @@ def test_runs_in_order_and_passes_only_declared_keys(nbdir, outputs, tmp_path):
     assert set(json.loads((outputs / "toy" / "timings.json").read_text())) == {"00_first", "01_second"}
 
 
+@pytest.mark.slow
+def test_a_real_run_skips_the_lab_world(tmp_path, outputs, capsys):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    make_nb(d / "00_lab.ipynb", 'run_name = "toy"', "raise RuntimeError('00 ran')")
+    make_nb(d / "01_real.ipynb", 'run_name = "toy"\nlab = True',
+            "from helpers import runs\n"
+            "runs.write_json(runs.stage_dir(run_name, '01_reconstruct') / 'm.json', {'lab': lab})")
+    preset = tmp_path / "p.yaml"
+    preset.write_text("run_name: toy\nlab: false\n")
+    assert list(pipeline.run(preset, notebooks_dir=d)) == ["01_real"]
+    assert "notebook 00 (the lab world) is skipped" in capsys.readouterr().out
+    assert json.loads((outputs / "toy" / "01_reconstruct" / "m.json").read_text()) == {"lab": False}
+    with pytest.raises(pipeline.PipelineError, match="00 ran"):  # asked for by name, it runs
+        pipeline.run(preset, only=["00"], notebooks_dir=d)
+
+
 def test_unknown_preset_key_lists_valid_ones(nbdir, outputs, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("run_name: toy\nz: 5\n")

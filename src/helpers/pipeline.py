@@ -341,6 +341,9 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     (run_path / "notebooks").mkdir(parents=True, exist_ok=True)
     timings_path = run_path / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    if start is None and not only and params.get("lab") is False:
+        start = "01"  # notebook 00 builds the lab world, which a real run (lab: false) does not read
+        print("[pipeline] lab: false, so notebook 00 (the lab world) is skipped: starting at 01", flush=True)
     chosen = select(notebooks, start, only)
     problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
                           for nb in chosen})
