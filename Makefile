@@ -8,6 +8,9 @@ BIN        := $(VENV)/bin
 #   make run TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 PRESET     ?= presets/lab.yaml
+# pytest workers, one thread each (tests/conftest.py): the two end-to-end tests run side by side; TEST_WORKERS=0
+# runs the suite in one process with every core
+TEST_WORKERS ?= 2
 STAMP      := $(VENV)/.installed
 
 .PHONY: install run test lab lab-model bench strip check-notebooks clean
@@ -29,7 +32,7 @@ run: install
 	$(BIN)/python -m helpers.pipeline run --preset $(PRESET)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

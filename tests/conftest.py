@@ -8,6 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 # Real models converted from their GGUF packages once, for every test (tests send run outputs to temporary folders).
 os.environ.setdefault("HELPERS_MODELS", str(ROOT / "outputs" / "_models"))
+# Under pytest-xdist (`make test` runs `pytest -n 2 --dist loadgroup`) each worker, and each notebook kernel it
+# starts, uses one thread: two workers with a thread per core each would oversubscribe the cores and stall each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
 
 @pytest.fixture
@@ -24,3 +29,9 @@ def lab_tokenizer():
     from helpers.lab.zoo import ZOO
 
     return build_tokenizer(**ZOO["base"].tokenizer)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests (marked ``xdist_group``, one group each) first: under ``--dist loadgroup`` each starts on
+    its own worker at once and the short tests fill in around them, instead of the two long ones queueing last."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable: the rest keep their order

@@ -36,6 +36,33 @@ def test_conversion_is_cached_and_keyed_by_the_gguf_content(monkeypatch):
     assert models.resolve("real", SMOL) == path
 
 
+def test_two_processes_asking_at_once_convert_a_model_once(tmp_path, monkeypatch):
+    """The test suite's workers (and two notebooks) may ask for a model that is not converted yet at the same time."""
+    import threading
+    import time
+
+    monkeypatch.setenv("HELPERS_MODELS", str(tmp_path / "models"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"not a real model")
+    calls = []
+
+    def slow_convert(src, out, digest, source):
+        calls.append(out)
+        time.sleep(0.5)  # long enough for the other thread to arrive while this one converts
+        out.mkdir(parents=True)
+        models.write_json(out / "source.json", {"gguf_sha256": digest})
+        return out
+
+    monkeypatch.setattr(models, "convert_gguf", slow_convert)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(models.from_gguf(gguf))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 2 and got[0] == got[1] == calls[0]
+
+
 @pytest.mark.slow
 def test_gemma_base_model_answers_in_a_few_shot_frame_and_stops_at_its_next_question():
     model, tok = models.load("real", GEMMA, device="cpu")

@@ -38,6 +38,7 @@ def test_presets_only_use_declared_keys(preset):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("end_to_end_lab")  # a worker of its own: tests/conftest.py
 def test_notebooks_run_end_to_end_under_papermill(outputs):
     timings = pipeline.run(ROOT / "presets" / "smoke.yaml")
     assert list(timings) == [p.stem for p in NOTEBOOKS]
@@ -151,6 +152,7 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("end_to_end_smollm2")  # a worker of its own: tests/conftest.py
 def test_the_real_track_runs_end_to_end_on_real_smollm2(outputs):
     """Notebooks 01-06 on real SmolLM2-135M-Instruct, installed from a registry package: every stage's real-model
     path, at tiny sizes (gemma-3-270m's few-shot path is tested in tests/test_models.py)."""

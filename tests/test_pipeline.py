@@ -206,6 +206,31 @@ def test_lineage_ignores_an_upstream_stage_that_is_not_there(outputs):
 
 
 @pytest.mark.slow
+def test_two_runs_at_once_start_their_kernels_without_colliding(nbdir, outputs, tmp_path):
+    """Two pipelines started together from one folder (two presets, or the test suite's workers): each kernel's IPC
+    sockets get their own names, so neither kernel answers the other's runner."""
+    import os
+    import subprocess
+    import sys
+
+    for i in range(2, 6):  # six short notebooks per run: many kernel starts side by side
+        make_nb(nbdir / f"0{i}_more.ipynb", 'run_name = "toy"', "print('ok')")
+    procs = []
+    for name in ("one", "two"):
+        preset = tmp_path / f"{name}.yaml"
+        preset.write_text(f"run_name: {name}\n")
+        code = f"from helpers import pipeline; pipeline.run({str(preset)!r}, notebooks_dir={str(nbdir)!r})"
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, env=dict(os.environ)))
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-2000:]
+    for name in ("one", "two"):
+        assert set(json.loads((outputs / name / "timings.json").read_text())) == {
+            "00_first", "01_second", "02_more", "03_more", "04_more", "05_more"}
+
+
+@pytest.mark.slow
 def test_executed_copies_get_no_progress_bars_unless_the_preset_asks(nbdir, outputs, monkeypatch, capfd):
     for name in pipeline.QUIET_ENV:
         monkeypatch.delenv(name, raising=False)

@@ -197,22 +197,38 @@ def from_package(name: str) -> Path:
     out = models_dir() / name
     if _converted(out) == spec.sha256:
         return out
-    scratch = models_dir() / f".{name}.gguf"
-    gguf = packaged_gguf(name, scratch)
-    try:
-        digest = file_sha256(gguf)
-        if digest != spec.sha256:
-            raise UnknownModel(f"{gguf} has SHA-256 {digest}, not the expected {spec.sha256}; reinstall: {spec.install}")
-        return convert_gguf(gguf, out, digest, name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with _converting(out):
+        if _converted(out) == spec.sha256:  # another process converted it while this one waited
+            return out
+        scratch = models_dir() / f".{name}.gguf"
+        gguf = packaged_gguf(name, scratch)
+        try:
+            digest = file_sha256(gguf)
+            if digest != spec.sha256:
+                raise UnknownModel(f"{gguf} has SHA-256 {digest}, not the expected {spec.sha256}; reinstall: "
+                                   f"{spec.install}")
+            return convert_gguf(gguf, out, digest, name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def from_gguf(path: Path) -> Path:
     """The converted folder of a local ``.gguf`` file: ``outputs/_models/<stem>-<sha256[:12]>``."""
     digest = file_sha256(path)
     out = models_dir() / f"{path.stem}-{digest[:12]}"
-    return out if _converted(out) == digest else convert_gguf(path, out, digest, str(path))
+    if _converted(out) == digest:
+        return out
+    with _converting(out):
+        return out if _converted(out) == digest else convert_gguf(path, out, digest, str(path))
+
+
+def _converting(out: Path):
+    """A lock held while ``out`` is converted: two processes asking for the same model at once (two notebooks, or the
+    test suite's workers) convert it once; the second waits and then reads the finished folder."""
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(out.with_name(f".{out.name}.lock"))
 
 
 def _converted(folder: Path) -> str | None:

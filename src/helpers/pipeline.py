@@ -307,15 +307,24 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
 def kernel_manager():
     """The kernel manager papermill starts each notebook's kernel with: local IPC sockets on POSIX systems, where
     ipykernel 7 would otherwise print a warning about unencrypted TCP for every notebook (the kernel is local either
-    way); papermill's default elsewhere."""
+    way); papermill's default elsewhere. Each kernel's sockets get a name of their own in the temporary folder:
+    jupyter_client's default, ``kernel-ipc-N`` in the working directory, collides when two runs start kernels at once
+    (two pipelines, or the test suite's workers), and the kernel then never answers."""
+    import tempfile
+    import uuid
+
     from jupyter_client import AsyncKernelManager
-    from traitlets import Unicode
+    from traitlets import Unicode, default
 
     if os.name != "posix":
         return AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         transport = Unicode("ipc")
+
+        @default("ip")
+        def _unique_ip(self):
+            return os.path.join(tempfile.gettempdir(), f"helpers-kernel-{uuid.uuid4().hex[:16]}-ipc")
 
     return IPCKernelManager
 
