@@ -209,7 +209,6 @@ def test_lineage_ignores_an_upstream_stage_that_is_not_there(outputs):
 def test_two_runs_at_once_start_their_kernels_without_colliding(nbdir, outputs, tmp_path):
     """Two pipelines started together from one folder (two presets, or the test suite's workers): each kernel's IPC
     sockets get their own names, so neither kernel answers the other's runner."""
-    import os
     import subprocess
     import sys
 
@@ -221,7 +220,7 @@ def test_two_runs_at_once_start_their_kernels_without_colliding(nbdir, outputs, 
         preset.write_text(f"run_name: {name}\n")
         code = f"from helpers import pipeline; pipeline.run({str(preset)!r}, notebooks_dir={str(nbdir)!r})"
         procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, env=dict(os.environ)))
+                                      stderr=subprocess.STDOUT, text=True))  # HELPERS_OUTPUTS: inherited
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-2000:]
