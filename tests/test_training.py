@@ -62,16 +62,16 @@ def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
 
 def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     ds = rows()
-    m = qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)
+    m = qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, HP, seed=0, progress=False)
     assert "'loss'" not in capsys.readouterr().out  # no log dicts printed without progress bars
     for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
         assert m[key] is not None, key
     assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0
     assert m["n_truncated"] == 0 and m["versions"]["trl"] == trl.__version__
-    out = qt.arm_dir("t", "arm", 0)
+    out = qt.arm_dir("t", "domain_only", 0)
     assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
 
-    model = qt.load_adapted("t", "arm", 0, BASE, CPU_NF4)
+    model = qt.load_adapted("t", "domain_only", 0, BASE, CPU_NF4)
     base = qt.load_base(BASE, CPU_NF4)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
@@ -84,11 +84,11 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(qt, "make_trainer", boom)
-    assert qt.train_arm("t", "arm", ds, BASE, CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    assert qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
     # a copy of the base model elsewhere (a moved checkout) is the same model: nothing to retrain
     moved = outputs.parent / "moved_base"
     shutil.copytree(BASE, moved)
-    assert qt.train_arm("t", "arm", ds, str(moved), CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    assert qt.train_arm("t", "domain_only", ds, str(moved), CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
     changed = {
         "learning rate": (ds, BASE, {**HP, "learning_rate": 2e-3}),
         "data of the same length": (ds.map(lambda r: {"messages": [r["messages"][0], {**r["messages"][1], "content": "x"}]}),
@@ -97,18 +97,18 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     }
     for what, (data, base, hp) in changed.items():
         with pytest.raises(AssertionError, match="trained again"):
-            qt.train_arm("t", "arm", data, base, CPU_NF4, hp, seed=0, progress=False)
+            qt.train_arm("t", "domain_only", data, base, CPU_NF4, hp, seed=0, progress=False)
             pytest.fail(f"not retrained after a change of {what}")
 
     # a rerun of 05 on other arms keeps this one in the summary only while its settings and data still match
-    assert qt.earlier_arms("t", {"arm": ds}, BASE, CPU_NF4, HP, [0]) == {"arm": [m]}
-    assert qt.earlier_arms("t", {"arm": ds}, BASE, CPU_NF4, HP, [0, 1]) == {}  # seed 1 never trained
-    assert qt.earlier_arms("t", {"arm": changed["data of the same length"][0]}, BASE, CPU_NF4, HP, [0]) == {}
+    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, HP, [0]) == {"domain_only": [m]}
+    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, HP, [0, 1]) == {}  # seed 1 never trained
+    assert qt.earlier_arms("t", {"domain_only": changed["data of the same length"][0]}, BASE, CPU_NF4, HP, [0]) == {}
     assert qt.earlier_arms("t", {"other": ds}, BASE, CPU_NF4, HP, [0]) == {}
 
     # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
     with pytest.raises(RuntimeError, match="other settings"):
-        qt.load_adapted("t", "arm", 0, BASE, CPU_NF4, expected_key="something else")
+        qt.load_adapted("t", "domain_only", 0, BASE, CPU_NF4, expected_key="something else")
 
 
 def _with_other_weights(folder):

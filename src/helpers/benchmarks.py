@@ -1718,7 +1718,7 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
     general eval's question forms (``EVAL_FORMS``); a clinical condition, symptom or drug anywhere; an eval answer
     of two or more words (an alias included), or a country, capital or continent of the geography families, as
     words of a response."""
-    from .evaluation import answer_tokens
+    from .text import answer_tokens
 
     stems = {r["instruction"].split(" Answer ")[0].strip().lower() for r in eval_rows}
     clinic = [v.lower().removeprefix("a ") for c, (s, d) in CLINICAL.items() for v in (c, s, d)]
@@ -1753,7 +1753,7 @@ def validate(items: list[dict]) -> list[dict]:
     absent from the instruction (echoing the question must not score) and not inside one another (so that a right
     sentence never contains a distractor); no instruction twice.
     """
-    from .evaluation import answer_tokens
+    from .text import answer_tokens
 
     def inside(a: list[str], b: list[str]) -> bool:
         return any(b[i : i + len(a)] == a for i in range(len(b) - len(a) + 1))

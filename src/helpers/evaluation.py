@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import unicodedata
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import arms as registry
 from . import qlora_training
 from .chat import render_prompt
 from .generate import generate, scoring_batches
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
 from .mixing import DataError, _row_to_messages, looks_like_path, no_such_file, read_records
 from .models import load_tokenizer
+from .text import answer_tokens, normalise_answer  # noqa: F401 -- re-exported until the split
 from .runs import find_local, read_json, run_dir, save_figure, stage_dir, write_json
 
 STAGE = "06_evaluation"
@@ -385,26 +386,14 @@ def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = N
 
 
 # The paper's ablation (its Table: general average over its benchmarks) beside the lab's arms that repeat each row
-ABLATION_ROWS = [
-    ("base", "the base model, not fine-tuned", 39.00),
-    ("domain_only", "domain data only", None),
-    ("ours_1x1", "1 model x 1 answer, no filter", 38.81),
-    ("ours_1x3_self", "1 model x 3 answers, filtered by itself", 39.06),
-    ("ours", "M models x k answers, committee-filtered (the method)", 39.21),
-    ("ours_weak", "our instructions, the weakest generator's answers, no filter", None),
-    ("uniform_ours", "our answers, instructions spread evenly over 01's clusters", None),
-    ("public_mix", "a public SFT set", 38.81),
-    ("oracle", "the true hidden mixture (the lab only)", None),
-    ("sdft", "self-distillation (SDFT) on the domain data, no replay", None),
-    ("sdft_ours", "self-distillation on the domain data and our general data", None),
-]
-ABLATION_ARMS = ("ours_1x1", "ours_1x3_self", "ours_weak", "uniform_ours", "sdft", "sdft_ours")
+ABLATION_ROWS = [("base", "the base model, not fine-tuned", registry.BASE_PAPER_GENERAL),
+                 *[(a.name, a.what, a.paper_general) for a in registry.ARMS.values()]]
 
 
 def ablation_table(results: dict) -> list[dict]:
     """The ablation laid out like the paper's table, for the arms this run has; empty without ablation arms."""
     arms = results["arms"]
-    if not any(a in arms for a in ABLATION_ARMS):
+    if not registry.optional(arms):
         return []
     out = []
     for name, what, paper in ABLATION_ROWS:
@@ -428,8 +417,7 @@ def plot_ablation(results: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
     y = np.arange(len(rows))[::-1]
     ax.barh(y, [r["general"] for r in rows], xerr=[r["general_std"] or 0 for r in rows], capsize=3,
-            color=["C3" if r["arm"] == "domain_only" else "C0" if r["arm"].startswith(("ours", "uniform")) else "C7"
-                   for r in rows])
+            color=[registry.get(r["arm"]).colour for r in rows])
     ax.axvline(results["base"]["general_accuracy"], color="k", ls="--", lw=1, label="base model")
     ax.set_yticks(y, [f"{r['arm']}: {r['what']}" for r in rows], fontsize=8)
     ax.set(xlim=(0, 1.05), xlabel="general accuracy (held-out, mean ± std over seeds)",
@@ -822,29 +810,6 @@ def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimi
 
 
 # --- answers inside sentences ----------------------------------------------------------------------------------
-_ARTICLES = frozenset({"a", "an", "the"})
-_WORD = re.compile(r"\d+(?:\.\d+)*|[^\W\d_]+")
-
-
-def answer_tokens(text: str, strip_articles: bool = True) -> list[str]:
-    """``text`` as the matcher sees it: a list of lower-case words and numbers (see ``answer_matches``)."""
-    t = unicodedata.normalize("NFKD", str(text))
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
-    t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t)  # 3,000 -> 3000
-    words = _WORD.findall(t)
-    if strip_articles:
-        stripped = list(words)
-        while stripped and stripped[0] in _ARTICLES:
-            stripped.pop(0)
-        words = stripped or words  # an answer that is only an article keeps it
-    return words
-
-
-def normalise_answer(text: str) -> str:
-    """The matcher's normal form of ``text``: "The  Capital, Bogotá!" -> "capital bogota"."""
-    return " ".join(answer_tokens(text))
-
-
 def _spans(words: list[str], phrase: list[str]) -> list[tuple[int, int]]:
     n = len(phrase)
     return [(i, i + n) for i in range(len(words) - n + 1) if n and words[i : i + n] == phrase]

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 from . import models
 from .chat import encode_prompts, frame_for, render_prompt
 from .generate import generate, scoring_batches
-from .reconstruct_distribution import normalise
 from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_jsonl
+from .text import normalise
 
 STAGE = "03_filtering"
 

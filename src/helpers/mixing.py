@@ -25,6 +25,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from . import arms as registry
 from .runs import (find_local, read_json, read_jsonl, require, save_figure, stage_dir, trouble, under_repo_root,
                    write_json)
 
@@ -203,7 +204,8 @@ def _pick(pool: list[dict], clusters: list[int] | None, shares: dict[int, float]
 
 def cluster_shares_sampled(run_name: str) -> dict[int, float]:
     """Share of each 01 cluster among *all* usable samples (duplicates included), i.e. before dedup."""
-    from .reconstruct_distribution import normalise, load_instructions, load_samples
+    from .reconstruct_distribution import load_instructions, load_samples
+    from .text import normalise
 
     cluster_of = {normalise(r["instruction"]): r["cluster"] for r in load_instructions(run_name)}
     counts = Counter(cluster_of[normalise(s["text"])] for s in load_samples(run_name)
@@ -231,7 +233,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     smaller than the arm reuses rows, recorded in the plan's ``ablation``.
 
     ``sdft`` adds ``sdft`` and ``sdft_ours``: the rows of ``domain_only`` and ``ours``, which notebook 05 trains with
-    self-distillation (SDFT) instead of SFT (``qlora_training.method_of``)."""
+    self-distillation (SDFT) instead of SFT (``arms.ARMS``' ``method``)."""
     rng = random.Random(seed)
     smallest = min(general, key=lambda name: len(general[name]))  # every mixed arm gets the same general rows count
     plan = sizes(len(domain), len(general[smallest]), general_share, n_domain)
@@ -271,21 +273,18 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
             raise ValueError(f"sweep_shares: every share must be between 0 and 1 (exclusive), got {share}")
         if math.isclose(share, general_share, abs_tol=1e-6):
             continue
-        name, n_general = f"ours_g{round(100 * share)}", round(plan["n_domain"] * share / (1 - share))
+        name, n_general = registry.sweep_name(share), round(plan["n_domain"] * share / (1 - share))
         if name in arms:
             raise ValueError(f"sweep_shares: {share} gives the arm name {name!r} twice or collides with "
                              f"general_share={general_share}; use shares at least a percent apart")
         arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general, seed))
         plan["sweep"][name] = share
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
-    if sdft:
-        arms["sdft"], arms["sdft_ours"] = list(arms["domain_only"]), list(arms["ours"])
+    for arm in registry.with_option("sdft") if sdft else ():
+        arms[arm.name] = list(arms[arm.source])
     for rows in arms.values():
         random.Random(seed + 2).shuffle(rows)
     return arms, plan
-
-
-ABLATION_ARMS = {"ours_1x1": "1x1", "ours_1x3_self": "1x3_self", "ours_weak": "weak"}  # arm -> 03's selection
 
 
 def ablation_pools(run_name: str, ours: list[dict], ours_clusters: list[int],
@@ -293,9 +292,12 @@ def ablation_pools(run_name: str, ours: list[dict], ours_clusters: list[int],
     """The ablation arms' pools for ``build_arms``: 03's ablation selections, sampled to the same cluster shares as
     ``ours``, and ``uniform_ours``: ours' own rows with every cluster of notebook 01 given the same share (the right
     answers, the wrong instruction distribution; a small cluster reuses its rows to keep its share)."""
-    pools = {arm: (*general_rows_from_selected(run_name, variant), shares, False)
-             for arm, variant in ABLATION_ARMS.items()}
-    pools["uniform_ours"] = (ours, ours_clusters, {c: 1.0 for c in set(ours_clusters)}, True)
+    pools = {}
+    for arm in registry.with_option("ablation"):
+        if arm.rows == "selection":
+            pools[arm.name] = (*general_rows_from_selected(run_name, arm.source), shares, False)
+        elif arm.rows == "uniform_clusters":
+            pools[arm.name] = (ours, ours_clusters, {c: 1.0 for c in set(ours_clusters)}, True)
     return pools
 
 

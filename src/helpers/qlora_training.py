@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from . import arms
 from .models import model_fingerprint, native_bf16
 from .runs import read_json, require, save_figure, stage_dir, write_json
 
@@ -450,8 +451,8 @@ SDFT = {"num_generations": 1,          # one answer per prompt: a step sees batc
 
 
 def method_of(arm: str) -> str:
-    """``sdft`` for arms whose name starts with it (notebook 04's ``sdft`` and ``sdft_ours``), else ``sft``."""
-    return "sdft" if arm.startswith("sdft") else "sft"
+    """How ``arm`` is trained: "sft" or "sdft" (``arms.ARMS``)."""
+    return arms.get(arm).method
 
 
 def sdft_dataset(dataset):

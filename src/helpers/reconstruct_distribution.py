@@ -23,6 +23,7 @@ import numpy as np
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
 from .generate import generate
 from .runs import read_json, read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
+from .text import normalise
 
 STAGE = "01_reconstruct"
 RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
@@ -41,11 +42,6 @@ def sample_instructions(model, tokenizer, n: int, *, temperature: float = 1.0, t
     rows = [{"id": i, "text": o["text"], "finished": o["finished"], "new_tokens": o["new_tokens"]}
             for i, o in enumerate(outs)]
     return rows, {"prefix": pq.text, "stop_token": pq.stop_token}
-
-
-def normalise(text: str) -> str:
-    """Lower-cased, whitespace-folded text: the key for exact dedup (here, in 03 and in 04)."""
-    return re.sub(r"\s+", " ", text.strip().lower())
 
 
 def drop_reason(text: str, finished: bool, min_words: int, max_words: int) -> str | None:
