@@ -110,8 +110,10 @@ def test_a_preset_sets_the_notebooks_own_keys_and_explicit_values_win(tmp_path, 
     preset = tmp_path / "mine.yaml"
     preset.write_text("run_name: mine\ngeneral_share: 0.5\nn_samples: 10\nmix_seed: 4\n")
     ns = notebook_namespace(f"preset = {str(preset)!r}\nmix_seed = 9")
-    applied = pipeline.settle_parameters(ns, NB)
-    assert applied == {"run_name": "mine", "general_share": 0.5}   # n_samples is 01's; mix_seed was passed
+    settled = pipeline.settle_parameters(ns, NB)
+    assert set(settled) == set(pipeline.notebook_parameters(pipeline.repo_root() / "notebooks" / f"{NB}.ipynb"))
+    # n_samples is 01's; mix_seed was passed; what the notebook records is what it runs with
+    assert (settled["run_name"], settled["general_share"], settled["mix_seed"]) == ("mine", 0.5, 9)
     assert (ns["run_name"], ns["general_share"], ns["mix_seed"]) == ("mine", 0.5, 9)
     assert "general_share=0.5" in capsys.readouterr().out
 
@@ -129,10 +131,29 @@ def test_a_preset_with_a_bad_key_or_value_is_refused_in_the_notebook(tmp_path):
 def test_without_papermill_or_preset_the_cell_values_stand():
     ns = notebook_namespace()
     before = dict(ns)
-    assert pipeline.settle_parameters(ns, NB) == {} and ns == before
+    settled = pipeline.settle_parameters(ns, NB)
+    assert ns == before and settled == {name: ns[name] for name in settled} and "general_share" in settled
 
 
 def test_every_shipped_preset_loads_inside_a_notebook():
     for preset in sorted((repo_root() / "presets").glob("*.yaml")):
         ns = notebook_namespace(preset=f"presets/{preset.name}")
         pipeline.settle_parameters(ns, NB)
+
+
+def test_a_preset_extends_its_base(tmp_path):
+    (tmp_path / "first.yaml").write_text("run_name: first\ngeneral_share: 0.5\nn_samples: 10\n")
+    (tmp_path / "second.yaml").write_text("base: first.yaml\nrun_name: second\n")
+    assert pipeline.load_preset(tmp_path / "second.yaml", ["n_samples=3"]) == \
+        {"run_name": "second", "general_share": 0.5, "n_samples": 3}
+    (tmp_path / "first.yaml").write_text("base: second.yaml\n")
+    with pytest.raises(pipeline.PipelineError, match="comes back to itself"):
+        pipeline.load_preset(tmp_path / "second.yaml")
+    (tmp_path / "third.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(pipeline.PipelineError, match=r"nowhere.yaml \(the base of .*third.yaml\) does not exist"):
+        pipeline.load_preset(tmp_path / "third.yaml")
+
+
+def test_nullable_parameters_are_declared_by_notebooks_that_have_them():
+    declared = {k for nb in pipeline.discover(pipeline.repo_root() / "notebooks") for k in pipeline.notebook_parameters(nb)}
+    assert set(pipeline.NULLABLE) <= declared

@@ -89,24 +89,38 @@ def notebook_parameters(path: Path) -> dict[str, object]:
     return params
 
 
+def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A preset's values, with those of the preset its ``base:`` key names (a path relative to this preset's folder)
+    underneath: ``base: lab.yaml`` plus the keys that differ."""
+    path = Path(path).expanduser()
+    if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
+        path = repo_root() / path  # run from another working directory
+    if not path.exists():
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise PipelineError(f"preset {path}{where} does not exist (presets live in {repo_root() / 'presets'})")
+    if path.resolve() in [p.resolve() for p in chain]:
+        raise PipelineError(f"preset {path}: its `base:` chain comes back to itself ({' -> '.join(map(str, chain))})")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PipelineError(f"preset {path}{where} is not valid YAML: {getattr(err, 'problem', None) or err}; "
+                            "a preset is lines of `name: value`") from None
+    if not isinstance(loaded, dict):
+        raise PipelineError(f"preset {path} must be a mapping of parameter: value, got {type(loaded).__name__}")
+    base = loaded.pop(BASE_KEY, None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise PipelineError(f"preset {path}: `{BASE_KEY}:` names another preset file, e.g. `{BASE_KEY}: lab.yaml`; "
+                            f"got {base!r}")
+    return _read_preset(path.parent / base, (*chain, path)) | loaded
+
+
 def load_preset(path: Path | None, overrides: list[str] = ()) -> dict:
-    params: dict = {}
-    if path is not None:
-        path = Path(path).expanduser()
-        if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
-            path = repo_root() / path  # run from another working directory
-        if not path.exists():
-            raise PipelineError(f"preset {path} does not exist (presets live in {repo_root() / 'presets'})")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise PipelineError(f"preset {path}{where} is not valid YAML: {getattr(err, 'problem', None) or err}; "
-                                "a preset is lines of `name: value`") from None
-        if not isinstance(loaded, dict):
-            raise PipelineError(f"preset {path} must be a mapping of parameter: value, got {type(loaded).__name__}")
-        params.update(loaded)
+    """A preset's values (``base:`` presets underneath), then the ``key=value`` overrides."""
+    params: dict = dict(_read_preset(path)) if path is not None else {}
     for item in overrides:
         if "=" not in item:
             raise PipelineError(f"-p {item!r}: expected key=value, e.g. -p seed=1")
@@ -140,10 +154,15 @@ def check_keys(params: dict, declared: dict[str, dict]) -> None:
                             f"cells): {valid}")
 
 
+# Parameters whose value may be None although their default is not (a default of None always allows it).
+NULLABLE = {"minhash_threshold": "None switches MinHash dedup off (03)",
+            "embedding_threshold": "None switches embedding dedup off (03)"}
+BASE_KEY = "base"  # a preset's key naming the preset it extends
+
+
 def nullable(path: Path) -> set[str]:
-    """Parameters whose comment in the parameters cell says that None is allowed (e.g. "None disables")."""
-    return {name for name, info in _inspected(path).items()
-            if re.search(r"\bNone\b", info.get("help") or "")}
+    """The parameters of the notebook at ``path`` that may be None (``NULLABLE``)."""
+    return set(NULLABLE) & set(notebook_parameters(path))
 
 
 TYPE_NAMES = {bool: "true/false", int: "a whole number", float: "a number", str: "a string (text)",
@@ -257,7 +276,7 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     - When ``preset`` names a YAML preset, its keys that this notebook declares replace the parameters cell's
       values (the one line a JupyterLab or Colab user changes); values passed to papermill explicitly win over it.
 
-    Returns the values the preset set."""
+    Returns every parameter of the notebook with its settled value: what the notebook records in its manifest."""
     import difflib
 
     path = repo_root() / "notebooks" / f"{notebook}.ipynb"
@@ -301,7 +320,7 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     changed = {k: v for k, v in applied.items() if v != declared[k]}
     if preset:
         print(f"preset {preset}: " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing to change"))
-    return applied
+    return {name: ns[name] for name in declared}
 
 
 def kernel_manager():
