@@ -2,7 +2,7 @@
 import datasets
 import pytest
 
-from helpers import evaluation
+from helpers import datafiles, evaluation
 from helpers.lab import zoo
 
 
@@ -115,7 +115,7 @@ def test_eval_file_formats_and_defaults(tmp_path):
 
 
 def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
-    from helpers.mixing import DataError
+    from helpers.datafiles import DataError
 
     good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": "q", "answer": "a", "family": "f"}])
     with pytest.raises(DataError, match="needs eval_general and eval_domain"):
@@ -176,12 +176,12 @@ def test_evaluation_refuses_adapters_trained_on_older_arms(outputs):
     data = datasets.Dataset.from_list([{"messages": [{"role": "user", "content": "q"},
                                                      {"role": "assistant", "content": "a"}]}])
     runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
-                    {"settings": {"data": qlora_training.data_fingerprint(data)}})
+                    {"settings": {"data": datafiles.fingerprint(data)}})
     training = {"arms": {"ours": [{"seed": 0}]}}
     evaluation.check_trained_data("r", training, {"ours": data})
     data.save_to_disk(str(outputs / "arm"))  # 04 saves an arm; 05 and 06 each load it: the same fingerprint
     runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
-                    {"settings": {"data": qlora_training.data_fingerprint(datasets.load_from_disk(str(outputs / "arm")))}})
+                    {"settings": {"data": datafiles.fingerprint(datasets.load_from_disk(str(outputs / "arm")))}})
     evaluation.check_trained_data("r", training, {"ours": datasets.load_from_disk(str(outputs / "arm"))})
     data = datasets.load_from_disk(str(outputs / "arm"))
     changed = data.map(lambda r: {"messages": [r["messages"][0], {"role": "assistant", "content": "b"}]})

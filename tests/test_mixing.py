@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import mixing
+from helpers import datafiles, mixing
 
 
 def msgs(q, a):
@@ -19,11 +19,11 @@ def test_load_every_format(tmp_path):
     (tmp_path / "b.csv").write_text("instruction,response\nq1,a1\nq2,a2\n")
     (tmp_path / "c.json").write_text(json.dumps([{"instruction": "q1", "output": "a1", "input": "ctx"}]))
     pq.write_table(pa.Table.from_pylist([{"instruction": "q1", "response": "a1"}]), tmp_path / "d.parquet")
-    assert mixing.load_conversations(str(tmp_path / "a.jsonl")) == [{"messages": msgs("q1", "a1")},
+    assert datafiles.load_conversations(str(tmp_path / "a.jsonl")) == [{"messages": msgs("q1", "a1")},
                                                                      {"messages": msgs("q2", "a2")}]
-    assert len(mixing.load_conversations(str(tmp_path / "b.csv"))) == 2
-    assert mixing.load_conversations(str(tmp_path / "c.json"))[0]["messages"][0]["content"] == "q1\n\nctx"
-    assert mixing.load_conversations(str(tmp_path / "d.parquet")) == [{"messages": msgs("q1", "a1")}]
+    assert len(datafiles.load_conversations(str(tmp_path / "b.csv"))) == 2
+    assert datafiles.load_conversations(str(tmp_path / "c.json"))[0]["messages"][0]["content"] == "q1\n\nctx"
+    assert datafiles.load_conversations(str(tmp_path / "d.parquet")) == [{"messages": msgs("q1", "a1")}]
 
 
 @pytest.mark.parametrize("name,content,message", [
@@ -37,13 +37,13 @@ def test_load_every_format(tmp_path):
 ])
 def test_bad_rows_name_file_row_and_field(tmp_path, name, content, message):
     (tmp_path / name).write_text(content)
-    with pytest.raises(mixing.DataError, match=message):
-        mixing.load_conversations(str(tmp_path / name))
+    with pytest.raises(datafiles.DataError, match=message):
+        datafiles.load_conversations(str(tmp_path / name))
 
 
 def test_missing_file_is_clear():
-    with pytest.raises(mixing.DataError, match="no such file"):
-        mixing.load_conversations("data/nope.jsonl")
+    with pytest.raises(datafiles.DataError, match="no such file"):
+        datafiles.load_conversations("data/nope.jsonl")
 
 
 def test_sizes():
@@ -142,12 +142,12 @@ def test_relative_data_paths_are_found_from_the_repository_root(tmp_path, monkey
     (repo / "data").mkdir()
     (repo / "data" / "d.jsonl").write_text('{"instruction": "q", "response": "a"}\n')
     monkeypatch.chdir(repo / "notebooks")
-    assert mixing.load_conversations("data/d.jsonl")[0]["messages"][1]["content"] == "a"
-    with pytest.raises(mixing.DataError, match=r"data/missing.jsonl: no such file \(looked in .*notebooks and .*repo"):
-        mixing.load_conversations("data/missing.jsonl")
+    assert datafiles.load_conversations("data/d.jsonl")[0]["messages"][1]["content"] == "a"
+    with pytest.raises(datafiles.DataError, match=r"data/missing.jsonl: no such file \(looked in .*notebooks and .*repo"):
+        datafiles.load_conversations("data/missing.jsonl")
     monkeypatch.setenv("HOME", str(repo))  # ~ is expanded
-    assert mixing.load_conversations("~/data/d.jsonl")[0]["messages"][1]["content"] == "a"
-    assert mixing.looks_like_path("data/X.JSONL")
+    assert datafiles.load_conversations("~/data/d.jsonl")[0]["messages"][1]["content"] == "a"
+    assert datafiles.looks_like_path("data/X.JSONL")
     (repo / "models" / "m").mkdir(parents=True)  # the same for a local model folder; a hub id stays as it is
     from helpers import models
 
@@ -157,10 +157,10 @@ def test_relative_data_paths_are_found_from_the_repository_root(tmp_path, monkey
 
 
 def test_hub_ids_and_paths_are_told_apart():
-    assert not mixing.looks_like_path("tatsu-lab/alpaca") and not mixing.looks_like_path("alpaca")
-    assert all(mixing.looks_like_path(p) for p in ("data/x.jsonl", "./data", "/abs/folder", "x.parquet", "a\\b"))
-    with pytest.raises(mixing.DataError, match="cannot load dataset 'no-such-org/no-such-set'"):
-        mixing.load_conversations("no-such-org/no-such-set")  # an org/name id goes to the hub, not "no such file"
+    assert not datafiles.looks_like_path("tatsu-lab/alpaca") and not datafiles.looks_like_path("alpaca")
+    assert all(datafiles.looks_like_path(p) for p in ("data/x.jsonl", "./data", "/abs/folder", "x.parquet", "a\\b"))
+    with pytest.raises(datafiles.DataError, match="cannot load dataset 'no-such-org/no-such-set'"):
+        datafiles.load_conversations("no-such-org/no-such-set")  # an org/name id goes to the hub, not "no such file"
 
 
 def test_unused_domain_rows_are_a_warning_with_the_fix(capsys):

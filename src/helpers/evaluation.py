@@ -13,7 +13,6 @@ answers (``load_eval_set``), e.g. slices of benchmarks whose prompts ask for the
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import defaultdict
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from . import qlora_training
 from .chat import render_prompt
 from .generate import generate, scoring_batches
 from .lab.evaluate import heldout_sets  # noqa: F401 -- re-exported: the lab's held-out sets, the same as stage 00's
-from .mixing import DataError, _row_to_messages, looks_like_path, no_such_file, read_records
+from .datafiles import DataError, fingerprint, looks_like_path, no_such_file, read_records, row_to_messages
 from .models import load_tokenizer
 from .text import answer_tokens, normalise_answer  # noqa: F401 -- re-exported until the split
 from .runs import find_local, read_json, run_dir, save_figure, stage_dir, write_json
@@ -78,7 +77,7 @@ def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
                             "'messages' ending with the reference answer)")
         if answer is not None:
             record = {**record, "response": answer}
-        messages = _row_to_messages(record, where)
+        messages = row_to_messages(record, where)
         if [m["role"] for m in messages] != ["user", "assistant"]:
             raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
                             f"{[m['role'] for m in messages]}")
@@ -610,7 +609,7 @@ def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
         if arm not in arm_data:
             raise RuntimeError(f"notebook 05 trained arm {arm!r}, which notebook 04's last run no longer builds; "
                                f"rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
-        current = qlora_training.data_fingerprint(arm_data[arm])
+        current = fingerprint(arm_data[arm])
         for m in per_seed:
             path = qlora_training.arm_dir(run_name, arm, m["seed"]) / "metrics.json"
             if not path.exists():

@@ -220,7 +220,7 @@ def preflight(values: dict[str, dict]) -> list[str]:
     (a missing file or an unreachable hub id would otherwise fail after the earlier notebooks' work):
     ``values`` maps notebook to its effective parameters (defaults + preset). Returns the problems found."""
     from . import models
-    from .mixing import looks_like_path, no_such_file
+    from .datafiles import looks_like_path, no_such_file
     from .runs import find_local
 
     problems, seen = [], set()

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import arms
+from .datafiles import fingerprint
 from .models import model_fingerprint, native_bf16
 from .runs import read_json, require, save_figure, stage_dir, write_json
 
@@ -375,14 +376,6 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def data_fingerprint(dataset) -> str:
-    """``datasets``' own content fingerprint (kept by save_to_disk / load_from_disk), or a hash of the rows."""
-    fingerprint = getattr(dataset, "_fingerprint", None)
-    if fingerprint:
-        return fingerprint
-    return hashlib.sha256(json.dumps(list(dataset), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
@@ -512,7 +505,7 @@ def _settings(dataset, base_path: str, setup: Setup, hp: dict, seed: int, method
     and the parts of the speed plan that change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing
     recomputes the same values and is left out. SDFT arms add their method and its own settings."""
     settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": hp,
-                "seed": seed, "n_rows": len(dataset), "data": data_fingerprint(dataset),
+                "seed": seed, "n_rows": len(dataset), "data": fingerprint(dataset),
                 "numerics": numerics(_text_config(base_path), setup)}
     if method == "sdft":
         settings["sdft"] = {**SDFT, "max_completion_length": sdft_completion_length(hp)}
