@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
 from helpers import filtering  # noqa: E402
-from helpers.benchmarks import read  # noqa: E402
 from helpers.runs import repo_root  # noqa: E402
+from helpers.shipped_data import read  # noqa: E402
 
 
 def candidate_pairs(items: list[dict], seed: int = 0) -> list[tuple[dict, dict]]:

@@ -1,13 +1,18 @@
-"""The shipped evaluation and domain data (``helpers.benchmarks``, ``data/``): sizes, fairness, held-out phrasings,
-correct facts, and the committed files equal to what the code builds."""
+"""The shipped evaluation and domain data (``helpers.shipped_data``, ``data/``): the tables load, sizes, fairness,
+held-out phrasings, correct facts, and the committed files equal, byte for byte, to what the code builds."""
 import json
 import re
+import subprocess
+import sys
+import tomllib
+from pathlib import PurePosixPath
 
 import pytest
 
-from helpers import benchmarks as B
 from helpers import evaluation
+from helpers import shipped_data as S
 from helpers.lab.tasks import CLINICAL
+from helpers.shipped_data import clinical, common, general, public
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
@@ -15,23 +20,23 @@ DATA = ROOT / "data"
 
 @pytest.fixture(scope="module")
 def built():
-    return B.build()
+    return S.build()
 
 
 def test_general_set_has_enough_families_and_items(built):
-    counts = B.summary(built["general"])
+    counts = S.summary(built["general"])
     assert len(counts) >= 8 and sum(counts.values()) >= 400, counts
-    assert set(counts) == set(B.GENERAL_BUILDERS)
-    assert all(20 <= n <= B.PER_FAMILY for n in counts.values()), counts
+    assert set(counts) == set(S.GENERAL_BUILDERS)
+    assert all(20 <= n <= S.PER_FAMILY for n in counts.values()), counts
     assert counts["calendar"] == 38  # 12 months and 7 days, after and before: all the table has
 
 
 def test_clinical_splits_have_their_families_and_sizes(built):
-    assert B.summary(built["clinical_eval"]) == {"clinical_diagnosis": 30, "clinical_treatment": 30,
+    assert S.summary(built["clinical_eval"]) == {"clinical_diagnosis": 30, "clinical_treatment": 30,
                                                  "clinical_dosing": 30}
     train = built["clinical_train"]
     assert 150 <= len(train) <= 400
-    assert {"clinical_diagnosis", "clinical_treatment", "clinical_dosing"} <= set(B.summary(train))
+    assert {"clinical_diagnosis", "clinical_treatment", "clinical_dosing"} <= set(S.summary(train))
     assert all(set(r) == {"family", "instruction", "response"} for r in train)
 
 
@@ -40,7 +45,7 @@ def test_every_eval_row_is_well_formed(built, key):
     rows = built[key]
     assert len({r["instruction"] for r in rows}) == len(rows)  # no duplicates
     for r in rows:
-        assert tuple(r) == B.FIELDS
+        assert tuple(r) == S.FIELDS
         assert len(r["choices"]) == 4 and r["choices"].count(r["answer"]) == 1
         assert r["choices"][r["label"]] == r["answer"]
         assert len({evaluation.normalise_answer(c) for c in r["choices"]}) == 4
@@ -51,29 +56,78 @@ def test_every_eval_row_is_well_formed(built, key):
 
 
 def test_building_is_deterministic(built):
-    assert B.build() == built
+    assert S.build() == built
 
 
 def test_committed_data_files_equal_what_the_code_builds(built):
-    assert B.check(DATA) == [], "run `python -m helpers.benchmarks write` and commit data/"
-    for key, name in B.FILES.items():
-        assert B.read(DATA / name) == built[key]
+    assert S.check(DATA) == [], "run `python -m helpers.shipped_data write` and commit data/"
+    for key, name in S.FILES.items():
+        assert (DATA / name).read_bytes() == S.to_jsonl(built[key]).encode("utf-8"), name  # byte for byte
+        assert S.read(DATA / name) == built[key]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The tables (``src/helpers/shipped_data/tables/*.json``)
+# ------------------------------------------------------------------------------------------------------------------
+TABLE_MODULES = {"general": general, "clinical": clinical, "public": public}
+
+
+def _as_json(value):
+    """A table as its JSON file holds it: tuples as lists, a dict keyed by tuples as a list of [*key, value]."""
+    if isinstance(value, dict):
+        if all(isinstance(k, tuple) for k in value):
+            return [[*k, _as_json(v)] for k, v in value.items()]
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
+
+
+def test_every_table_loads_into_its_module():
+    assert sorted(p.name for p in common.TABLES.glob("*.json")) == sorted(f"{n}.json" for n in TABLE_MODULES)
+    for name, module in TABLE_MODULES.items():
+        tables = common.table(name)
+        assert len(tables) >= 3, name
+        for key, value in tables.items():
+            bound = getattr(module, key) if hasattr(module, key) else getattr(module, "_" + key)
+            assert value and _as_json(bound) == value, f"{name}.json: {key}"
+    # the shapes the builders rely on: tuples where the tables were tuples, tuple keys where pairs name an entry
+    assert general.COUNTRIES["China"] == ("Beijing", "Asia", ("Peking",)) and general.LETTERS == "bcefghjklnpqruvwyz"
+    assert general.CONVERSIONS[0] == ("kilometers", "meters", 1000) and general.PLURALS["cactus"][1] == ("cactuses",)
+    assert all(type(q) is tuple and len(q) == 3 for q in clinical.EVAL_QUESTIONS.values())
+    assert public.COMPARISONS["weather", "climate"].startswith("Weather is the state of the atmosphere")
+    planets = public.CATEGORIES["planets", "a planet"]
+    assert type(planets) is tuple and "Mars" in planets
+    assert public.TRANSLATIONS[0] == ("Spanish", "good morning", "Buenos días.", "")
+
+
+def test_tables_are_package_data():
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["helpers"]
+    for path in common.TABLES.glob("*.json"):
+        relative = PurePosixPath(path.relative_to(ROOT / "src" / "helpers").as_posix())
+        assert any(relative.match(g) for g in globs), f"{relative} is not in pyproject.toml's package-data"
+
+
+def test_module_cli_checks_the_committed_files():
+    run = subprocess.run([sys.executable, "-m", "helpers.shipped_data", "check", str(DATA)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert run.returncode == 0 and "data files match the code" in run.stdout, run.stderr
 
 
 def test_cli_writes_and_checks(tmp_path, capsys):
-    assert B.main(["write", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(B.FILES.values())
-    assert B.main(["check", str(tmp_path)]) == 0
-    path = tmp_path / B.FILES["general"]
+    assert S.main(["write", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(S.FILES.values())
+    assert S.main(["check", str(tmp_path)]) == 0
+    path = tmp_path / S.FILES["general"]
     path.write_text(path.read_text().replace("Paris", "Lyon"))
-    assert B.main(["check", str(tmp_path)]) == 1
+    assert S.main(["check", str(tmp_path)]) == 1
     assert "general_eval.jsonl" in capsys.readouterr().err
 
 
 def test_eval_files_load_with_load_eval_set():
     for name, default in (("general_eval.jsonl", "general"), ("clinical_eval.jsonl", "domain")):
         items = evaluation.load_eval_set(str(DATA / name), default)
-        rows = B.read(DATA / name)
+        rows = S.read(DATA / name)
         assert [(e.family, e.instruction, e.response) for e in items] == \
             [(r["family"], r["instruction"], r["answer"]) for r in rows]
     sets = evaluation.eval_sets(str(DATA / "general_eval.jsonl"), str(DATA / "clinical_eval.jsonl"))
@@ -82,14 +136,15 @@ def test_eval_files_load_with_load_eval_set():
 
 def test_general_facts_are_right(built):
     by_q = {r["instruction"]: r for r in built["general"]}
-    assert B.COUNTRIES["France"][:2] == ("Paris", "Europe") and B.COUNTRIES["Kenya"][:2] == ("Nairobi", "Africa")
+    assert general.COUNTRIES["France"][:2] == ("Paris", "Europe")
+    assert general.COUNTRIES["Kenya"][:2] == ("Nairobi", "Africa")
     assert by_q["What is the chemical symbol for gold? Answer with the symbol only."]["answer"] == "Au"
     assert by_q["Which month comes right after December? Answer with the name of the month only."]["answer"] == \
         "January"
     assert by_q["Which day of the week comes right before Monday? Answer with the name of the day only."]["answer"] \
         == "Sunday"
     ops = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
-    factors = {(small, big): f for big, small, f in B.CONVERSIONS}
+    factors = {(small, big): f for big, small, f in general.CONVERSIONS}
     for r in built["general"]:
         q = r["instruction"]
         if r["family"] == "arithmetic":
@@ -102,11 +157,11 @@ def test_general_facts_are_right(built):
             assert r["answer"] == re.search(r'"(\w+)"', q).group(1)[0]
         elif r["family"] == "capital":
             country = re.match(r"What is the capital of (.+)\? Answer", q).group(1)
-            assert r["answer"] == B.COUNTRIES[country][0] and r["aliases"] == list(B.COUNTRIES[country][2])
+            assert r["answer"] == general.COUNTRIES[country][0] and r["aliases"] == list(general.COUNTRIES[country][2])
         elif r["family"] == "continent":
             country = re.match(r"On which continent is (.+)\? Answer", q).group(1)
-            assert r["answer"] == B.COUNTRIES[country][1]
-    assert [B.number_in_words(n) for n in (7, 13, 40, 47, 99, 305)] == \
+            assert r["answer"] == general.COUNTRIES[country][1]
+    assert [S.number_in_words(n) for n in (7, 13, 40, 47, 99, 305)] == \
         ["seven", "thirteen", "forty", "forty-seven", "ninety-nine", "three hundred and five"]
 
 
@@ -138,8 +193,8 @@ def test_held_out_phrasings_do_not_occur_in_train(built):
 
 
 def test_held_out_doses_use_rate_weight_pairs_not_in_train(built):
-    train_pairs, eval_pairs = B.dosing_pairs()
-    assert not set(train_pairs) & set(eval_pairs) and len(eval_pairs) == B.N_EVAL_DOSING
+    train_pairs, eval_pairs = S.dosing_pairs()
+    assert not set(train_pairs) & set(eval_pairs) and len(eval_pairs) == clinical.N_EVAL_DOSING
     seen = set()
     for r in built["clinical_train"]:
         if r["family"] == "clinical_dosing":
@@ -172,20 +227,20 @@ def test_train_responses_state_the_fact_in_a_sentence(built):
 
 
 def test_validate_refuses_unfair_items():
-    good = B.item("f", "What is 2 plus 3? Answer with the number only.", "5", ["6", "7", "8"], B._rng("t"))
-    assert B.validate([good]) == [good]
+    good = S.item("f", "What is 2 plus 3? Answer with the number only.", "5", ["6", "7", "8"], common.seeded("t"))
+    assert S.validate([good]) == [good]
     with pytest.raises(ValueError, match="occurs in the instruction"):
-        B.validate([B.item("f", "What is 2 plus 3? Answer.", "5", ["6", "7", "3"], B._rng("t"))])
+        S.validate([S.item("f", "What is 2 plus 3? Answer.", "5", ["6", "7", "3"], common.seeded("t"))])
     with pytest.raises(ValueError, match="contain one another"):
-        B.validate([B.item("f", "Which one? Answer.", "forty-one", ["forty", "fifty", "sixty"], B._rng("t"))])
+        S.validate([S.item("f", "Which one? Answer.", "forty-one", ["forty", "fifty", "sixty"], common.seeded("t"))])
     with pytest.raises(ValueError, match="not distinct"):
-        B.validate([B.item("f", "Which city? Answer.", "Bogotá", ["Bogota", "Lima", "Quito"], B._rng("t"))])
+        S.validate([S.item("f", "Which city? Answer.", "Bogotá", ["Bogota", "Lima", "Quito"], common.seeded("t"))])
     with pytest.raises(ValueError, match="duplicate"):
-        B.validate([good, dict(good)])
+        S.validate([good, dict(good)])
 
 
 def test_data_files_are_plain_utf8_jsonl():
-    for name in B.FILES.values():
+    for name in S.FILES.values():
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert all(json.loads(line) for line in lines)
     assert "Bogotá" in (DATA / "general_eval.jsonl").read_text(encoding="utf-8")  # not \u-escaped
@@ -196,12 +251,12 @@ def test_data_files_are_plain_utf8_jsonl():
 # ------------------------------------------------------------------------------------------------------------------
 def test_public_standin_has_its_families_and_sizes(built):
     rows = built["public_standin"]
-    counts = B.summary(rows)
+    counts = S.summary(rows)
     assert 400 <= len(rows) <= 600 and len(rows) == 523, counts
-    assert list(counts) == list(B.PUBLIC_FAMILIES) and len(counts) == 14
+    assert list(counts) == list(S.PUBLIC_FAMILIES) and len(counts) == 14
     assert all(n >= 20 for n in counts.values()), counts
-    assert not set(counts) & set(B.GENERAL_BUILDERS)  # no family shared with the general evaluation
-    assert "stand-in" in B.__doc__ and "public_standin.jsonl" in B.__doc__ and "not by any model" in B.__doc__
+    assert not set(counts) & set(S.GENERAL_BUILDERS)  # no family shared with the general evaluation
+    assert "stand-in" in S.__doc__ and "public_standin.jsonl" in S.__doc__ and "not by any model" in S.__doc__
 
 
 def test_public_rows_are_well_formed(built):
@@ -221,19 +276,20 @@ def test_public_rows_are_well_formed(built):
             assert len(r["response"].splitlines()) == 3
         elif r["family"] == "sentiment":
             label = r["response"].split(":")[0].lower()
-            assert label in B.SENTIMENTS
+            assert label in public.SENTIMENTS
             review = re.search(r'"(.+)"|\n(.+)$', r["instruction"])
             text = review.group(1) or review.group(2)
-            assert any(text == t.format(item=i) for t, _ in B.SENTIMENTS[label] for i in B.SENTIMENT_ITEMS)
+            assert any(text == t.format(item=i) for t, _ in public.SENTIMENTS[label] for i in public.SENTIMENT_ITEMS)
     # the defined words are none of the evaluation's words (opposites, plurals, first letters)
-    eval_words = set(B.OPPOSITES) | {o for o, _ in B.OPPOSITES.values()} | set(B.PLURALS) | set(B.LETTER_WORDS)
-    assert not set(B.DEFINITIONS) & eval_words
+    eval_words = set(general.OPPOSITES) | {o for o, _ in general.OPPOSITES.values()} | set(general.PLURALS) | \
+        set(general.LETTER_WORDS)
+    assert not set(public.DEFINITIONS) & eval_words
 
 
 def test_public_set_does_not_leak_the_eval_sets(built):
-    public, evals = built["public_standin"], built["general"] + built["clinical_eval"]
-    assert B.public_leaks(public, evals) == []
-    texts = [f"{r['instruction']}\n{r['response']}".lower() for r in public]
+    rows, evals = built["public_standin"], built["general"] + built["clinical_eval"]
+    assert S.public_leaks(rows, evals) == []
+    texts = [f"{r['instruction']}\n{r['response']}".lower() for r in rows]
     # no eval instruction, nor its question without the "Answer with ..." tail, occurs anywhere in the public set
     for e in evals:
         question = e["instruction"].split(" Answer ")[0].lower()
@@ -245,7 +301,7 @@ def test_public_set_does_not_leak_the_eval_sets(built):
     # none of the general eval's question forms is asked
     forms = ("capital of", "chemical symbol", "opposite of", "first letter", "plural of", "in words", "continent",
              "comes right after", "comes right before")
-    assert not [(f, r["instruction"]) for r in public for f in forms if f in r["instruction"].lower()]
+    assert not [(f, r["instruction"]) for r in rows for f in forms if f in r["instruction"].lower()]
 
 
 def test_public_leaks_catches_planted_leaks(built, monkeypatch):
@@ -263,11 +319,11 @@ def test_public_leaks_catches_planted_leaks(built, monkeypatch):
         {**clean, "response": "Paris is lovely in spring."},  # a capital of the geography families
     ]
     for row in planted:
-        assert B.public_leaks([row], evals), row
-    assert B.public_leaks([clean], evals) == []
-    monkeypatch.setattr(B, "public_standin_rows", lambda: [clean, planted[4]])
+        assert S.public_leaks([row], evals), row
+    assert S.public_leaks([clean], evals) == []
+    monkeypatch.setattr(public, "public_standin_rows", lambda: [clean, planted[4]])
     with pytest.raises(ValueError, match="leaks"):
-        B.build()
+        S.build()
 
 
 def _equations(text: str) -> list[tuple[list, float]]:
@@ -303,7 +359,7 @@ def test_public_word_problems_are_worked_correctly(built):
         [(["3", "×", "4"], 12.0), (["10", "−", "8.17"], 1.83), (["60", "×", "3"], 180.0),
          (["70", "+", "80", "+", "90"], 240.0), (["240", "÷", "3"], 80.0)]
     rows = [r for r in built["public_standin"] if r["family"] == "word_problem"]
-    assert len(rows) == len(B.WORD_PROBLEM_KINDS) * B.WORD_PROBLEMS_PER_KIND
+    assert len(rows) == len(public.WORD_PROBLEM_KINDS) * public.WORD_PROBLEMS_PER_KIND
     for r in rows:
         equations = _equations(r["response"])
         assert equations, r["response"]  # every answer shows its working
@@ -319,11 +375,11 @@ def test_public_word_problems_are_worked_correctly(built):
 
 
 def test_public_odd_one_out_answers_are_right(built):
-    members = {plural: set(items) for (plural, _), items in B.CATEGORIES.items()}
-    kind_of = {item: singular for (_, singular), items in B.CATEGORIES.items() for item in items}
+    members = {plural: set(items) for (plural, _), items in public.CATEGORIES.items()}
+    kind_of = {item: singular for (_, singular), items in public.CATEGORIES.items() for item in items}
     assert sum(len(m) for m in members.values()) == len(kind_of)  # no item in two categories
     rows = [r for r in built["public_standin"] if r["family"] == "odd_one_out"]
-    assert len(rows) == B.N_ODD
+    assert len(rows) == public.N_ODD
     for r in rows:
         odd, a, b, c, plural, kind = re.fullmatch(r"(.+) is the odd one out: (.+), (.+) and (.+) are (.+), but .+ is "
                                                   r"(.+)\.", r["response"]).groups()

@@ -1,0 +1,80 @@
+"""Evaluation and domain data for a real model, shipped in ``data/`` and built here from small tables of facts.
+
+Four files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
+code by :func:`check` (``python -m helpers.shipped_data check``):
+
+* ``general_eval.jsonl``: a measure of general skill that carries over to any real model: ten families of short-answer
+  questions about real-world facts and simple skills (capitals, chemical symbols, arithmetic, unit conversion,
+  opposites, the calendar, first letters, plurals, numbers in words, continents), 488 items. The families were picked
+  so that a small (~135M) instruct model should get some of each right and a large one most, so that forgetting can
+  show on either; no real model has been scored on them here (no model hub is reachable from this project's
+  machines).
+* ``clinical_train.jsonl``: the domain SFT set of notebook 04 (``domain_data``): the lab's fictional clinical
+  knowledge base (``lab.tasks.CLINICAL``: condition -> presenting symptom and first-line drug; weight-based dosing)
+  asked and answered in natural English sentences, several phrasings of each (322 rows). No real model has seen
+  these facts.
+* ``clinical_eval.jsonl``: the held-out domain set (notebook 06's ``eval_domain``): the same facts asked in
+  phrasings that occur nowhere in the train split (it tests the facts, not memorised strings), dosing with (rate,
+  weight) pairs the train split never uses.
+* ``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca (tatsu-lab/alpaca), for the
+  ``public_mix`` arm of notebook 04 where no hub is reachable: 523 everyday instructions with short, correct answers
+  in 14 families (explain a concept, formal rewrite, tips, summarise a passage, review sentiment, word problems with
+  working, define a word, short email, haiku, compare two things, give an example, translate a phrase, odd one out,
+  grammar fix), ``family``/``instruction``/``response`` like ``clinical_train.jsonl``. It is written by code in this
+  package from hand-written tables and templates, not by any model run in this project, and no model has been
+  trained on it here yet. Its families overlap none of the evaluation's, and :func:`public_leaks` (run by
+  :func:`build`) checks that it asks no eval question or eval form and names no clinical fact, no multi-word eval
+  answer and no country, capital or continent.
+
+Every evaluation row has ``family``, ``instruction`` (a question that asks for the bare answer), ``answer``
+(canonical), ``aliases`` (other accepted forms), ``choices`` (four options: the answer and three distractors from the
+same table) and ``label`` (the answer's index in ``choices``). ``evaluation.load_eval_set`` reads them (extra fields
+are ignored); ``evaluation.multiple_choice`` scores the choices by log-likelihood, ``scoring.answer_matches`` scores
+free answers (a right answer inside a sentence counts, a hedge between choices does not). Each family draws from
+its own seeded ``random.Random``, so the files are the same on every machine and a family does not change when
+another is edited. :func:`validate` checks what makes an item fair to the matcher: the answer and each distractor
+appear neither in the question nor inside one another.
+
+Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-written answers) are JSON files in
+``tables/`` (``general.json``, ``clinical.json``, ``public.json``), read by the module that builds each set:
+``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and ``clinical_eval.jsonl``), ``public``
+(``public_standin.jsonl`` and its leak check); ``common`` holds the seed, the file names, :func:`item`,
+:func:`validate` and the JSONL format; ``files`` builds, writes and checks the four files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .clinical import clinical_eval_items, clinical_train_rows, dosing_pairs
+from .common import FIELDS, FILES, PER_FAMILY, SEED, item, read, summary, to_jsonl, validate
+from .files import build, check, default_folder, write
+from .general import GENERAL_BUILDERS, general_items, number_in_words
+from .public import PUBLIC_FAMILIES, public_leaks, public_standin_rows
+
+__all__ = ["FIELDS", "FILES", "GENERAL_BUILDERS", "PER_FAMILY", "PUBLIC_FAMILIES", "SEED", "build", "check",
+           "clinical_eval_items", "clinical_train_rows", "default_folder", "dosing_pairs", "general_items", "item",
+           "main", "number_in_words", "public_leaks", "public_standin_rows", "read", "summary", "to_jsonl",
+           "validate", "write"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.shipped_data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("write", help="build the files into a folder (default: data/ at the repository root)")
+    w.add_argument("folder", nargs="?", type=Path, default=None)
+    c = sub.add_parser("check", help="rebuild and compare with the files in a folder (default: data/)")
+    c.add_argument("folder", nargs="?", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.cmd == "write":
+        for key, path in write(args.folder).items():
+            print(f"{path}: {sum(summary(read(path)).values())} rows {summary(read(path))}")
+        return 0
+    stale = check(args.folder)
+    if stale:
+        print("out of date (run `python -m helpers.shipped_data write`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    print("data files match the code")
+    return 0

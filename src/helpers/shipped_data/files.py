@@ -1,0 +1,52 @@
+"""The four files: every set built (:func:`build`), written into a folder (:func:`write`, default ``data/``) and
+compared with what is there (:func:`check`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import clinical, general, public
+from .common import FILES, to_jsonl
+
+
+def build() -> dict[str, list[dict]]:
+    """Every file's rows, by key of ``FILES``."""
+    general_rows, clinical_eval = general.general_items(), clinical.clinical_eval_items()
+    public_rows = public.public_standin_rows()
+    leaks = public.public_leaks(public_rows, general_rows + clinical_eval)
+    if leaks:
+        raise ValueError("the public stand-in leaks the evaluation sets:\n" + "\n".join(leaks[:20]))
+    return {"general": general_rows, "clinical_train": clinical.clinical_train_rows(), "clinical_eval": clinical_eval,
+            "public_standin": public_rows}
+
+
+def default_folder() -> Path:
+    """``data/`` at the repository root (found from the working directory, else from this file)."""
+    from ..runs import repo_root
+
+    try:
+        return repo_root() / "data"
+    except FileNotFoundError:
+        return repo_root(Path(__file__).parent) / "data"
+
+
+def write(folder: Path | str | None = None) -> dict[str, Path]:
+    """Write the four JSONL files into ``folder`` (default ``data/``); returns their paths."""
+    folder = Path(folder) if folder is not None else default_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, rows in build().items():
+        paths[key] = folder / FILES[key]
+        paths[key].write_text(to_jsonl(rows), encoding="utf-8")
+    return paths
+
+
+def check(folder: Path | str | None = None) -> list[str]:
+    """The files in ``folder`` that differ from what the code builds now (missing ones included); [] if none."""
+    folder = Path(folder) if folder is not None else default_folder()
+    stale = []
+    for key, rows in build().items():
+        path = folder / FILES[key]
+        if not path.exists() or path.read_text(encoding="utf-8") != to_jsonl(rows):
+            stale.append(str(path))
+    return stale
