@@ -1,7 +1,8 @@
 import pytest
 
+from helpers.chat import render_prompt
 from helpers.generate import generate
-from helpers.lab import tasks, zoo
+from helpers.lab import standins, tasks, zoo
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,16 @@ def test_auto_batch_size_follows_free_memory(base, monkeypatch):
     small, large = (g.auto_batch_size(model, 128, 256, free_bytes=f) for f in (2**26, 2**36))
     assert 8 <= small < large == g.GPU_MAX_BATCH
     assert small & (small - 1) == 0  # a power of two
+
+
+@pytest.mark.parametrize("family", ["qwen2_5", "llama3_1", "gemma", "phi3"])
+def test_real_architectures_generate_with_their_own_template(family):
+    """Stand-ins of real model families (random weights): rendering, BOS handling and batching work end to end."""
+    tok = standins.tokenizer(family)
+    model = standins.model(family, tok)
+    prompts = [render_prompt(tok, q, date_string="26 Jul 2024") for q in ["Hi", "Sort these numbers: 3 1 2"]]
+    out = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=True, seed=0)
+    single = [generate(model, tok, [p], max_new_tokens=5, batch_size=1, do_sample=False)[0] for p in prompts]
+    batched = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=False)
+    assert [o["text"] for o in batched] == [o["text"] for o in single]
+    assert all(o["new_tokens"] >= 1 for o in out)

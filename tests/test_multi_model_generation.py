@@ -1,4 +1,5 @@
-"""Stage 02: resumable multi-model generation."""
+"""Stage 02 (helpers.multi_model_generation): resumable multi-model generation, through the generation
+seam."""
 import json
 import os
 import signal
@@ -9,10 +10,8 @@ import time
 import pytest
 
 from helpers import multi_model_generation as mmg
-from helpers import runs
-from helpers.generate import generate
-from helpers.lab import standins, tasks, zoo
-from helpers.chat import render_prompt
+from helpers import runs, writers
+from helpers.lab import tasks, zoo
 
 
 def prepare(run_name, n=200):
@@ -91,19 +90,6 @@ def test_missing_stage_00_names_the_notebook(outputs):
         mmg.generate_all("nothing", [{"id": 0, "instruction": "x"}], ["base"], 1, progress=False)
 
 
-@pytest.mark.parametrize("family", ["qwen2_5", "llama3_1", "gemma", "phi3"])
-def test_real_architectures_generate_with_their_own_template(family):
-    """Stand-ins of real model families (random weights): rendering, BOS handling and batching work end to end."""
-    tok = standins.tokenizer(family)
-    model = standins.model(family, tok)
-    prompts = [render_prompt(tok, q, date_string="26 Jul 2024") for q in ["Hi", "Sort these numbers: 3 1 2"]]
-    out = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=True, seed=0)
-    single = [generate(model, tok, [p], max_new_tokens=5, batch_size=1, do_sample=False)[0] for p in prompts]
-    batched = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=False)
-    assert [o["text"] for o in batched] == [o["text"] for o in single]
-    assert all(o["new_tokens"] >= 1 for o in out)
-
-
 def test_a_generator_given_as_a_path_never_writes_into_its_model_folder(outputs, tmp_path):
     """Failure 1 of the real-model trial: with an absolute path as generator name, the shard folder was the model
     folder itself (it read the model's config.json as its own)."""
@@ -130,3 +116,55 @@ def test_few_shot_frame_cuts_answers_at_the_next_question(lab_tokenizer):
     assert frame.stop_strings == [FEWSHOT_STOP] and frame_for(lab_tokenizer).kind == "chat"
     with pytest.raises(ValueError, match="frame must be one of"):
         frame_for(lab_tokenizer, "urial")
+
+
+class CountingWriter(writers.HFWriter):
+    """A backend of its own: the transformers writer, counting the models it loads and the prompts it answers."""
+
+    loaded: list[str] = []
+    prompts = 0
+
+    @classmethod
+    def load(cls, run_name, name, **kwargs):
+        cls.loaded.append(name)
+        return super().load(run_name, name, **kwargs)
+
+    def write(self, prompts, **options):
+        type(self).prompts += len(prompts)
+        return super().write(prompts, **options)
+
+
+def test_generation_goes_through_the_writer_of_the_backend_asked_for(outputs, monkeypatch):
+    """The stage runs no model itself: a backend registered in writers.BACKENDS answers every job, and gives the
+    rows the default (hf) writer gives. Its shards are not the hf ones: the backend enters the config hash."""
+    monkeypatch.setitem(writers.BACKENDS, "counting", CountingWriter)
+    monkeypatch.setattr(CountingWriter, "loaded", [])
+    instructions = prepare("seam", n=6)
+    args = dict(generators=["gen_small", "base"], samples_per_model=2, batch_size=8, shard_size=5, seed=2,
+                progress=False)
+    mmg.generate_all("seam", instructions, **args, backend="counting")
+    assert CountingWriter.loaded == ["gen_small", "base"] and CountingWriter.prompts == 6 * 2 * 2
+    prepare("seam-hf")
+    mmg.generate_all("seam-hf", instructions, **args)
+    assert mmg.collect("seam", args["generators"]) == mmg.collect("seam-hf", args["generators"])
+    counting = runs.read_json(mmg.shard_dir("seam", "base") / "config.json")
+    hf = runs.read_json(mmg.shard_dir("seam-hf", "base") / "config.json")
+    assert counting["backend"] == "counting" and "backend" not in hf and counting["hash"] != hf["hash"]
+    with pytest.raises(ValueError, match="hold shards made with other instructions or parameters"):
+        mmg.generate_all("seam", instructions, **args)  # the hf writer does not reuse the other backend's shards
+
+
+def test_the_hf_config_hash_is_the_one_before_the_seam():
+    """Shard folders written before the backend existed stay valid: the default backend leaves the hash alone."""
+    params = mmg.sampling_for("base", {})
+    instructions = [{"id": 0, "instruction": "Sort 3 1 2"}, {"id": 1, "instruction": "Spell cat"}]
+    assert mmg._config_hash(instructions, "base", params, 3, 1024, 0) == "9f03ff92652507fe"  # computed before the seam
+
+
+def test_unfinished_answers_are_a_sign_of_trouble(capsys):
+    """Failure 6: 73% unfinished answers passed without a word."""
+    rows = [{"model": "g", "finished": i < 27} for i in range(100)]
+    m = mmg.metrics(rows, [{}] * 100, ["g"], 1, {"g": {"new_tokens": 1, "tokens_per_second": 1.0}})
+    assert m["warnings"] == ["73% of g's answers hit max_new_tokens before they ended, and notebook 03 drops "
+                             "unfinished answers: raise max_new_tokens for g in sampling"]
+    assert capsys.readouterr().out.count("WARNING: ") == 1

@@ -1,8 +1,9 @@
-"""Stage 01: sampling with the pre-query template, cleaning, categorisation, and the lab-only measurement."""
+"""Stage 01 (helpers.reconstruct_distribution): sampling with the pre-query template, cleaning, categorisation,
+and the lab-only measurement."""
 import numpy as np
 import pytest
 
-from helpers import embeddings
+from helpers import embeddings, writers
 from helpers import reconstruct_distribution as rd
 from helpers.lab import tasks, zoo
 from helpers.lab.evaluate import reconstruction_report, total_variation
@@ -52,8 +53,7 @@ def test_bundled_minilm_is_real():
 
 def test_sampling_from_base_recovers_the_mixture():
     """Lab check on a small sample: the base model writes well-formed instructions in roughly the hidden mix."""
-    model, tok = zoo.load("base")
-    samples, pq = rd.sample_instructions(model, tok, 400, seed=3, progress=False)
+    samples, pq = rd.sample_instructions(writers.HFWriter(*zoo.load("base")), 400, seed=3, progress=False)
     assert pq == {"prefix": "<|im_start|>user\n", "stop_token": "<|im_end|>"}
     kept, _ = rd.clean(samples)
     report = reconstruction_report(samples, kept)
@@ -67,18 +67,36 @@ def test_total_variation():
 
 
 def test_signs_of_trouble_are_printed_and_recorded(capsys):
-    """Failure 6: 73% unfinished answers and a silhouette of 0.02 passed without a word."""
+    """Failure 6: a silhouette of 0.02 passed without a word (02's unfinished answers: test_multi_model_generation)."""
     from collections import Counter
-
-    from helpers import multi_model_generation as mmg
 
     samples = [{"new_tokens": 5}] * 10
     cat = {"k": 4, "silhouette": {4: 0.02}}
     m = rd.metrics(samples, [{}] * 3, Counter(truncated=7), cat, {})
     assert len(m["warnings"]) == 3 and "silhouette 0.02" in m["warnings"][2]
     assert capsys.readouterr().out.count("WARNING: ") == 3
-    rows = [{"model": "g", "finished": i < 27} for i in range(100)]
-    m = mmg.metrics(rows, [{}] * 100, ["g"], 1, {"g": {"new_tokens": 1, "tokens_per_second": 1.0}})
-    assert m["warnings"] == ["73% of g's answers hit max_new_tokens before they ended, and notebook 03 drops "
-                             "unfinished answers: raise max_new_tokens for g in sampling"]
     assert rd.metrics(samples, [{}] * 10, Counter(), {"k": 4, "silhouette": {4: 0.3}}, {})["warnings"] == []
+
+
+class CannedWriter:
+    """A backend that is not transformers at all: a tokenizer and a write method."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, []
+
+    def write(self, prompts, **options):
+        self.calls.append((list(prompts), options))
+        return [{"text": f"Spell word {i}", "finished": True, "new_tokens": 3, "prompt_tokens": 2, "ids": []}
+                for i in range(len(prompts))]
+
+
+def test_sampling_asks_the_writer_with_the_prequery_template(lab_tokenizer):
+    """Stage 01 only talks to a writer: the template comes from its tokenizer, the instructions from its write."""
+    writer = CannedWriter(lab_tokenizer)
+    samples, pq = rd.sample_instructions(writer, 3, temperature=0.9, max_new_tokens=12, batch_size=2, seed=4,
+                                         progress=False)
+    (prompts, options), = writer.calls
+    assert prompts == [pq["prefix"]] * 3 and pq["stop_token"] == "<|im_end|>"
+    assert options == dict(max_new_tokens=12, batch_size=2, do_sample=True, temperature=0.9, top_p=1.0, seed=4,
+                           stop_token="<|im_end|>", progress=False)
+    assert samples[2] == {"id": 2, "text": "Spell word 2", "finished": True, "new_tokens": 3}

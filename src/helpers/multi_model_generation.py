@@ -1,15 +1,19 @@
 """Stage 02 (``notebooks/02_multi_model_generation.ipynb``): k responses from each of M generator models.
 
 Every kept instruction from stage 01 is answered ``samples_per_model`` times by each generator, rendered with that
-generator's own chat template. One model is resident at a time. Work is cut into fixed chunks (``shard_size``
-jobs, a job being one instruction x one sample index); each chunk is generated with its own seed, derived from
-``seed``, the model and the chunk number, and written as one shard file by an atomic rename. So a rerun after an
-interruption (even ``kill -9``) skips the shards that exist and redoes only the unfinished one: no duplicate and
-no missing row, and the same rows an uninterrupted run gives.
+generator's own chat template. The stage asks a writer (``writers.load``: the generation seam; ``backend`` picks
+what runs it) and never runs a model itself. One model is resident at a time. Work is cut into fixed chunks
+(``shard_size`` jobs, a job being one instruction x one sample index); each chunk is generated with its own seed,
+derived from ``seed``, the model and the chunk number, and written as one shard file by an atomic rename. So a
+rerun after an interruption (even ``kill -9``) skips the shards that exist and redoes only the unfinished one: no
+duplicate and no missing row, and the same rows an uninterrupted run gives.
 
 A generator without a chat template (a pretrained model such as ``gemma-3-270m``) is asked through a few-shot frame
 (``chat.Frame``): its answer ends where it starts the frame's next question. ``sampling[model]["frame"]`` forces
 ``"chat"`` or ``"fewshot"``; the default ``"auto"`` picks by the tokenizer.
+
+``sampling[model]["max_new_tokens"]`` is the **response length**: the most new tokens of one answer (the key keeps
+the name presets use; notebook 01's ``instruction_max_new_tokens`` is the instruction length).
 
 Outputs in ``outputs/<run>/02_generation/``: ``shards/<model>/NNNNN.json`` (``<model>`` made a safe folder name:
 ``runs.safe_name``), ``generations.jsonl`` (all rows),
@@ -26,9 +30,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-from . import models
+from . import writers
 from .chat import frame_for
-from .generate import generate
 from .runs import (read_json, read_jsonl, require, safe_name, save_figure, stage_dir, trouble, write_json,
                    write_jsonl)
 
@@ -37,7 +40,8 @@ DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64, "fr
 
 
 def sampling_for(model: str, sampling: dict) -> dict:
-    """Per-model sampling parameters: ``sampling["default"]`` overridden by ``sampling[model]``."""
+    """Per-model sampling parameters: ``sampling["default"]`` overridden by ``sampling[model]`` (``temperature``,
+    ``top_p``, ``max_new_tokens``: the response length, and ``frame``)."""
     params = {**DEFAULT_SAMPLING, **sampling.get("default", {}), **sampling.get(model, {})}
     bad = set(params) - set(DEFAULT_SAMPLING)
     if bad:
@@ -54,8 +58,16 @@ def chunk_seed(seed: int, model: str, chunk: int) -> int:
     return int(hashlib.sha256(f"{seed}/{model}/{chunk}".encode()).hexdigest()[:8], 16)
 
 
-def _config_hash(instructions: list[dict], model: str, params: dict, k: int, shard_size: int, seed: int) -> str:
-    h = hashlib.sha256(json.dumps([model, params, k, shard_size, seed], sort_keys=True).encode())
+def _config_hash(instructions: list[dict], model: str, params: dict, k: int, shard_size: int, seed: int,
+                 backend: str = "hf") -> str:
+    """What a generator's shards were made from (its ``config.json``).
+
+    It stays beside the manifest stamps: a stamp names the finished stage 01 a finished stage 02 read, but resuming
+    decides per shard folder, before stage 02 has a manifest, whether the shards on disk may be reused.
+    A backend other than ``"hf"`` enters the hash (another backend samples other rows); ``"hf"`` leaves it as it was,
+    so existing shard folders stay valid."""
+    key = [model, params, k, shard_size, seed] + ([backend] if backend != "hf" else [])
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for row in instructions:
         h.update(f"{row['id']}\x00{row['instruction']}\x01".encode())
     return h.hexdigest()[:16]
@@ -63,8 +75,12 @@ def _config_hash(instructions: list[dict], model: str, params: dict, k: int, sha
 
 def generate_all(run_name: str, instructions: list[dict], generators: list[str], samples_per_model: int = 3,
                  sampling: dict | None = None, batch_size: int = 256, shard_size: int = 1024, seed: int = 0,
-                 progress: bool = True) -> dict:
-    """Generate every missing shard; return per-model stats of this call (``generated_chunks``, ``seconds``...)."""
+                 progress: bool = True, backend: str = "hf") -> dict:
+    """Generate every missing shard; return per-model stats of this call (``generated_chunks``, ``seconds``...).
+
+    Each generator with shards to write is loaded once as a writer on ``backend`` (``writers.BACKENDS``); its
+    tokenizer renders the prompts and its ``write`` answers them, each answer at most the response length
+    (``sampling``'s ``max_new_tokens``) long."""
     sampling = sampling or {}
     unknown = set(sampling) - {"default"} - set(generators)
     if unknown:
@@ -75,8 +91,8 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     for name in generators:
         params = sampling_for(name, sampling)
         configs[name] = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
-                         "shard_size": shard_size, "seed": seed,
-                         "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed)}
+                         "shard_size": shard_size, "seed": seed, **({"backend": backend} if backend != "hf" else {}),
+                         "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed, backend)}
     recorded = {name: shard_dir(run_name, name) / "config.json" for name in generators}
     stale = [path.parent for name, path in recorded.items()
              if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
@@ -95,7 +111,8 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
         if not todo:
             continue
-        model, tokenizer = models.load(run_name, name)
+        writer = writers.load(run_name, name, backend)
+        tokenizer = writer.tokenizer
         frame = frame_for(tokenizer, params["frame"])
         bar = tqdm(total=sum(len(chunks[c]) for c in todo), desc=name, disable=not progress)
         rendered: dict[int, str] = {}
@@ -107,9 +124,9 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
                     rendered[row["id"]] = frame.render(tokenizer, row["instruction"])
             prompts = [rendered[row["id"]] for row, _ in chunk]
             t0 = time.perf_counter()
-            outs = generate(model, tokenizer, prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
-                            do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
-                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
+            outs = writer.write(prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
+                                do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
+                                seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
             left -= len(chunk)
             seconds = time.perf_counter() - t0
             rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
@@ -123,7 +140,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
             stats[name]["new_tokens"] += new_tokens
             bar.update(len(chunk))
         bar.close()
-        del model
+        del writer, tokenizer  # one model resident at a time
     return stats
 
 

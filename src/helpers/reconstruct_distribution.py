@@ -1,7 +1,7 @@
 """Stage 01 (``notebooks/01_reconstruct_distribution.ipynb``): sample the model's own instructions and describe them.
 
-1. ``sample_instructions``: feed the pre-query template (``chat.prequery_template``) and sample, stopping at the
-   end-of-user-turn token.
+1. ``sample_instructions``: feed the pre-query template (``chat.prequery_template``) to a writer (the generation
+   seam, ``writers``) and sample, stopping at the end-of-user-turn token.
 2. ``clean``: strip, drop truncated / empty / too short / too long / response-like texts, exact dedup. Every dropped
    row keeps its reason.
 3. ``categorise``: MiniLM sentence embeddings, k-means with k by silhouette (or fixed), clusters labelled by top
@@ -21,24 +21,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
-from .generate import generate
-from .runs import read_json, read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
+from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
+from .writers import Writer
 
 STAGE = "01_reconstruct"
 RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here are", "i'm sorry", "i am sorry",
                     "as an ai", "i cannot", "i can't")
 
 
-def sample_instructions(model, tokenizer, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
+def sample_instructions(writer: Writer, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
                         max_new_tokens: int = 64, batch_size: int = 256, seed: int = 0,
                         system_prompt: str | None = None, template_kwargs: dict | None = None,
                         progress: bool = True) -> tuple[list[dict], dict]:
-    """``n`` instructions written by the model after its pre-query template. Returns rows and the template used."""
-    pq = prequery_template(tokenizer, system_prompt, **(template_kwargs or {}))
-    outs = generate(model, tokenizer, [pq.text] * n, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    do_sample=True, temperature=temperature, top_p=top_p, seed=seed, stop_token=pq.stop_token,
-                    progress=progress and "sample instructions")
+    """``n`` instructions written by the model after its pre-query template. Returns rows and the template used.
+
+    ``writer`` (``writers.load``) runs the model whatever the backend; its tokenizer gives the template.
+    ``max_new_tokens`` is the instruction length (notebook 01's ``instruction_max_new_tokens``)."""
+    pq = prequery_template(writer.tokenizer, system_prompt, **(template_kwargs or {}))
+    outs = writer.write([pq.text] * n, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=True,
+                        temperature=temperature, top_p=top_p, seed=seed, stop_token=pq.stop_token,
+                        progress=progress and "sample instructions")
     rows = [{"id": i, "text": o["text"], "finished": o["finished"], "new_tokens": o["new_tokens"]}
             for i, o in enumerate(outs)]
     return rows, {"prefix": pq.text, "stop_token": pq.stop_token}
@@ -172,7 +175,3 @@ def metrics(samples: list[dict], kept: list[dict], reasons: Counter, cat: dict, 
     return {"n_sampled": len(samples), "n_kept": len(kept), "dropped": dict(reasons), "n_clusters": cat["k"],
             "silhouette": silhouette, "prequery": prequery, "new_tokens": sum(r["new_tokens"] for r in samples),
             "warnings": warnings}
-
-
-def previous_metrics(run_name: str) -> dict:
-    return read_json(require(run_name, STAGE))
