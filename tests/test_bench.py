@@ -66,10 +66,10 @@ def test_retention_sweep_validation_split_leaves_out_the_heldout_questions():
     sys.path.insert(0, str(ROOT / "bench"))
     from retention_sweep import validation_sets
 
-    from helpers import evaluation
+    from helpers import heldout
 
     sets, dropped = validation_sets(20, 1000)
-    test = evaluation.heldout_sets(20, 1000)
+    test = heldout.heldout_sets(20, 1000)
     for name in ("general", "domain"):
         held = {e.instruction for e in test[name]}
         assert sets[name] and not held & {e.instruction for e in sets[name]}

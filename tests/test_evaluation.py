@@ -2,7 +2,7 @@
 import datasets
 import pytest
 
-from helpers import datafiles, evaluation
+from helpers import datafiles, evaluation, heldout, report, scoring, writers
 from helpers.lab import zoo
 
 
@@ -57,7 +57,7 @@ def test_report_lists_every_model_and_the_checks(outputs):
     training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
                 "hp": {"rank": 16, "max_steps": 300, "batch_size": 32, "learning_rate": 3e-3,
                        "train_embeddings": True}, "seeds": [0]}
-    text = evaluation.report("r", r, training, ["tradeoff.png"]).read_text()
+    text = report.report("r", r, training, ["tradeoff.png"]).read_text()
     for needle in ("| base |", "| domain_only | 0.500 | 0.800 | +40.0 |", "| ours |", "met: domain_only loses",
                    "06_evaluation/tradeoff.png"):
         assert needle in text, needle
@@ -65,16 +65,16 @@ def test_report_lists_every_model_and_the_checks(outputs):
 
 def test_sweep_points_are_ordered_by_share():
     r = results({"domain_only": (0.5, 0.8), "ours": (0.89, 0.79), "ours_g95": (0.9, 0.6)})
-    points = evaluation.sweep_points(r, {"ours_g95": 0.95, "domain_only": 0.0, "ours": 0.83, "missing": 0.5})
+    points = report.sweep_points(r, {"ours_g95": 0.95, "domain_only": 0.0, "ours": 0.83, "missing": 0.5})
     assert [p[0] for p in points] == ["domain_only", "ours", "ours_g95"]
 
 
 def test_scoring_uses_the_held_out_references():
-    sets = evaluation.heldout_sets(2, seed=5)
+    sets = heldout.heldout_sets(2, seed=5)
     assert len(sets["general"]) == 2 * 10 and len(sets["domain"]) == 2 * 3
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
     model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
-    got = evaluation.score_sets(model, tok, sets)
+    got = scoring.score_sets(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}
 
@@ -88,16 +88,16 @@ def write_jsonl(path, rows):
 
 def test_eval_files_score_like_the_lab_sets(tmp_path):
     """A real run's files go through the same scorer: the lab's held-out set written to files scores the same."""
-    sets = evaluation.heldout_sets(2, seed=5)
+    sets = heldout.heldout_sets(2, seed=5)
     files = {name: write_jsonl(tmp_path / f"{name}.jsonl", [{"instruction": e.instruction, "answer": e.response,
                                                               "family": e.family} for e in examples])
              for name, examples in sets.items()}
-    loaded = evaluation.eval_sets(files["general"], files["domain"])
+    loaded = heldout.eval_sets(files["general"], files["domain"])
     assert [(e.family, e.instruction, e.response) for e in loaded["general"]] == \
         [(e.family, e.instruction, e.response) for e in sets["general"]]
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
     model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
-    a, b = evaluation.score_sets(model, tok, sets), evaluation.score_sets(model, tok, loaded)
+    a, b = scoring.score_sets(model, tok, sets), scoring.score_sets(model, tok, loaded)
     assert a["per_family"] == b["per_family"] and a["general_accuracy"] == b["general_accuracy"]
 
 
@@ -106,12 +106,12 @@ def test_eval_file_formats_and_defaults(tmp_path):
             {"messages": [{"role": "user", "content": "Capital of France?"},
                           {"role": "assistant", "content": "Paris"}]},
             {"instruction": "Translate", "input": "chat", "output": "cat"}]
-    items = evaluation.load_eval_set(write_jsonl(tmp_path / "g.jsonl", rows), "general")
+    items = heldout.load_eval_set(write_jsonl(tmp_path / "g.jsonl", rows), "general")
     assert [(e.family, e.response) for e in items] == [("gsm8k", "4"), ("general", "Paris"), ("general", "cat")]
     assert items[2].instruction == "Translate\n\nchat"
     (tmp_path / "d.csv").write_text("instruction,answer,family\nDose of X?,5 mg,dosing\n")
-    assert evaluation.load_eval_set(str(tmp_path / "d.csv"), "domain") == [
-        evaluation.EvalItem("dosing", "Dose of X?", "5 mg")]
+    assert heldout.load_eval_set(str(tmp_path / "d.csv"), "domain") == [
+        heldout.EvalItem("dosing", "Dose of X?", "5 mg")]
 
 
 def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
@@ -119,22 +119,22 @@ def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
 
     good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": "q", "answer": "a", "family": "f"}])
     with pytest.raises(DataError, match="needs eval_general and eval_domain"):
-        evaluation.eval_sets("", "")
+        heldout.eval_sets("", "")
     with pytest.raises(DataError, match="needs eval_domain"):
-        evaluation.eval_sets(good, "")
+        heldout.eval_sets(good, "")
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "q", "answer": "a"}, {"instruction": "q2"}])
     with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field 'answer'"):
-        evaluation.load_eval_set(bad, "general")
+        heldout.load_eval_set(bad, "general")
     multi = write_jsonl(tmp_path / "multi.jsonl", [{"messages": [
         {"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
     with pytest.raises(DataError, match=r"multi.jsonl, line 1: an evaluation row is one user turn"):
-        evaluation.load_eval_set(multi, "general")
+        heldout.load_eval_set(multi, "general")
     with pytest.raises(DataError, match=r"family \['f'\] occurs in both"):
-        evaluation.eval_sets(good, good)
+        heldout.eval_sets(good, good)
     with pytest.raises(DataError, match="no such file"):
-        evaluation.load_eval_set(str(tmp_path / "missing.jsonl"), "general")
+        heldout.load_eval_set(str(tmp_path / "missing.jsonl"), "general")
     with pytest.raises(DataError, match="not hub ids .*split='test'"):
-        evaluation.load_eval_set("openai/gsm8k", "general")
+        heldout.load_eval_set("openai/gsm8k", "general")
 
 
 def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
@@ -144,11 +144,11 @@ def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "g.jsonl", [{"instruction": "q", "answer": "a"},
                                               {"instruction": "q", "answer": "the answer is far too long here"}])
     with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens and max_new_tokens = 3 leaves no room"):
-        evaluation.exact_match(None, tok, evaluation.load_eval_set(path, "general"), max_new_tokens=3)
+        scoring.exact_match(None, tok, heldout.load_eval_set(path, "general"), max_new_tokens=3)
 
 
 def test_unseen_subset_separates_recall_from_memory():
-    items = [evaluation.EvalItem(f, q, "a") for f, q in [("x", "q1"), ("x", "q2"), ("y", "q3"), ("y", "q4")]]
+    items = [heldout.EvalItem(f, q, "a") for f, q in [("x", "q1"), ("x", "q2"), ("y", "q3"), ("y", "q4")]]
     train = {"messages": [[{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
                            {"role": "assistant", "content": "a"}]]}
     assert evaluation.seen_masks({"general": items}, train)["general"] == [True, False, False, False]  # the user turn, not the system turn
@@ -209,8 +209,8 @@ def test_eval_renders_a_real_template(tmp_path):
     model = standins.model("qwen2_5", tok)
     from helpers.generate import generate
 
-    items = [evaluation.EvalItem("f", "Capital of France?", "Paris")]
-    got = evaluation.exact_match(model, tok, items, max_new_tokens=4)
+    items = [heldout.EvalItem("f", "Capital of France?", "Paris")]
+    got = scoring.exact_match(model, tok, items, max_new_tokens=4)
     assert got["n"] == 1 and got["per_family"] == {"f": 0.0}  # a random model is wrong, but it ran
     prompt = tok.apply_chat_template([{"role": "user", "content": "Capital of France?"}], tokenize=False,
                                      add_generation_prompt=True)
@@ -223,16 +223,16 @@ def test_only_an_answer_that_ends_its_turn_counts(monkeypatch):
     from helpers.lab import standins
 
     tok = standins.tokenizer("qwen2_5")
-    items = [evaluation.EvalItem("f", "q1", "Paris"), evaluation.EvalItem("f", "q2", "Paris")]
-    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: [{"text": "Paris", "finished": True},
+    items = [heldout.EvalItem("f", "q1", "Paris"), heldout.EvalItem("f", "q2", "Paris")]
+    monkeypatch.setattr(writers, "generate", lambda *a, **k: [{"text": "Paris", "finished": True},
                                                                  {"text": "Paris ", "finished": False}])
-    assert evaluation.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [True, False]
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [True, False]
 
 
 def test_lab_sets_and_eval_files_are_not_mixed_up(tmp_path):
     with pytest.raises(ValueError, match="set but lab = True"):
-        evaluation.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
-    assert len(evaluation.held_out(True, 1, 5)["domain"]) == 3
+        heldout.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
+    assert len(heldout.held_out(True, 1, 5)["domain"]) == 3
 
 
 def test_lenient_match_scores_answers_in_sentences_and_exact_does_not(monkeypatch):
@@ -240,17 +240,17 @@ def test_lenient_match_scores_answers_in_sentences_and_exact_does_not(monkeypatc
     from helpers.lab import standins
 
     tok = standins.tokenizer("qwen2_5")
-    items = [evaluation.EvalItem("capital", "Capital of France?", "Paris", choices=("Paris", "Lyon", "Rome", "Nice"),
+    items = [heldout.EvalItem("capital", "Capital of France?", "Paris", choices=("Paris", "Lyon", "Rome", "Nice"),
                                  label=0),
-             evaluation.EvalItem("capital", "Capital of Italy?", "Rome", choices=("Paris", "Lyon", "Rome", "Nice"),
+             heldout.EvalItem("capital", "Capital of Italy?", "Rome", choices=("Paris", "Lyon", "Rome", "Nice"),
                                  label=2)]
     outs = [{"text": "The capital of France is Paris.", "finished": True},
             {"text": "It is Rome or maybe Nice.", "finished": True}]  # a hedge between options is wrong
-    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: outs)
-    assert evaluation.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [False, False]
-    assert evaluation.exact_match(None, tok, items, max_new_tokens=8, match="lenient")["correct"] == [True, False]
+    monkeypatch.setattr(writers, "generate", lambda *a, **k: outs)
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [False, False]
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8, match="lenient")["correct"] == [True, False]
     with pytest.raises(ValueError, match="answer_match must be one of"):
-        evaluation.exact_match(None, tok, items, match="fuzzy")
+        scoring.exact_match(None, tok, items, match="fuzzy")
 
 
 def test_a_general_set_the_base_cannot_do_never_calls_a_target_met():
@@ -265,14 +265,14 @@ def test_a_general_set_the_base_cannot_do_never_calls_a_target_met():
 
 
 def test_families_at_chance_are_left_out_of_the_headline():
-    items = [evaluation.EvalItem(f, "q", "a", choices=("a", "b", "c", "d"), label=0) for f in ("easy", "hard")]
+    items = [heldout.EvalItem(f, "q", "a", choices=("a", "b", "c", "d"), label=0) for f in ("easy", "hard")]
     base = {"per_family": {"easy": 0.8, "hard": 0.05, "dom": 0.0}, "per_family_mc": {"easy": 0.9, "hard": 0.3},
             "general_accuracy": 0.425, "mc_general_accuracy": 0.6}
-    fams = evaluation.informative_families(base, {"general": items, "domain": []})
+    fams = scoring.informative_families(base, {"general": items, "domain": []})
     assert fams == {"match": ["easy"], "mc": ["easy"]}  # 0.3 is within 10 points of chance (0.25)
     arm = {"per_family": {"easy": 0.5, "hard": 0.0, "dom": 0.9}, "per_family_mc": {"easy": 0.7, "hard": 0.2},
            "general_accuracy": 0.25, "mc_general_accuracy": 0.45}
-    h = evaluation.headline(arm, fams)
+    h = scoring.headline(arm, fams)
     assert h["general_accuracy"] == 0.5 and h["general_accuracy_all_families"] == 0.25
     assert h["mc_general_accuracy"] == 0.7
 
@@ -281,20 +281,20 @@ def test_eval_rows_carry_choices_and_a_bad_label_names_the_row(tmp_path):
     path = tmp_path / "g.jsonl"
     path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n'
                     '{"instruction": "r", "answer": "b", "choices": ["a", "b"], "label": 5}\n')
-    with pytest.raises(evaluation.DataError, match=r"g.jsonl, line 2: 'choices' needs 'label'"):
-        evaluation.load_eval_set(str(path), "general")
+    with pytest.raises(datafiles.DataError, match=r"g.jsonl, line 2: 'choices' needs 'label'"):
+        heldout.load_eval_set(str(path), "general")
     path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n')
-    item = evaluation.load_eval_set(str(path), "general")[0]
+    item = heldout.load_eval_set(str(path), "general")[0]
     assert (item.aliases, item.choices, item.label) == (("A.",), ("a", "b"), 0)
 
 
 def test_real_eval_files_are_sampled_per_family(tmp_path):
-    sets = evaluation.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    sets = heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
     from collections import Counter
 
     assert set(Counter(e.family for e in sets["general"]).values()) == {3} and len(sets["general"]) == 30
-    assert sets == evaluation.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
-    assert len(evaluation.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")["general"]) == 488
+    assert sets == heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    assert len(heldout.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")["general"]) == 488
 
 
 def test_targets_fall_back_to_multiple_choice_and_need_a_domain_that_was_learnt():
@@ -335,8 +335,8 @@ def test_the_ablation_table_follows_the_papers_rows_for_the_arms_present(tmp_pat
                "arms": {"domain_only": arm(0.2, 0.8), "ours": arm(0.85, 0.7), "ours_1x1": arm(0.7, 0.7),
                         "uniform_ours": arm(0.8, 0.7)}}
     evaluation.add_forgetting(results)
-    table = evaluation.ablation_table(results)
+    table = report.ablation_table(results)
     assert [r["arm"] for r in table] == ["base", "domain_only", "ours_1x1", "ours", "uniform_ours"]
     assert table[2]["paper_general_average"] == 38.81 and table[2]["forgetting_points"] == 20.0
-    assert evaluation.plot_ablation(results, tmp_path / "a.png").exists()
-    assert evaluation.ablation_table({**results, "arms": {"ours": arm(0.8, 0.7)}}) == []  # no ablation arm: none
+    assert report.plot_ablation(results, tmp_path / "a.png").exists()
+    assert report.ablation_table({**results, "arms": {"ours": arm(0.8, 0.7)}}) == []  # no ablation arm: none

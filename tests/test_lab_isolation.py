@@ -1,5 +1,5 @@
-"""The lab must not leak: only the world builder (00) and evaluation (06) may read the hidden mixture or score with
-the task parser. Stages 01-05 see what a third party sees. Notebook cells tagged ``lab-only`` (clearly marked
+"""The lab must not leak: only the world builder (00) and evaluation (06, with its services for the held-out sets and
+scoring) may read the hidden mixture or score with the task parser. Stages 01-05 see what a third party sees. Notebook cells tagged ``lab-only`` (clearly marked
 measurements against ground truth) are exempt.
 """
 import re
@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 FORBIDDEN = re.compile(
     r"hidden_mixture|HIDDEN_MIXTURE|lab\.evaluate|lab import evaluate|\bparse_instruction\b|\breference_answer\b"
-    r"|\bverify\b|\bexact_match\b|\bheldout_examples\b"
+    r"|\bverify\b|\bexact_match\b|\bheldout_examples\b|\bheldout\b"
 )
 ALLOWED = {
     "src/helpers/lab/tasks.py",  # defines the parser and verifier
@@ -19,6 +19,9 @@ ALLOWED = {
     "src/helpers/lab_world.py",  # stage 00: builds and measures the world
     "notebooks/00_lab_world.ipynb",
     "src/helpers/evaluation.py",  # stage 06
+    "src/helpers/heldout.py",  # 06's held-out sets: the lab's come from its task families
+    "src/helpers/scoring.py",  # 06's (and 00's) scorers: exact_match against the references
+    "src/helpers/baseline.py",  # the evaluation CLI: one model on the held-out files
     "notebooks/06_evaluation.ipynb",
 }
 
@@ -43,3 +46,4 @@ def test_the_check_catches_a_leak():
     assert FORBIDDEN.search("from helpers.lab.zoo import hidden_mixture")
     assert FORBIDDEN.search("from helpers.lab import evaluate")
     assert FORBIDDEN.search("ok = tasks.verify(instr, resp)")
+    assert FORBIDDEN.search("from helpers import heldout") and FORBIDDEN.search("from .heldout import held_out")

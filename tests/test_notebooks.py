@@ -119,10 +119,10 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
     assert set(timings_file) == set(timings)
 
     # 06 as a real run uses it: held-out questions from files (here a slice of the lab's, under new family names)
-    from helpers import evaluation
+    from helpers import heldout
 
     files = {}
-    for name, examples in evaluation.heldout_sets(1, seed=3).items():
+    for name, examples in heldout.heldout_sets(1, seed=3).items():
         files[name] = outputs / f"eval_{name}.jsonl"
         files[name].write_text("".join(json.dumps({"instruction": e.instruction, "answer": e.response,
                                                    "family": f"file_{e.family}"}) + "\n" for e in examples))

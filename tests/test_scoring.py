@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import evaluation as E
+from helpers import heldout, loglik, scoring, text
 from helpers.chat import render_prompt
 from helpers.filtering import response_logprobs
 from helpers.generate import generate
@@ -73,14 +73,14 @@ MATCHER_CASES = [
 
 @pytest.mark.parametrize("output,answer,aliases,distractors,expected", MATCHER_CASES)
 def test_answer_matches_adversarial_table(output, answer, aliases, distractors, expected):
-    assert E.answer_matches(output, answer, aliases, distractors) is expected
+    assert scoring.answer_matches(output, answer, aliases, distractors) is expected
 
 
 def test_normalise_answer():
-    assert E.normalise_answer("  The Capital, Bogotá!  ") == "capital bogota"
-    assert E.normalise_answer("3,000,000 km") == "3000000 km" and E.normalise_answer("40mg") == "40 mg"
-    assert E.normalise_answer("The") == "the"  # an answer that is only an article keeps it
-    assert E.normalise_answer("twenty-one") == E.normalise_answer("Twenty one")
+    assert text.normalise_answer("  The Capital, Bogotá!  ") == "capital bogota"
+    assert text.normalise_answer("3,000,000 km") == "3000000 km" and text.normalise_answer("40mg") == "40 mg"
+    assert text.normalise_answer("The") == "the"  # an answer that is only an article keeps it
+    assert text.normalise_answer("twenty-one") == text.normalise_answer("Twenty one")
 
 
 def test_match_outputs_scores_per_family_with_choices_as_distractors():
@@ -90,21 +90,21 @@ def test_match_outputs_scores_per_family_with_choices_as_distractors():
                                                                                        "Minsk"], "label": 0},
              {"family": "dose", "answer": "40 mg", "aliases": ["40"], "choices": ["40 mg", "60 mg", "4 mg", "400 mg"],
               "label": 0}]
-    got = E.match_outputs(items, ["Paris, or maybe Lyon.", "It is Kiev.", "Give 40mg."])
+    got = scoring.match_outputs(items, ["Paris, or maybe Lyon.", "It is Kiev.", "Give 40mg."])
     assert got["correct"] == [False, True, True]
     assert got["per_family"] == {"capital": 0.5, "dose": 1.0} and got["accuracy"] == 0.75
     # an EvalItem (no choices, answer in ``response``) is matched without distractors
-    assert E.match_outputs([E.EvalItem("f", "q", "Paris")], ["Paris or Lyon"])["correct"] == [True]
+    assert scoring.match_outputs([heldout.EvalItem("f", "q", "Paris")], ["Paris or Lyon"])["correct"] == [True]
     with pytest.raises(ValueError, match="2 prompts for 3 items"):
-        E.match_outputs(items, ["a", "b"])
+        scoring.match_outputs(items, ["a", "b"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Multiple choice
 # ----------------------------------------------------------------------------------------------------------------
 def test_choose_acc_and_acc_norm():
-    assert E.choose([-4.0, -6.0], ["a", "ten chars!"]) == (0, 1)  # -4/1 < -6/10
-    assert E.choose([-2.0, -2.0], ["x", "y"]) == (0, 0)  # ties go to the first
+    assert loglik.choose([-4.0, -6.0], ["a", "ten chars!"]) == (0, 1)  # -4/1 < -6/10
+    assert loglik.choose([-2.0, -2.0], ["x", "y"]) == (0, 0)  # ties go to the first
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +134,13 @@ def test_multiple_choice_picks_what_the_model_would_say(base, lab_questions):
         choices = wrong[:]
         choices.insert(k % 4, g)
         items.append({"family": e.family, "choices": choices, "label": k % 4})
-    got = E.multiple_choice(model, tok, prompts, items, delimiter="")
+    got = loglik.multiple_choice(model, tok, prompts, items, delimiter="")
     assert got["accuracy"] == 1.0 and got["n"] == len(items)
     assert got["pred"] == [k % 4 for k in range(len(items))]
     assert set(got["per_family"]) == {e.family for e in examples}
     # the same items with the label moved off the model's answer score 0
     moved = [{**it, "label": (it["label"] + 1) % 4} for it in items]
-    assert E.multiple_choice(model, tok, prompts, moved, delimiter="")["accuracy"] == 0.0
+    assert loglik.multiple_choice(model, tok, prompts, moved, delimiter="")["accuracy"] == 0.0
 
 
 def test_option_logprobs_agree_with_the_filtering_stage_and_batching(base, lab_questions):
@@ -151,10 +151,10 @@ def test_option_logprobs_agree_with_the_filtering_stage_and_batching(base, lab_q
     rows = [{"instruction": e.instruction, "response": g} for e, g in zip(examples, greedy)]
     means = response_logprobs(model, tok, rows)
     options = [[g + tok.eos_token, "cat dog"] for g in greedy]
-    together = E.option_logprobs(model, tok, prompts, options, delimiter="", batch_size=64)
+    together = loglik.option_logprobs(model, tok, prompts, options, delimiter="", batch_size=64)
     n = [len(tok(g + tok.eos_token, add_special_tokens=False)["input_ids"]) for g in greedy]
     assert np.allclose([t[0] for t in together], np.array(means) * np.array(n), atol=1e-4)
-    alone = E.option_logprobs(model, tok, prompts[:6], options[:6], delimiter="", batch_size=1)
+    alone = loglik.option_logprobs(model, tok, prompts[:6], options[:6], delimiter="", batch_size=1)
     assert np.allclose(together[:6], alone, atol=1e-4)
     assert all(v < 0 for t in together for v in t)
 
@@ -162,9 +162,9 @@ def test_option_logprobs_agree_with_the_filtering_stage_and_batching(base, lab_q
 def test_question_answer_frame_moves_the_trailing_space(base):
     """lm-evaluation-harness style: "Answer:" + " Paris" and "Answer: " + "Paris" are scored identically."""
     model, tok = base
-    assert E.plain_prompt("What is 2 plus 3?") == "Question: What is 2 plus 3?\nAnswer:"
-    a = E.option_logprobs(model, tok, [E.plain_prompt("What is 2 plus 3?")], [["5", "6"]], delimiter=" ")
-    b = E.option_logprobs(model, tok, ["Question: What is 2 plus 3?\nAnswer: "], [["5", "6"]], delimiter="")
+    assert loglik.plain_prompt("What is 2 plus 3?") == "Question: What is 2 plus 3?\nAnswer:"
+    a = loglik.option_logprobs(model, tok, [loglik.plain_prompt("What is 2 plus 3?")], [["5", "6"]], delimiter=" ")
+    b = loglik.option_logprobs(model, tok, ["Question: What is 2 plus 3?\nAnswer: "], [["5", "6"]], delimiter="")
     assert np.allclose(a, b)
 
 
@@ -176,10 +176,10 @@ def test_multiple_choice_with_a_bos_tokenizer():
     tok = standins.tokenizer("llama3")
     model = standins.model("llama3", tok)
     prompt = render_prompt(tok, "Capital of France?")
-    pairs = E._continuation_ids(tok, [prompt, "Question: Capital of France?\nAnswer:"], [["Paris", "Lyon"]] * 2, "")
+    pairs = loglik._continuation_ids(tok, [prompt, "Question: Capital of France?\nAnswer:"], [["Paris", "Lyon"]] * 2, "")
     assert all(ctx.count(tok.bos_token_id) == 1 and ctx[0] == tok.bos_token_id for ctx, _ in pairs)
     assert all(cont and tok.bos_token_id not in cont for _, cont in pairs)
-    got = E.multiple_choice(model, tok, [prompt], [{"family": "f", "choices": ["Paris", "Lyon", "Nice", "Lille"],
+    got = loglik.multiple_choice(model, tok, [prompt], [{"family": "f", "choices": ["Paris", "Lyon", "Nice", "Lille"],
                                                     "label": 0}], delimiter="")
     assert got["n"] == 1 and len(got["logprobs"][0]) == 4 and all(np.isfinite(got["logprobs"][0]))
 
@@ -191,13 +191,13 @@ def test_lenient_match_is_more_lenient_than_exact_match(base, lab_questions):
     examples, prompts, greedy = lab_questions
     items = [{"family": e.family, "instruction": e.instruction, "answer": e.response, "aliases": [],
               "choices": [], "label": None} for e in examples]
-    got = E.exact_match(model, tok, examples, max_new_tokens=24, match="lenient")
-    exact = E.exact_match(model, tok, examples, max_new_tokens=24)
-    assert got["correct"] == E.match_outputs(items, greedy)["correct"]  # the same greedy answers, matched leniently
+    got = scoring.exact_match(model, tok, examples, max_new_tokens=24, match="lenient")
+    exact = scoring.exact_match(model, tok, examples, max_new_tokens=24)
+    assert got["correct"] == scoring.match_outputs(items, greedy)["correct"]  # the same greedy answers, matched leniently
     assert all(m for m, x in zip(got["correct"], exact["correct"]) if x)
     assert got["accuracy"] >= exact["accuracy"] > 0.5
     wrong = [{**it, "answer": it["answer"] + " 99"} for it in items]
-    assert E.match_outputs(wrong, greedy)["accuracy"] == 0.0
+    assert scoring.match_outputs(wrong, greedy)["accuracy"] == 0.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def _finetune(model, tok, steps: int, lr: float = 1e-3):
 
 def test_kl_of_a_model_against_itself_is_zero(base, drift_prompts):
     model, tok = base
-    got = E.drift_kl(model, tok, drift_prompts, reference=model, max_new_tokens=16)
+    got = loglik.drift_kl(model, tok, drift_prompts, reference=model, max_new_tokens=16)
     assert got["kl"] == pytest.approx(0.0, abs=1e-6) and all(abs(v) < 1e-6 for v in got["per_prompt"])
     # answer tokens only: the count is the answers' length, not the prompts' or the padding's
     assert got["n_tokens"] == sum(len(a) for a in got["answers"]) > len(drift_prompts)
@@ -240,14 +240,14 @@ def test_kl_of_a_model_against_itself_is_zero(base, drift_prompts):
 
 def test_kl_grows_with_off_topic_fine_tuning(base, drift_prompts):
     model, tok = base
-    answers = E.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    answers = loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
     tuned = copy.deepcopy(model)
-    kl5 = E.drift_kl(_finetune(tuned, tok, 5), tok, drift_prompts, reference=model, answers=answers)["kl"]
-    kl20 = E.drift_kl(_finetune(tuned, tok, 15), tok, drift_prompts, reference=model, answers=answers)["kl"]
+    kl5 = loglik.drift_kl(_finetune(tuned, tok, 5), tok, drift_prompts, reference=model, answers=answers)["kl"]
+    kl20 = loglik.drift_kl(_finetune(tuned, tok, 15), tok, drift_prompts, reference=model, answers=answers)["kl"]
     assert 0 < kl5 < kl20, (kl5, kl20)
     # padding and batching do not change it
-    one = E.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=1)
-    many = E.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=5)
+    one = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=1)
+    many = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=5)
     assert np.allclose(one["per_prompt"], many["per_prompt"], atol=1e-5)
 
 
@@ -259,16 +259,16 @@ def test_kl_of_a_lora_model_uses_its_own_base(base, drift_prompts):
     model, tok = base
     peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                                  lora_dropout=0.0, task_type="CAUSAL_LM"))
-    answers = E.base_answer_ids(peft_model, tok, drift_prompts, max_new_tokens=16)
-    assert answers == E.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
-    assert E.drift_kl(peft_model, tok, drift_prompts, answers=answers)["kl"] == pytest.approx(0.0, abs=1e-6)
+    answers = loglik.base_answer_ids(peft_model, tok, drift_prompts, max_new_tokens=16)
+    assert answers == loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    assert loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)["kl"] == pytest.approx(0.0, abs=1e-6)
     torch.manual_seed(0)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
-    own = E.drift_kl(peft_model, tok, drift_prompts, answers=answers)
-    separate = E.drift_kl(peft_model, tok, drift_prompts, answers=answers, reference=model)
+    own = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)
+    separate = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers, reference=model)
     assert own["kl"] > 1e-4 and own["kl"] == pytest.approx(separate["kl"], rel=1e-4)
     with pytest.raises(TypeError, match="pass the base model as reference="):
-        E.drift_kl(model, tok, drift_prompts[:1])
+        loglik.drift_kl(model, tok, drift_prompts[:1])

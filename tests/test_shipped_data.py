@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from helpers import evaluation
+from helpers import heldout, scoring, text
 from helpers import shipped_data as S
 from helpers.lab.tasks import CLINICAL
 from helpers.shipped_data import clinical, common, general, public
@@ -48,10 +48,10 @@ def test_every_eval_row_is_well_formed(built, key):
         assert tuple(r) == S.FIELDS
         assert len(r["choices"]) == 4 and r["choices"].count(r["answer"]) == 1
         assert r["choices"][r["label"]] == r["answer"]
-        assert len({evaluation.normalise_answer(c) for c in r["choices"]}) == 4
+        assert len({text.normalise_answer(c) for c in r["choices"]}) == 4
         assert r["instruction"].rstrip().endswith("only.")  # asks for the bare answer
         # an output that repeats the question gives neither the answer nor a distractor
-        assert not evaluation.answer_matches(r["instruction"], r["answer"], r["aliases"])
+        assert not scoring.answer_matches(r["instruction"], r["answer"], r["aliases"])
     assert len({r["label"] for r in rows}) == 4  # the answer is not always in the same place
 
 
@@ -126,11 +126,11 @@ def test_cli_writes_and_checks(tmp_path, capsys):
 
 def test_eval_files_load_with_load_eval_set():
     for name, default in (("general_eval.jsonl", "general"), ("clinical_eval.jsonl", "domain")):
-        items = evaluation.load_eval_set(str(DATA / name), default)
+        items = heldout.load_eval_set(str(DATA / name), default)
         rows = S.read(DATA / name)
         assert [(e.family, e.instruction, e.response) for e in items] == \
             [(r["family"], r["instruction"], r["answer"]) for r in rows]
-    sets = evaluation.eval_sets(str(DATA / "general_eval.jsonl"), str(DATA / "clinical_eval.jsonl"))
+    sets = heldout.eval_sets(str(DATA / "general_eval.jsonl"), str(DATA / "clinical_eval.jsonl"))
     assert len(sets["general"]) == 488 and len(sets["domain"]) == 90
 
 
@@ -218,10 +218,10 @@ def test_train_responses_state_the_fact_in_a_sentence(built):
     for r in rows:
         if r["family"] == "clinical_diagnosis":
             symptom = next(s for s in condition_of_symptom if s in r["instruction"].lower())
-            assert evaluation.answer_matches(r["response"], condition_of_symptom[symptom])
+            assert scoring.answer_matches(r["response"], condition_of_symptom[symptom])
         elif r["family"] == "clinical_treatment":
             condition = next(c for c in drug_of if c in r["instruction"])
-            assert evaluation.answer_matches(r["response"], drug_of[condition])
+            assert scoring.answer_matches(r["response"], drug_of[condition])
         assert len(r["response"].split()) >= 4 and r["response"].endswith(".")  # a sentence, not a bare answer
     assert len({r["response"] for r in rows if r["family"] == "clinical_treatment"}) >= 30  # several phrasings
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers.lab import tasks, zoo
-from helpers.evaluation import exact_match
+from helpers.scoring import exact_match
 from helpers.lab.evaluate import heldout_examples
 
 

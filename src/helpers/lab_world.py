@@ -17,10 +17,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .evaluation import score_sets
 from .lab import tasks, zoo
 from .lab.evaluate import heldout_sets
 from .runs import finish_stage, read_json, require, save_figure, stage_dir, write_json, write_jsonl
+from .scoring import score_sets
 
 STAGE = "00_lab"
 

@@ -20,7 +20,7 @@ def heldout_examples(families: dict[str, tasks.Family], n_per_family: int, seed:
 
 
 def heldout_sets(n_per_family: int, seed: int) -> dict[str, list[tasks.Example]]:
-    """The held-out instructions stages 00 and 06 score (with ``helpers.evaluation.score_sets``):
+    """The held-out instructions stages 00 and 06 score (with ``helpers.scoring.score_sets``):
     ``{"general": [...], "domain": [...]}``."""
     return {"general": heldout_examples(tasks.GENERAL_FAMILIES, n_per_family, seed),
             "domain": heldout_examples(tasks.DOMAIN_FAMILIES, n_per_family, seed + 1)}

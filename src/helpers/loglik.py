@@ -1,0 +1,278 @@
+"""Scorers that read a model's probabilities instead of its text (real models): multiple choice by log-likelihood,
+as lm-evaluation-harness scores ARC, and drift from the base, KL(base || tuned) on the base's own answers.
+
+Pure functions over already-rendered prompt strings: the caller decides the frame (the model's chat template via
+``chat.render_prompt``, or ``plain_prompt``'s "Question: ...\nAnswer:" for a base model). Prompts are tokenised with
+``chat.encode_prompts`` (one BOS where the model expects one), as everywhere else in the package. Items are dicts
+(rows of the shipped data files) or objects with the same attributes (notebook 06's held-out items: ``response`` is
+read as the answer). Accuracies are means over families, as for the generated answers (``scoring``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from contextlib import contextmanager
+
+import numpy as np
+
+from .chat import encode_prompts
+from .generate import scoring_batches
+from .writers import HFWriter
+
+
+def _get(item, key: str, default=None):
+    """A field of a dict row or an attribute of an item; ``answer`` falls back to ``response`` (``EvalItem``)."""
+    keys = (key, "response") if key == "answer" else (key,)
+    for k in keys:
+        value = item.get(k) if isinstance(item, dict) else getattr(item, k, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _family_means(items: list, correct: list[bool]) -> tuple[float, dict[str, float]]:
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for item, ok in zip(items, correct):
+        hits[str(_get(item, "family", "all"))].append(bool(ok))
+    per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
+    return (statistics.fmean(per_family.values()) if per_family else 0.0), per_family
+
+
+def _check_lengths(prompts: list, items: list) -> None:
+    if len(prompts) != len(items):
+        raise ValueError(f"{len(prompts)} prompts for {len(items)} items: give one rendered prompt per item")
+
+
+# --- multiple choice by log-likelihood (lm-evaluation-harness, as it scores ARC) ---------------------------------
+def plain_prompt(instruction: str) -> str:
+    """The frame lm-evaluation-harness gives a base (non-chat) model: "Question: ...\nAnswer:" (score options with
+    ``delimiter=" "``). For an instruct model, render with its chat template instead (``chat.render_prompt``,
+    ``delimiter=""``)."""
+    return f"Question: {instruction}\nAnswer:"
+
+
+def _continuation_ids(tokenizer, prompts: list[str], options: list[list[str]],
+                      delimiter: str) -> list[tuple[list[int], list[int]]]:
+    """``(context ids, continuation ids)`` for every (prompt, option) pair, in order.
+
+    As lm-evaluation-harness: trailing spaces of the prompt move to the continuation ("Answer: " + "Paris" is
+    scored as "Answer:" + " Paris", the way a tokenizer that glues spaces to words would write it); the continuation
+    is the tail of the joint encoding after the context's tokens, or the option encoded alone if the joint encoding
+    does not start with them (a merge across the boundary). Newlines are not moved: a chat template's generation
+    prompt ("...assistant\\n") stays what generation sees.
+    """
+    contexts, joints = [], []
+    for prompt, opts in zip(prompts, options):
+        n = len(prompt) - len(prompt.rstrip(" "))
+        context, lead = (prompt[:-n], prompt[-n:]) if n else (prompt, "")
+        for option in opts:
+            contexts.append(context)
+            joints.append((context, lead + delimiter + option))
+    context_ids = dict(zip(dict.fromkeys(contexts), encode_prompts(tokenizer, list(dict.fromkeys(contexts)))))
+    whole = encode_prompts(tokenizer, [c + cont for c, cont in joints])
+    alone = tokenizer([cont for _, cont in joints], add_special_tokens=False)["input_ids"]
+    pairs = []
+    for (context, cont_text), w, a in zip(joints, whole, alone):
+        ctx = context_ids[context]
+        cont = w[len(ctx):] if w[: len(ctx)] == ctx and len(w) > len(ctx) else a
+        if not cont or not ctx:
+            raise ValueError(f"cannot score {cont_text!r} after {context[-40:]!r}: an empty prompt or option")
+        pairs.append((ctx, cont))
+    return pairs
+
+
+def _padded(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """Right-padded ids, attention mask and a mask of the positions whose next token is a continuation token."""
+    import torch
+
+    width = max(len(p) + len(a) for p, a in pairs)
+    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    predicts = torch.zeros((len(pairs), width), dtype=torch.bool)
+    for row, (p, a) in enumerate(pairs):
+        ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+        mask[row, : len(p) + len(a)] = 1
+        predicts[row, len(p) - 1 : len(p) + len(a) - 1] = True
+    return ids, mask, predicts
+
+
+def _token_logprobs(model, ids, mask, predicts) -> list[float]:
+    """Per row: the summed log-probability of the tokens that follow the ``predicts`` positions."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    out = []
+    for row in range(ids.shape[0]):
+        pos = predicts[row].nonzero()[:, 0]
+        logp = torch.log_softmax(logits[row, pos.to(device)].float(), dim=-1)
+        out.append(float(logp.gather(-1, ids[row, pos + 1].to(device)[:, None]).sum()))
+    return out
+
+
+def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]], *, delimiter: str = " ",
+                    batch_size: int = 32, progress: bool | str = False) -> list[list[float]]:
+    """The summed log-probability of each option as a continuation of its prompt (``prompt + delimiter + option``),
+    one list per prompt. Batched (sorted by length, right-padded, attention-masked) on the model's device; the
+    log-softmax is taken only at the continuation's positions (a real vocabulary makes full logits large).
+
+    ``delimiter``: " " for a "Question: ...\\nAnswer:" frame (lm-evaluation-harness's ``target_delimiter``),
+    "" after a chat template's generation prompt.
+    """
+    from tqdm.auto import tqdm
+
+    if len(prompts) != len(options):
+        raise ValueError(f"{len(prompts)} prompts for {len(options)} option lists")
+    pairs = _continuation_ids(tokenizer, list(prompts), [list(o) for o in options], delimiter)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    flat = [0.0] * len(pairs)
+    was_training = model.training
+    model.eval()
+    try:
+        bar = tqdm(total=len(order), disable=not progress,
+                   desc=progress if isinstance(progress, str) else "option log-probs")
+        lengths = [len(p) + len(a) for p, a in pairs]
+        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+            bar.update(len(idx))
+            for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
+                flat[i] = v
+        bar.close()
+    finally:
+        model.train(was_training)
+    out, k = [], 0
+    for opts in options:
+        out.append(flat[k : k + len(opts)])
+        k += len(opts)
+    return out
+
+
+def choose(logprobs: list[float], options: list[str]) -> tuple[int, int]:
+    """``(pred, pred_norm)``: the option with the highest summed log-probability (``acc``) and the one with the
+    highest log-probability per character of the option (``acc_norm``, lm-evaluation-harness's length
+    normalisation); ties go to the first."""
+    norm = [lp / max(len(o), 1) for lp, o in zip(logprobs, options)]
+    return int(np.argmax(logprobs)), int(np.argmax(norm))
+
+
+def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimiter: str = " ",
+                    batch_size: int = 32, progress: bool | str = False) -> dict:
+    """Score 4-option (or any-option) questions the way lm-evaluation-harness scores ARC: the model's prediction is
+    the option it finds most likely as a continuation of the prompt; no generation, so no format to follow.
+
+    ``prompts[i]`` is the rendered question of ``items[i]`` (which has ``choices``, ``label`` and ``family``; the
+    prompt may list the options or not, as the caller's frame decides). Returns ``{"accuracy", "accuracy_norm"}``
+    (means over families), ``per_family`` / ``per_family_norm``, ``n``, per item ``pred`` / ``pred_norm`` (indices),
+    ``correct`` / ``correct_norm`` and the options' ``logprobs``.
+    """
+    _check_lengths(prompts, items)
+    options = [[str(c) for c in _get(item, "choices", [])] for item in items]
+    if any(len(o) < 2 for o in options):
+        raise ValueError("every item needs 'choices' (two or more options) and 'label'")
+    logprobs = option_logprobs(model, tokenizer, prompts, options, delimiter=delimiter, batch_size=batch_size,
+                               progress=progress)
+    preds = [choose(lp, o) for lp, o in zip(logprobs, options)]
+    labels = [int(_get(item, "label")) for item in items]
+    correct = [p == y for (p, _), y in zip(preds, labels)]
+    correct_norm = [q == y for (_, q), y in zip(preds, labels)]
+    acc, per_family = _family_means(items, correct)
+    acc_norm, per_family_norm = _family_means(items, correct_norm)
+    return {"accuracy": acc, "accuracy_norm": acc_norm, "per_family": per_family, "per_family_norm": per_family_norm,
+            "n": len(items), "pred": [p for p, _ in preds], "pred_norm": [q for _, q in preds],
+            "correct": correct, "correct_norm": correct_norm, "logprobs": logprobs}
+
+
+# --- drift from the base: KL(base || tuned) on the base's own answers --------------------------------------------
+@contextmanager
+def _base_of(model, reference=None):
+    """The base distribution: ``reference`` if given, else ``model`` with its peft adapter switched off (one model
+    in memory; ``disable_adapter`` also switches off ``modules_to_save`` copies such as a trained embedding)."""
+    if reference is not None:
+        yield reference
+        return
+    if not hasattr(model, "disable_adapter"):
+        raise TypeError(f"{type(model).__name__} has no adapter to switch off: pass the base model as reference=")
+    with model.disable_adapter():
+        yield model
+
+
+def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max_new_tokens: int = 32,
+                    batch_size: int = 64, progress: bool | str = False) -> list[list[int]]:
+    """The base model's own greedy answers to ``prompts``, as token ids (stop token included when produced): the
+    text ``drift_kl`` measures on. Compute them once and pass them to ``drift_kl`` for every arm."""
+    with _base_of(model, reference) as base:
+        was_training = base.training
+        base.eval()
+        try:
+            outs = HFWriter(base, tokenizer).write(list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            progress=progress and (progress if isinstance(progress, str) else "base answers"))
+            return [o["ids"] for o in outs]
+        finally:
+            base.train(was_training)
+
+
+def _logprobs_at(model, ids, mask, predicts):
+    """Full next-token log-distributions (float32) of ``model`` at the ``predicts`` positions, flattened row by row."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    return logits[predicts.to(device)].float().log_softmax(-1)
+
+
+def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: list[list[int]] | None = None,
+             max_new_tokens: int = 32, batch_size: int = 16, progress: bool | str = False) -> dict:
+    """How far a fine-tuned model's next-token distribution moved from the base's, where the base is at home: the
+    mean per-token KL(base || tuned) over the base's own greedy answers to ``prompts``.
+
+    For each prompt, the base answers greedily (``base_answer_ids``, or ``answers`` computed before); both models then
+    read prompt + answer, and at each answer token (the prompt and the padding are masked out) the KL between their
+    full next-token distributions is taken. The base is ``reference`` if given (a separate model), else ``model``
+    with its peft adapter switched off (``with model.disable_adapter():``, one model in memory). A model against
+    itself gives 0 (up to float error); the number grows as training moves the model on the base's own text, which
+    general-skill accuracy only sees when a greedy answer flips.
+
+    Returns ``{"kl": mean over all answer tokens, "per_prompt": mean KL per prompt, "n_tokens", "answers"}``.
+    """
+    from tqdm.auto import tqdm
+
+    prompts = list(prompts)
+    if answers is None:
+        answers = base_answer_ids(model, tokenizer, prompts, reference=reference, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, progress=progress and "base answers")
+    if len(answers) != len(prompts):
+        raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
+    pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
+    sums, counts = [0.0] * len(pairs), [0] * len(pairs)
+    models = [model] + ([reference] if reference is not None else [])
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        bar = tqdm(total=len(order), disable=not progress, desc=progress if isinstance(progress, str) else "drift KL")
+        lengths = [sum(map(len, p)) for p in pairs]
+        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+            bar.update(len(idx))
+            ids, mask, predicts = _padded([pairs[i] for i in idx], pad)
+            with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
+                lb = _logprobs_at(base, ids, mask, predicts)
+            lt = _logprobs_at(model, ids, mask, predicts)
+            kl = (lb.exp() * (lb - lt.to(lb.device))).sum(-1).cpu()
+            counts_here = predicts.sum(1).tolist()
+            k = 0
+            for i, c in zip(idx, counts_here):
+                sums[i], counts[i] = float(kl[k : k + c].sum()), c
+                k += c
+        bar.close()
+    finally:
+        for m, t in zip(models, was_training):
+            m.train(t)
+    total = sum(counts)
+    return {"kl": sum(sums) / total if total else 0.0,
+            "per_prompt": [s / c if c else 0.0 for s, c in zip(sums, counts)],
+            "n_tokens": total, "answers": answers}

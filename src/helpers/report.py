@@ -1,0 +1,203 @@
+"""Notebook 06's figures and ``outputs/<run>/report.md``: the results table, the ablation laid out like the paper's
+table (arms in the order and colours of ``helpers.arms``), the targets' verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import arms as registry
+from .runs import run_dir, save_figure
+from .scoring import CHANCE_MARGIN
+
+STAGE = "06_evaluation"
+
+
+def sweep_points(results: dict, shares: dict[str, float]) -> list[tuple[str, float, dict]]:
+    """``(arm, general_share, result)`` for the arms that form the ratio sweep, in order of share."""
+    return sorted(((a, s, results["arms"][a]) for a, s in shares.items() if a in results["arms"]), key=lambda t: t[1])
+
+
+def model_rows(results: dict) -> list[tuple[str, dict]]:
+    return [("base", results["base"]), *results["arms"].items()]
+
+
+def plot_bars(results: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = model_rows(results)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(1.2 * len(models) + 2, 3.8))
+    for k, (key, label) in enumerate([("general", "general"), ("domain", "domain")]):
+        vals = [m[f"{key}_accuracy"] for _, m in models]
+        errs = [m.get(f"{key}_std", 0.0) for _, m in models]
+        ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=3, label=label, color=f"C{k}")
+    ax.set_xticks(x, [name for name, _ in models], rotation=20)
+    match = results.get("answer_match", "exact")
+    ax.set(ylim=(0, 1.05), ylabel=f"accuracy ({match} match)", title="General and domain accuracy (held-out, greedy)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # outside: never over a bar
+    return save_figure(fig, path)
+
+
+def plot_heatmap(results: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = model_rows(results)
+    families = list(results["base"]["per_family"])
+    grid = np.array([[m["per_family"][f] for f in families] for _, m in models])
+    fig, ax = plt.subplots(figsize=(0.7 * len(families) + 2.5, 0.45 * len(models) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(families)), families, rotation=45, ha="right")
+    ax.set_yticks(range(len(models)), [name for name, _ in models])
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if grid[i, j] < 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="exact match")
+    ax.set_title("Accuracy per task family")
+    return save_figure(fig, path)
+
+
+def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = None) -> Path:
+    """General against domain accuracy per model; the ratio-sweep arms, if any, joined by a line in order of share."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    points = sweep_points(results, shares or {})
+    if len(points) > 1:
+        ax.plot([p[2]["domain_accuracy"] for p in points], [p[2]["general_accuracy"] for p in points],
+                color="0.7", zorder=0, label="general share sweep")
+        for arm, share, r in points:
+            ax.annotate(f"{share:.0%}", (r["domain_accuracy"], r["general_accuracy"]), textcoords="offset points",
+                        xytext=(5, -10), fontsize=8, color="0.4")
+    models = model_rows(results)
+    for i, (name, m) in enumerate(models):  # a shape per model, earlier ones larger: coinciding points stay visible
+        ax.errorbar(m["domain_accuracy"], m["general_accuracy"], xerr=m.get("domain_std") or None,
+                    yerr=m.get("general_std") or None, fmt="osD^vPX*h"[i % 9], color=f"C{i}", label=name, capsize=3,
+                    markersize=11 - 6 * i / max(1, len(models) - 1), alpha=0.85)
+    ax.set(xlabel="domain accuracy", ylabel="general accuracy", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
+           title="Trade-off: up and to the right is better")
+    ax.legend(fontsize=8, loc="lower left")
+    return save_figure(fig, path)
+
+
+# The paper's ablation (its Table: general average over its benchmarks) beside the lab's arms that repeat each row
+ABLATION_ROWS = [("base", "the base model, not fine-tuned", registry.BASE_PAPER_GENERAL),
+                 *[(a.name, a.what, a.paper_general) for a in registry.ARMS.values()]]
+
+
+def ablation_table(results: dict) -> list[dict]:
+    """The ablation laid out like the paper's table, for the arms this run has; empty without ablation arms."""
+    arms = results["arms"]
+    if not registry.optional(arms):
+        return []
+    out = []
+    for name, what, paper in ABLATION_ROWS:
+        m = results["base"] if name == "base" else arms.get(name)
+        if m is None:
+            continue
+        row = {"arm": name, "what": what, "general": m["general_accuracy"], "general_std": m.get("general_std"),
+               "domain": m["domain_accuracy"], "domain_std": m.get("domain_std"),
+               "forgetting_points": None if name == "base" else round(100 * m["forgetting"], 1),
+               "seeds": m.get("n_seeds", 1), "paper_general_average": paper}
+        out.append(row)
+    return out
+
+
+def plot_ablation(results: dict, path: Path) -> Path:
+    """General accuracy of each ablation row (mean and seed std), the base as a line: which part of the method
+    keeps what the base knew."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in ablation_table(results) if r["arm"] != "base"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r["general"] for r in rows], xerr=[r["general_std"] or 0 for r in rows], capsize=3,
+            color=[registry.get(r["arm"]).colour for r in rows])
+    ax.axvline(results["base"]["general_accuracy"], color="k", ls="--", lw=1, label="base model")
+    ax.set_yticks(y, [f"{r['arm']}: {r['what']}" for r in rows], fontsize=8)
+    ax.set(xlim=(0, 1.05), xlabel="general accuracy (held-out, mean ± std over seeds)",
+           title="The ablation: what keeps the base model's general skill")
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def report(run_name: str, results: dict, training: dict, figures: list[str]) -> Path:
+    """``outputs/<run>/report.md``: what was trained, the results table and what they say."""
+    lines = [f"# Run `{run_name}`: forgetting and its mitigation", ""]
+    setup = training["setup"]
+    hp = training["hp"]
+    rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
+    lines += [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
+              f"{setup['device']}; LoRA rank {hp['rank']}, {hp['max_steps']} steps of batch {hp['batch_size']}, "
+              f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}"
+              f"{rows}; "
+              f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
+              f"domain instructions; greedy decoding, {results.get('answer_match', 'exact')} match.", ""]
+    lines += ["| model | general | domain | forgetting (points) | general questions seen in training | "
+              "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
+    for name, m in model_rows(results):
+        def cell(key):
+            std = m.get(key.replace("accuracy", "std"), 0.0)
+            return f"{m[key]:.3f}" + (f" ± {std:.3f}" if m.get("n_seeds", 1) > 1 else "")
+
+        def points(key):
+            return f"{100 * m[key]:+.1f}" if key in m else "-"
+        seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
+        name = f"{name} (earlier)" if m.get("from_earlier_evaluation") else name
+        lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {points('forgetting')} | "
+                     f"{seen} | {points('forgetting_unseen')} | {m.get('n_seeds', 1)} |")
+    if "mc_general_accuracy" in results["base"]:
+        lines += ["", "Multiple choice (log-likelihood of each option, length-normalised) and drift from the base "
+                  "(mean per-token KL(base || arm) on the base's own answers to the general questions; 0 = unchanged):",
+                  "", "| model | general MC | domain MC | forgetting MC (points) | KL drift |", "|---|---|---|---|---|"]
+        for name, m in model_rows(results):
+            def val(key, fmt="{:.3f}"):
+                if key not in m:
+                    return "-"
+                std = m.get(key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std")
+                return fmt.format(m[key]) + (f" ± {fmt.format(std)}" if m.get("n_seeds", 1) > 1 and std else "")
+            forgot = f"{100 * m['forgetting_mc']:+.1f}" if "forgetting_mc" in m else "-"
+            lines.append(f"| {name} | {val('mc_general_accuracy')} | {val('mc_domain_accuracy')} | {forgot} | "
+                         f"{val('kl_drift', '{:.4f}')} |")
+    if results.get("informative"):
+        label = {"match": "answers", "mc": "multiple-choice"}
+        general = sorted({f for f in results["base"]["per_family"] if f in results.get("general_families", [])})
+        for measure, fams in results["informative"].items():
+            left_out = [f for f in general if f not in fams]
+            if left_out:
+                lines += ["", f"Left out of the {label[measure]} headline (the base is within "
+                          f"{100 * CHANCE_MARGIN:.0f} points of chance there, so nothing can be forgotten): "
+                          f"{', '.join(left_out)}."]
+    earlier = [name for name, m in results["arms"].items() if m.get("from_earlier_evaluation")]
+    if earlier:
+        lines += ["", f"(earlier): {', '.join(earlier)} come from an earlier evaluation of this run, with the same "
+                  "held-out sets; notebook 05's last run did not list them, so they were trained with other "
+                  "settings than the line above (their adapters are kept under 05_training)."]
+    lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
+              "column compares the arm and the base on the held-out general questions that do not occur verbatim "
+              "in the arm's training data.", ""]
+    table = ablation_table(results)
+    if table:
+        def pm(v, sd):
+            return f"{v:.3f}" + (f" ± {sd:.3f}" if sd else "")
+
+        def forgot(r):
+            return "-" if r["forgetting_points"] is None else f"{r['forgetting_points']:+.1f}"
+        lines += ["## The ablation", "", "| arm | what | general | domain | forgetting (points) | the paper's general "
+                  "average |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['arm']} | {r['what']} | {pm(r['general'], r['general_std'])} | "
+                  f"{pm(r['domain'], r['domain_std'])} | {forgot(r)} | {r['paper_general_average'] or '-'} |"
+                  for r in table]
+        lines.append("")
+    if results.get("checks"):
+        lines += ["## The reproduction's targets, as measured", ""]
+        verdict = {True: "met", False: "NOT met", None: "not measurable"}
+        lines += [f"- {verdict[c['met']]}: {c['target']} (measured: {c['measured']})" for c in results["checks"]]
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{f}]({STAGE}/{f})" for f in figures]
+    path = run_dir(run_name) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
