@@ -4,7 +4,6 @@ import json
 
 import nbformat
 import pytest
-import yaml
 
 from helpers import pipeline
 from tests.conftest import ROOT
@@ -34,7 +33,7 @@ def test_notebook_is_clean_and_parameterised(path):
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
 def test_presets_only_use_declared_keys(preset):
     declared = {p.stem: pipeline.notebook_parameters(p) for p in NOTEBOOKS}
-    pipeline.check_keys(yaml.safe_load(preset.read_text()), declared)
+    pipeline.check_keys(pipeline.load_preset(preset), declared)
 
 
 @pytest.mark.slow

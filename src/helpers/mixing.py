@@ -20,13 +20,38 @@ import math
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 
 from . import arms as registry
+from .datafiles import DataError, load_conversations
 from .runs import read_json, read_jsonl, require, save_figure, stage_dir, trouble, write_json
 
 STAGE = "04_mixing"
+
+
+class Inputs(NamedTuple):
+    domain: list[dict]                # the domain rows, as messages
+    public: list[dict]                # the public SFT rows (empty: no public_mix arm)
+    ours: list[dict]                  # notebook 03's selected answers, as messages
+    ours_clusters: list[int]          # their notebook-01 clusters
+    shares: dict[int, float] | None   # the cluster shares 01 sampled (stratify), else None
+    sources: dict[str, str]           # the files read for domain_data and public_data
+
+
+def read_inputs(run_name: str, lab: bool, domain_data: str, public_data: str, stratify: bool) -> Inputs:
+    """What the arms are built from: the domain and public files (in the lab, notebook 00's when left empty), notebook
+    03's selection and notebook 01's cluster shares."""
+    if not (lab or domain_data):
+        raise DataError("domain_data is empty: with lab = False, name your domain SFT file (e.g. "
+                        "data/clinical_train.jsonl)")
+    domain_source = domain_data or str(require(run_name, "00_lab", "domain_train.jsonl"))
+    public_source = public_data or (str(require(run_name, "00_lab", "public_sft.jsonl")) if lab else "")
+    ours, ours_clusters = general_rows_from_selected(run_name)
+    return Inputs(load_conversations(domain_source), load_conversations(public_source) if public_source else [],
+                  ours, ours_clusters, cluster_shares_sampled(run_name) if stratify else None,
+                  {"domain_data": domain_source, "public_data": public_source})
 
 
 def sizes(n_domain_available: int, n_general_available: int, general_share: float, n_domain: int = 0) -> dict:
