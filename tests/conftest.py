@@ -31,6 +31,40 @@ def lab_tokenizer():
     return build_tokenizer(**ZOO["base"].tokenizer)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The lab models are tiny: one thread is as fast, and on a busy 2-core machine two threads that wait on each
+    other (another process holding a core) made these tests up to 100x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def base():
+    """The lab's base model and tokenizer (a test module may define its own)."""
+    from helpers.lab import zoo
+
+    return zoo.load("base")
+
+
+@pytest.fixture(scope="module")
+def lab_questions(base):
+    """Lab general questions, their chat prompts and the base model's greedy answers."""
+    from helpers.chat import render_prompt
+    from helpers.generate import generate
+    from helpers.lab.evaluate import heldout_sets
+
+    model, tok = base
+    examples = heldout_sets(3, seed=11)["general"]
+    prompts = [render_prompt(tok, e.instruction) for e in examples]
+    outs = generate(model, tok, prompts, max_new_tokens=24)
+    return examples, prompts, [o["text"] for o in outs]
+
+
 def pytest_collection_modifyitems(config, items):
     """The end-to-end tests (marked ``xdist_group``, one group each) first: under ``--dist loadgroup`` each starts on
     its own worker at once and the short tests fill in around them, instead of the two long ones queueing last."""

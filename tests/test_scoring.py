@@ -1,27 +1,12 @@
-"""Stage 06's benchmark scorers: multiple choice by log-likelihood, answers inside sentences, and drift (KL) from the
-base, on the lab's tiny models (offline, CPU)."""
-import copy
+"""Scoring answers (helpers.scoring): the lenient matcher's rules on an adversarial table, per-family means, and
+lenient against exact match on the lab's base model."""
 
-import numpy as np
 import pytest
-import torch
 
-from helpers import heldout, loglik, scoring, text
-from helpers.chat import render_prompt
-from helpers.filtering import response_logprobs
-from helpers.generate import generate
-from helpers.lab import tasks, zoo
-from helpers.lab.evaluate import heldout_sets
+from helpers import heldout, scoring, text
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The lab models are tiny: one thread is as fast, and on a busy 2-core machine two threads that wait on each
-    other (another process holding a core) made these tests up to 100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -99,91 +84,6 @@ def test_match_outputs_scores_per_family_with_choices_as_distractors():
         scoring.match_outputs(items, ["a", "b"])
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Multiple choice
-# ----------------------------------------------------------------------------------------------------------------
-def test_choose_acc_and_acc_norm():
-    assert loglik.choose([-4.0, -6.0], ["a", "ten chars!"]) == (0, 1)  # -4/1 < -6/10
-    assert loglik.choose([-2.0, -2.0], ["x", "y"]) == (0, 0)  # ties go to the first
-
-
-@pytest.fixture(scope="module")
-def base():
-    return zoo.load("base")
-
-
-@pytest.fixture(scope="module")
-def lab_questions(base):
-    """Lab general questions, their chat prompts and the base model's greedy answers."""
-    model, tok = base
-    examples = heldout_sets(3, seed=11)["general"]
-    prompts = [render_prompt(tok, e.instruction) for e in examples]
-    outs = generate(model, tok, prompts, max_new_tokens=24)
-    return examples, prompts, [o["text"] for o in outs]
-
-
-def test_multiple_choice_picks_what_the_model_would_say(base, lab_questions):
-    """Options: the model's own greedy answer and three answers to other questions of the same family, placed at
-    every position in turn: the model's answer is the most likely continuation every time."""
-    model, tok = base
-    examples, prompts, greedy = lab_questions
-    items = []
-    for k, (e, g) in enumerate(zip(examples, greedy)):
-        others = list(dict.fromkeys(x.response for x in tasks.sample_examples({e.family: 1.0}, 40, seed=k)))
-        wrong = [o for o in others if o != g][:3]
-        choices = wrong[:]
-        choices.insert(k % 4, g)
-        items.append({"family": e.family, "choices": choices, "label": k % 4})
-    got = loglik.multiple_choice(model, tok, prompts, items, delimiter="")
-    assert got["accuracy"] == 1.0 and got["n"] == len(items)
-    assert got["pred"] == [k % 4 for k in range(len(items))]
-    assert set(got["per_family"]) == {e.family for e in examples}
-    # the same items with the label moved off the model's answer score 0
-    moved = [{**it, "label": (it["label"] + 1) % 4} for it in items]
-    assert loglik.multiple_choice(model, tok, prompts, moved, delimiter="")["accuracy"] == 0.0
-
-
-def test_option_logprobs_agree_with_the_filtering_stage_and_batching(base, lab_questions):
-    """The summed log-probability of answer + end token equals stage 03's mean per-token log-prob x its length, and
-    does not depend on the batch (padding is masked)."""
-    model, tok = base
-    examples, prompts, greedy = lab_questions
-    rows = [{"instruction": e.instruction, "response": g} for e, g in zip(examples, greedy)]
-    means = response_logprobs(model, tok, rows)
-    options = [[g + tok.eos_token, "cat dog"] for g in greedy]
-    together = loglik.option_logprobs(model, tok, prompts, options, delimiter="", batch_size=64)
-    n = [len(tok(g + tok.eos_token, add_special_tokens=False)["input_ids"]) for g in greedy]
-    assert np.allclose([t[0] for t in together], np.array(means) * np.array(n), atol=1e-4)
-    alone = loglik.option_logprobs(model, tok, prompts[:6], options[:6], delimiter="", batch_size=1)
-    assert np.allclose(together[:6], alone, atol=1e-4)
-    assert all(v < 0 for t in together for v in t)
-
-
-def test_question_answer_frame_moves_the_trailing_space(base):
-    """lm-evaluation-harness style: "Answer:" + " Paris" and "Answer: " + "Paris" are scored identically."""
-    model, tok = base
-    assert loglik.plain_prompt("What is 2 plus 3?") == "Question: What is 2 plus 3?\nAnswer:"
-    a = loglik.option_logprobs(model, tok, [loglik.plain_prompt("What is 2 plus 3?")], [["5", "6"]], delimiter=" ")
-    b = loglik.option_logprobs(model, tok, ["Question: What is 2 plus 3?\nAnswer: "], [["5", "6"]], delimiter="")
-    assert np.allclose(a, b)
-
-
-def test_multiple_choice_with_a_bos_tokenizer():
-    """A Llama-3 stand-in (its tokenizer adds BOS): every scored sequence starts with exactly one BOS, and a prompt
-    whose template already wrote the BOS gets no second one."""
-    from helpers.lab import standins
-
-    tok = standins.tokenizer("llama3")
-    model = standins.model("llama3", tok)
-    prompt = render_prompt(tok, "Capital of France?")
-    pairs = loglik._continuation_ids(tok, [prompt, "Question: Capital of France?\nAnswer:"], [["Paris", "Lyon"]] * 2, "")
-    assert all(ctx.count(tok.bos_token_id) == 1 and ctx[0] == tok.bos_token_id for ctx, _ in pairs)
-    assert all(cont and tok.bos_token_id not in cont for _, cont in pairs)
-    got = loglik.multiple_choice(model, tok, [prompt], [{"family": "f", "choices": ["Paris", "Lyon", "Nice", "Lille"],
-                                                    "label": 0}], delimiter="")
-    assert got["n"] == 1 and len(got["logprobs"][0]) == 4 and all(np.isfinite(got["logprobs"][0]))
-
-
 def test_lenient_match_is_more_lenient_than_exact_match(base, lab_questions):
     """The lab's own questions: every exact answer also matches inside-a-sentence, so the matcher's accuracy is at
     least exact match's; a wrong answer stays wrong."""
@@ -200,75 +100,3 @@ def test_lenient_match_is_more_lenient_than_exact_match(base, lab_questions):
     assert scoring.match_outputs(wrong, greedy)["accuracy"] == 0.0
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Drift from the base: KL(base || tuned) on the base's own answers
-# ----------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def drift_prompts(base):
-    _, tok = base
-    examples = heldout_sets(2, seed=21)["general"]
-    return [render_prompt(tok, e.instruction) for e in examples]
-
-
-def _finetune(model, tok, steps: int, lr: float = 1e-3):
-    """A few Adam steps of language modelling on text the model never saw (off-topic for it)."""
-    texts = ["The quick brown fox jumps over the lazy dog near the river bank.",
-             "Stock markets rallied on Tuesday as investors cheered the earnings reports.",
-             "Preheat the oven and whisk the eggs with sugar until fluffy."]
-    batch = tok(texts, return_tensors="pt", padding=True)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    torch.manual_seed(0)
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    return model
-
-
-def test_kl_of_a_model_against_itself_is_zero(base, drift_prompts):
-    model, tok = base
-    got = loglik.drift_kl(model, tok, drift_prompts, reference=model, max_new_tokens=16)
-    assert got["kl"] == pytest.approx(0.0, abs=1e-6) and all(abs(v) < 1e-6 for v in got["per_prompt"])
-    # answer tokens only: the count is the answers' length, not the prompts' or the padding's
-    assert got["n_tokens"] == sum(len(a) for a in got["answers"]) > len(drift_prompts)
-    assert all(a[-1] == tok.eos_token_id for a in got["answers"])  # the base's answers end their turn
-
-
-def test_kl_grows_with_off_topic_fine_tuning(base, drift_prompts):
-    model, tok = base
-    answers = loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
-    tuned = copy.deepcopy(model)
-    kl5 = loglik.drift_kl(_finetune(tuned, tok, 5), tok, drift_prompts, reference=model, answers=answers)["kl"]
-    kl20 = loglik.drift_kl(_finetune(tuned, tok, 15), tok, drift_prompts, reference=model, answers=answers)["kl"]
-    assert 0 < kl5 < kl20, (kl5, kl20)
-    # padding and batching do not change it
-    one = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=1)
-    many = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=5)
-    assert np.allclose(one["per_prompt"], many["per_prompt"], atol=1e-5)
-
-
-def test_kl_of_a_lora_model_uses_its_own_base(base, drift_prompts):
-    """A peft model against its adapter switched off: 0 while LoRA B is zero, > 0 once it is not, and the same
-    number as against a separate copy of the base."""
-    from peft import LoraConfig, get_peft_model
-
-    model, tok = base
-    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                                 lora_dropout=0.0, task_type="CAUSAL_LM"))
-    answers = loglik.base_answer_ids(peft_model, tok, drift_prompts, max_new_tokens=16)
-    assert answers == loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
-    assert loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)["kl"] == pytest.approx(0.0, abs=1e-6)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    own = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)
-    separate = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers, reference=model)
-    assert own["kl"] > 1e-4 and own["kl"] == pytest.approx(separate["kl"], rel=1e-4)
-    with pytest.raises(TypeError, match="pass the base model as reference="):
-        loglik.drift_kl(model, tok, drift_prompts[:1])
