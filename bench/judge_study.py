@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
-from helpers import filtering  # noqa: E402
+from helpers import committee as scorers  # noqa: E402
 from helpers.runs import repo_root  # noqa: E402
 from helpers.shipped_data import read  # noqa: E402
 
@@ -93,15 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     run = "judge-study"
     out = []
     for judge in args.judges:
-        committee = filtering.JudgeCommittee(run, [judge], batch_size=args.batch_size, progress=False,
-                                             min_parse_rate=0.0)
+        committee = scorers.JudgeCommittee(run, [judge], batch_size=args.batch_size, progress=False, min_parse_rate=0.0)
         scores = committee.score(rows)
-        ratings = Counter(filtering.parse_rating(t) for t in committee.raw[judge])
+        ratings = Counter(scorers.parse_rating(t) for t in committee.raw[judge])
         out.append({"scorer": f"judge {short(judge)}", **pair_accuracy(scores),
                     "parse_rate": round(committee.parse_rate[judge], 3),
                     "rating_counts": {str(k): v for k, v in sorted(ratings.items(), key=lambda kv: str(kv[0]))},
                     "examples": committee.raw[judge][:6]})
-    likelihood = filtering.LikelihoodCommittee(run, args.committee, batch_size=args.batch_size, progress=False)
+    likelihood = scorers.LikelihoodCommittee(run, args.committee, batch_size=args.batch_size, progress=False)
     scores = likelihood.score(rows)
     out.append({"scorer": f"likelihood {' + '.join(map(short, args.committee))}", **pair_accuracy(scores)})
     if len(likelihood.per_model) > 1:

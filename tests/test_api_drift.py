@@ -48,12 +48,12 @@ CALLS = {
     # helpers/filtering.py: minhash_duplicates()
     "datasketch.MinHash": (MinHash.__init__, {"num_perm", "seed"}),
     "datasketch.MinHashLSH": (MinHashLSH.__init__, {"threshold", "num_perm"}),
-    # helpers/filtering.py: RewardModel.score()
+    # helpers/committee.py: RewardModel.score()
     "tokenizer.pad": (PreTrainedTokenizerFast.pad, {"return_tensors"}),
     # helpers/mixing.py
     "datasets.load_dataset": (datasets.load_dataset, {"split"}),
     "datasets.load_from_disk": (datasets.load_from_disk, {"dataset_path"}),
-    # helpers/lab/zoo.py + lab_world + chat.py: apply_chat_template(...)
+    # helpers/lab/zoo.py + lab_world + chat.py + committee.py (RewardModel.score): apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
     # helpers/models.py: native_bf16()

@@ -1,81 +1,19 @@
-"""Stage 03: scorers, rating parsing, selection and dedup."""
+"""Stage 03: scoring the candidates (the scorers themselves: test_committee.py), selection and dedup."""
+import functools
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 from helpers import filtering as F
 from helpers import runs
-from helpers.lab import tasks, zoo
-
-
-@pytest.mark.parametrize("text,expected", [
-    ("Rating: 4/5", 4.0), ("**Score: 3**", 3.0), ("Rating: 5", 5.0), ("I'd rate this 4 out of 5.", 4.0),
-    ("8/10 - good but terse", 4.0), ("[[2]]", 2.0), ("3", 3.0), ("  4.  ", 4.0), ("Score - 4.5", 4.5),
-    ("Rating:\n\n**1**", 1.0), ("The response is correct. Grade: 5", 5.0),
-])
-def test_parse_rating_messy_judge_outputs(text, expected):
-    assert F.parse_rating(text) == expected
-
-
-@pytest.mark.parametrize("text", [
-    "", "The answer is fine.", "Rating: 7", "Rating: 0", "12/10", "The capital has 2 million people and 7 parks",
-    "Score: N/A", "cat dog sun",
-])
-def test_parse_rating_gives_none_rather_than_guessing(text):
-    assert F.parse_rating(text) is None
+from helpers.committee import LikelihoodCommittee
+from helpers.lab import zoo
 
 
 def prepared(outputs, name="f"):
     runs.write_json(runs.stage_dir(name, "00_lab") / "models.json", {n: str(zoo.ZOO_DIR / n) for n in zoo.ZOO})
     return name
-
-
-def test_judge_committee_counts_unparseable_ratings_and_never_crashes(outputs):
-    run = prepared(outputs)
-    rows = [{"instruction": "What is 2 plus 3?", "response": r} for r in ("5", "7", "")]
-    judge = F.JudgeCommittee(run, ["gen_small", "base"], max_new_tokens=8, progress=False, min_parse_rate=0)
-    scores = judge.score(rows)
-    assert len(scores) == 3 and set(judge.parse_failures) == {"gen_small", "base"}
-    # tiny lab models cannot follow a rubric: their "ratings" are mostly unparseable, recorded as missing
-    assert sum(judge.parse_failures.values()) >= 1
-    assert all(s is None or 1 <= s <= 5 for s in scores)
-
-
-def test_judge_average_skips_missing():
-    assert F._mean([4.0, None, 2.0]) == 3.0 and F._mean([None, None]) is None
-
-
-def test_reward_model_scorer_batches_with_masks(tmp_path):
-    """A tiny randomly initialised reward model: scores do not depend on batch composition (masks are right)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(zoo.ZOO_DIR / "base")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.pad_token_id)
-    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
-    rows = [{"instruction": e.instruction, "response": e.response}
-            for e in tasks.sample_examples(tasks.uniform(tasks.GENERAL_FAMILIES), 7, seed=1)]
-    together = F.RewardModel(str(tmp_path / "rm"), batch_size=7, progress=False).score(rows)
-    alone = [F.RewardModel(str(tmp_path / "rm"), batch_size=1, progress=False).score([r])[0] for r in rows]
-    assert np.allclose(together, alone, atol=1e-4)
-
-
-def test_likelihood_prefers_correct_answers():
-    model, tok = zoo.load("gen_uniform")
-    examples = tasks.sample_examples(tasks.uniform(tasks.GENERAL_FAMILIES), 60, seed=2)
-    right = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response} for e in examples])
-    wrong = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response + " cat"}
-                                             for e in examples])
-    assert np.mean(np.array(right) > np.array(wrong)) >= 0.9
-    assert all(v <= 0 for v in right)
-    # batching does not change a score
-    again = F.response_logprobs(model, tok, [{"instruction": e.instruction, "response": e.response} for e in examples[:5]],
-                                batch_size=1)
-    assert np.allclose(right[:5], again, atol=1e-5)
 
 
 def cand(iid, response, model="m", sample=0, instruction=None, finished=True):
@@ -118,21 +56,6 @@ def test_near_duplicate_detectors():
     assert F.embedding_duplicates(v, threshold=0.98) == [False, True, False]
 
 
-def test_a_judge_that_cannot_rate_stops_after_its_probe_and_shows_its_answers(outputs, monkeypatch):
-    """Failure 2: a judge whose ratings never parse was found out only after rating every candidate."""
-    run = prepared(outputs)
-    rows = [{"instruction": f"What is {i} plus 1?", "response": str(i + 1)} for i in range(40)]
-    rated = []
-    monkeypatch.setattr(F.JudgeCommittee, "_rate",
-                        lambda self, model, tok, rs, label: rated.extend(rs) or ["Rating: N"] * len(rs))
-    judge = F.JudgeCommittee(run, ["base"], progress=False, probe_size=8)
-    with pytest.raises(F.JudgeError, match=r"(?s)readable 1-5 rating for 0 of the first 8.*other 32.*'Rating: N'"):
-        judge.score(rows)
-    assert len(rated) == 8  # the other 32 were never rated
-    monkeypatch.setattr(F.JudgeCommittee, "_rate", lambda self, model, tok, rs, label: ["Rating: 4"] * len(rs))
-    assert F.JudgeCommittee(run, ["base"], progress=False, probe_size=8).score(rows) == [4.0] * 40
-
-
 def test_scores_are_cached_per_scorer_and_only_scorable_candidates_are_scored(outputs):
     run = prepared(outputs)
     rows = [{"instruction": "What is 2 plus 3?", "response": r, "finished": f}
@@ -140,7 +63,7 @@ def test_scores_are_cached_per_scorer_and_only_scorable_candidates_are_scored(ou
     mask = F.scorable(rows, max_response_words=200)
     assert mask == [True, True, False, False]
 
-    class Counting(F.LikelihoodCommittee):
+    class Counting(LikelihoodCommittee):
         calls = 0
 
         def score(self, rs):
@@ -156,15 +79,6 @@ def test_scores_are_cached_per_scorer_and_only_scorable_candidates_are_scored(ou
     assert Counting.calls == 4  # another committee is another key
 
 
-def test_empty_committees_are_clear_errors(outputs):
-    with pytest.raises(ValueError, match="committee is empty"):
-        F.LikelihoodCommittee("f", [])
-    with pytest.raises(ValueError, match="judges is empty"):
-        F.JudgeCommittee("f", [])
-    with pytest.raises(ValueError, match="needs reward_model"):
-        F.RewardModel("")
-
-
 def test_candidates_all_dropped_for_their_form_name_the_fix():
     rows = [{"instruction_id": i, "instruction": "q", "response": "a long answer", "finished": False, "model": "m",
              "sample": 0} for i in range(3)]
@@ -178,7 +92,7 @@ def test_the_committee_keeps_each_models_scores_for_the_ablation(outputs):
     rows = [{"instruction": "What is 2 plus 3?", "response": r, "finished": f}
             for r, f in (("5", True), ("7", True), ("5 5 5", False))]
     mask = F.scorable(rows, max_response_words=200)
-    scores, info = F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask)
+    scores, info = F.cached_scores(run, LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask)
     per_model = info["per_model"]
     assert set(per_model) == {"base", "gen_small"} and per_model["base"][2] is None
     assert scores[0] == pytest.approx((per_model["base"][0] + per_model["gen_small"][0]) / 2)
@@ -186,9 +100,9 @@ def test_the_committee_keeps_each_models_scores_for_the_ablation(outputs):
     old = runs.read_json(path)
     del old["per_model"]
     runs.write_json(path, old)  # a cache written before per_model existed is recomputed when per_model is needed
-    assert "per_model" not in F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False),
+    assert "per_model" not in F.cached_scores(run, LikelihoodCommittee(run, ["base", "gen_small"], progress=False),
                                               rows, mask)[1]
-    again = F.cached_scores(run, F.LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask,
+    again = F.cached_scores(run, LikelihoodCommittee(run, ["base", "gen_small"], progress=False), rows, mask,
                             need=("per_model",))[1]
     assert again["per_model"] == per_model
 
@@ -216,3 +130,52 @@ def test_ablation_selections_repeat_the_papers_three_settings():
         F.ablation_selections(rows, {"gen_small": base_scores}, "base", "gen_small")
     with pytest.raises(ValueError, match=r"the weakest generator 'tiny' answered none.*\['base', 'gen_small'\]"):
         F.ablation_selections(rows, {"base": base_scores}, "base", "tiny")
+
+
+def notebook_params(run, **changed):
+    from helpers import pipeline
+    from tests.conftest import ROOT
+
+    return pipeline.notebook_parameters(ROOT / "notebooks" / "03_filtering.ipynb") | {"run_name": run, **changed}
+
+
+def test_notebook_03_scores_with_each_scorer_its_parameters_name(outputs, monkeypatch):
+    """Notebook 03's scoring on a tiny case, the lab's models as judges: the likelihood committee and the LLM judge
+    are built from the parameters, score only what can be kept, and the judges' readable ratings reach the metrics."""
+    from helpers import committee
+
+    run = prepared(outputs)
+    rows = [cand(0, "5", instruction="What is 2 plus 3?"), cand(0, "7", sample=1, instruction="What is 2 plus 3?"),
+            cand(1, "", instruction="Spell cat backwards.")]
+    params = notebook_params(run, scorers=["likelihood", "judge", "lab_verifier"], committee=["base"],
+                             judges=["gen_small", "base"], judge_max_new_tokens=6, progress=False)
+    # the lab's models cannot follow a rubric: the judge stops after its probe, and the likelihood scores are kept
+    with pytest.raises(committee.JudgeError, match="judge 'gen_small' gave a readable 1-5 rating for 0"):
+        F.score_candidates(params, rows)
+    assert (runs.stage_dir(run, F.STAGE) / "scores" / "likelihood.json").exists()
+    monkeypatch.setattr(committee, "JudgeCommittee", functools.partial(committee.JudgeCommittee, min_parse_rate=0))
+    scores, reports = F.score_candidates(params, rows)
+    assert list(scores) == ["likelihood", "judge"]  # the lab verifier: notebook 03's lab-only cell
+    assert scores["likelihood"][2] is None and scores["judge"][2] is None  # empty: never scored
+    assert all(s is None or 1 <= s <= 5 for s in scores["judge"])
+    assert set(reports["judge"]["parse_rate"]) == {"gen_small", "base"} and "per_model" in reports["likelihood"]
+    judged = runs.read_json(runs.stage_dir(run, F.STAGE) / "scores" / "judge.json")
+    assert judged["n_scored"] == 2 and judged["scores"] == scores["judge"]
+    kept, dropped = F.select(rows, scores["likelihood"], **F.select_options(params | {"embedding_threshold": None}))
+    m = F.metrics(rows, kept, dropped, "likelihood", reports)
+    assert m["judge_parse_rate"] == reports["judge"]["parse_rate"] and m["n_selected"] == 1
+    assert m["judge_parse_failures"] == sum(reports["judge"]["parse_failures"].values()) >= 1
+    assert F.metrics(rows, kept, dropped, "likelihood", {"likelihood": {}})["judge_parse_rate"] == {}
+
+
+def test_the_notebooks_ablation_reads_the_base_from_notebook_01(outputs):
+    run = prepared(outputs)
+    runs.finish_stage(run, "01_reconstruct", {"model": "base"}, {})
+    rows = ablation_rows()
+    reports = {"likelihood": {"per_model": {"base": [-1.0 if r["model"] == "base" else None for r in rows]}}}
+    params = notebook_params(run, ablation=True, minhash_threshold=None, embedding_threshold=None)
+    with pytest.raises(ValueError, match="ablation = True needs weak_generator"):
+        F.run_ablation(params, rows, reports)
+    sizes, base = F.run_ablation(params | {"weak_generator": "gen_small"}, rows, reports)
+    assert base == "base" and sizes == {"1x1": 2, "1x3_self": 2, "weak": 2}
+    assert (runs.stage_dir(run, F.STAGE) / "selected_1x3_self.jsonl").exists()

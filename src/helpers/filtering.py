@@ -1,17 +1,9 @@
 """Stage 03 (``notebooks/03_filtering.ipynb``): score every candidate response, keep the best, dedup.
 
-Scorers share one interface: ``scorer.score(rows) -> list[float | None]`` (``None``: no score for that row), with
-``rows`` holding ``instruction`` and ``response``. Higher is better.
-
-* ``JudgeCommittee``: the paper's filter. Each judge model rates each response 1-5 with a rubric prompt; ratings
-  are parsed robustly (``parse_rating``); an unparseable rating is missing and counted; scores are averaged over
-  the judges that gave one.
-* ``RewardModel``: a sequence-classification reward model, batched with attention masks.
-* ``LikelihoodCommittee``: mean token log-probability of the response (and its end-of-turn token) given the
-  instruction, averaged over committee models. Tiny lab models cannot follow a rubric; this needs no instruction
-  following at all.
-* The lab's verifier (ground truth) is not here: it lives in the lab's evaluation module and is used to *measure* the
-  selection, or as a scorer only when a preset asks for it explicitly.
+The scorers (likelihood committee, LLM judges, reward model) and their registry live in the service
+``helpers.committee``; this stage builds the ones notebook 03 names from its parameters (``score_candidates``) and
+decides what to keep. The lab's verifier (ground truth) is not used here: notebook 03 computes it in a lab-only cell
+to *measure* the selection, or as a scorer only when a preset asks for it explicitly.
 
 Candidates that cannot be kept whatever their score (empty, unfinished, too long: ``format_reason``) are not scored
 (``scorable``). Each scorer's scores are cached in ``scores/<scorer>.json``, keyed by the candidates and the scorer's
@@ -23,263 +15,25 @@ exact, MinHash and embedding near-duplicates. Every dropped row keeps its reason
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Protocol
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from . import models
-from .chat import encode_prompts, frame_for, render_prompt
-from .generate import generate, scoring_batches
-from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_jsonl
+from . import committee
+from .committee import check_scorers  # noqa: F401  (notebook 03 checks its scorers through the stage)
+from .committee import response_logprobs  # noqa: F401  (06's tests import it from here: tests/test_scoring.py)
+from .runs import read_json, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
 
 STAGE = "03_filtering"
 
 
-SCORERS = ("likelihood", "judge", "reward", "lab_verifier")
-
-
-def check_scorers(scorers, lab: bool) -> None:
-    """Notebook 03's ``scorers``: a non-empty list of known names (``lab_verifier`` only in the lab)."""
-    if isinstance(scorers, str) or not isinstance(scorers, (list, tuple)):
-        raise ValueError(f"scorers = {scorers!r}: expected a list of scorer names, e.g. [\"likelihood\"]")
-    if not scorers:
-        raise ValueError("scorers = []: name at least one scorer (the first selects the kept answers), e.g. "
-                         f"[\"likelihood\"]; choose from {list(SCORERS)}")
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise ValueError(f"scorers: unknown {unknown}; choose from {list(SCORERS)}")
-    if "lab_verifier" in scorers and not lab:
-        raise ValueError("scorers: lab_verifier reads the lab's ground truth and exists only with lab = True")
-
-
-class Scorer(Protocol):
-    name: str
-
-    def score(self, rows: list[dict]) -> list[float | None]: ...
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# LLM-judge committee
-# ----------------------------------------------------------------------------------------------------------------
-RUBRIC = """Rate the response to the instruction on a scale of 1 to 5.
-5: fully correct, complete and directly answers the instruction.
-4: correct with minor flaws in form.
-3: partly correct or incomplete.
-2: mostly wrong or off-topic.
-1: wrong, empty or harmful.
-
-Instruction: {instruction}
-Response: {response}
-
-Reply with "Rating:" followed by one digit from 1 to 5."""
-
-_NUM = r"(\d+(?:\.\d+)?)"
-
-
-def parse_rating(text: str, low: float = 1, high: float = 5) -> float | None:
-    """The 1-5 rating in a judge's free-text answer, or ``None``.
-
-    Understands "Rating: 4", "**Score: 3**", "4/5", "8/10" (rescaled), "4 out of 5", "[[3]]" and a bare number;
-    a number outside [low, high] or text with no rating is ``None``.
-    """
-    if not text:
-        return None
-    t = text.replace("*", " ")
-    value = None
-    if m := re.search(_NUM + r"\s*(?:/|out of)\s*(\d+)", t, re.I):
-        num, den = float(m.group(1)), float(m.group(2))
-        value = num if den == high else (num / den * high if den > 0 and num <= den else None)
-    elif m := re.search(r"\b(?:rating|score|grade)\b\W{0,6}" + _NUM, t, re.I):
-        value = float(m.group(1))
-    elif m := re.search(r"\[\[\s*" + _NUM + r"\s*\]\]", t):
-        value = float(m.group(1))
-    elif m := re.fullmatch(r"\W*" + _NUM + r"\W*", t.strip()):
-        value = float(m.group(1))
-    if value is None or not (low <= value <= high):
-        return None
-    return value
-
-
-class JudgeError(RuntimeError):
-    pass
-
-
-class JudgeCommittee:
-    """LLM judges rating each response with ``rubric``; a response's score is the mean over the judges that gave one.
-
-    Each judge first rates ``probe_size`` candidates; if fewer than ``min_parse_rate`` of its answers hold a
-    readable rating, it stops there (``JudgeError``) and shows the judge's raw answers, instead of rating every
-    candidate for nothing. ``parse_rate`` records each judge's share of readable ratings."""
-
-    name = "judge"
-
-    def __init__(self, run_name: str, judges: list[str], rubric: str = RUBRIC, max_new_tokens: int = 24,
-                 batch_size: int = 128, progress: bool = True, probe_size: int = 32, min_parse_rate: float = 0.5):
-        if not judges:
-            raise ValueError("judges is empty: name at least one judge model for the judge scorer")
-        self.run_name, self.judges, self.rubric = run_name, judges, rubric
-        self.max_new_tokens, self.batch_size, self.progress = max_new_tokens, batch_size, progress
-        self.probe_size, self.min_parse_rate = probe_size, min_parse_rate
-        self.parse_failures: Counter = Counter()
-        self.parse_rate: dict[str, float] = {}
-        self.raw: dict[str, list[str]] = {}
-
-    def config(self) -> dict:
-        return {"judges": {j: models.model_fingerprint(models.resolve(self.run_name, j)) for j in self.judges},
-                "rubric": self.rubric, "max_new_tokens": self.max_new_tokens}
-
-    def _rate(self, model, tok, rows: list[dict], label: str | bool) -> list[str]:
-        prompts = [render_prompt(tok, self.rubric.format(instruction=r["instruction"], response=r["response"]))
-                   for r in rows]
-        outs = generate(model, tok, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                        progress=label)
-        return [o["text"] for o in outs]
-
-    def score(self, rows: list[dict]) -> list[float | None]:
-        ratings = []
-        for judge in self.judges:
-            model, tok = models.load(self.run_name, judge)
-            head = self._rate(model, tok, rows[: self.probe_size], False)
-            readable = sum(parse_rating(t) is not None for t in head)
-            if head and readable < self.min_parse_rate * len(head):
-                shown = "\n".join(f"  {t!r}" for t in head[:8])
-                raise JudgeError(
-                    f"judge {judge!r} gave a readable 1-5 rating for {readable} of the first {len(head)} candidates "
-                    f"(min_parse_rate = {self.min_parse_rate}); stopped before rating the other "
-                    f"{len(rows) - len(head)}."
-                    f" Its answers:\n{shown}\nUse a stronger judge, adapt the rubric, or put 'likelihood' first in "
-                    "scorers")
-            self.raw[judge] = head + self._rate(model, tok, rows[len(head):], self.progress and f"judge {judge}")
-            parsed = [parse_rating(t) for t in self.raw[judge]]
-            self.parse_failures[judge] = sum(p is None for p in parsed)
-            self.parse_rate[judge] = 1 - self.parse_failures[judge] / max(len(rows), 1)
-            ratings.append(parsed)
-            del model
-        return [_mean([r[i] for r in ratings]) for i in range(len(rows))]
-
-
-def _mean(values: list[float | None]) -> float | None:
-    got = [v for v in values if v is not None]
-    return sum(got) / len(got) if got else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Reward model
-# ----------------------------------------------------------------------------------------------------------------
-class RewardModel:
-    name = "reward"
-
-    def __init__(self, path: str, batch_size: int = 64, device: str | None = None, progress: bool = True):
-        if not path:
-            raise ValueError("the reward scorer needs reward_model: the path or hub id of a sequence-classification "
-                             "reward model")
-        self.path = path
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size, self.progress = batch_size, progress
-
-    def config(self) -> dict:
-        return {"reward_model": models.model_fingerprint(self.path)}
-
-    def score(self, rows: list[dict]) -> list[float | None]:
-        tok = self.tokenizer
-        texts = [tok.apply_chat_template([{"role": "user", "content": r["instruction"]},
-                                          {"role": "assistant", "content": r["response"]}], tokenize=False)
-                 for r in rows]
-        ids = encode_prompts(tok, texts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        scores: list[float | None] = [None] * len(rows)
-        for start in tqdm(range(0, len(order), self.batch_size), desc="reward model", disable=not self.progress):
-            idx = order[start : start + self.batch_size]
-            batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            with torch.no_grad():
-                logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                    attention_mask=batch["attention_mask"].to(self.device)).logits
-            for i, v in zip(idx, logits[:, 0].float().tolist()):
-                scores[i] = v
-        return scores
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Likelihood committee
-# ----------------------------------------------------------------------------------------------------------------
-def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256, progress: bool | str = False,
-                      stop_token: str | None = None, frame: str = "auto") -> list[float]:
-    """Mean log-probability per token of each response plus what ends it, given its prompt.
-
-    With a chat template (``frame`` ``"auto"`` or ``"chat"``) the prompt is the rendered instruction and the response
-    ends with the end-of-turn token; a model without one (a pretrained model) is asked in the few-shot frame, and the
-    response ends where the frame's next question starts (``chat.Frame``)."""
-    device = next(model.parameters()).device
-    asked = frame_for(tokenizer, frame)
-    suffix, prefix = asked.answer_suffix(tokenizer, stop_token), asked.answer_prefix()
-    instructions = list(dict.fromkeys(r["instruction"] for r in rows))  # each prompt rendered and encoded once
-    prompt_ids = dict(zip(instructions, encode_prompts(tokenizer, [asked.render(tokenizer, i) for i in instructions])))
-    answers = tokenizer([prefix + r["response"] + suffix for r in rows], add_special_tokens=False)["input_ids"]
-    pairs = [(prompt_ids[r["instruction"]], a) for r, a in zip(rows, answers)]
-    lengths = [len(p) + len(a) for p, a in pairs]
-    order = sorted(range(len(pairs)), key=lambda i: lengths[i])
-    out = [0.0] * len(rows)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    bar = tqdm(total=len(order), desc=progress if isinstance(progress, str) else "log-probs", disable=not progress)
-    for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
-        bar.update(len(idx))
-        width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        target = torch.zeros((len(idx), width), dtype=torch.bool)
-        for row, i in enumerate(idx):
-            p, a = pairs[i]
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, : len(p) + len(a)] = 1
-            target[row, len(p) : len(p) + len(a)] = True
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
-        tgt = target[:, 1:]
-        means = (logp * tgt).sum(1) / tgt.sum(1)
-        for i, v in zip(idx, means.tolist()):
-            out[i] = v
-    bar.close()
-    return out
-
-
-class LikelihoodCommittee:
-    name = "likelihood"
-
-    def __init__(self, run_name: str, committee: list[str], batch_size: int = 256, progress: bool = True):
-        if not committee:
-            raise ValueError("committee is empty: name at least one model for the likelihood scorer")
-        self.run_name, self.committee, self.batch_size, self.progress = run_name, committee, batch_size, progress
-        self.per_model: dict[str, list[float]] = {}
-
-    def config(self) -> dict:
-        return {"committee": {n: models.model_fingerprint(models.resolve(self.run_name, n)) for n in self.committee}}
-
-    def score(self, rows: list[dict]) -> list[float | None]:
-        for name in self.committee:
-            model, tok = models.load(self.run_name, name)
-            self.per_model[name] = response_logprobs(model, tok, rows, self.batch_size,
-                                                     progress=self.progress and f"log-probs {name}")
-            del model
-        return [float(np.mean([self.per_model[n][i] for n in self.committee])) for i in range(len(rows))]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Selection and dedup
+# Scoring the candidates (the scorers: helpers.committee)
 # ----------------------------------------------------------------------------------------------------------------
 def format_reason(row: dict, max_response_words: int) -> str | None:
     if not row["response"].strip():
@@ -303,11 +57,6 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
     ``03_filtering/scores/<scorer>.json`` when that file was computed for the same candidates, mask and scorer
     settings (its models' content, rubric...) and holding every report in ``need`` (e.g. ``per_model``, which
     caches written before it existed lack); else computed and written there."""
-    import hashlib
-    import json
-
-    from .runs import read_json, write_json
-
     key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
                                      [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
     path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"
@@ -329,6 +78,29 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
     return scores, extra
 
 
+def score_candidates(params: dict, rows: list[dict]) -> tuple[dict[str, list[float | None]], dict[str, dict]]:
+    """Notebook 03's scoring: each scorer named in ``params["scorers"]``, built from the notebook's parameters
+    (``committee.build``), scores the candidates worth scoring (``scorable``), through its cache (``cached_scores``).
+    Returns each scorer's scores and its reports (judges: ``parse_rate``, ``parse_failures``; the likelihood
+    committee: ``per_model``, required when ``params["ablation"]``). Scorers the notebook computes itself
+    (``lab_verifier``, lab-only) are left out."""
+    mask = scorable(rows, params["max_response_words"])
+    print(f"{sum(mask):,} of {len(rows):,} candidates can be kept and are scored")
+    scores, reports = {}, {}
+    for name in params["scorers"]:
+        scorer = committee.build(name, params)
+        if scorer is None:
+            continue
+        need = ("per_model",) if name == "likelihood" and params["ablation"] else ()
+        scores[name], reports[name] = cached_scores(params["run_name"], scorer, rows, mask, need)
+        if "parse_rate" in reports[name]:
+            print("readable ratings per judge:", {j: f"{r:.0%}" for j, r in reports[name]["parse_rate"].items()})
+    return scores, reports
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Selection and dedup
+# ----------------------------------------------------------------------------------------------------------------
 def minhash_duplicates(texts: list[str], threshold: float = 0.9, num_perm: int = 128, ngram: int = 5) -> list[bool]:
     """True for each text that is a near-duplicate (estimated Jaccard >= threshold on character n-grams) of an
     earlier one."""
@@ -358,6 +130,14 @@ def embedding_duplicates(vectors: np.ndarray, threshold: float = 0.98) -> list[b
         if not hit:
             kept.append(i)
     return dup
+
+
+SELECT_PARAMETERS = ("min_score", "max_response_words", "minhash_threshold", "embedding_threshold", "embedding_model")
+
+
+def select_options(params: dict) -> dict:
+    """``select``'s filters, from notebook 03's parameters."""
+    return {k: params[k] for k in SELECT_PARAMETERS}
 
 
 def select(rows: list[dict], scores: list[float | None], *, min_score: float | None = None,
@@ -455,6 +235,19 @@ def ablation_selections(rows: list[dict], per_model: dict[str, list[float | None
     return {"1x1": unfiltered(rows, base), "1x3_self": self_kept, "weak": unfiltered(rows, weak)}
 
 
+def run_ablation(params: dict, rows: list[dict], reports: dict[str, dict]) -> tuple[dict[str, int], str]:
+    """Notebook 03's ablation (``params["ablation"]``): the variants of ``ablation_selections``, from the likelihood
+    committee's scores per model (``score_candidates``' ``reports``), the base model notebook 01 sampled from and
+    ``params["weak_generator"]``, filtered like ours, saved (``save_ablation``). Returns their sizes and the base."""
+    run_name = params["run_name"]
+    base = read_json(require(run_name, "01_reconstruct", "manifest.json"))["params"]["model"]
+    if not params["weak_generator"]:
+        raise ValueError("ablation = True needs weak_generator: the weakest of notebook 02's generators")
+    per_model = reports.get("likelihood", {}).get("per_model", {})
+    variants = ablation_selections(rows, per_model, base, params["weak_generator"], **select_options(params))
+    return save_ablation(run_name, variants), base
+
+
 def save_ablation(run_name: str, selections: dict[str, list[dict]]) -> dict[str, int]:
     """``03_filtering/selected_<variant>.jsonl`` per variant (the fields of ``selected.jsonl``); their sizes."""
     d = stage_dir(run_name, STAGE)
@@ -519,20 +312,18 @@ def _write_selected(path: Path, kept: list[dict]) -> Path:
                                                   "score")} for r in kept))
 
 
-def load_selected(run_name: str) -> list[dict]:
-    return read_jsonl(require(run_name, STAGE, "selected.jsonl"))
-
-
-def metrics(rows: list[dict], kept: list[dict], dropped: Counter, judge_parse_failures: int, primary: str,
-            judge_parse_rate: dict[str, float] | None = None) -> dict:
+def metrics(rows: list[dict], kept: list[dict], dropped: Counter, primary: str, reports: dict[str, dict]) -> dict:
+    """The stage's numbers; ``reports``: ``score_candidates``' reports (the judges' readable ratings)."""
     n_instructions = len({r["instruction_id"] for r in rows})
+    judge_parse_rate = {j: rate for rep in reports.values() for j, rate in rep.get("parse_rate", {}).items()}
+    judge_parse_failures = sum(sum(rep.get("parse_failures", {}).values()) for rep in reports.values())
     warnings = trouble({
         **{f"judge {j!r} gave a readable rating for only {rate:.0%} of the candidates (the rest count as missing)":
-           rate < 0.9 for j, rate in (judge_parse_rate or {}).items()},
+           rate < 0.9 for j, rate in judge_parse_rate.items()},
         f"only {len(kept)} of {n_instructions} instructions kept an answer; see the funnel for why":
             len(kept) < 0.5 * n_instructions,
     })
     return {"n_candidates": len(rows), "n_selected": len(kept), "n_instructions": n_instructions,
             "primary_scorer": primary, "judge_parse_failures": judge_parse_failures,
-            "judge_parse_rate": judge_parse_rate or {}, "dropped": dict(dropped),
+            "judge_parse_rate": judge_parse_rate, "dropped": dict(dropped),
             "selected_by_model": dict(Counter(r["model"] for r in kept)), "warnings": warnings}

@@ -210,8 +210,10 @@ def check_types(params: dict, notebooks: list[Path], declared: dict[str, dict] |
     return problems
 
 
-MODEL_KEYS = {"model": None, "generators": None, "committee": "likelihood", "judges": "judge",
-              "reward_model": "reward"}  # parameter -> the scorer that uses it (None: always used)
+from .committee import MODEL_KEYS as SCORER_MODEL_KEYS  # noqa: E402  (03's scorers: helpers.committee.SCORERS)
+
+MODEL_KEYS = {"model": None, "generators": None,
+              **SCORER_MODEL_KEYS}  # parameter -> the scorer that uses it (None: always used)
 DATA_KEYS = ("domain_data", "public_data", "eval_general", "eval_domain")
 
 
