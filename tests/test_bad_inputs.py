@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import filtering, pipeline, qlora_training
+from helpers import committee, pipeline, qlora_training
 from helpers.runs import repo_root
 
 # -p overrides on the real notebooks: the runner checks every value against its default's type before running
@@ -47,10 +47,10 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 
 # values that only the stage can judge
 STAGE_CHECKS = [
-    (lambda: filtering.check_scorers([], lab=True), r"scorers = \[\]: name at least one scorer"),
-    (lambda: filtering.check_scorers("likelihood", lab=True), r"expected a list of scorer names"),
-    (lambda: filtering.check_scorers(["likelyhood"], lab=True), r"unknown \['likelyhood'\]; choose from"),
-    (lambda: filtering.check_scorers(["lab_verifier"], lab=False), r"exists only with lab = True"),
+    (lambda: committee.check_scorers([], lab=True), r"scorers = \[\]: name at least one scorer"),
+    (lambda: committee.check_scorers("likelihood", lab=True), r"expected a list of scorer names"),
+    (lambda: committee.check_scorers(["likelyhood"], lab=True), r"unknown \['likelyhood'\]; choose from"),
+    (lambda: committee.check_scorers(["lab_verifier"], lab=False), r"exists only with lab = True"),
     (lambda: qlora_training.check_hp({**HP, "max_steps": 0}), r"max_steps = 0: must be at least 1"),
     (lambda: qlora_training.check_hp({**HP, "batch_size": 0}), r"train_batch_size = 0: must be at least 1"),
     (lambda: qlora_training.check_hp({**HP, "learning_rate": -1.0}), r"learning_rate = -1.0: must be above 0"),

@@ -8,7 +8,7 @@ import torch
 
 from helpers import loglik
 from helpers.chat import render_prompt
-from helpers.filtering import response_logprobs
+from helpers.committee import response_logprobs
 from helpers.lab import tasks
 from helpers.lab.evaluate import heldout_sets
 

@@ -25,7 +25,6 @@ import numpy as np
 
 from . import committee
 from .committee import check_scorers  # noqa: F401  (notebook 03 checks its scorers through the stage)
-from .committee import response_logprobs  # noqa: F401  (06's tests import it from here: tests/test_scoring.py)
 from .runs import read_json, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
 
