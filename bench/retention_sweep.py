@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import report  # noqa: E402
 
-from helpers import evaluation, mixing, models, qlora_training as qt  # noqa: E402
+from helpers import evaluation, mixing, models, qlora_configs as qc, qlora_training as qt  # noqa: E402
 from helpers.runs import read_json, stage_dir, write_json  # noqa: E402
 
 # Changes to the run's notebook-05 settings (`default` changes nothing): the learning rate, the LoRA rank, the
@@ -37,7 +37,7 @@ CONFIGS = {
     "domain_rows": {"embedding_rows": "domain"},
     "domain_rows_lr_2e-3": {"embedding_rows": "domain", "learning_rate": 0.002},
     "domain_rows_lr_4e-3": {"embedding_rows": "domain", "learning_rate": 0.004},
-    "domain_rows_rank_4": {"embedding_rows": "domain", "rank": 4, "alpha": 8},
+    "domain_rows_rank_4": {"embedding_rows": "domain", "lora_rank": 4, "lora_alpha": 8},
     "domain_rows_lr_6e-3": {"embedding_rows": "domain", "learning_rate": 0.006},
     "domain_rows_attention_only": {"embedding_rows": "domain", "target_modules": ATTENTION},
     "domain_rows_attention_only_lr_4e-3": {"embedding_rows": "domain", "target_modules": ATTENTION,
@@ -46,7 +46,7 @@ CONFIGS = {
     "domain_rows_lr_4e-3_steps_600": {"embedding_rows": "domain", "learning_rate": 0.004, "max_steps": 600},
     "lr_2e-3": {"learning_rate": 0.002},
     "lr_1e-3": {"learning_rate": 0.001},
-    "rank_4": {"rank": 4, "alpha": 8},
+    "rank_4": {"lora_rank": 4, "lora_alpha": 8},
     "attention_only": {"target_modules": ATTENTION},
     "embeddings_off": {"train_embeddings": False},
 }
@@ -90,12 +90,12 @@ def main() -> None:
                 validation_seed=lab["eval_seed"] + VALIDATION_SEED_OFFSET)
     rows = []
     for name in args.configs:
-        hp = {**hp0, **CONFIGS[name]}
+        recipe = qc.from_parameters(setup, base_path, {**hp0, **CONFIGS[name]})
         run = f"{args.run}-retention-{name}"
         row = {"setting": name, "changes": CONFIGS[name]}
         scores = {}
         for arm in ("domain_only", "ours"):
-            m = qt.train_arm(run, arm, arms[arm], base_path, setup, hp, args.seed, progress=False)
+            m = qt.train_arm(run, arm, arms[arm], base_path, setup, recipe, args.seed, progress=False)
             model, tok = evaluation.load_for_eval(run, arm, args.seed, base_path, setup)
             scores[arm] = evaluation.score_sets(model, tok, sets, mc=False)
             row[f"{arm}_train_s"] = m["train_seconds"]

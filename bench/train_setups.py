@@ -20,16 +20,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from helpers import mixing, models, pipeline, qlora_training as qt
+from helpers import mixing, models, pipeline, qlora_configs as qc, qlora_training as qt
 from helpers.runs import repo_root
 
 
-def setups() -> list[qt.Setup]:
-    out = [qt.Setup("cpu", "float32", "nf4"), qt.Setup("cpu", "float32", "none")]
+def setups() -> list[models.Setup]:
+    out = [models.Setup("cpu", "float32", "nf4"), models.Setup("cpu", "float32", "none")]
     if torch.cuda.is_available():
-        gpu = [qt.Setup("cuda", "float16", "nf4"), qt.Setup("cuda", "float16", "none")]
-        if qt.native_bf16():
-            gpu = [qt.Setup("cuda", "bfloat16", "nf4"), qt.Setup("cuda", "bfloat16", "none")] + gpu
+        gpu = [models.Setup("cuda", "float16", "nf4"), models.Setup("cuda", "float16", "none")]
+        if models.native_bf16():
+            gpu = [models.Setup("cuda", "bfloat16", "nf4"), models.Setup("cuda", "bfloat16", "none")] + gpu
         out = gpu + out
     return out
 
@@ -45,15 +45,14 @@ def main() -> None:
     # notebook 05's defaults, overridden by the preset: the settings notebook 05 trains with
     p = {**pipeline.notebook_parameters(repo_root() / "notebooks" / "05_qlora_training.ipynb"),
          **yaml.safe_load(args.preset.read_text())}
-    hp = dict(rank=p["lora_rank"], alpha=p["lora_alpha"], dropout=p["lora_dropout"], target_modules=p["target_modules"],
-              train_embeddings=p["train_embeddings"], max_steps=args.steps, batch_size=p["train_batch_size"],
-              learning_rate=p["learning_rate"], max_length=p["max_length"])
+    hp = {k: p[k] for k in qc.HP} | {"max_steps": args.steps}
     dataset = mixing.load_arms(args.run)[args.arm]
     base = models.resolve(args.run, p["model"])  # the preset's model (notebook 05's default: the lab base)
     rows = []
     for setup in setups():
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = qt.make_trainer(dataset, base, setup, hp, seed=0, output_dir=Path(tmp), progress=False)
+            trainer = qt.make_trainer(dataset, base, setup, qc.from_parameters(setup, base, hp), seed=0,
+                                      output_dir=Path(tmp), progress=False)
             start = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - start

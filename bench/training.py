@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measured, report  # noqa: E402
 
-from helpers import qlora_training as qt  # noqa: E402
+from helpers import models, qlora_configs as qc, qlora_training as qt, speed as sp  # noqa: E402
 from helpers.lab import standins  # noqa: E402
 
 SHAPES = {
@@ -118,18 +119,18 @@ class StepTimes(TrainerCallback):
         self.times.append(time.perf_counter() - self.last)
 
 
-def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, budget: float, warmup: int,
+def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | None, budget: float, warmup: int,
          profile: bool = False, **change) -> dict:
     """One row: stage 05's trainer with ``speed`` (default ``speed_plan``; ``change`` overrides its fields)."""
     from dataclasses import replace
 
     row = {}
-    speed = replace(speed or qt.speed_plan(str(folder), setup, hp, budget), **change)
+    speed = replace(speed or sp.speed_plan(str(folder), setup, hp, budget), **change)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = qt.make_trainer(data, str(folder), setup, hp, seed=0, output_dir=Path(tmp), progress=False,
-                                  speed=speed)
+        trainer = qt.make_trainer(data, str(folder), setup, qc.from_parameters(setup, str(folder), hp), seed=0,
+                                  output_dir=Path(tmp), progress=False, speed=speed)
         times = StepTimes()
         trainer.add_callback(times)
         with measured(row, reset_peak=False):  # GPU busy share over the training steps only
@@ -145,11 +146,11 @@ def ours(folder: Path, setup: qt.Setup, data, hp: dict, speed: qt.Speed | None, 
     del trainer
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
-               dropout=hp["dropout"])
+               dropout=hp["lora_dropout"])
     return row
 
 
-def plain(folder: Path, setup: qt.Setup, data, hp: dict, warmup: int) -> dict:
+def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dict:
     """peft + bitsandbytes by hand: bf16 (or fp32 on CPU) LoRA, every layer checkpointed, AdamW, no Trainer."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -157,10 +158,10 @@ def plain(folder: Path, setup: qt.Setup, data, hp: dict, warmup: int) -> dict:
     row = {}
     tok = AutoTokenizer.from_pretrained(folder)
     with measured(row):
-        model = qt.load_base(str(folder), setup)
-        model = get_peft_model(model, LoraConfig(r=hp["rank"], lora_alpha=hp["alpha"], lora_dropout=0.0,
+        model = models.load_base(str(folder), setup)
+        model = get_peft_model(model, LoraConfig(r=hp["lora_rank"], lora_alpha=hp["lora_alpha"], lora_dropout=0.0,
                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
-        qt.cast_adapters(model, "bfloat16" if setup.compute_dtype == "bfloat16" else "float32")
+        sp.cast_adapters(model, "bfloat16" if setup.compute_dtype == "bfloat16" else "float32")
         model.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
         model.enable_input_require_grads()
         model.train()
@@ -201,16 +202,16 @@ def main() -> None:
         args.shapes, args.length, args.steps, args.warmup = ["tiny-llama"], 128, 4, 1
     json_path = args.json or Path("outputs/bench") / ("training-smoke.json" if args.smoke else "training.json")
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-    setup = qt.choose_setup("nf4", device)
+    setup = models.choose_setup("nf4", device)
     rows = []
     for name in args.shapes:
         folder = model_folder(name, args.models, device)
         data = conversations(standins.tokenizer(SHAPES[name][0]), args.steps, args.length)
-        hp = dict(rank=16, alpha=32, dropout=0.0, target_modules="all-linear", train_embeddings=False,
-                  max_steps=args.steps, batch_size=1, learning_rate=1e-4, max_length=args.length)
-        plan = qt.speed_plan(str(folder), setup, hp)
-        before = qt.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
-        variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "dropout": 0.05}, before, 0,
+        hp = dict(lora_rank=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", train_embeddings=False,
+                  max_steps=args.steps, train_batch_size=1, learning_rate=1e-4, max_length=args.length)
+        plan = sp.speed_plan(str(folder), setup, hp)
+        before = sp.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
+        variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
                                                      args.warmup)),
                     ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup))]
         if device == "cuda" and name == "llama-3.1-8b":
@@ -235,7 +236,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "vs_first", "step_s", "peak_gib", "estimate_gib", "gpu_busy",
                   "checkpointed", "adapter_dtype", "liger", "dropout"], json_path, device=device,
-           tokens_per_step=args.length, steps=args.steps, warmup=args.warmup, setup=qt.asdict(setup))
+           tokens_per_step=args.length, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 
 if __name__ == "__main__":

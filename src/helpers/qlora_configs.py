@@ -1,0 +1,157 @@
+"""The three config objects every arm of stage 05 trains with, and the hyperparameters they carry.
+
+QLoRA with TRL takes three configs: transformers' ``BitsAndBytesConfig`` (the frozen base in 4-bit NF4), peft's
+``LoraConfig`` (the trainable low-rank adapters, and the embedding when it is trained in full) and TRL's
+``SFTConfig`` (steps, batch, learning rate and schedule, precision). Notebook 05 builds each in a cell of its own
+from its parameters and hands them to ``qlora_training.train_arm`` as a ``Recipe``; ``from_parameters`` builds the same
+objects from the same parameters for scripts and tests (tests/test_training.py checks that the two agree).
+
+A recipe's ``hp`` are its hyperparameters under notebook 05's parameter names (``HP``): one name per parameter from
+the preset to the stage's ``metrics.json``. Its ``given`` settings (every field the configs set, per arm fields left
+out) are part of each adapter's settings key, so a change in a config cell trains the arms again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import MISSING, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from .models import Setup, bnb_config
+from .speed import Speed
+
+# TRL 1.16's SFTConfig defaults the old name `gradient_checkpointing` to True, so transformers 5 warns that the name
+# is deprecated on every SFTConfig built, whatever it is given; stage 05 sets `activation_checkpointing` itself
+warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+
+# Notebook 05's parameters that decide an adapter, under their own names (recorded as the stage's ``hp``)
+HP = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "embedding_rows", "max_steps",
+      "train_batch_size", "learning_rate", "max_length")
+EMBEDDING_ROWS = ("all", "domain")
+
+
+def check_hp(hp: dict) -> None:
+    """Refuse settings that would train nothing or nonsense, naming notebook 05's parameter (``max_steps = 0``
+    would otherwise train one step and let notebook 06 report the result as a fine-tune)."""
+    rules = {"lora_rank": (lambda v: v >= 1, "at least 1"), "lora_alpha": (lambda v: v > 0, "above 0"),
+             "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "max_steps": (lambda v: v >= 1, "at least 1"),
+             "train_batch_size": (lambda v: v >= 1, "at least 1"), "learning_rate": (lambda v: v > 0, "above 0"),
+             "max_length": (lambda v: v >= 16, "at least 16 tokens")}
+    for key, (ok, need) in rules.items():
+        value = hp.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+            raise ValueError(f"{key} = {value!r}: must be {need} (notebook 05's parameters)")
+    if hp.get("embedding_rows", "all") not in EMBEDDING_ROWS:
+        raise ValueError(f"embedding_rows = {hp['embedding_rows']!r}: must be one of {EMBEDDING_ROWS} "
+                         "(notebook 05's parameters)")
+    if hp.get("embedding_rows", "all") == "domain" and not hp.get("train_embeddings"):
+        raise ValueError("embedding_rows = 'domain' needs train_embeddings = True: it chooses which embedding rows "
+                         "train (notebook 05's parameters)")
+
+
+def embedding_layer(base_path: str) -> tuple[str, bool]:
+    """The name of the model's input embedding module (``embed_tokens`` in Llama, Qwen, Gemma) and whether the output
+    layer shares its weight: what the ``LoraConfig`` needs to train the embedding in full (``modules_to_save``,
+    ``ensure_weight_tying``). Read from a weightless copy of the model (meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_path))
+    embed = model.get_input_embeddings()
+    return (next(n for n, m in model.named_modules() if m is embed).rsplit(".", 1)[-1],
+            bool(model.config.tie_word_embeddings))
+
+
+# The SFTConfig fields train_arm sets for each arm and seed (output folder, seed, loss format of the template, speed
+# plan, progress bars); the rest of notebook 05's SFTConfig is the same for every arm
+PER_ARM = ("output_dir", "seed", "data_seed", "assistant_only_loss", "activation_checkpointing",
+           "activation_checkpointing_kwargs", "use_liger_kernel", "disable_tqdm")
+# The Trainer settings an SDFT arm takes from notebook 05's SFTConfig (SDFTConfig is not an SFTConfig)
+SHARED_WITH_SDFT = ("max_steps", "per_device_train_batch_size", "learning_rate", "lr_scheduler_type", "warmup_steps",
+                    "logging_steps", "save_strategy", "report_to", "use_cpu", "bf16", "fp16", "dataloader_num_workers")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What every arm trains with: notebook 05's three config objects and ``embedding_rows`` (which rows of a
+    trained embedding change). ``bnb`` is None for plain LoRA on the unquantised base."""
+
+    bnb: object  # transformers.BitsAndBytesConfig or None
+    lora: object  # peft.LoraConfig
+    sft: object  # trl.SFTConfig
+    embedding_rows: str = "all"
+
+    @property
+    def hp(self) -> dict:
+        """The configs' hyperparameters under notebook 05's parameter names (``HP``)."""
+        lora, sft, targets = self.lora, self.sft, self.lora.target_modules
+        return {"lora_rank": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout,
+                "target_modules": targets if isinstance(targets, str) else sorted(targets),
+                "train_embeddings": bool(lora.modules_to_save), "embedding_rows": self.embedding_rows,
+                "max_steps": sft.max_steps, "train_batch_size": sft.per_device_train_batch_size,
+                "learning_rate": sft.learning_rate, "max_length": sft.max_length}
+
+    def given(self) -> dict:
+        """Every setting of the three configs that differs from the library's defaults (what the cells set, and
+        what the library derived from it), per arm fields left out: part of each adapter's settings key."""
+        return {"bnb": given(self.bnb) if self.bnb is not None else None, "lora": given(self.lora),
+                "sft": {k: v for k, v in given(self.sft).items() if k not in PER_ARM}}
+
+
+def given(config) -> dict:
+    """The fields of a config object whose values differ from its class's defaults, JSON-ready (the library's own
+    version and its masked ``<..._TOKEN>`` placeholders left out)."""
+    if hasattr(config, "to_diff_dict"):  # BitsAndBytesConfig: its settings are no dataclass fields
+        values = config.to_diff_dict()
+    else:
+        values, defaults = config.to_dict(), {}
+        for f in fields(config):
+            defaults[f.name] = f.default if f.default is not MISSING else \
+                f.default_factory() if f.default_factory is not MISSING else MISSING
+        values = {k: v for k, v in values.items() if k in defaults and v != defaults[k] and k != "peft_version"
+                  and v != f"<{k.upper()}>"}
+    return json.loads(json.dumps(values, sort_keys=True,
+                                 default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+
+
+def from_parameters(setup: Setup, base_path: str, hp: dict) -> Recipe:
+    """The configs notebook 05's cells build, from its parameters (``hp``, under notebook 05's names, ``HP``):
+    for scripts and tests (tests/test_training.py checks that the notebook's cells build the same)."""
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    check_hp(hp)
+    embedding, tied = embedding_layer(base_path)
+    lora = LoraConfig(r=hp["lora_rank"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
+                      target_modules=hp["target_modules"], task_type="CAUSAL_LM",
+                      modules_to_save=[embedding] if hp["train_embeddings"] else None,
+                      ensure_weight_tying=hp["train_embeddings"] and tied)
+    steps = hp["max_steps"]
+    sft = SFTConfig(max_steps=steps, per_device_train_batch_size=hp["train_batch_size"],
+                    learning_rate=hp["learning_rate"], lr_scheduler_type="cosine", warmup_steps=min(10, steps // 10),
+                    logging_steps=math.ceil(steps / 30), max_length=hp["max_length"],
+                    bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
+                    use_cpu=setup.device == "cpu", save_strategy="no", report_to=[])
+    return Recipe(bnb_config(setup), lora, sft, hp.get("embedding_rows", "all"))
+
+
+def check(recipe: Recipe, setup: Setup) -> None:
+    """Refuse a recipe whose hyperparameters make no sense (``check_hp``) or whose quantisation is not the setup's."""
+    check_hp(recipe.hp)
+    if (recipe.bnb is not None) != (setup.quantization == "nf4"):
+        raise ValueError(f"the BitsAndBytesConfig is {'set' if recipe.bnb is not None else 'None'} but the setup's "
+                         f"quantization is {setup.quantization!r}: build bnb_config as notebook 05 does (None "
+                         "exactly when setup.quantization is 'none')")
+
+
+def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_only_loss: bool, progress: bool = True):
+    """Notebook 05's ``SFTConfig`` for one arm and seed (``PER_ARM``): its output folder and seed, the loss on the
+    assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says."""
+    return replace(sft, output_dir=str(output_dir), seed=seed, data_seed=seed, disable_tqdm=not progress,
+                   assistant_only_loss=assistant_only_loss, activation_checkpointing=bool(speed.checkpointed_layers),
+                   activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger)
+

@@ -1,0 +1,142 @@
+"""How stage 05 trains fast on this machine: the speed plan (``Speed``) of each arm, recorded in its metrics.
+
+On a GPU three choices decide the speed: bf16 adapters under bf16 compute (fp32 adapters would be cast at every use),
+Liger's fused kernels where installed and supported, and activation checkpointing on only as many decoder layers as
+the memory budget requires (``speed_plan``, from ``memory_estimate``). On a CPU the plan is fp32 adapters, no Liger
+and, in the lab, no checkpointing. ``numerics`` names the parts that change the arithmetic (part of an adapter's
+settings); checkpointing only recomputes. docs/performance.md has the measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models import Setup
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How one arm is trained fast on this machine; recorded in its metrics (``speed``)."""
+
+    adapter_dtype: str  # dtype of the trainable weights: "bfloat16" (GPU, bf16 compute) or "float32"
+    liger: bool  # Liger kernels (needs the liger-kernel package, CUDA and a supported architecture)
+    checkpointed_layers: int  # decoder layers with activation checkpointing (0: none)
+    layers: int  # decoder layers in the model
+    estimate_gib: float  # predicted peak device memory with this plan
+    budget_gib: float  # the memory it had to fit in
+
+
+def text_config(base_path: str):
+    """The model's (text) config: shape, vocabulary and model type."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_path)
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def liger_available(model_type: str) -> bool:
+    """Whether Liger kernels are installed and cover ``model_type`` (they need Triton, so CUDA)."""
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    except Exception:  # not installed, or no Triton
+        return False
+    return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bool, adapter_bytes: int) -> float:
+    """Predicted peak memory (bytes) of one training step, from the model's shape and notebook 05's parameters
+    (``hp``: ``lora_rank``, ``train_embeddings``, ``train_batch_size``, ``max_length``).
+
+    Weights (NF4: about half a byte per linear weight; embeddings in the compute dtype), LoRA weights with their
+    gradients and Adam moments, activations kept for the backward pass (``5 x hidden + 3.5 x intermediate`` values
+    per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a checkpointed layer keeps
+    only its input, plus one layer's worth during its recompute), and the logits with their fp32 copy and gradient
+    unless Liger fuses them away. The activation term was refitted once to the Llama-3.1-8B shape on an H100, where
+    ``6 x hidden + 4 x intermediate`` had put the estimate 1 to 1.6 GiB above the measured peaks
+    (docs/performance.md)."""
+    h, i, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
+    heads = config.num_attention_heads
+    hd = getattr(config, "head_dim", None) or h // heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    act = 2 if setup.device == "cuda" else 4
+    linear = layers * (2 * h * heads * hd + 2 * h * kv * hd + 3 * h * i)
+    embed = vocab * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    weights = linear * (0.53 if setup.quantization == "nf4" else act) + embed * act
+    r = hp["lora_rank"]
+    lora = layers * r * (2 * (h + heads * hd) + 2 * (h + kv * hd) + 3 * (h + i))
+    trainable = lora + (vocab * h if hp.get("train_embeddings") else 0)
+    optim = trainable * (2 * adapter_bytes + 8)
+    tokens = hp["train_batch_size"] * hp["max_length"]
+    full_layer = tokens * (5 * h + 3.5 * i) * act
+    kept = layers - checkpointed
+    activations = kept * full_layer + checkpointed * tokens * h * act + (full_layer if checkpointed else 0)
+    logits = 0 if liger else tokens * vocab * (act + 8)
+    return weights + optim + activations + logits
+
+
+def free_memory(device: str) -> int:
+    """Bytes free for training on ``device`` (the GPU's free memory; on the CPU, the memory available)."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def numerics(config, setup: Setup) -> dict:
+    """The parts of the speed plan that change the arithmetic: bf16 adapters under bf16 compute on a GPU (else
+    fp32), and Liger's fused kernels on CUDA where installed and supported."""
+    return {"adapter_dtype": "bfloat16" if setup.device == "cuda" and setup.compute_dtype == "bfloat16" else "float32",
+            "liger": setup.device == "cuda" and liger_available(config.model_type)}
+
+
+def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0) -> Speed:
+    """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
+    checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
+    0 for the device's free memory). When even full checkpointing does not fit, every layer is checkpointed."""
+    config = text_config(base_path)
+    adapter, liger = numerics(config, setup).values()
+    budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
+    layers = config.num_hidden_layers
+    adapter_bytes = 2 if adapter == "bfloat16" else 4
+    chosen = layers
+    for n in range(layers + 1):  # fewest checkpointed layers first: each costs a recompute of its forward pass
+        if memory_estimate(config, setup, hp, n, liger, adapter_bytes) <= 0.9 * budget:
+            chosen = n
+            break
+    estimate = memory_estimate(config, setup, hp, chosen, liger, adapter_bytes)
+    return Speed(adapter, liger, chosen, layers, round(estimate / 2**30, 2), round(budget / 2**30, 2))
+
+
+def cast_adapters(model, dtype: str) -> None:
+    """Put the trainable weights in ``dtype`` ("float32" or "bfloat16").
+
+    TRL casts every trainable parameter of a quantised model to bf16, and peft makes new adapters fp32. fp32 is the
+    usual mixed-precision master copy and what the CPU needs: there a bf16 embedding would feed bf16 into fp32 layers
+    (a dtype error at generation) and lose small optimizer updates. Under bf16 compute on a GPU, bf16 adapters save
+    the casts autocast would make at every use (docs/performance.md)."""
+    target = getattr(torch, dtype)
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != target:
+            param.data = param.data.to(target)
+
+
+def partial_checkpointing_callback(kept: int):
+    """A Trainer callback that leaves the last ``kept`` decoder layers without activation checkpointing."""
+    from transformers import TrainerCallback
+
+    class PartialCheckpointing(TrainerCallback):
+        """Turn activation checkpointing off again on the last ``kept`` decoder layers once the Trainer has enabled
+        it on all of them (at the start of training): they keep their activations and skip the recompute."""
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+            for block in blocks[len(blocks) - kept:] if kept else ():
+                block.gradient_checkpointing = False
+            return control
+
+    return PartialCheckpointing()

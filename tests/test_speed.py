@@ -1,0 +1,55 @@
+"""Stage 05's speed plan (helpers.speed): adapter dtype, Liger and how many layers to checkpoint for a memory budget."""
+from unittest import mock
+
+from helpers import models, speed as sp
+from helpers.lab import zoo
+
+BASE = str(zoo.ZOO_DIR / "base")
+# notebook 05's parameters the plan reads, under their own names
+HP = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", train_embeddings=True,
+          max_steps=3, train_batch_size=4, learning_rate=1e-3, max_length=64)
+CPU_NF4 = models.Setup("cpu", "float32", "nf4")
+
+
+def test_speed_plan_on_the_cpu_keeps_fp32_adapters_and_needs_no_checkpointing():
+    plan = sp.speed_plan(BASE, CPU_NF4, HP)
+    assert (plan.adapter_dtype, plan.liger, plan.checkpointed_layers) == ("float32", False, 0)
+    assert plan.layers > 0 and 0 < plan.estimate_gib < plan.budget_gib
+    assert sp.numerics(sp.text_config(BASE), CPU_NF4) == {"adapter_dtype": "float32", "liger": False}
+
+
+def test_speed_plan_checkpoints_as_few_layers_as_the_budget_needs():
+    from transformers import LlamaConfig
+
+    # Llama-3.1-8B's shape, QLoRA at 2,048 tokens on a GPU (what bench/training.py measures)
+    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+    gpu = models.Setup("cuda", "bfloat16", "nf4")
+    hp = {**HP, "lora_rank": 16, "train_embeddings": False, "train_batch_size": 1, "max_length": 2048}
+    est = [sp.memory_estimate(config, gpu, hp, n, liger=True, adapter_bytes=2) / 2**30 for n in range(33)]
+    # each checkpointed layer saves memory, once the first has paid for the one layer its recompute needs
+    assert all(a > b for a, b in zip(est[1:], est[2:])) and est[1] >= est[0]
+    assert sp.memory_estimate(config, gpu, hp, 0, liger=False, adapter_bytes=2) > \
+        sp.memory_estimate(config, gpu, hp, 0, liger=True, adapter_bytes=2)  # Liger never materialises the logits
+    # a larger rank, batch or length, or a trained embedding, needs more
+    for more in ({"lora_rank": 64}, {"train_batch_size": 2}, {"max_length": 4096}, {"train_embeddings": True}):
+        assert sp.memory_estimate(config, gpu, {**hp, **more}, 0, True, 2) > sp.memory_estimate(config, gpu, hp, 0, True, 2)
+    # the plan takes the fewest checkpointed layers whose estimate fits in 90% of the budget
+    for budget in (est[0] / 0.9 + 0.01, (est[10] + est[11]) / 2 / 0.9, est[32] / 0.9 - 0.01):
+        need = next((n for n in range(33) if est[n] <= 0.9 * budget), 32)
+        assert _plan_with(config, gpu, hp, budget).checkpointed_layers == need
+
+
+def _plan_with(config, setup, hp, budget_gib):
+    with mock.patch.object(sp, "text_config", return_value=config), \
+            mock.patch.object(sp, "liger_available", return_value=True):
+        return sp.speed_plan("unused", setup, hp, memory_budget_gib=budget_gib)
+
+
+def test_cast_adapters_moves_only_the_trainable_weights():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].weight.requires_grad_(False)
+    sp.cast_adapters(model, "bfloat16")
+    assert model[0].weight.dtype == torch.float32 and model[1].weight.dtype == torch.bfloat16
