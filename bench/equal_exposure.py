@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from helpers import evaluation, mixing, models, qlora_configs as qc, qlora_training as qt
+from helpers import evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt
 
 
 def main() -> None:
@@ -29,13 +29,13 @@ def main() -> None:
     arms = mixing.load_arms(args.run)
     share = {name: sum(s == "domain" for s in arms[name]["source"]) / len(arms[name]) for name in ("ours", "domain_only")}
     factor = round(share["domain_only"] / share["ours"])
-    sets = evaluation.heldout_sets(60, 1000)
+    sets = heldout.heldout_sets(60, 1000)
     rows = []
     for arm, steps in [("domain_only", hp["max_steps"] // factor), ("ours", hp["max_steps"] * factor)]:
         recipe = qc.from_parameters(setup, base, {**hp, "max_steps": steps})
         m = qt.train_arm(f"{args.run}-exposure", arm, arms[arm], base, setup, recipe, seed, progress=False)
-        model, tok = evaluation.load_for_eval(f"{args.run}-exposure", arm, seed, base, setup)
-        r = evaluation.score_sets(model, tok, sets)
+        model, tok = evaluation.load_for_eval(base, setup, evaluation.adapter_path(f"{args.run}-exposure", arm, m))
+        r = scoring.score_sets(model, tok, sets)
         rows.append({"arm": arm, "steps": steps, "domain_examples_seen": round(steps * hp["train_batch_size"] * share[arm]),
                      "train_seconds": m["train_seconds"], "general": round(r["general_accuracy"], 3),
                      "domain": round(r["domain_accuracy"], 3),

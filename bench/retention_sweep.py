@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import report  # noqa: E402
 
-from helpers import evaluation, mixing, models, qlora_configs as qc, qlora_training as qt  # noqa: E402
+from helpers import evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt  # noqa: E402
 from helpers.runs import read_json, stage_dir, write_json  # noqa: E402
 
 # Changes to the run's notebook-05 settings (`default` changes nothing): the learning rate, the LoRA rank, the
@@ -56,8 +56,8 @@ VALIDATION_SEED_OFFSET = 500  # the validation questions' seed: the held-out set
 def validation_sets(n_per_family: int, eval_seed: int) -> tuple[dict[str, list], dict[str, int]]:
     """Fresh questions of every family, minus those in the held-out set of notebooks 00/06; and how many were
     dropped per set for being in it."""
-    test = evaluation.heldout_sets(n_per_family, eval_seed)
-    sets = evaluation.heldout_sets(n_per_family, eval_seed + VALIDATION_SEED_OFFSET)
+    test = heldout.heldout_sets(n_per_family, eval_seed)
+    sets = heldout.heldout_sets(n_per_family, eval_seed + VALIDATION_SEED_OFFSET)
     out, dropped = {}, {}
     for name, items in sets.items():
         seen = {e.instruction for e in test[name]}
@@ -81,8 +81,8 @@ def main() -> None:
     sets, dropped = validation_sets(lab["n_eval_per_family"], lab["eval_seed"])
     print(f"validation: {len(sets['general'])} general, {len(sets['domain'])} domain questions "
           f"({dropped} dropped for being in the held-out set)")
-    model, tok = evaluation.load_for_eval(args.run, None, None, base_path, setup)
-    base = evaluation.score_sets(model, tok, sets, mc=False)
+    model, tok = evaluation.load_for_eval(base_path, setup)
+    base = scoring.score_sets(model, tok, sets, mc=False)
     columns = ["setting", "ours_general", "forgetting_pts", "ours_domain", "domain_only_domain", "domain_gap_pts",
                "domain_only_general", "passes"]
     meta = dict(run=args.run, seed=args.seed, hp=hp0, base_general=round(base["general_accuracy"], 3),
@@ -96,8 +96,8 @@ def main() -> None:
         scores = {}
         for arm in ("domain_only", "ours"):
             m = qt.train_arm(run, arm, arms[arm], base_path, setup, recipe, args.seed, progress=False)
-            model, tok = evaluation.load_for_eval(run, arm, args.seed, base_path, setup)
-            scores[arm] = evaluation.score_sets(model, tok, sets, mc=False)
+            model, tok = evaluation.load_for_eval(base_path, setup, evaluation.adapter_path(run, arm, m))
+            scores[arm] = scoring.score_sets(model, tok, sets, mc=False)
             row[f"{arm}_train_s"] = m["train_seconds"]
         g, d = scores["ours"]["general_accuracy"], scores["ours"]["domain_accuracy"]
         d_only = scores["domain_only"]["domain_accuracy"]

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from helpers import mixing, models, pipeline, qlora_configs as qc, qlora_training as qt
 from helpers.runs import repo_root
@@ -44,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     # notebook 05's defaults, overridden by the preset: the settings notebook 05 trains with
     p = {**pipeline.notebook_parameters(repo_root() / "notebooks" / "05_qlora_training.ipynb"),
-         **yaml.safe_load(args.preset.read_text())}
+         **pipeline.load_preset(args.preset)}  # a preset with `base:` reads its base underneath
     hp = {k: p[k] for k in qc.HP} | {"max_steps": args.steps}
     dataset = mixing.load_arms(args.run)[args.arm]
     base = models.resolve(args.run, p["model"])  # the preset's model (notebook 05's default: the lab base)

@@ -94,7 +94,7 @@ CALLS = {
                                        {"args", "state", "control"}),
     # helpers/models.py: load_adapter()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
-    # helpers/evaluation.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
+    # helpers/loglik.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
     "peft.PeftModel.disable_adapter": (PeftModel.disable_adapter, {"self"}),
     # helpers/models.py: in_hub_cache()
     "huggingface_hub.try_to_load_from_cache": (__import__("huggingface_hub").try_to_load_from_cache,

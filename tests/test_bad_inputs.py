@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import committee, pipeline, qlora_training
+from helpers import committee, pipeline, qlora_configs
 from helpers.runs import repo_root
 
 # -p overrides on the real notebooks: the runner checks every value against its default's type before running
@@ -51,12 +51,13 @@ STAGE_CHECKS = [
     (lambda: committee.check_scorers("likelihood", lab=True), r"expected a list of scorer names"),
     (lambda: committee.check_scorers(["likelyhood"], lab=True), r"unknown \['likelyhood'\]; choose from"),
     (lambda: committee.check_scorers(["lab_verifier"], lab=False), r"exists only with lab = True"),
-    (lambda: qlora_training.check_hp({**HP, "max_steps": 0}), r"max_steps = 0: must be at least 1"),
-    (lambda: qlora_training.check_hp({**HP, "batch_size": 0}), r"train_batch_size = 0: must be at least 1"),
-    (lambda: qlora_training.check_hp({**HP, "learning_rate": -1.0}), r"learning_rate = -1.0: must be above 0"),
-    (lambda: qlora_training.check_hp({**HP, "dropout": 1.0}), r"lora_dropout = 1.0: must be in \[0, 1\)"),
+    (lambda: qlora_configs.check_hp({**HP, "max_steps": 0}), r"max_steps = 0: must be at least 1"),
+    (lambda: qlora_configs.check_hp({**HP, "train_batch_size": 0}), r"train_batch_size = 0: must be at least 1"),
+    (lambda: qlora_configs.check_hp({**HP, "learning_rate": -1.0}), r"learning_rate = -1.0: must be above 0"),
+    (lambda: qlora_configs.check_hp({**HP, "lora_dropout": 1.0}), r"lora_dropout = 1.0: must be in \[0, 1\)"),
 ]
-HP = dict(rank=16, alpha=32, dropout=0.0, max_steps=10, batch_size=4, learning_rate=1e-3, max_length=128)
+HP = dict(lora_rank=16, lora_alpha=32, lora_dropout=0.0, max_steps=10, train_batch_size=4, learning_rate=1e-3,
+          max_length=128)
 
 
 @pytest.mark.parametrize("call,message", STAGE_CHECKS, ids=[m.split(":")[0][:30] for _, m in STAGE_CHECKS])

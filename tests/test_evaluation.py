@@ -55,7 +55,7 @@ def test_report_lists_every_model_and_the_checks(outputs):
     r = results({"domain_only": (0.5, 0.8), "ours": (0.89, 0.79)})
     r["checks"] = evaluation.checks(r)
     training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
-                "hp": {"rank": 16, "max_steps": 300, "batch_size": 32, "learning_rate": 3e-3,
+                "hp": {"lora_rank": 16, "max_steps": 300, "train_batch_size": 32, "learning_rate": 3e-3,
                        "train_embeddings": True}, "seeds": [0]}
     text = report.report("r", r, training, ["tradeoff.png"]).read_text()
     for needle in ("| base |", "| domain_only | 0.500 | 0.800 | +40.0 |", "| ours |", "met: domain_only loses",
@@ -73,7 +73,7 @@ def test_scoring_uses_the_held_out_references():
     sets = heldout.heldout_sets(2, seed=5)
     assert len(sets["general"]) == 2 * 10 and len(sets["domain"]) == 2 * 3
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
-    model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
+    model, tok = evaluation.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
     got = scoring.score_sets(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}
@@ -96,7 +96,7 @@ def test_eval_files_score_like_the_lab_sets(tmp_path):
     assert [(e.family, e.instruction, e.response) for e in loaded["general"]] == \
         [(e.family, e.instruction, e.response) for e in sets["general"]]
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
-    model, tok = evaluation.load_for_eval("r", None, None, str(zoo.ZOO_DIR / "base"), setup)
+    model, tok = evaluation.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
     a, b = scoring.score_sets(model, tok, sets), scoring.score_sets(model, tok, loaded)
     assert a["per_family"] == b["per_family"] and a["general_accuracy"] == b["general_accuracy"]
 
@@ -171,16 +171,16 @@ def test_unseen_subset_separates_recall_from_memory():
 
 
 def test_evaluation_refuses_adapters_trained_on_older_arms(outputs):
-    from helpers import qlora_training, runs
+    from helpers import runs
 
     data = datasets.Dataset.from_list([{"messages": [{"role": "user", "content": "q"},
                                                      {"role": "assistant", "content": "a"}]}])
-    runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
+    runs.write_json(evaluation.adapter_path("r", "ours", {"seed": 0}) / "metrics.json",
                     {"settings": {"data": datafiles.fingerprint(data)}})
     training = {"arms": {"ours": [{"seed": 0}]}}
     evaluation.check_trained_data("r", training, {"ours": data})
     data.save_to_disk(str(outputs / "arm"))  # 04 saves an arm; 05 and 06 each load it: the same fingerprint
-    runs.write_json(qlora_training.arm_dir("r", "ours", 0) / "metrics.json",
+    runs.write_json(evaluation.adapter_path("r", "ours", {"seed": 0}) / "metrics.json",
                     {"settings": {"data": datafiles.fingerprint(datasets.load_from_disk(str(outputs / "arm")))}})
     evaluation.check_trained_data("r", training, {"ours": datasets.load_from_disk(str(outputs / "arm"))})
     data = datasets.load_from_disk(str(outputs / "arm"))
@@ -194,9 +194,7 @@ def test_evaluation_refuses_adapters_trained_on_older_arms(outputs):
 
 
 def test_a_4bit_run_is_not_scored_unquantised(monkeypatch):
-    from helpers import qlora_training
-
-    monkeypatch.setattr(qlora_training, "bnb_4bit_works", lambda device: "bitsandbytes has no 4-bit kernel")
+    monkeypatch.setattr(evaluation, "bnb_4bit_works", lambda device: "bitsandbytes has no 4-bit kernel")
     with pytest.raises(RuntimeError, match="here bitsandbytes has no 4-bit kernel"):
         evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "nf4"})
 

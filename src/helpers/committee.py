@@ -11,7 +11,7 @@ settings the scores depend on (``filtering.cached_scores`` keys its cache with i
   written through the generation seam (``writers``); ratings are parsed robustly (``parse_rating``); an unparseable
   rating is missing and counted; scores are averaged over the judges that gave one.
 * ``RewardModel``: a sequence-classification reward model, batched with attention masks.
-* ``lab_verifier``: the lab's ground truth (``helpers.lab.evaluate.LabVerifier``) is not here; stages 01-05 may not
+* ``lab_verifier``: the lab's ground truth (its ``LabVerifier``) is not here; stages 01-05 may not
   read it, so notebook 03 computes it in a cell marked lab-only, and only when a preset names it.
 
 ``SCORERS`` is the one registry: a scorer's name, how notebook 03's parameters build it and which parameter names
@@ -58,7 +58,7 @@ SCORERS: dict[str, Registered] = {
                                                  batch_size=p["scoring_batch_size"], progress=p["progress"],
                                                  backend=p["backend"]), models="judges"),
     "reward": Registered(lambda p: RewardModel(p["reward_model"], progress=p["progress"]), models="reward_model"),
-    "lab_verifier": Registered(None, lab_only=True),  # helpers.lab.evaluate.LabVerifier, in 03's lab-only cell
+    "lab_verifier": Registered(None, lab_only=True),  # the lab's LabVerifier, in 03's lab-only cell
 }
 
 MODEL_KEYS = {r.models: name for name, r in SCORERS.items() if r.models}  # parameter -> the scorer that reads it

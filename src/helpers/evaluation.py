@@ -13,9 +13,8 @@ from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
-from . import qlora_training
 from .datafiles import fingerprint
-from .models import load_tokenizer
+from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
 from . import report as reporting
 from .runs import finish_stage, read_json, require, stage_dir, write_json
 from .scoring import CHANCE_MARGIN, drift, headline, informative_families, score_sets
@@ -172,21 +171,27 @@ def finish(run_name: str, results: dict) -> Path:
     return write_json(stage_dir(run_name, STAGE) / "results.json", results)
 
 
-def eval_setup(recorded: dict) -> "qlora_training.Setup":
+def eval_setup(recorded: dict) -> Setup:
     """The setup stage 05 trained with, on this machine: the same quantisation, on the CPU if no GPU is visible
     (outputs trained on a GPU machine and copied back)."""
     import torch
 
-    setup = qlora_training.Setup(**recorded)
+    setup = Setup(**recorded)
     if setup.device == "cuda" and not torch.cuda.is_available():
-        setup = qlora_training.Setup("cpu", "float32", setup.quantization,
-                                     "trained on a GPU; evaluated on the CPU with the same quantisation")
-    reason = qlora_training.bnb_4bit_works(setup.device) if setup.quantization == "nf4" else ""
+        setup = Setup("cpu", "float32", setup.quantization,
+                      "trained on a GPU; evaluated on the CPU with the same quantisation")
+    reason = bnb_4bit_works(setup.device) if setup.quantization == "nf4" else ""
     if reason:
         raise RuntimeError(f"notebook 05 trained on a 4-bit base, but here {reason}; evaluate where bitsandbytes "
                            "runs 4-bit (a CUDA GPU, or a CPU with bitsandbytes >= 0.50): scoring an unquantised base "
                            "would count quantisation error as forgetting")
     return setup
+
+
+def adapter_path(run_name: str, arm: str, trained: dict) -> Path:
+    """The folder of one (arm, seed) adapter, from its entry in notebook 05's metrics."""
+    folder = trained.get("adapter") or f"arms/{arm}/seed{trained['seed']}"  # runs from before 05 recorded it
+    return stage_dir(run_name, "05_training", create=False) / folder
 
 
 def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
@@ -201,7 +206,7 @@ def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
                                f"rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
         current = fingerprint(arm_data[arm])
         for m in per_seed:
-            path = qlora_training.arm_dir(run_name, arm, m["seed"]) / "metrics.json"
+            path = adapter_path(run_name, arm, m) / "metrics.json"
             if not path.exists():
                 raise FileNotFoundError(f"{path} is missing: rerun notebooks/05_qlora_training.ipynb for run "
                                         f"{run_name!r} (arm {arm!r}, seed {m['seed']})")
@@ -211,15 +216,17 @@ def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
                                    f"trained it; rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
 
 
-def load_for_eval(run_name: str, arm: str | None, seed: int | None, base_path: str, setup: "qlora_training.Setup",
-                  expected_key: str | None = None):
-    """``(model, tokenizer)`` for the base (``arm=None``) or an arm, loaded as stage 05 trained it."""
+def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, expected_key: str | None = None):
+    """``(model, tokenizer)``: the base (``adapter`` None) or the base with the adapter saved in ``adapter``, loaded
+    as stage 05 trained it (4-bit or not; the NF4 settings of ``models.bnb_config``). ``expected_key``: the settings
+    key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused."""
     tokenizer = load_tokenizer(base_path)
-    if arm is None:
-        model = qlora_training.load_base(base_path, setup).eval()
-    else:
-        model = qlora_training.load_adapted(run_name, arm, seed, base_path, setup, expected_key)
-    return model, tokenizer
+    if adapter is None:
+        return load_base(base_path, setup).eval(), tokenizer
+    if expected_key is not None and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
+        raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
+                           "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb to finish it")
+    return load_adapter(base_path, adapter, setup), tokenizer
 
 
 def inputs(run_name: str) -> tuple[dict, dict]:
@@ -235,11 +242,11 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     (``scoring.informative_families``), and its own general answers are the text the arms' KL drift is measured on."""
     from tqdm.auto import tqdm
 
-    jobs = [(None, None, None)] + [(arm, m["seed"], m["settings_key"]) for arm, ms in training["arms"].items()
-                                   for m in ms]
+    jobs = [(None, None, None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m), m["settings_key"])
+                                         for arm, ms in training["arms"].items() for m in ms]
     scores, families, base_answers = {}, {}, None
-    for arm, seed, key in tqdm(jobs, desc="models", disable=not progress):
-        model, tokenizer = load_for_eval(run_name, arm, seed, base_path, setup, key)
+    for arm, seed, adapter, key in tqdm(jobs, desc="models", disable=not progress):
+        model, tokenizer = load_for_eval(base_path, setup, adapter, key)
         s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
         if arm is None:
             families = {} if lab else informative_families(s, sets)

@@ -35,7 +35,7 @@ import torch
 from . import arms
 from .datafiles import fingerprint
 from .models import load_adapter, model_fingerprint
-from .models import Setup, bnb_4bit_works, load_base  # noqa: F401 -- used by evaluation until it moves
+from .models import Setup, load_base
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, check
 from .runs import read_json, require, save_figure, stage_dir, write_json
 from .speed import Speed, cast_adapters, numerics, partial_checkpointing_callback, speed_plan, text_config

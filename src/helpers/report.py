@@ -130,7 +130,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
     hp = training["hp"]
     rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
     lines += [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
-              f"{setup['device']}; LoRA rank {hp['rank']}, {hp['max_steps']} steps of batch {hp['batch_size']}, "
+              f"{setup['device']}; LoRA rank {hp['lora_rank']}, {hp['max_steps']} steps of batch {hp['train_batch_size']}, "
               f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}"
               f"{rows}; "
               f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
