@@ -62,7 +62,7 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     assert m["adapter"] == "arms/domain_only/seed0" and qt.stage_dir("t", qt.STAGE) / m["adapter"] == out
     assert m["settings"]["hp"] == {**HP, "embedding_rows": "all"}  # notebook 05's names, from the configs
 
-    model = qt.load_adapted("t", "domain_only", 0, BASE, CPU_NF4)
+    model = models.load_adapter(BASE, out, CPU_NF4)
     base = models.load_base(BASE, CPU_NF4)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
@@ -111,8 +111,10 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     assert "kept from an earlier run with the same settings: ['domain_only']" in capsys.readouterr().out
 
     # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
+    from helpers import evaluation
+
     with pytest.raises(RuntimeError, match="other settings"):
-        qt.load_adapted("t", "domain_only", 0, BASE, CPU_NF4, expected_key="something else")
+        evaluation.load_for_eval(BASE, CPU_NF4, qt.arm_dir("t", "domain_only", 0), expected_key="something else")
 
 
 def _with_other_weights(folder):
@@ -125,9 +127,9 @@ def _with_other_weights(folder):
     return folder
 
 
-def test_missing_adapter_names_the_notebook(outputs):
-    with pytest.raises(FileNotFoundError, match="05_qlora_training.ipynb"):
-        qt.load_adapted("t", "ours", 0, BASE, CPU_PLAIN)
+def test_a_missing_adapter_is_named(outputs):
+    with pytest.raises(FileNotFoundError, match=r"seed0 has no LoRA adapter \(adapter_config.json\)"):
+        models.load_adapter(BASE, qt.arm_dir("t", "ours", 0), CPU_PLAIN)
 
 
 def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
@@ -374,8 +376,3 @@ def test_a_recipe_whose_quantisation_is_not_the_setups_is_refused(outputs):
     with pytest.raises(ValueError, match="train_batch_size = 0: must be at least 1"):
         qc.from_parameters(CPU_NF4, BASE, {**HP, "train_batch_size": 0})
 
-
-def test_the_names_evaluation_reads_from_the_stage_module_stay():
-    # helpers/evaluation.py reads these from qlora_training until it loads through helpers.models
-    assert qt.Setup is models.Setup and qt.load_base is models.load_base and qt.bnb_4bit_works is models.bnb_4bit_works
-    assert callable(qt.load_adapted) and callable(qt.arm_dir) and callable(qt.trained)

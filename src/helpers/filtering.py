@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import committee
-from .committee import check_scorers  # noqa: F401  (notebook 03 checks its scorers through the stage)
 from .runs import read_json, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
 

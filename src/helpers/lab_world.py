@@ -19,7 +19,7 @@ import numpy as np
 
 from .lab import tasks, zoo
 from .lab.evaluate import heldout_sets
-from .runs import finish_stage, read_json, require, save_figure, stage_dir, write_json, write_jsonl
+from .runs import finish_stage, read_json, save_figure, stage_dir, write_json, write_jsonl
 from .scoring import score_sets
 
 STAGE = "00_lab"
@@ -63,11 +63,6 @@ def zoo_table(paths: dict[str, str]) -> dict[str, dict]:
         table[name] = {**recipe, "n_params": info["n_params"], "train_seconds": info["train_seconds"],
                        "final_loss": info["final_loss"]}
     return table
-
-
-def model_paths(run_name: str) -> dict[str, str]:
-    """The zoo models stage 00 prepared for ``run_name`` (later stages call this)."""
-    return read_json(require(run_name, STAGE, "models.json"))
 
 
 def write_user_data(run_name: str, n_domain_train: int, n_public: int, seed: int) -> dict[str, str]:

@@ -34,8 +34,7 @@ import torch
 
 from . import arms
 from .datafiles import fingerprint
-from .models import load_adapter, model_fingerprint
-from .models import Setup, load_base
+from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, check
 from .runs import read_json, require, save_figure, stage_dir, write_json
 from .speed import Speed, cast_adapters, numerics, partial_checkpointing_callback, speed_plan, text_config
@@ -391,21 +390,6 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     write_json(out / "metrics.json", metrics)
     del trainer
     return metrics
-
-
-def load_adapted(run_name: str, arm: str, seed: int, base_path: str, setup: Setup, expected_key: str | None = None):
-    """The base model (loaded as it was trained: 4-bit or not) with an arm's adapter, in eval mode.
-
-    ``expected_key``: the settings key stage 05 recorded for this arm and seed; a different adapter is refused."""
-    path = arm_dir(run_name, arm, seed)
-    if not (path / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{path} has no adapter: run notebooks/05_qlora_training.ipynb for run "
-                                f"{run_name!r} with arm {arm!r} and seed {seed}")
-    if expected_key is not None and read_json(path / "metrics.json").get("settings_key") != expected_key:
-        raise RuntimeError(f"the adapter in {path} was trained with other settings than notebook 05 last recorded "
-                           "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb for run "
-                           f"{run_name!r} to finish it")
-    return load_adapter(base_path, path, setup)
 
 
 def trained(run_name: str) -> dict:
