@@ -54,7 +54,8 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
     (judges: ``parse_rate``, ``parse_failures``), from
     ``03_filtering/scores/<scorer>.json`` when that file was computed for the same candidates, mask and scorer
     settings (its models' content, rubric...) and holding every report in ``need`` (e.g. ``per_model``, which
-    caches written before it existed lack); else computed and written there."""
+    caches written before it existed lack); else computed and written there. This key stays beside the manifest
+    stamps because it is finer: a rerun of 03 with other filters reuses the scores, which the stamps cannot tell."""
     key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
                                      [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
     path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"

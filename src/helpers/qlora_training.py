@@ -120,6 +120,8 @@ def _log_last_step_callback():
 
 
 def settings_key(settings: dict) -> str:
+    """The key of one adapter's settings (``_settings``). It stays beside the manifest stamps because it is per arm
+    and seed: a rerun with other arms or seeds reuses the adapters whose settings did not change."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
