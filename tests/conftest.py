@@ -15,6 +15,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(name, "1")
 
 
+
+def write_jsonl(path, rows) -> str:
+    """A JSONL file of ``rows`` at ``path``; its path as a string, as a notebook parameter would give it."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
 @pytest.fixture
 def outputs(tmp_path, monkeypatch):
     """Send every stage's artifacts to a temporary outputs folder."""

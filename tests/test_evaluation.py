@@ -1,9 +1,10 @@
-"""Stage 06: seed aggregation, forgetting, the targets' checks, the report, and scoring against the lab's references."""
+"""Stage 06: seed aggregation, forgetting, the targets' checks, the report, loading adapters as 05 trained them.
 import datasets
 import pytest
 
-from helpers import datafiles, evaluation, heldout, report, scoring, writers
+from helpers import datafiles, evaluation, heldout, report, scoring
 from helpers.lab import zoo
+from tests.conftest import write_jsonl
 
 
 def result(general, domain, seed=0, fam=None):
@@ -79,13 +80,6 @@ def test_scoring_uses_the_held_out_references():
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}
 
 
-def write_jsonl(path, rows):
-    import json
-
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
 def test_eval_files_score_like_the_lab_sets(tmp_path):
     """A real run's files go through the same scorer: the lab's held-out set written to files scores the same."""
     sets = heldout.heldout_sets(2, seed=5)
@@ -99,52 +93,6 @@ def test_eval_files_score_like_the_lab_sets(tmp_path):
     model, tok = evaluation.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
     a, b = scoring.score_sets(model, tok, sets), scoring.score_sets(model, tok, loaded)
     assert a["per_family"] == b["per_family"] and a["general_accuracy"] == b["general_accuracy"]
-
-
-def test_eval_file_formats_and_defaults(tmp_path):
-    rows = [{"instruction": "What is 2+2? Answer with the number only.", "answer": "4", "family": "gsm8k"},
-            {"messages": [{"role": "user", "content": "Capital of France?"},
-                          {"role": "assistant", "content": "Paris"}]},
-            {"instruction": "Translate", "input": "chat", "output": "cat"}]
-    items = heldout.load_eval_set(write_jsonl(tmp_path / "g.jsonl", rows), "general")
-    assert [(e.family, e.response) for e in items] == [("gsm8k", "4"), ("general", "Paris"), ("general", "cat")]
-    assert items[2].instruction == "Translate\n\nchat"
-    (tmp_path / "d.csv").write_text("instruction,answer,family\nDose of X?,5 mg,dosing\n")
-    assert heldout.load_eval_set(str(tmp_path / "d.csv"), "domain") == [
-        heldout.EvalItem("dosing", "Dose of X?", "5 mg")]
-
-
-def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
-    from helpers.datafiles import DataError
-
-    good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": "q", "answer": "a", "family": "f"}])
-    with pytest.raises(DataError, match="needs eval_general and eval_domain"):
-        heldout.eval_sets("", "")
-    with pytest.raises(DataError, match="needs eval_domain"):
-        heldout.eval_sets(good, "")
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "q", "answer": "a"}, {"instruction": "q2"}])
-    with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field 'answer'"):
-        heldout.load_eval_set(bad, "general")
-    multi = write_jsonl(tmp_path / "multi.jsonl", [{"messages": [
-        {"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
-    with pytest.raises(DataError, match=r"multi.jsonl, line 1: an evaluation row is one user turn"):
-        heldout.load_eval_set(multi, "general")
-    with pytest.raises(DataError, match=r"family \['f'\] occurs in both"):
-        heldout.eval_sets(good, good)
-    with pytest.raises(DataError, match="no such file"):
-        heldout.load_eval_set(str(tmp_path / "missing.jsonl"), "general")
-    with pytest.raises(DataError, match="not hub ids .*split='test'"):
-        heldout.load_eval_set("openai/gsm8k", "general")
-
-
-def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
-    from helpers.lab import standins
-
-    tok = standins.tokenizer("qwen2_5")
-    path = write_jsonl(tmp_path / "g.jsonl", [{"instruction": "q", "answer": "a"},
-                                              {"instruction": "q", "answer": "the answer is far too long here"}])
-    with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens and max_new_tokens = 3 leaves no room"):
-        scoring.exact_match(None, tok, heldout.load_eval_set(path, "general"), max_new_tokens=3)
 
 
 def test_unseen_subset_separates_recall_from_memory():
@@ -199,58 +147,6 @@ def test_a_4bit_run_is_not_scored_unquantised(monkeypatch):
         evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "nf4"})
 
 
-def test_eval_renders_a_real_template(tmp_path):
-    """Scoring a stand-in of a real family: prompts go through its own chat template and answers are decoded."""
-    from helpers.lab import standins
-
-    tok = standins.tokenizer("qwen2_5")
-    model = standins.model("qwen2_5", tok)
-    from helpers.generate import generate
-
-    items = [heldout.EvalItem("f", "Capital of France?", "Paris")]
-    got = scoring.exact_match(model, tok, items, max_new_tokens=4)
-    assert got["n"] == 1 and got["per_family"] == {"f": 0.0}  # a random model is wrong, but it ran
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Capital of France?"}], tokenize=False,
-                                     add_generation_prompt=True)
-    assert prompt.startswith("<|im_start|>system\nYou are Qwen")  # Qwen2.5's own template, default system turn
-    assert got["samples"][0]["output"] == generate(model, tok, [prompt], max_new_tokens=4)[0]["text"]
-
-
-def test_only_an_answer_that_ends_its_turn_counts(monkeypatch):
-    """A cut-off answer is not a right one, even when its text (stripped) equals the reference."""
-    from helpers.lab import standins
-
-    tok = standins.tokenizer("qwen2_5")
-    items = [heldout.EvalItem("f", "q1", "Paris"), heldout.EvalItem("f", "q2", "Paris")]
-    monkeypatch.setattr(writers, "generate", lambda *a, **k: [{"text": "Paris", "finished": True},
-                                                                 {"text": "Paris ", "finished": False}])
-    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [True, False]
-
-
-def test_lab_sets_and_eval_files_are_not_mixed_up(tmp_path):
-    with pytest.raises(ValueError, match="set but lab = True"):
-        heldout.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
-    assert len(heldout.held_out(True, 1, 5)["domain"]) == 3
-
-
-def test_lenient_match_scores_answers_in_sentences_and_exact_does_not(monkeypatch):
-    """Failure 5: strict exact match scored base SmolLM2 0.000 because it answers in sentences."""
-    from helpers.lab import standins
-
-    tok = standins.tokenizer("qwen2_5")
-    items = [heldout.EvalItem("capital", "Capital of France?", "Paris", choices=("Paris", "Lyon", "Rome", "Nice"),
-                                 label=0),
-             heldout.EvalItem("capital", "Capital of Italy?", "Rome", choices=("Paris", "Lyon", "Rome", "Nice"),
-                                 label=2)]
-    outs = [{"text": "The capital of France is Paris.", "finished": True},
-            {"text": "It is Rome or maybe Nice.", "finished": True}]  # a hedge between options is wrong
-    monkeypatch.setattr(writers, "generate", lambda *a, **k: outs)
-    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [False, False]
-    assert scoring.exact_match(None, tok, items, max_new_tokens=8, match="lenient")["correct"] == [True, False]
-    with pytest.raises(ValueError, match="answer_match must be one of"):
-        scoring.exact_match(None, tok, items, match="fuzzy")
-
-
 def test_a_general_set_the_base_cannot_do_never_calls_a_target_met():
     """Failure 5b: report.md said 'ours within 2 points: met' when base and ours both scored 0."""
     r = {"n_general": 20, "n_domain": 6, "base": result(0.0, 0.0), "seeds": [0],
@@ -260,39 +156,6 @@ def test_a_general_set_the_base_cannot_do_never_calls_a_target_met():
     general = [c for c in checks if "general" in c["target"]]
     assert general and all(c["met"] is None and "uninformative" in c["measured"] for c in general)
     assert [c["met"] for c in checks if "general" not in c["target"]] == [False]  # domain gap 10 points
-
-
-def test_families_at_chance_are_left_out_of_the_headline():
-    items = [heldout.EvalItem(f, "q", "a", choices=("a", "b", "c", "d"), label=0) for f in ("easy", "hard")]
-    base = {"per_family": {"easy": 0.8, "hard": 0.05, "dom": 0.0}, "per_family_mc": {"easy": 0.9, "hard": 0.3},
-            "general_accuracy": 0.425, "mc_general_accuracy": 0.6}
-    fams = scoring.informative_families(base, {"general": items, "domain": []})
-    assert fams == {"match": ["easy"], "mc": ["easy"]}  # 0.3 is within 10 points of chance (0.25)
-    arm = {"per_family": {"easy": 0.5, "hard": 0.0, "dom": 0.9}, "per_family_mc": {"easy": 0.7, "hard": 0.2},
-           "general_accuracy": 0.25, "mc_general_accuracy": 0.45}
-    h = scoring.headline(arm, fams)
-    assert h["general_accuracy"] == 0.5 and h["general_accuracy_all_families"] == 0.25
-    assert h["mc_general_accuracy"] == 0.7
-
-
-def test_eval_rows_carry_choices_and_a_bad_label_names_the_row(tmp_path):
-    path = tmp_path / "g.jsonl"
-    path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n'
-                    '{"instruction": "r", "answer": "b", "choices": ["a", "b"], "label": 5}\n')
-    with pytest.raises(datafiles.DataError, match=r"g.jsonl, line 2: 'choices' needs 'label'"):
-        heldout.load_eval_set(str(path), "general")
-    path.write_text('{"instruction": "q", "answer": "a", "aliases": ["A."], "choices": ["a", "b"], "label": 0}\n')
-    item = heldout.load_eval_set(str(path), "general")[0]
-    assert (item.aliases, item.choices, item.label) == (("A.",), ("a", "b"), 0)
-
-
-def test_real_eval_files_are_sampled_per_family(tmp_path):
-    sets = heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
-    from collections import Counter
-
-    assert set(Counter(e.family for e in sets["general"]).values()) == {3} and len(sets["general"]) == 30
-    assert sets == heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
-    assert len(heldout.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")["general"]) == 488
 
 
 def test_targets_fall_back_to_multiple_choice_and_need_a_domain_that_was_learnt():

@@ -3,7 +3,8 @@ lenient against exact match on the lab's base model."""
 
 import pytest
 
-from helpers import heldout, scoring, text
+from helpers import heldout, scoring, text, writers
+from tests.conftest import write_jsonl
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,3 +101,70 @@ def test_lenient_match_is_more_lenient_than_exact_match(base, lab_questions):
     assert scoring.match_outputs(wrong, greedy)["accuracy"] == 0.0
 
 
+def test_a_reference_longer_than_max_new_tokens_is_an_error(tmp_path):
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    path = write_jsonl(tmp_path / "g.jsonl", [{"instruction": "q", "answer": "a"},
+                                              {"instruction": "q", "answer": "the answer is far too long here"}])
+    with pytest.raises(ValueError, match=r"g.jsonl, line 2: the reference answer has \d+ tokens and max_new_tokens = 3 leaves no room"):
+        scoring.exact_match(None, tok, heldout.load_eval_set(path, "general"), max_new_tokens=3)
+
+
+def test_eval_renders_a_real_template(tmp_path):
+    """Scoring a stand-in of a real family: prompts go through its own chat template and answers are decoded."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    model = standins.model("qwen2_5", tok)
+    from helpers.generate import generate
+
+    items = [heldout.EvalItem("f", "Capital of France?", "Paris")]
+    got = scoring.exact_match(model, tok, items, max_new_tokens=4)
+    assert got["n"] == 1 and got["per_family"] == {"f": 0.0}  # a random model is wrong, but it ran
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Capital of France?"}], tokenize=False,
+                                     add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system\nYou are Qwen")  # Qwen2.5's own template, default system turn
+    assert got["samples"][0]["output"] == generate(model, tok, [prompt], max_new_tokens=4)[0]["text"]
+
+
+def test_only_an_answer_that_ends_its_turn_counts(monkeypatch):
+    """A cut-off answer is not a right one, even when its text (stripped) equals the reference."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    items = [heldout.EvalItem("f", "q1", "Paris"), heldout.EvalItem("f", "q2", "Paris")]
+    monkeypatch.setattr(writers, "generate", lambda *a, **k: [{"text": "Paris", "finished": True},
+                                                                 {"text": "Paris ", "finished": False}])
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [True, False]
+
+
+def test_lenient_match_scores_answers_in_sentences_and_exact_does_not(monkeypatch):
+    """Failure 5: strict exact match scored base SmolLM2 0.000 because it answers in sentences."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer("qwen2_5")
+    items = [heldout.EvalItem("capital", "Capital of France?", "Paris", choices=("Paris", "Lyon", "Rome", "Nice"),
+                                 label=0),
+             heldout.EvalItem("capital", "Capital of Italy?", "Rome", choices=("Paris", "Lyon", "Rome", "Nice"),
+                                 label=2)]
+    outs = [{"text": "The capital of France is Paris.", "finished": True},
+            {"text": "It is Rome or maybe Nice.", "finished": True}]  # a hedge between options is wrong
+    monkeypatch.setattr(writers, "generate", lambda *a, **k: outs)
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8)["correct"] == [False, False]
+    assert scoring.exact_match(None, tok, items, max_new_tokens=8, match="lenient")["correct"] == [True, False]
+    with pytest.raises(ValueError, match="answer_match must be one of"):
+        scoring.exact_match(None, tok, items, match="fuzzy")
+
+
+def test_families_at_chance_are_left_out_of_the_headline():
+    items = [heldout.EvalItem(f, "q", "a", choices=("a", "b", "c", "d"), label=0) for f in ("easy", "hard")]
+    base = {"per_family": {"easy": 0.8, "hard": 0.05, "dom": 0.0}, "per_family_mc": {"easy": 0.9, "hard": 0.3},
+            "general_accuracy": 0.425, "mc_general_accuracy": 0.6}
+    fams = scoring.informative_families(base, {"general": items, "domain": []})
+    assert fams == {"match": ["easy"], "mc": ["easy"]}  # 0.3 is within 10 points of chance (0.25)
+    arm = {"per_family": {"easy": 0.5, "hard": 0.0, "dom": 0.9}, "per_family_mc": {"easy": 0.7, "hard": 0.2},
+           "general_accuracy": 0.25, "mc_general_accuracy": 0.45}
+    h = scoring.headline(arm, fams)
+    assert h["general_accuracy"] == 0.5 and h["general_accuracy_all_families"] == 0.25
+    assert h["mc_general_accuracy"] == 0.7
