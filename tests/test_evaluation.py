@@ -1,4 +1,4 @@
-"""Stage 06: seed aggregation, forgetting, the targets' checks, the report, loading adapters as 05 trained them.
+"""Stage 06: seed aggregation, forgetting, the targets' checks, the report, loading adapters as 05 trained them."""
 import datasets
 import pytest
 
