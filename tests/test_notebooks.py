@@ -126,7 +126,7 @@ def test_notebooks_run_end_to_end_under_papermill(outputs):
         files[name].write_text("".join(json.dumps({"instruction": e.instruction, "answer": e.response,
                                                    "family": f"file_{e.family}"}) + "\n" for e in examples))
     pipeline.run(ROOT / "presets" / "smoke.yaml", only=["06"], overrides=[
-        "lab=false", f"eval_general={files['general']}", f"eval_domain={files['domain']}", "max_new_tokens=12"])
+        "lab=false", f"eval_general={files['general']}", f"eval_domain={files['domain']}", "answer_max_new_tokens=12"])
     res = json.loads((run / "06_evaluation" / "results.json").read_text())
     assert res["eval_sets"] == {"general": str(files["general"]), "domain": str(files["domain"])}
     assert (res["n_general"], res["n_domain"]) == (10, 3) and set(res["arms"]) == set(m04["arms"])
