@@ -156,7 +156,7 @@ def answer_matches(output: str, answer: str, aliases: list[str] | tuple = (),
        give "Sudan" when "South Sudan" is an option), and a distractor inside an answer occurrence does not count
        ("forty-one" is not hedging towards "forty"). A distractor that normalises to an answer form is ignored.
     4. Units are not converted: "40 mg" is given by "40 mg", "40mg" and "40 MG" (rule 1); "40 milligrams" or a
-       bare "40" only where they are listed as aliases (``helpers.benchmarks`` lists both for doses). Number words
+       bare "40" only where they are listed as aliases (``helpers.shipped_data`` lists both for doses). Number words
        are not numbers ("twelve" does not give "12") unless listed as aliases. Negation is not understood:
        "not Paris" gives "Paris" -- the instructions ask for the bare answer, so this is rare, but it is a limit.
 
