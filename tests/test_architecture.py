@@ -61,6 +61,9 @@ def test_a_stage_takes_only_artifact_loaders_from_earlier_stages(stage):
 
 def test_evaluation_does_not_import_training():
     assert "qlora_training" not in imports_of(SRC / "evaluation.py")
+    code = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / "06_evaluation.ipynb", as_version=4).cells
+                     if c.cell_type == "code")
+    assert "qlora_training" not in code
 
 
 def test_modules_stay_under_500_lines():

@@ -201,3 +201,14 @@ def test_the_ablation_table_follows_the_papers_rows_for_the_arms_present(tmp_pat
     assert table[2]["paper_general_average"] == 38.81 and table[2]["forgetting_points"] == 20.0
     assert report.plot_ablation(results, tmp_path / "a.png").exists()
     assert report.ablation_table({**results, "arms": {"ours": arm(0.8, 0.7)}}) == []  # no ablation arm: none
+
+
+def test_a_training_run_from_before_the_parameter_names_reads_under_them(outputs):
+    from helpers import runs
+
+    runs.write_json(runs.stage_dir("r", "05_training") / "metrics.json",
+                    {"hp": {"rank": 16, "alpha": 32, "dropout": 0.0, "batch_size": 32, "max_steps": 300}})
+    runs.write_json(runs.stage_dir("r", "04_mixing") / "metrics.json", {"arms": {}})
+    training, _ = evaluation.inputs("r")
+    assert training["hp"] == {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0, "train_batch_size": 32,
+                              "max_steps": 300}

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import statistics
 
-from .generate import generate
 from .heldout import eval_sets, per_family_sample
 from .loglik import multiple_choice
 from .runs import write_json
 from .scoring import CHANCE_MARGIN, match_outputs
+from .writers import HFWriter
 
 
 def baseline(model_name: str, general: str = "data/general_eval.jsonl", domain: str = "data/clinical_eval.jsonl",
@@ -19,17 +19,17 @@ def baseline(model_name: str, general: str = "data/general_eval.jsonl", domain: 
     """Every scorer on both sets for one model, per family: strict exact match, lenient match (the answer inside a
     sentence) and multiple choice (acc and acc_norm), greedy, with the model's chat template (or the few-shot frame
     for a model without one). Families at chance are marked: they cannot show forgetting."""
-    from . import models
     from .chat import frame_for
 
-    model, tokenizer = models.load(run_name, model_name)
+    writer = HFWriter.load(run_name, model_name)
+    model, tokenizer = writer.model, writer.tokenizer  # multiple choice reads the model's probabilities
     frame = frame_for(tokenizer)
     sets = {name: per_family_sample(items, n_per_family, 0) for name, items in eval_sets(general, domain).items()}
     out = {"model": model_name, "frame": frame.kind, "max_new_tokens": max_new_tokens, "sets": {}}
     for name, items in sets.items():
         prompts = [frame.render(tokenizer, e.instruction) for e in items]
-        outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=32,
-                        stop_strings=frame.stop_strings, progress=progress and f"{name}: answers")
+        outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=32, stop_strings=frame.stop_strings,
+                            progress=progress and f"{name}: answers")
         exact = [o["finished"] and o["text"].strip() == e.response.strip() for e, o in zip(items, outs)]
         lenient = match_outputs(items, [o["text"] for o in outs])["correct"]
         mc = multiple_choice(model, tokenizer, prompts, items, delimiter=frame.answer_prefix(),

@@ -229,9 +229,14 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     return load_adapter(base_path, adapter, setup), tokenizer
 
 
+OLD_HP_NAMES = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "batch_size": "train_batch_size"}
+
+
 def inputs(run_name: str) -> tuple[dict, dict]:
-    """``(training, mix)``: what notebook 05 trained (its metrics) and notebook 04's plan."""
+    """``(training, mix)``: what notebook 05 trained (its metrics) and notebook 04's plan. A notebook 05 run from
+    before its ``hp`` took the parameters' names (2026-11-28) reads under the new names."""
     training = read_json(require(run_name, "05_training"))
+    training["hp"] = {OLD_HP_NAMES.get(k, k): v for k, v in training["hp"].items()}
     return training, read_json(require(run_name, "04_mixing"))
 
 

@@ -41,7 +41,8 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
             where = getattr(e, "where", "") or f"family {e.family!r}"
             raise ValueError(f"{where}: the reference answer has {n_tokens} tokens and max_new_tokens = "
                              f"{max_new_tokens} leaves no room for the end of the turn, so it could never match; "
-                             "raise max_new_tokens or shorten the answer")
+                             "raise answer_max_new_tokens (notebook 06; --max-new-tokens for python -m helpers.baseline) "
+                             "or shorten the answer")
     prompts = [render_prompt(tokenizer, e.instruction) for e in examples]
     writer = writer or HFWriter(model, tokenizer)
     outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)

@@ -28,7 +28,7 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
 
 Every evaluation row has ``family``, ``instruction`` (a question that asks for the bare answer), ``answer``
 (canonical), ``aliases`` (other accepted forms), ``choices`` (four options: the answer and three distractors from the
-same table) and ``label`` (the answer's index in ``choices``). ``heldout.load_eval_set`` reads them (extra fields
+same table) and ``label`` (the answer's index in ``choices``). notebook 06's reader of held-out files (``load_eval_set``) reads them (extra fields
 are ignored); ``loglik.multiple_choice`` scores the choices by log-likelihood, ``scoring.answer_matches`` scores
 free answers (a right answer inside a sentence counts, a hedge between choices does not). Each family draws from
 its own seeded ``random.Random``, so the files are the same on every machine and a family does not change when
