@@ -32,7 +32,7 @@ import yaml
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from .runs import outputs_root, repo_root, write_json
+from .runs import BadRunName, repo_root, run_dir, write_json
 
 # progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
 QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
@@ -363,11 +363,14 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     wrong = check_types(params, notebooks, declared)
     if wrong:
         raise PipelineError("parameter values of the wrong type:\n  " + "\n  ".join(wrong))
-    run_name = params.get("run_name") or next(
-        (d["run_name"] for d in declared.values() if "run_name" in d), None)
-    if not run_name:
+    run_name = params["run_name"] if "run_name" in params else next(
+        (d["run_name"] for d in declared.values() if "run_name" in d), None)  # "" is refused, not replaced
+    if run_name is None:
         raise PipelineError("no run_name: set it in the preset or in the notebooks' parameters cells")
-    run_path = outputs_root() / run_name
+    try:
+        run_path = run_dir(run_name)
+    except BadRunName as err:
+        raise PipelineError(str(err)) from None
     (run_path / "notebooks").mkdir(parents=True, exist_ok=True)
     timings_path = run_path / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import time
 import uuid
 from pathlib import Path
@@ -78,9 +79,20 @@ def outputs_root() -> Path:
     return Path(env).resolve() if env else repo_root() / "outputs"
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class BadRunName(ValueError):
+    pass
+
+
 def run_dir(run_name: str) -> Path:
-    if not run_name or "/" in run_name or run_name.startswith("."):
-        raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
+    """``outputs/<run_name>``: the one place a run's folder is made from its name, so that no name writes outside
+    ``outputs/``. A run name is a plain folder name: letters, digits, ``.``, ``_`` and ``-``, starting with a letter
+    or a digit (``lab``, ``smollm2-gpu``, ``my_run.2``)."""
+    if not isinstance(run_name, str) or not RUN_NAME.fullmatch(run_name):
+        raise BadRunName(f"run_name = {run_name!r}: a run name is a plain folder name under outputs/ (letters, "
+                         "digits, '.', '_' and '-', starting with a letter or digit), e.g. run_name = 'my-run'")
     return outputs_root() / run_name
 
 
