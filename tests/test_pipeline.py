@@ -243,3 +243,23 @@ def test_executed_copies_get_no_progress_bars_unless_the_preset_asks(nbdir, outp
     pipeline.run(None, ["progress=true"], only=["00"], notebooks_dir=nbdir)
     text = (outputs / "toy" / "notebooks" / "00_first.ipynb").read_text()
     assert "progress True" in text and "Loading weights" in text
+
+
+def test_relative_paths_become_absolute_by_the_runners_one_rule(tmp_path, monkeypatch):
+    """Notebooks run in notebooks/: a relative name is made absolute in the runner's working directory first, then
+    from the repository root (runs.find_local), so preflight and the notebooks read the same file."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "clinical_train.jsonl").write_text('{"instruction": "q", "response": "a"}\n')
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    params = {"domain_data": "data/clinical_train.jsonl", "eval_general": "data/general_eval.jsonl",
+              "public_data": "tatsu-lab/alpaca", "model": "models/m", "generators": ["base", "models/m"],
+              "committee": ["smollm2-135m-instruct"]}
+    changed = pipeline.absolute_paths(params)
+    assert params["domain_data"] == str(tmp_path / "data" / "clinical_train.jsonl")  # the user's, not the repo's
+    assert params["eval_general"] == str(pipeline.repo_root() / "data" / "general_eval.jsonl")  # only the repo has it
+    assert params["public_data"] == "tatsu-lab/alpaca"  # a hub id stays
+    assert params["model"] == str(tmp_path / "models" / "m")
+    assert params["generators"] == ["base", str(tmp_path / "models" / "m")]  # a lab zoo name stays a name
+    assert params["committee"] == ["smollm2-135m-instruct"]
+    assert changed["domain_data: data/clinical_train.jsonl"] == params["domain_data"]

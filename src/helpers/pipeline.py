@@ -217,6 +217,32 @@ MODEL_KEYS = {"model": None, "generators": None,
 DATA_KEYS = ("domain_data", "public_data", "eval_general", "eval_domain")
 
 
+def absolute_paths(params: dict) -> dict[str, str]:
+    """Relative file and folder names of data and models, made absolute by the one rule every reader uses
+    (``runs.find_local``: the working directory, then the repository root), here in the runner's working directory:
+    the notebooks run in notebooks/, where the same relative name could mean another file. Changes ``params`` in
+    place; returns ``{"key: given": absolute}`` for what it changed."""
+    from .lab.zoo import ZOO
+    from .models import PACKAGED
+    from .runs import find_local
+
+    def absolute(name, model: bool):
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or (model and name in {*ZOO, *PACKAGED}):
+            return name  # not a path, or a model name that models.resolve finds before any folder
+        found = find_local(name)
+        return str(found.resolve()) if found is not None else name  # else a hub id, or missing: preflight says
+
+    changed = {}
+    for key in (*DATA_KEYS, *MODEL_KEYS):
+        value = params.get(key)
+        model = key in MODEL_KEYS
+        new = [absolute(v, model) for v in value] if isinstance(value, list) else absolute(value, model)
+        if new != value:
+            changed[f"{key}: {value}"] = new
+            params[key] = new
+    return changed
+
+
 def preflight(values: dict[str, dict]) -> list[str]:
     """Every model name and data source the selected notebooks will read, checked before the first one runs
     (a missing file or an unreachable hub id would otherwise fail after the earlier notebooks' work):
@@ -378,6 +404,8 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
         start = "01"  # notebook 00 builds the lab world, which a real run (lab: false) does not read
         print("[pipeline] lab: false, so notebook 00 (the lab world) is skipped: starting at 01", flush=True)
     chosen = select(notebooks, start, only)
+    for given, path in absolute_paths(params).items():
+        print(f"[pipeline] {given} -> {path}", flush=True)
     problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
                           for nb in chosen})
     if problems:
