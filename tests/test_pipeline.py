@@ -263,3 +263,25 @@ def test_relative_paths_become_absolute_by_the_runners_one_rule(tmp_path, monkey
     assert params["generators"] == ["base", str(tmp_path / "models" / "m")]  # a lab zoo name stays a name
     assert params["committee"] == ["smollm2-135m-instruct"]
     assert changed["domain_data: data/clinical_train.jsonl"] == params["domain_data"]
+
+
+def test_a_second_pipeline_on_the_same_run_refuses_naming_the_first(nbdir, outputs):
+    import subprocess
+    import sys
+
+    run = runs.run_dir("toy")
+    run.mkdir(parents=True)
+    code = (f"import time; from pathlib import Path; from helpers import pipeline\n"
+            f"with pipeline.run_lock(Path({str(run)!r})):\n    print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(pipeline.PipelineError, match=rf"run 'toy' is in use by another pipeline \(pid {holder.pid}, "
+                                                         r"started .*\); wait for it to finish, or give this one"):
+            pipeline.run(None, notebooks_dir=nbdir)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pipeline.run_lock(run):  # the system released the lock of the killed holder
+        assert json.loads((run / ".pipeline.holder.json").read_text())["pid"] > 0
+    assert not (run / ".pipeline.holder.json").exists()

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -376,6 +377,31 @@ def kernel_manager():
     return IPCKernelManager
 
 
+@contextmanager
+def run_lock(run_path: Path):
+    """Hold ``outputs/<run>/.pipeline.lock`` while a pipeline runs, so that a second pipeline on the same run refuses
+    at once, naming the holder, instead of both writing the same files (the last writer would win). The operating
+    system releases the lock when the holder exits, however it exits."""
+    from filelock import FileLock, Timeout
+
+    lock, holder = FileLock(run_path / ".pipeline.lock"), run_path / ".pipeline.holder.json"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = json.loads(holder.read_text()) if holder.exists() else {}
+        raise PipelineError(
+            f"run {run_path.name!r} is in use by another pipeline (pid {who.get('pid', '?')}, started "
+            f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or give this one another "
+            "run_name") from None
+    try:
+        holder.write_text(json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv),
+                                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
 def run(preset: Path | None = None, overrides: list[str] = (), start: str | None = None,
         only: list[str] | None = None, notebooks_dir: Path | None = None, log_output: bool = False) -> dict:
     """Execute the selected notebooks in order; return ``{notebook: seconds}``."""
@@ -398,59 +424,60 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     except BadRunName as err:
         raise PipelineError(str(err)) from None
     (run_path / "notebooks").mkdir(parents=True, exist_ok=True)
-    timings_path = run_path / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    if start is None and not only and params.get("lab") is False:
-        start = "01"  # notebook 00 builds the lab world, which a real run (lab: false) does not read
-        print("[pipeline] lab: false, so notebook 00 (the lab world) is skipped: starting at 01", flush=True)
-    chosen = select(notebooks, start, only)
-    for given, path in absolute_paths(params).items():
-        print(f"[pipeline] {given} -> {path}", flush=True)
-    problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
-                          for nb in chosen})
-    if problems:
-        raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
-    # Executed copies are read later, where a progress bar is only its first frame ("0%| 0/600"): bars are off in
-    # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
-    # preset asks for them.
-    quiet = not params.get("progress", False)
-    with mock.patch.dict(os.environ, {name: "1" for name in QUIET_ENV} if quiet else {}):  # restored on exit
-        for nb in chosen:
-            nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
-            if quiet and "progress" in declared[nb.stem]:
-                nb_params["progress"] = False
-            out = run_path / "notebooks" / nb.name
-            running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
-            failed = out.with_name(f"{nb.stem}.failed.ipynb")
-            print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
-            t0 = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
-                    progress_bar=False, log_output=log_output, kernel_manager_class=kernel_manager(),
-                )
-            except PapermillExecutionError as err:
-                running.replace(failed)
-                first_line = (err.source or "").strip().splitlines()[:1]
-                raise PipelineError(
-                    f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
-                    f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
-                    f"  executed copy with the traceback: {failed}"
-                    + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
-                ) from None
-            except DeadKernelError:
-                if running.exists():
+    with run_lock(run_path):  # one pipeline per run at a time
+        timings_path = run_path / "timings.json"
+        timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+        if start is None and not only and params.get("lab") is False:
+            start = "01"  # notebook 00 builds the lab world, which a real run (lab: false) does not read
+            print("[pipeline] lab: false, so notebook 00 (the lab world) is skipped: starting at 01", flush=True)
+        chosen = select(notebooks, start, only)
+        for given, path in absolute_paths(params).items():
+            print(f"[pipeline] {given} -> {path}", flush=True)
+        problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
+                              for nb in chosen})
+        if problems:
+            raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
+        # Executed copies are read later, where a progress bar is only its first frame ("0%| 0/600"): bars are off in
+        # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
+        # preset asks for them.
+        quiet = not params.get("progress", False)
+        with mock.patch.dict(os.environ, {name: "1" for name in QUIET_ENV} if quiet else {}):  # restored on exit
+            for nb in chosen:
+                nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
+                if quiet and "progress" in declared[nb.stem]:
+                    nb_params["progress"] = False
+                out = run_path / "notebooks" / nb.name
+                running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
+                failed = out.with_name(f"{nb.stem}.failed.ipynb")
+                print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
+                t0 = time.perf_counter()
+                try:
+                    papermill.execute_notebook(
+                        str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
+                        progress_bar=False, log_output=log_output, kernel_manager_class=kernel_manager(),
+                    )
+                except PapermillExecutionError as err:
                     running.replace(failed)
-                raise PipelineError(
-                    f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
-                    f"number of samples in the preset); what ran is in {failed}"
-                    + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
-            running.replace(out)
-            failed.unlink(missing_ok=True)
-            timings[nb.stem] = round(time.perf_counter() - t0, 1)
-            write_json(timings_path, timings)
-            print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
-    return timings
+                    first_line = (err.source or "").strip().splitlines()[:1]
+                    raise PipelineError(
+                        f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
+                        f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
+                        f"  executed copy with the traceback: {failed}"
+                        + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
+                    ) from None
+                except DeadKernelError:
+                    if running.exists():
+                        running.replace(failed)
+                    raise PipelineError(
+                        f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
+                        f"number of samples in the preset); what ran is in {failed}"
+                        + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
+                running.replace(out)
+                failed.unlink(missing_ok=True)
+                timings[nb.stem] = round(time.perf_counter() - t0, 1)
+                write_json(timings_path, timings)
+                print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
+        return timings
 
 
 def main(argv: list[str] | None = None) -> int:
