@@ -32,3 +32,23 @@ def test_the_runner_refuses_before_writing_anything(name, outputs, tmp_path):
         pipeline.run(ROOT / "presets" / "smoke.yaml", overrides=[f"run_name={name!r}"], only=["04"])
     assert tree() == before
     assert not outputs.exists() or not any(outputs.iterdir())
+
+
+def test_a_rerun_that_does_not_finish_leaves_its_stage_refused(outputs):
+    """A notebook that starts again marks its stage unfinished before any cell writes; later stages refuse its files
+    until it finishes, so a failed rerun cannot pass new files off under the old stamp."""
+    runs.finish_stage("r", "03_filtering", {}, {"n": 1})
+    first = runs.stamp("r", "03_filtering")
+    assert runs.require("r", "03_filtering").name == "metrics.json"
+    ns = {**pipeline.notebook_parameters(ROOT / "notebooks" / "03_filtering.ipynb"), "run_name": "r"}
+    pipeline.settle_parameters(ns, "03_filtering")  # what the notebook's second cell does
+    with pytest.raises(runs.StaleArtifact, match=r"notebooks/03_filtering.ipynb that began rewriting its files and "
+                                                 r"did not finish .* --only 03"):
+        runs.require("r", "03_filtering")
+    runs.finish_stage("r", "03_filtering", {}, {"n": 2})
+    assert runs.require("r", "03_filtering") and runs.stamp("r", "03_filtering") != first
+
+
+def test_a_stage_never_finished_is_not_marked(outputs):
+    runs.mark_unfinished("r", "02_generation")
+    assert not runs.stage_dir("r", "02_generation", create=False).exists()

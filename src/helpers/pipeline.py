@@ -33,7 +33,7 @@ import yaml
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from .runs import BadRunName, repo_root, run_dir, write_json
+from .runs import STAGES, BadRunName, mark_unfinished, repo_root, run_dir, write_json
 
 # progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
 QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
@@ -346,6 +346,9 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     if wrong:
         raise PipelineError(f"{notebook}: parameter values of the wrong type:\n  " + "\n  ".join(wrong))
     ns.update(applied)
+    stage = next((s for s, nb in STAGES.items() if nb == notebook), None)
+    if stage and isinstance(ns.get("run_name"), str):
+        mark_unfinished(ns["run_name"], stage)  # until this notebook finishes, later ones refuse its files
     changed = {k: v for k, v in applied.items() if v != declared[k]}
     if preset:
         print(f"preset {preset}: " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing to change"))

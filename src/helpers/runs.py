@@ -153,6 +153,14 @@ def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
             f"{path} is missing: run notebooks/{nb}.ipynb first for run {run_name!r} "
             f"(python -m helpers.pipeline run --preset presets/<preset>.yaml --only {stage[:2]})"
         )
+    manifest = path.parent / "manifest.json"
+    if manifest.exists() and read_json(manifest).get("unfinished"):
+        nb = STAGES[stage]
+        raise StaleArtifact(
+            f"{path.parent} is from a run of notebooks/{nb}.ipynb that began rewriting its files and did not finish "
+            f"(it failed or was stopped): rerun it for run {run_name!r} (python -m helpers.pipeline run --preset "
+            f"presets/<preset>.yaml --only {stage[:2]})"
+        )
     stale = stale_stages(run_name, stage)
     if stale:
         first = min(stale)
@@ -164,6 +172,17 @@ def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
         )
     _consumed.setdefault(run_name, {})[stage] = stamp(run_name, stage)
     return path
+
+
+def mark_unfinished(run_name: str, stage: str) -> None:
+    """Mark a finished stage's manifest ``unfinished`` as its notebook starts again (``pipeline.settle_parameters``
+    does, before any cell writes): until ``finish_stage`` writes a new manifest, the later stages refuse its files
+    (``require``), so a rerun that fails half-way cannot pass its new files off under the old stamp."""
+    manifest = stage_dir(run_name, stage, create=False) / "manifest.json"
+    if manifest.exists():
+        recorded = read_json(manifest)
+        if not recorded.get("unfinished"):
+            write_json(manifest, {**recorded, "unfinished": True})
 
 
 def _jsonable(obj: Any) -> Any:
