@@ -285,3 +285,23 @@ def test_a_second_pipeline_on_the_same_run_refuses_naming_the_first(nbdir, outpu
     with pipeline.run_lock(run):  # the system released the lock of the killed holder
         assert json.loads((run / ".pipeline.holder.json").read_text())["pid"] > 0
     assert not (run / ".pipeline.holder.json").exists()
+
+
+def test_preflight_reads_every_row_and_reports_every_bad_one_at_once(tmp_path, outputs):
+    """Issue 26: an evaluation row without `answer` failed after 01-05 had run; now preflight reads every row of every
+    data file with the notebooks' own row readers."""
+    (tmp_path / "d.jsonl").write_text('{"instruction": "q", "response": "a"}\n{"instruction": "q2"}\n{not json\n')
+    rows = [{"instruction": f"q{i}", "answer": "a"} for i in range(3)]
+    rows[1] = {"instruction": "q1"}
+    rows[2] = {"instruction": "q2", "answer": "a", "choices": ["a", "b"]}
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "many.jsonl").write_text('{"instruction": "q"}\n' * 30)
+    problems = pipeline.preflight({
+        "04": {"domain_data": str(tmp_path / "d.jsonl"), "public_data": str(tmp_path / "many.jsonl")},
+        "06": {"lab": False, "eval_general": str(tmp_path / "e.jsonl"), "eval_domain": str(tmp_path / "d.jsonl")},
+    })
+    assert any("04: domain_data: " in p and "line 3: not valid JSON" in p for p in problems), problems
+    many = [p for p in problems if p.startswith("04: public_data: ")]  # 30 bad rows: the first 20, then a count
+    assert len(many) == 21 and many[-1] == f"04: public_data: {tmp_path / 'many.jsonl'}: 10 more bad rows"
+    assert any("06: eval_general: " in p and "e.jsonl, line 2: missing field 'answer'" in p for p in problems)
+    assert any("06: eval_general: " in p and "e.jsonl, line 3: 'choices' needs 'label'" in p for p in problems)

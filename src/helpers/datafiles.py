@@ -113,6 +113,53 @@ def load_conversations(source: str) -> list[dict]:
     return rows
 
 
+def eval_row(record, where: str) -> dict:
+    """One held-out question from a row: ``instruction`` and ``answer`` (``response`` or ``output`` also accepted),
+    or ``messages`` with one user turn and the reference answer; optional ``family``, ``aliases``, and ``choices`` with
+    ``label`` (the answer's index). Returns those fields (``family`` None when the row has none)."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected an object with 'instruction' and 'answer'")
+    answer = next((record[k] for k in ("answer", "response", "output") if record.get(k) not in (None, "")), None)
+    if answer is None and not record.get("messages"):
+        raise DataError(f"{where}: missing field 'answer' (each row needs 'instruction' and 'answer', or "
+                        "'messages' ending with the reference answer)")
+    if answer is not None:
+        record = {**record, "response": answer}
+    messages = row_to_messages(record, where)
+    if [m["role"] for m in messages] != ["user", "assistant"]:
+        raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
+                        f"{[m['role'] for m in messages]}")
+    choices, label = tuple(str(c) for c in record.get("choices") or ()), record.get("label")
+    if choices and not (isinstance(label, int) and 0 <= label < len(choices)):
+        raise DataError(f"{where}: 'choices' needs 'label', the index of the answer among the {len(choices)} "
+                        f"choices; got label {label!r}")
+    return {"family": record.get("family"), "instruction": messages[0]["content"], "answer": messages[1]["content"],
+            "aliases": tuple(str(a) for a in record.get("aliases") or ()), "choices": choices, "label": label}
+
+
+def row_problems(source: str, kind: str, limit: int = 20) -> list[str]:
+    """Every bad row of a local file, read as the notebooks will read it (``kind``: "conversations" for 04's
+    domain and public sets, "eval" for 06's held-out sets): at most ``limit`` messages and a count of the rest, so a
+    run learns all of them before its first notebook, not one at a time after hours of work."""
+    check = eval_row if kind == "eval" else row_to_messages
+    try:
+        records = read_records(source)
+    except DataError as err:  # the file as a whole (not JSON, an unknown type)
+        return [str(err)]
+    problems = []
+    for where, record in records:
+        try:
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected an object")
+            check(record, where)
+        except DataError as err:
+            problems.append(str(err))
+    if not records:
+        problems.append(f"{source}: no rows")
+    more = len(problems) - limit
+    return problems[:limit] + ([f"{source}: {more} more bad rows"] if more > 0 else [])
+
+
 def fingerprint(dataset) -> str:
     """``datasets``' own content fingerprint (kept by save_to_disk / load_from_disk), or a hash of the rows: what
     notebook 05 records per adapter and notebook 06 checks against notebook 04's current arms."""

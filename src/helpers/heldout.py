@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datafiles import DataError, looks_like_path, no_such_file, read_records, row_to_messages
+from .datafiles import DataError, eval_row, looks_like_path, no_such_file, read_records
 from .lab.evaluate import heldout_sets
 from .runs import find_local
 
@@ -47,25 +47,9 @@ def load_eval_set(source: str, default_family: str) -> list[EvalItem]:
                         "split='test').to_json('data/eval.jsonl'), and map its columns to instruction/answer")
     items = []
     for where, record in read_records(str(found)):
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected an object with 'instruction' and 'answer'")
-        answer = next((record[k] for k in ("answer", "response", "output") if record.get(k) not in (None, "")), None)
-        if answer is None and not record.get("messages"):
-            raise DataError(f"{where}: missing field 'answer' (each row needs 'instruction' and 'answer', or "
-                            "'messages' ending with the reference answer)")
-        if answer is not None:
-            record = {**record, "response": answer}
-        messages = row_to_messages(record, where)
-        if [m["role"] for m in messages] != ["user", "assistant"]:
-            raise DataError(f"{where}: an evaluation row is one user turn and its reference answer; got roles "
-                            f"{[m['role'] for m in messages]}")
-        family = str(record.get("family") or default_family)
-        choices, label = tuple(str(c) for c in record.get("choices") or ()), record.get("label")
-        if choices and not (isinstance(label, int) and 0 <= label < len(choices)):
-            raise DataError(f"{where}: 'choices' needs 'label', the index of the answer among the {len(choices)} "
-                            f"choices; got label {label!r}")
-        items.append(EvalItem(family, messages[0]["content"], messages[1]["content"], where,
-                              tuple(str(a) for a in record.get("aliases") or ()), choices, label))
+        row = eval_row(record, where)
+        items.append(EvalItem(str(row["family"] or default_family), row["instruction"], row["answer"], where,
+                              row["aliases"], row["choices"], row["label"]))
     if not items:
         raise DataError(f"{source}: no rows")
     return items

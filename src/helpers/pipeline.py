@@ -249,7 +249,7 @@ def preflight(values: dict[str, dict]) -> list[str]:
     (a missing file or an unreachable hub id would otherwise fail after the earlier notebooks' work):
     ``values`` maps notebook to its effective parameters (defaults + preset). Returns the problems found."""
     from . import models
-    from .datafiles import looks_like_path, no_such_file
+    from .datafiles import looks_like_path, no_such_file, row_problems
     from .runs import find_local
 
     problems, seen = [], set()
@@ -272,7 +272,10 @@ def preflight(values: dict[str, dict]) -> list[str]:
             if not source or (key.startswith("eval_") and params.get("lab")) or (key, source) in seen:
                 continue
             seen.add((key, source))
-            if find_local(source) is not None:
+            found = find_local(source)
+            if found is not None:  # every row, read as the notebook will read it
+                kind = "eval" if key.startswith("eval_") else "conversations"
+                problems += [f"{nb}: {key}: {p}" for p in row_problems(str(found), kind)]
                 continue
             if looks_like_path(source):
                 problems.append(f"{nb}: {key}: {no_such_file(source)}")
