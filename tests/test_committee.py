@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import committee as C
-from helpers import pipeline, runs, writers
+from helpers import pipeline, runs, sources, writers
 from helpers.chat import render_prompt
 from helpers.generate import generate
 from helpers.lab import tasks, zoo
@@ -139,7 +139,7 @@ def test_every_registered_scorer_builds_from_notebook_03s_parameters(outputs, tm
     assert (judge.max_new_tokens, judge.batch_size, judge.backend) == (5, 256, "hf")
     assert "backend" not in judge.config()  # hf keeps the cache key it had; another backend enters it
     assert C.build("judge", params | {"backend": "vllm"}).config()["backend"] == "vllm"
-    assert pipeline.MODEL_KEYS == {"model": None, "generators": None, "committee": "likelihood", "judges": "judge",
+    assert sources.MODEL_KEYS == {"model": None, "generators": None, "committee": "likelihood", "judges": "judge",
                                    "reward_model": "reward"}
 
 

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import pipeline, runs
+from helpers import pipeline, runs, sources
 
 
 def make_nb(path, params_src, body_src):
@@ -127,7 +127,7 @@ def test_preflight_checks_every_model_and_data_source_before_anything_runs(tmp_p
 
     monkeypatch.setattr(models, "hub_reachable", lambda: "HF_HUB_OFFLINE is set")
     (tmp_path / "d.jsonl").write_text('{"instruction": "q", "response": "a"}\n')
-    problems = pipeline.preflight({
+    problems = sources.preflight({
         "01": {"model": "smollm2-135m-instruct"},
         "02": {"generators": ["base", "no-such-model"]},
         "03": {"scorers": ["likelihood"], "committee": ["base"], "judges": ["Some/Judge-7B"]},  # judges unused
@@ -255,7 +255,7 @@ def test_relative_paths_become_absolute_by_the_runners_one_rule(tmp_path, monkey
     params = {"domain_data": "data/clinical_train.jsonl", "eval_general": "data/general_eval.jsonl",
               "public_data": "tatsu-lab/alpaca", "model": "models/m", "generators": ["base", "models/m"],
               "committee": ["smollm2-135m-instruct"]}
-    changed = pipeline.absolute_paths(params)
+    changed = sources.absolute_paths(params)
     assert params["domain_data"] == str(tmp_path / "data" / "clinical_train.jsonl")  # the user's, not the repo's
     assert params["eval_general"] == str(pipeline.repo_root() / "data" / "general_eval.jsonl")  # only the repo has it
     assert params["public_data"] == "tatsu-lab/alpaca"  # a hub id stays
@@ -296,7 +296,7 @@ def test_preflight_reads_every_row_and_reports_every_bad_one_at_once(tmp_path, o
     rows[2] = {"instruction": "q2", "answer": "a", "choices": ["a", "b"]}
     (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "many.jsonl").write_text('{"instruction": "q"}\n' * 30)
-    problems = pipeline.preflight({
+    problems = sources.preflight({
         "04": {"domain_data": str(tmp_path / "d.jsonl"), "public_data": str(tmp_path / "many.jsonl")},
         "06": {"lab": False, "eval_general": str(tmp_path / "e.jsonl"), "eval_domain": str(tmp_path / "d.jsonl")},
     })
