@@ -158,3 +158,30 @@ def test_a_preset_extends_its_base(tmp_path):
 def test_nullable_parameters_are_declared_by_notebooks_that_have_them():
     declared = {k for nb in pipeline.discover(pipeline.repo_root() / "notebooks") for k in pipeline.notebook_parameters(nb)}
     assert set(pipeline.NULLABLE) <= declared
+
+
+def test_a_misspelled_key_gets_the_closest_name():
+    declared = {"04_mixing": {"general_share": 0.83, "run_name": "lab"}}
+    with pytest.raises(pipeline.PipelineError, match=r"general_shares: did you mean general_share\?"):
+        pipeline.check_keys({"general_shares": 0.5}, declared)
+
+
+def test_numbers_in_scientific_notation_are_numbers():
+    """YAML 1.1 reads 5e-4 as text; a parameter whose default is a number takes it as one."""
+    declared = {"05_qlora_training": {"learning_rate": 0.003, "max_steps": 300, "run_name": "lab"}}
+    params = pipeline.load_preset(None, ["learning_rate=5e-4", "max_steps=1e2", "run_name=5e-4"])
+    assert params["learning_rate"] == "5e-4"  # what YAML gives
+    pipeline.numbers_from_text(params, declared)
+    assert params["learning_rate"] == 5e-4 and params["run_name"] == "5e-4"  # a text parameter stays text
+    assert params["max_steps"] == "1e2"  # not a whole number: check_types names it
+    assert pipeline.check_types(params, [repo_root() / "notebooks" / "05_qlora_training.ipynb"], declared) == [
+        "max_steps = '1e2' (str): expected a whole number, like the default 300"]
+
+
+def test_a_parameter_no_selected_notebook_reads_is_refused():
+    nbs = {"02_multi_model_generation": {"samples_per_model": 3}, "06_evaluation": {"answer_max_new_tokens": 16}}
+    chosen = [repo_root() / "notebooks" / "02_multi_model_generation.ipynb"]
+    with pytest.raises(pipeline.PipelineError, match=r"-p answer_max_new_tokens: no selected notebook reads it "
+                                                     r"\(it is a parameter of notebook\(s\) 06\)"):
+        pipeline.check_selected(["answer_max_new_tokens=200"], nbs, chosen)
+    pipeline.check_selected(["samples_per_model=1"], nbs, chosen)

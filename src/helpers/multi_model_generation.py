@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         raise ValueError(
             f"{len(stale)} shard folder(s) hold shards made with other instructions or parameters: "
             f"{', '.join(str(d) for d in stale)}; use another run_name, or delete them to regenerate "
-            f"(rm -r {' '.join(str(d) for d in stale)})")
+            f"(rm -r {' '.join(shlex.quote(str(d)) for d in stale)})")
     stats = {}
     for name in generators:
         params = configs[name]["sampling"]

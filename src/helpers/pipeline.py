@@ -149,11 +149,39 @@ def select(notebooks: list[Path], start: str | None, only: list[str] | None) -> 
 
 
 def check_keys(params: dict, declared: dict[str, dict]) -> None:
+    import difflib
+
     valid = sorted({k for d in declared.values() for k in d})
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise PipelineError(f"unknown preset key(s) {unknown}; valid keys (declared by the notebooks' parameters "
-                            f"cells): {valid}")
+        hints = [f"{k}: did you mean {close[0]}?" if (close := difflib.get_close_matches(k, valid, n=1))
+                 else f"{k}: no notebook has it" for k in unknown]
+        raise PipelineError(f"unknown preset key(s) {unknown} ({'; '.join(hints)}); valid keys (declared by the "
+                            f"notebooks' parameters cells): {valid}")
+
+
+def numbers_from_text(params: dict, declared: dict[str, dict]) -> None:
+    """YAML reads ``5e-4`` as text (it wants ``5.0e-4``): where a notebook's default is a number and the value is
+    text that reads as one, take the number."""
+    for key, value in params.items():
+        defaults = [d[key] for d in declared.values() if key in d]
+        if isinstance(value, str) and defaults and all(type(d) in (int, float) for d in defaults):
+            try:
+                params[key] = float(value) if type(defaults[0]) is float else int(value)
+            except ValueError:
+                pass  # not a number: check_types names the parameter and the expected type
+
+
+def check_selected(overrides: list[str], declared: dict[str, dict], chosen: list[Path]) -> None:
+    """A ``-p key=value`` that none of the selected notebooks declares would be silently ignored: refuse it, naming
+    the notebooks that do declare it."""
+    selected = {nb.stem for nb in chosen}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        owners = sorted(stem[:2] for stem, d in declared.items() if key in d)
+        if owners and not selected & {stem for stem, d in declared.items() if key in d}:
+            raise PipelineError(f"-p {key}: no selected notebook reads it (it is a parameter of notebook(s) "
+                                f"{', '.join(owners)}); add them to the run (--only, --from) or drop it")
 
 
 # Parameters whose value may be None although their default is not (a default of None always allows it).
@@ -269,7 +297,9 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
             params = load_preset(Path(preset))
             if "preset" in params:
                 raise PipelineError(f"preset {preset}: a preset cannot name another preset (key `preset`)")
-            check_keys(params, {nb.stem: notebook_parameters(nb) for nb in discover(path.parent)})
+            every = {nb.stem: notebook_parameters(nb) for nb in discover(path.parent)}
+            check_keys(params, every)
+            numbers_from_text(params, every)
             wrong += check_types(params, [path], {path.stem: declared})
             applied = {k: v for k, v in params.items() if k in declared and k not in injected}
     if wrong:
@@ -342,6 +372,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
     params = load_preset(preset, overrides)
     declared = {p.stem: notebook_parameters(p) for p in notebooks}
     check_keys(params, declared)
+    numbers_from_text(params, declared)
     if "preset" in params:
         raise PipelineError("`preset` is a notebook parameter for JupyterLab and papermill; here pass --preset")
     wrong = check_types(params, notebooks, declared)
@@ -363,6 +394,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
             start = "01"  # notebook 00 builds the lab world, which a real run (lab: false) does not read
             print("[pipeline] lab: false, so notebook 00 (the lab world) is skipped: starting at 01", flush=True)
         chosen = select(notebooks, start, only)
+        check_selected(list(overrides), declared, chosen)
         for given, path in absolute_paths(params).items():
             print(f"[pipeline] {given} -> {path}", flush=True)
         problems = preflight({nb.stem: {**declared[nb.stem], **{k: v for k, v in params.items() if k in declared[nb.stem]}}
