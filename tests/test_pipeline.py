@@ -305,3 +305,14 @@ def test_preflight_reads_every_row_and_reports_every_bad_one_at_once(tmp_path, o
     assert len(many) == 21 and many[-1] == f"04: public_data: {tmp_path / 'many.jsonl'}: 10 more bad rows"
     assert any("06: eval_general: " in p and "e.jsonl, line 2: missing field 'answer'" in p for p in problems)
     assert any("06: eval_general: " in p and "e.jsonl, line 3: 'choices' needs 'label'" in p for p in problems)
+
+
+def test_ctrl_c_outside_a_running_cell_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Issue 26: a Ctrl-C while the runner loads or checks printed a wall of tracebacks."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", stopped)
+    assert pipeline.main(["run", "--preset", "presets/lab.yaml"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pipeline stopped (Ctrl-C)"), err

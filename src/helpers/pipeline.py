@@ -468,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         timings = run(args.preset, args.overrides, args.start, args.only, args.notebooks, args.log_output)
         print(json.dumps(timings, indent=1))
         return 0
+    except KeyboardInterrupt:  # while loading, checking or between notebooks: one line, not a traceback
+        print("pipeline stopped (Ctrl-C); the notebooks that finished kept what they wrote, a stopped one is marked "
+              "unfinished", file=sys.stderr)
+        return 130  # the shell's code for a program ended by Ctrl-C (SIGINT)
     except PipelineError as err:
         print(f"pipeline error: {err}", file=sys.stderr)
         return 1
