@@ -173,6 +173,16 @@ def test_from_pretrained_dtype_keyword(tmp_path):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
+def test_safe_loading_keywords():
+    # helpers/models.py: SAFE_LOADING -- trust_remote_code and use_safetensors are still read by from_pretrained
+    import transformers
+
+    src = inspect.getsource(transformers.PreTrainedModel.from_pretrained)
+    assert "use_safetensors" in src
+    assert "trust_remote_code" in inspect.getsource(transformers.AutoModelForCausalLM.from_pretrained)
+    assert "trust_remote_code" in inspect.getsource(transformers.AutoTokenizer.from_pretrained)
+
+
 def test_auto_config_for_model_keywords():
     # helpers/lab/standins.py: model()
     for arch in ("qwen2", "llama", "gemma", "phi3", "cohere"):

@@ -127,8 +127,8 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
         def eval(self):
             return self
 
-    def from_pretrained(path, dtype=None):
-        seen["dtype"] = dtype
+    def from_pretrained(path, dtype=None, **safe):
+        seen["dtype"], seen["safe"] = dtype, safe
         return Loaded()
 
     monkeypatch.setattr(models, "native_bf16", lambda: native)
@@ -137,6 +137,7 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
     models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed
     assert seen["device"] == "cuda"
     assert seen["dtype"] == (getattr(torch, expected) if expected else "auto")
+    assert seen["safe"] == {"trust_remote_code": False, "use_safetensors": True}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,3 +216,53 @@ def test_resolving_a_zoo_model_records_stage_00_as_an_input(outputs):
     assert models.resolve("r", str(outputs / "m")) == str(outputs / "m")
     runs.finish_stage("r", "02_generation", {}, {})
     assert runs.read_json(runs.stage_dir("r", "02_generation") / "manifest.json")["inputs"] == {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trust: what loading a model may run
+# ---------------------------------------------------------------------------------------------------------------
+def _lab_model_saved(folder):
+    from helpers.lab import zoo
+
+    model, tok = zoo.load("base")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_a_pickle_only_checkpoint_is_refused_with_the_reason(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = _lab_model_saved(tmp_path / "pickled")  # the same weights as a pickle, as older checkpoints ship them
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(OSError, match=r"only safetensors weights are loaded \(a pickled .bin or .pt file can run code"):
+        models.load("r", str(folder))
+
+
+def test_code_shipped_with_a_model_never_runs(tmp_path):
+    """A folder whose config points at its own modelling code (auto_map): loading it must not import that code."""
+    import json
+
+    folder = _lab_model_saved(tmp_path / "remote")
+    marker = tmp_path / "code-ran"
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                             "from transformers import LlamaForCausalLM as EvilForCausalLM\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        models.load("r", str(folder))
+    except (OSError, ValueError):
+        pass  # refusing is fine too; running the folder's code is not
+    assert not marker.exists()
+
+
+def test_chat_templates_render_in_a_sandbox():
+    from helpers.lab import zoo
+
+    _, tok = zoo.load("base")
+    tok.chat_template = "{{ ''.__class__.__mro__[1].__subclasses__() }}"  # the classic template escape
+    with pytest.raises(ValueError, match="SecurityError: access to attribute '__class__' of 'str' object is unsafe"):
+        chat.render_prompt(tok, "hello")  # jinja2's sandbox refuses the attribute

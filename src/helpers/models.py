@@ -315,6 +315,15 @@ def native_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
+# How every model's weights are read: no code from the model's folder or repository runs (``trust_remote_code``), and
+# weights come only from safetensors files, which hold tensors and nothing else (a pickled ``.bin`` can run code when
+# it is read). Chat templates render in transformers' sandboxed Jinja environment (tests/test_models.py checks it).
+SAFE_LOADING = {"trust_remote_code": False, "use_safetensors": True}
+NOT_SAFETENSORS = ("only safetensors weights are loaded (a pickled .bin or .pt file can run code when it is read); "
+                   "convert the checkpoint where you trust it: load it with transformers and save_pretrained(folder), "
+                   "which writes model.safetensors")
+
+
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation.
 
@@ -330,9 +339,11 @@ def load(run_name: str, name: str, device: str | None = None, dtype=None):
     local = Path(path).exists()
     try:
         tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto").to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", **SAFE_LOADING).to(device).eval()
     except OSError as err:
         hint = "" if local else " (no such local folder; hub ids need a reachable model hub or a local copy)"
+        if local and not list(Path(path).glob("*.safetensors")):
+            hint = f" ({NOT_SAFETENSORS})"
         raise OSError(f"cannot load model {name!r} from {path!r}{hint}: {err}") from err
     return model, tokenizer
 
@@ -341,7 +352,7 @@ def load_tokenizer(path: str):
     """A tokenizer for batched generation: a pad token (the eos token if it has none) and left padding."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -444,7 +455,7 @@ def load_base(path: str, setup: Setup, quantization_config=None):
         kwargs["quantization_config"] = bnb_config(setup) if quantization_config is None else quantization_config
         if setup.device == "cuda":
             kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **SAFE_LOADING)
     return model if setup.quantization == "nf4" else model.to(setup.device)
 
 
