@@ -212,3 +212,17 @@ def test_a_training_run_from_before_the_parameter_names_reads_under_them(outputs
     training, _ = evaluation.inputs("r")
     assert training["hp"] == {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0, "train_batch_size": 32,
                               "max_steps": 300}
+
+
+def test_the_report_lists_every_notebooks_warnings(outputs):
+    from helpers import runs
+
+    runs.write_json(runs.stage_dir("r", "04_mixing") / "metrics.json", {"warnings": ["only 4 of 322 domain rows"]})
+    runs.write_json(runs.stage_dir("r", "01_reconstruct") / "metrics.json", {"warnings": []})
+    assert runs.stage_warnings("r") == {"04_mixing": ["only 4 of 322 domain rows"]}
+    r = results({"domain_only": (0.5, 0.8)})
+    training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
+                "hp": {"lora_rank": 16, "max_steps": 300, "train_batch_size": 32, "learning_rate": 3e-3,
+                       "train_embeddings": True}, "seeds": [0]}
+    text = report.report("r", r, training, []).read_text()
+    assert "## Warnings from the notebooks" in text and "- 04: only 4 of 322 domain rows" in text

@@ -316,3 +316,13 @@ def test_ctrl_c_outside_a_running_cell_is_one_line_and_exit_130(monkeypatch, cap
     assert pipeline.main(["run", "--preset", "presets/lab.yaml"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pipeline stopped (Ctrl-C)"), err
+
+
+@pytest.mark.slow
+def test_a_notebooks_warnings_reach_the_terminal(tmp_path, outputs, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    make_nb(nbs / "00_warn.ipynb", 'run_name = "toy"', "from helpers import runs\nruns.write_json(runs.stage_dir("
+            "run_name, '00_lab') / 'metrics.json', {'warnings': runs.trouble({'only 4 of 322 domain rows': True})})")
+    pipeline.run(None, notebooks_dir=nbs)
+    assert "[pipeline] WARNING (00): only 4 of 322 domain rows" in capsys.readouterr().out

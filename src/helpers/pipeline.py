@@ -33,7 +33,7 @@ import yaml
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from .runs import STAGES, BadRunName, mark_unfinished, repo_root, run_dir, write_json
+from .runs import STAGES, BadRunName, mark_unfinished, repo_root, run_dir, stage_warnings, write_json
 from .sources import absolute_paths, preflight
 
 # progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
@@ -441,6 +441,9 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                 timings[nb.stem] = round(time.perf_counter() - t0, 1)
                 write_json(timings_path, timings)
                 print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
+                stage = next((s for s in STAGES if s[:2] == nb.stem[:2]), None)  # notebook NN writes stage NN
+                for message in stage_warnings(run_name).get(stage, []):  # the notebook's own, on the terminal too
+                    print(f"[pipeline] WARNING ({nb.stem[:2]}): {message}", flush=True)
         return timings
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arms as registry
-from .runs import run_dir, save_figure
+from .runs import run_dir, save_figure, stage_warnings
 from .scoring import CHANCE_MARGIN
 
 STAGE = "06_evaluation"
@@ -190,6 +190,12 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
         lines += [f"| {r['arm']} | {r['what']} | {pm(r['general'], r['general_std'])} | "
                   f"{pm(r['domain'], r['domain_std'])} | {forgot(r)} | {r['paper_general_average'] or '-'} |"
                   for r in table]
+        lines.append("")
+    warnings = stage_warnings(run_name)
+    if warnings:
+        lines += ["## Warnings from the notebooks", "", "Each was printed by its notebook as a `WARNING:` line; the "
+                  "results above stand, but read them with these in mind.", ""]
+        lines += [f"- {stage[:2]}: {message}" for stage, messages in warnings.items() for message in messages]
         lines.append("")
     if results.get("checks"):
         lines += ["## The reproduction's targets, as measured", ""]

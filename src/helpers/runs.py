@@ -246,6 +246,17 @@ def trouble(signs: dict[str, bool | None]) -> list[str]:
     return found
 
 
+def stage_warnings(run_name: str) -> dict[str, list[str]]:
+    """The ``WARNING:`` lines of every finished stage of a run (each stage's ``metrics.json``, ``warnings``), by
+    stage: what the runner repeats on its terminal and notebook 06 lists in ``report.md``."""
+    found = {}
+    for stage in STAGES:
+        path = stage_dir(run_name, stage, create=False) / "metrics.json"
+        if path.exists() and (warnings := read_json(path).get("warnings")):
+            found[stage] = list(warnings)
+    return found
+
+
 def finish_stage(run_name: str, stage: str, params: dict, metrics: dict, figures: list[str] = ()) -> Path:
     """Write ``metrics.json`` and a small ``manifest.json`` (parameters, files, versions, a new ``stamp`` and the
     stamps of the earlier stages this process read: ``inputs``) for a stage."""
