@@ -33,7 +33,7 @@ import yaml
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from .runs import STAGES, BadRunName, mark_unfinished, repo_root, run_dir, stage_warnings, write_json
+from .runs import BadRunName, mark_unfinished, repo_root, run_dir, stage_of, stage_warnings, write_json
 from .sources import absolute_paths, preflight
 
 # progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
@@ -305,7 +305,7 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     if wrong:
         raise PipelineError(f"{notebook}: parameter values of the wrong type:\n  " + "\n  ".join(wrong))
     ns.update(applied)
-    stage = next((s for s, nb in STAGES.items() if nb == notebook), None)
+    stage = stage_of(notebook)
     if stage and isinstance(ns.get("run_name"), str):
         mark_unfinished(ns["run_name"], stage)  # until this notebook finishes, later ones refuse its files
     changed = {k: v for k, v in applied.items() if v != declared[k]}
@@ -441,8 +441,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                 timings[nb.stem] = round(time.perf_counter() - t0, 1)
                 write_json(timings_path, timings)
                 print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
-                stage = next((s for s in STAGES if s[:2] == nb.stem[:2]), None)  # notebook NN writes stage NN
-                for message in stage_warnings(run_name).get(stage, []):  # the notebook's own, on the terminal too
+                for message in stage_warnings(run_name).get(stage_of(nb.stem), []):  # the notebook's own, on the terminal too
                     print(f"[pipeline] WARNING ({nb.stem[:2]}): {message}", flush=True)
         return timings
 

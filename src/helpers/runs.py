@@ -26,6 +26,11 @@ STAGES = {
 __doc__ += "\n".join(f"* ``{s}`` <- ``notebooks/{nb}.ipynb``" for s, nb in STAGES.items())
 
 
+def stage_of(notebook: str) -> str | None:
+    """The stage notebook ``NN_name`` writes (notebook 03 writes ``03_filtering``), by its number; None if none."""
+    return next((stage for stage in STAGES if stage[:2] == notebook[:2]), None)
+
+
 def repo_root(start: Path | None = None) -> Path:
     """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: cwd),
     then from this package's own folder (an editable install run from elsewhere)."""
