@@ -13,9 +13,9 @@ from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
+from . import report as reporting
 from .datafiles import fingerprint
 from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
-from . import report as reporting
 from .runs import finish_stage, read_json, require, stage_dir, write_json
 from .scoring import CHANCE_MARGIN, drift, headline, informative_families, score_sets
 

@@ -178,10 +178,11 @@ def check_selected(overrides: list[str], declared: dict[str, dict], chosen: list
     selected = {nb.stem for nb in chosen}
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        owners = sorted(stem[:2] for stem, d in declared.items() if key in d)
-        if owners and not selected & {stem for stem, d in declared.items() if key in d}:
+        owners = {stem for stem, d in declared.items() if key in d}
+        if owners and not owners & selected:
             raise PipelineError(f"-p {key}: no selected notebook reads it (it is a parameter of notebook(s) "
-                                f"{', '.join(owners)}); add them to the run (--only, --from) or drop it")
+                                f"{', '.join(sorted(s[:2] for s in owners))}); add them to the run (--only, --from) "
+                                "or drop it")
 
 
 # Parameters whose value may be None although their default is not (a default of None always allows it).
