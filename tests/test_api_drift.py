@@ -262,13 +262,21 @@ def test_a_weightless_model_names_its_input_embedding():
 
 
 def test_papermill_reaches_the_kernel_manager_class_and_ipc_transport():
-    """helpers/pipeline.py: run() passes kernel_manager_class through papermill to nbclient's NotebookClient, and
-    kernel_manager() sets the manager's transport trait to ipc."""
+    """helpers/execute.py: execute() passes kernel_manager_class through papermill to nbclient's NotebookClient;
+    kernel_manager() sets the manager's transport trait to ipc and overrides the async start_kernel (to put its
+    Ctrl-C handler in nbclient's place, which nbclient installs with the event loop's add_signal_handler) and calls
+    the async interrupt_kernel."""
+    import inspect
+
     from jupyter_client import AsyncKernelManager
     from nbclient import NotebookClient
 
     assert "kernel_manager_class" in NotebookClient.class_trait_names()
     assert "transport" in AsyncKernelManager.class_trait_names()
-    from helpers import pipeline
+    assert inspect.iscoroutinefunction(AsyncKernelManager.start_kernel)
+    assert AsyncKernelManager.start_kernel is AsyncKernelManager._async_start_kernel
+    assert inspect.iscoroutinefunction(AsyncKernelManager.interrupt_kernel)
+    assert "loop.add_signal_handler(signal.SIGINT" in inspect.getsource(NotebookClient.async_setup_kernel)
+    from helpers import execute
 
-    assert pipeline.kernel_manager()().transport == "ipc"
+    assert execute.kernel_manager()().transport == "ipc"

@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
+import numpy as np
+
 from helpers import committee, pipeline, qlora_configs
+from helpers import reconstruct_distribution as rd
 from helpers.runs import repo_root
 
 # -p overrides on the real notebooks: the runner checks every value against its default's type before running
@@ -55,6 +58,8 @@ STAGE_CHECKS = [
     (lambda: qlora_configs.check_hp({**HP, "train_batch_size": 0}), r"train_batch_size = 0: must be at least 1"),
     (lambda: qlora_configs.check_hp({**HP, "learning_rate": -1.0}), r"learning_rate = -1.0: must be above 0"),
     (lambda: qlora_configs.check_hp({**HP, "lora_dropout": 1.0}), r"lora_dropout = 1.0: must be in \[0, 1\)"),
+    (lambda: rd.categorise(["a b", "c d", "e f", "g h"], np.eye(4), k_min=8, k_max=4),
+     r"k_min = 8 is above k_max = 4: notebook 01 picks the number of clusters in k_min..k_max"),
 ]
 HP = dict(lora_rank=16, lora_alpha=32, lora_dropout=0.0, max_steps=10, train_batch_size=4, learning_rate=1e-3,
           max_length=128)

@@ -226,3 +226,87 @@ def test_the_report_lists_every_notebooks_warnings(outputs):
                        "train_embeddings": True}, "seeds": [0]}
     text = report.report("r", r, training, []).read_text()
     assert "## Warnings from the notebooks" in text and "- 04: only 4 of 322 domain rows" in text
+
+
+def small_run(n_per_family: int, arms: dict, seeds=1, kl=None):
+    """Results as ``collect`` builds them, for sets of ``n_per_family`` questions in two general families and one
+    domain family."""
+    from helpers.heldout import EvalItem
+
+    sets = {"general": [EvalItem(f, "q", "a") for f in ("g1", "g2") for _ in range(n_per_family)],
+            "domain": [EvalItem("d", "q", "a") for _ in range(n_per_family)]}
+
+    def model(g, d, std=0.0):
+        m = {"general_accuracy": g, "domain_accuracy": d, "per_family": {"g1": g, "g2": g, "d": d}, "n_seeds": seeds}
+        return m | ({"general_std": std, "domain_std": std} if seeds > 1 else {})
+    r = {"n_general": 2 * n_per_family, "n_domain": n_per_family, "seeds": list(range(seeds)), "base": model(0.9, 0.0),
+         "arms": {name: model(*v) for name, v in arms.items()}}
+    for name, value in (kl or {}).items():
+        r["arms"][name]["kl_drift"] = value
+    return evaluation.add_uncertainty(evaluation.add_forgetting(r), sets)
+
+
+ARMS = {"domain_only": (0.5, 0.8), "public_mix": (0.8, 0.75), "ours": (0.895, 0.79)}
+
+
+def test_small_sets_cannot_decide_what_large_ones_can():
+    verdicts = {c["target"]: c["verdict"] for c in evaluation.checks(small_run(8, ARMS))}
+    assert verdicts["ours beats public_mix on general accuracy"] == "not distinguishable"
+    assert verdicts["ours keeps general accuracy within 2 points of the base"] == "not distinguishable"
+    large = {c["target"]: c["verdict"] for c in evaluation.checks(small_run(5000, ARMS))}
+    assert large["ours beats public_mix on general accuracy"] == "met"
+    assert large["ours keeps general accuracy within 2 points of the base"] == "met"
+    assert large["domain_only loses >= 15 points of general accuracy"] == "met"
+
+
+def test_seed_spread_widens_the_interval():
+    calm = small_run(2000, ARMS, seeds=3)
+    noisy = small_run(2000, {k: (*v, 0.08) for k, v in ARMS.items()}, seeds=3)
+    assert noisy["arms"]["ours"]["general_se"] > 3 * calm["arms"]["ours"]["general_se"]
+    verdict = {c["target"]: c["verdict"] for c in evaluation.checks(noisy)}
+    assert verdict["ours beats public_mix on general accuracy"] == "not distinguishable"
+
+
+def test_kl_drift_order_is_a_target():
+    r = small_run(60, ARMS, kl={"ours": 0.01, "public_mix": 0.03, "domain_only": 0.2})
+    kl = next(c for c in evaluation.checks(r) if c["target"].startswith("KL drift"))
+    assert kl["verdict"] == "met" and "ours 0.0100, public_mix 0.0300, domain_only 0.2000" in kl["measured"]
+    r = small_run(60, ARMS, kl={"ours": 0.05, "public_mix": 0.03, "domain_only": 0.2})
+    assert next(c for c in evaluation.checks(r) if c["target"].startswith("KL drift"))["verdict"] == "not met"
+
+
+def test_the_report_says_how_sure_it_is_and_shows_kl_without_choices(outputs):
+    r = small_run(4, ARMS, kl={"ours": 0.01, "public_mix": 0.03, "domain_only": 0.2})
+    r["checks"] = evaluation.checks(r)
+    r["arms"]["public_mix"]["from_earlier_evaluation"] = True
+    training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
+                "hp": {"lora_rank": 16, "max_steps": 300, "train_batch_size": 32, "learning_rate": 3e-3,
+                       "train_embeddings": True}, "seeds": [0]}
+    text = report.report("r", r, training, [], ["general set (g.jsonl): 8 of its 60 questions scored"]).read_text()
+    assert "| general (answers) | 2 | 8 | 12.5 |" in text  # two families of 4: one question is 12.5 points
+    assert "| ours | - | - | - | 0.0100 |" in text  # KL drift, though no set has choices
+    assert "| public_mix (earlier) |" in text and "[uses public_mix from an earlier evaluation]" in text
+    assert "- 06: general set (g.jsonl): 8 of its 60 questions scored" in text
+    assert "not distinguishable: ours beats public_mix" in text
+
+
+def test_a_run_that_decides_nothing_says_so(outputs):
+    r = small_run(4, {"domain_only": (0.8, 0.6), "ours": (0.85, 0.6)})
+    r["checks"] = evaluation.checks(r)
+    training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
+                "hp": {"lora_rank": 16, "max_steps": 300, "train_batch_size": 32, "learning_rate": 3e-3,
+                       "train_embeddings": True}, "seeds": [0]}
+    assert all(c["met"] is None for c in r["checks"])
+    assert "**No target can be decided by this run**" in report.report("r", r, training, []).read_text()
+
+
+def test_answers_cut_off_are_a_warning(capsys):
+    from helpers.heldout import EvalItem
+
+    sets = {"general": [EvalItem("g", "q", "a")] * 10, "domain": [EvalItem("d", "q", "a")] * 10}
+    scores = {(None, None): {"unfinished": {"general": 0, "domain": 3}},
+              ("ours", 0): {"unfinished": {"general": 0, "domain": 0}}}
+    assert evaluation.cut_off(scores, sets, 16) == [
+        "base: 3 of 10 domain answers were cut off at answer_max_new_tokens = 16 and count as wrong; raise "
+        "answer_max_new_tokens"]
+    assert capsys.readouterr().out.startswith("WARNING: base: 3 of 10 domain answers")

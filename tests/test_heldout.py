@@ -45,7 +45,7 @@ def test_bad_eval_files_name_the_row_and_the_fix(tmp_path):
 def test_lab_sets_and_eval_files_are_not_mixed_up(tmp_path):
     with pytest.raises(ValueError, match="set but lab = True"):
         heldout.held_out(True, 2, 5, general=str(tmp_path / "g.jsonl"))
-    assert len(heldout.held_out(True, 1, 5)["domain"]) == 3
+    assert len(heldout.held_out(True, 1, 5)[0]["domain"]) == 3
 
 
 def test_eval_rows_carry_choices_and_a_bad_label_names_the_row(tmp_path):
@@ -60,9 +60,15 @@ def test_eval_rows_carry_choices_and_a_bad_label_names_the_row(tmp_path):
 
 
 def test_real_eval_files_are_sampled_per_family(tmp_path):
-    sets = heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    sets, cut = heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
     from collections import Counter
 
     assert set(Counter(e.family for e in sets["general"]).values()) == {3} and len(sets["general"]) == 30
-    assert sets == heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
-    assert len(heldout.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")["general"]) == 488
+    assert sets == heldout.held_out(False, 3, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")[0]
+    n_clinical = sum(1 for _ in open("data/clinical_eval.jsonl"))
+    assert cut == [f"general set (data/general_eval.jsonl): 30 of its 488 questions scored (n_eval_per_family = 3 "
+                   "per family); set n_eval_per_family = 0 to score them all",
+                   f"domain set (data/clinical_eval.jsonl): {len(sets['domain'])} of its {n_clinical} questions "
+                   "scored (n_eval_per_family = 3 per family); set n_eval_per_family = 0 to score them all"]
+    everything, cut = heldout.held_out(False, 0, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")
+    assert len(everything["general"]) == 488 and cut == []

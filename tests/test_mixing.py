@@ -139,3 +139,15 @@ def test_ablation_arms_take_ours_size_without_setting_it():
     uniform = Counter(clusters[int(r["messages"][0]["content"][1:])] for r in arms["uniform_ours"]
                       if r["source"] == "general")
     assert uniform == {0: 60, 1: 60} and plan["ablation"]["uniform_ours"]["rows_reused"] == 40
+
+
+def test_a_domain_of_a_few_rows_is_a_warning(capsys):
+    """Issue 26: a one-row domain file trained without a word."""
+    general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(120)]}
+    _, plan = mixing.build_arms([{"messages": msgs("d", "x")}], general, 0.8, 0, seed=1)
+    assert plan["warnings"] == ["the arms hold only 1 domain row(s), so domain_only repeats each about 5 times and the "
+                                "domain results rest on that few facts; bring at least 10 domain rows for results "
+                                "that say something"]
+    assert "WARNING: the arms hold only 1 domain row(s)" in capsys.readouterr().out
+    _, plan = mixing.build_arms([{"messages": msgs(f"d{i}", "x")} for i in range(10)], general, 0.8, 0, seed=1)
+    assert plan["warnings"] == []

@@ -326,3 +326,53 @@ def test_a_notebooks_warnings_reach_the_terminal(tmp_path, outputs, capsys):
             "run_name, '00_lab') / 'metrics.json', {'warnings': runs.trouble({'only 4 of 322 domain rows': True})})")
     pipeline.run(None, notebooks_dir=nbs)
     assert "[pipeline] WARNING (00): only 4 of 322 domain rows" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_running_cell_stops_it_with_one_line_and_exit_130(tmp_path, outputs):
+    """Issue 26: Ctrl-C during a cell printed 62 lines of tracebacks, or (papermill/nbclient's own handler) was
+    swallowed while the notebook ran on to the end, exit 0. The terminal's Ctrl-C reaches the runner's process group
+    only (the kernel has a session of its own), as here."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    make_nb(nbs / "00_slow.ipynb", 'run_name = "toy"',
+            f"import time\nopen({str(started)!r}, 'w').close()\nfor _ in range(600):\n    time.sleep(0.1)\n"
+            f"open({str(finished)!r}, 'w').close()")
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.pipeline", "run", "--notebooks", str(nbs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HELPERS_OUTPUTS": str(outputs)})
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() - t0 < 120, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert not finished.exists() and time.monotonic() - t0 < 60  # the cell was stopped, not run to its end
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    failed = outputs / "toy" / "notebooks" / "00_slow.failed.ipynb"
+    assert lines[0].startswith("pipeline stopped (Ctrl-C): 00_slow.ipynb stopped by Ctrl-C; what ran is in ")
+    assert failed.exists() and not (outputs / "toy" / "notebooks" / "00_slow.running.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_what_the_kernel_process_prints_below_python_goes_to_a_log(tmp_path, outputs, capfd):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    make_nb(nbs / "00_noisy.ipynb", 'run_name = "toy"', "import os\nos.write(2, b'a C library speaks\\n')")
+    pipeline.run(None, notebooks_dir=nbs)
+    log = outputs / "toy" / "notebooks" / "00_noisy.kernel.log"
+    assert log.read_text() == "a C library speaks\n"
+    out, err = capfd.readouterr()
+    assert "a C library speaks" not in err and f"kept in {log}" in out
+    make_nb(nbs / "00_noisy.ipynb", 'run_name = "toy"', "print('quiet')")
+    pipeline.run(None, notebooks_dir=nbs)
+    assert not log.exists()  # an empty log is not kept

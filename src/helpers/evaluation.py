@@ -14,9 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import report as reporting
+from . import uncertainty
 from .datafiles import fingerprint
 from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
-from .runs import finish_stage, read_json, require, stage_dir, write_json
+from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .scoring import CHANCE_MARGIN, drift, headline, informative_families, score_sets
 
 STAGE = "06_evaluation"
@@ -53,6 +54,8 @@ def aggregate(per_seed: list[dict]) -> dict:
         if key in per_seed[0]:
             std_key = key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std"
             out[key], out[std_key] = _mean_std([r[key] for r in per_seed])
+    if "kl_drift_se_questions" in per_seed[0]:
+        out["kl_drift_se_questions"] = statistics.fmean(r["kl_drift_se_questions"] for r in per_seed)
     for per in ("per_family", "per_family_mc"):
         if per in per_seed[0]:
             out[per] = {f: statistics.fmean(r[per][f] for r in per_seed) for f in per_seed[0][per]}
@@ -100,47 +103,70 @@ def general_measure(results: dict) -> tuple[str, str]:
     return "general_accuracy", "forgetting"
 
 
+def _se(m: dict, key: str) -> float:
+    """A model's standard error for ``key`` (``collect`` adds them); 0 for results from before they existed."""
+    se_key = key.replace("accuracy", "se") if key.endswith("accuracy") else f"{key}_se"
+    return m.get(se_key, 0.0)
+
+
 def checks(results: dict) -> list[dict]:
     """The targets of the reproduction, evaluated on the measured numbers (they are reported, never tuned for).
 
-    A target is "not measurable" (``met`` None) where the numbers cannot decide it: general targets when the base
-    model is at chance on the general set, domain targets when ``domain_only`` learnt nothing measurable."""
+    Each target gets a verdict from its 95% interval (``uncertainty``): "met", "not met" or "not distinguishable"
+    (``met``: True, False, None). A target is "not measurable" (``met`` None) where the numbers cannot decide it even
+    in principle: general targets when the base model is at chance on the general set, domain targets when
+    ``domain_only`` learnt nothing measurable."""
     arms, base = results["arms"], results["base"]
-    key, forgetting = general_measure(results)
+    key, _ = general_measure(results)
     measure = "general accuracy" if key == "general_accuracy" else "general multiple-choice accuracy"
     informative = results.get("informative", {}).get("mc" if key.startswith("mc") else "match",
                                                       [True] if base[key] >= CHANCE_MARGIN else [])
     learnt = "domain_only" in arms and arms["domain_only"]["domain_accuracy"] >= CHANCE_MARGIN
     out = []
-    eps = 1e-9  # 0.85 - 0.83 is 0.020000000000000018
 
-    def add(target, measured, met):
+    def add(target, value, se, threshold, measured=None):
+        verdict = uncertainty.decide(value, se, threshold)
+        measured = measured or uncertainty.points(value, se)
         if not informative and "general" in target:
             measured = (f"{measured}; the base model scores {base[key]:.3f} on this general set, at chance in "
                         "every family, so it cannot show forgetting: uninformative")
-            met = None
+            verdict = "not measurable"
         elif not learnt and "domain accuracy" in target:
             measured = (f"{measured}; domain_only reaches {arms['domain_only']['domain_accuracy']:.3f} on the "
                         "domain set: nothing measurable was learnt")
-            met = None
-        out.append({"target": target, "measured": measured, "met": None if met is None else bool(met)})
+            verdict = "not measurable"
+        out.append({"target": target, "measured": measured, "verdict": verdict,
+                    "met": {uncertainty.MET: True, uncertainty.NOT_MET: False}.get(verdict)})
+
+    def diff(a: dict, b: dict, k: str, scale: float = 1.0) -> tuple[float, float]:
+        """``a[k] - scale * b[k]`` and its standard error."""
+        return a[k] - scale * b[k], uncertainty.difference_se(_se(a, k), scale * _se(b, k))
 
     if "domain_only" in arms:
-        f = arms["domain_only"][forgetting]
-        add(f"domain_only loses >= 15 points of {measure}", f"{100 * f:.1f} points", f >= 0.15 - eps)
+        loss, se = diff(base, arms["domain_only"], key)
+        add(f"domain_only loses >= 15 points of {measure}", loss, se, 0.15)
     if "ours" in arms:
         o = arms["ours"]
-        add(f"ours keeps {measure} within 2 points of the base", f"{100 * (base[key] - o[key]):+.1f} points",
-            o[forgetting] <= 0.02 + eps)
+        add(f"ours keeps {measure} within 2 points of the base", *diff(o, base, key), -0.02)
         if "domain_only" in arms:
-            gap = arms["domain_only"]["domain_accuracy"] - o["domain_accuracy"]
-            add("ours' domain accuracy within 2 points of domain_only", f"{100 * gap:+.1f} points below", gap <= 0.02 + eps)
+            gap, se = diff(o, arms["domain_only"], "domain_accuracy")
+            add("ours' domain accuracy within 2 points of domain_only", gap, se, -0.02,
+                f"{uncertainty.points(gap, se)} (ours - domain_only)")
         if "public_mix" in arms:
-            add(f"ours beats public_mix on {measure}", f"{o[key]:.3f} vs {arms['public_mix'][key]:.3f}",
-                o[key] > arms["public_mix"][key])
+            lead, se = diff(o, arms["public_mix"], key)
+            add(f"ours beats public_mix on {measure}", lead, se, 0.0,
+                f"{o[key]:.3f} vs {arms['public_mix'][key]:.3f}: {uncertainty.points(lead, se)}")
         if "oracle" in arms:
             ratio = o[key] / max(arms["oracle"][key], 1e-9)
-            add(f"ours reaches >= 95% of oracle's {measure}", f"{ratio:.1%}", ratio >= 0.95 - eps)
+            margin, se = diff(o, arms["oracle"], key, 0.95)
+            add(f"ours reaches >= 95% of oracle's {measure}", margin, se, 0.0,
+                f"{ratio:.1%} (ours - 0.95 x oracle: {uncertainty.points(margin, se)})")
+        order = [a for a in ("ours", "public_mix", "domain_only") if a in arms and "kl_drift" in arms[a]]
+        if len(order) == 3:  # each step of the order, checked as a difference above 0
+            steps = [diff(arms[b], arms[a], "kl_drift") for a, b in zip(order, order[1:])]
+            kls = ", ".join(f"{a} {arms[a]['kl_drift']:.4f}" for a in order)
+            add("KL drift: ours < public_mix < domain_only", *min(steps, key=lambda t: t[0] / max(t[1], 1e-12)),
+                0.0, f"{kls} (steps: {', '.join(f'{d:+.4f} ± {uncertainty.Z95 * se:.4f}' for d, se in steps)})")
     return out
 
 
@@ -257,7 +283,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
             families = {} if lab else informative_families(s, sets)
             base_answers = s["general_answer_ids"]
         elif kl:
-            s["kl_drift"] = drift(model, tokenizer, sets, base_answers)
+            s.update(drift(model, tokenizer, sets, base_answers))
         scores[(arm, seed)] = {"seed": seed, **headline(s, families)}
         del model
     return scores, families
@@ -265,8 +291,8 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
 
 def collect(scores: dict, families: dict, sets: dict[str, list], training: dict, arm_data: dict, setup,
             params: dict) -> dict:
-    """The run's results: the base's scores, each arm's mean over seeds with its forgetting, and how they were
-    measured (set sizes, match rule, informative families)."""
+    """The run's results: the base's scores, each arm's mean over seeds with its forgetting and standard errors,
+    and how they were measured (set sizes, questions per headline family, match rule, informative families)."""
     base = scores[(None, None)]
     lab = params["lab"]
     results = {"n_general": len(sets["general"]), "n_domain": len(sets["domain"]),
@@ -277,7 +303,30 @@ def collect(scores: dict, families: dict, sets: dict[str, list], training: dict,
                "base": {k: v for k, v in base.items() if k not in ("seed", "correct", "general_answer_ids")},
                "arms": {arm: arm_result([scores[(arm, m["seed"])] for m in ms], base, sets, arm_data[arm])
                         for arm, ms in training["arms"].items()}}
-    return add_forgetting(results)
+    return add_uncertainty(add_forgetting(results), sets)
+
+
+def add_uncertainty(results: dict, sets: dict[str, list]) -> dict:
+    """Each model's standard error per measure (``general_se``, ``domain_se``, ``mc_general_se``, ``kl_drift_se``:
+    the questions' and the seeds', ``uncertainty``), and the questions per family each headline measure averages
+    over (``n_questions``)."""
+    families = results.get("informative") or {}
+    counts = {"general": uncertainty.family_counts(sets["general"], families.get("match")),
+              "domain": uncertainty.family_counts(sets["domain"])}
+    if "mc_general_accuracy" in results["base"]:
+        counts["mc_general"] = uncertainty.family_counts(sets["general"], families.get("mc"))
+    if "mc_domain_accuracy" in results["base"]:
+        counts["mc_domain"] = uncertainty.family_counts(sets["domain"])
+    results["n_questions"] = counts
+    for _, m in reporting.model_rows(results):
+        for measure, per in counts.items():
+            fam = m["per_family_mc" if measure.startswith("mc") else "per_family"]
+            std = m.get(f"{measure}_std", 0.0)
+            m[f"{measure}_se"] = uncertainty.combined_se(uncertainty.questions_se(fam, per), std, m.get("n_seeds", 1))
+        if "kl_drift" in m:
+            m["kl_drift_se"] = uncertainty.combined_se(m.get("kl_drift_se_questions", 0.0), m.get("kl_drift_std", 0.0),
+                                                       m.get("n_seeds", 1))
+    return results
 
 
 TABLE = ("general_accuracy", "general_std", "domain_accuracy", "domain_std", "forgetting", "mc_general_accuracy",
@@ -287,15 +336,33 @@ SEEN = ("general_seen_in_training", "domain_seen_in_training", "general_accuracy
 
 
 def table(results: dict, columns=TABLE, base: bool = True):
-    """One row per model (the base first, unless ``base`` is False), the measures that apply: a spread needs two
-    seeds or more, multiple choice needs items with choices (none in the lab)."""
+    """One row per model (the base first, unless ``base`` is False; arms carried from an earlier evaluation marked
+    ``(earlier)``), the measures that apply: a spread needs two seeds or more, multiple choice needs items with
+    choices (none in the lab)."""
     import pandas as pd
 
     named = reporting.model_rows(results)[0 if base else 1:]
-    rows = pd.DataFrame({name: {k: m.get(k) for k in columns} for name, m in named}).T
+    rows = pd.DataFrame({reporting.label(name, m): {k: m.get(k) for k in columns} for name, m in named}).T
     if len(results["seeds"]) == 1:
         rows = rows.drop(columns=["general_std", "domain_std"], errors="ignore")
     return rows.dropna(axis=1, how="all")
+
+
+CUT_OFF_SHARE = 0.10  # a model whose answers are cut off this often is scored partly on its answer length
+
+
+def cut_off(scores: dict, sets: dict[str, list], max_new_tokens: int) -> list[str]:
+    """A ``WARNING:`` line (printed, returned for the report) for each model and set where at least
+    ``CUT_OFF_SHARE`` of the greedy answers were cut off at ``max_new_tokens`` before the model ended its turn: a
+    cut-off answer counts as wrong, so these accuracies measure the answers' length too."""
+    signs = {}
+    for (arm, seed), s in scores.items():
+        name = "base" if arm is None else f"{arm} (seed {seed})"
+        for set_name, n in s.get("unfinished", {}).items():
+            total = len(sets[set_name])
+            signs[f"{name}: {n} of {total} {set_name} answers were cut off at answer_max_new_tokens = "
+                  f"{max_new_tokens} and count as wrong; raise answer_max_new_tokens"] = n >= CUT_OFF_SHARE * total
+    return trouble(signs)
 
 
 def samples(scores: dict, training: dict, sets: dict[str, list]) -> list[dict]:
@@ -311,11 +378,14 @@ SUMMARY = ("general_accuracy", "domain_accuracy", "general_accuracy_unseen", "ge
            "domain_seen_in_training", "mc_general_accuracy", "mc_domain_accuracy", "kl_drift")
 
 
-def save(run_name: str, params: dict, results: dict, training: dict, figures: list[str]) -> Path:
-    """``results.json``, ``report.md``, and the stage's metrics and manifest; returns the report's path."""
+def save(run_name: str, params: dict, results: dict, training: dict, figures: list[str], warnings: list[str] = ()
+         ) -> Path:
+    """``results.json``, ``report.md``, and the stage's metrics and manifest; returns the report's path.
+    ``warnings``: this notebook's ``WARNING:`` lines (evaluation sets cut, answers cut off), listed in the report."""
     finish(run_name, results)
-    path = reporting.report(run_name, results, training, figures)
+    path = reporting.report(run_name, results, training, figures, list(warnings))
     metrics = {k: results[k] for k in ("n_general", "n_domain", "eval_sets", "checks")}
     metrics["summary"] = {name: {k: m[k] for k in SUMMARY if k in m} for name, m in reporting.model_rows(results)}
+    metrics["warnings"] = list(warnings)
     finish_stage(run_name, STAGE, params, metrics, figures)
     return path

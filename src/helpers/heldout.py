@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .datafiles import DataError, eval_row, looks_like_path, no_such_file, read_records
 from .lab.evaluate import heldout_sets
-from .runs import find_local
+from .runs import find_local, trouble
 
 
 @dataclass(frozen=True)
@@ -69,16 +69,23 @@ def eval_sets(general: str, domain: str) -> dict[str, list[EvalItem]]:
     return sets
 
 
-def held_out(lab: bool, n_per_family: int, seed: int, general: str = "", domain: str = "") -> dict[str, list]:
-    """Notebook 06's held-out sets: the lab's (``n_per_family``, ``seed``) or, with ``lab`` False, the two files
-    (``n_per_family`` > 0 keeps that many questions of each family, drawn with ``seed``; 0 keeps them all)."""
+def held_out(lab: bool, n_per_family: int, seed: int, general: str = "", domain: str = "") -> tuple[dict, list[str]]:
+    """Notebook 06's held-out sets and what was left out of them: ``(sets, warnings)``. The lab's sets
+    (``n_per_family``, ``seed``) or, with ``lab`` False, the two files (``n_per_family`` > 0 keeps that many questions
+    of each family, drawn with ``seed``; 0 keeps them all). Each file cut that way gets a ``WARNING:`` line (printed,
+    and returned for the report): the verdicts then rest on fewer questions than the user gave."""
     if not lab:
-        sets = eval_sets(general, domain)
-        return {name: per_family_sample(items, n_per_family, seed) for name, items in sets.items()}
+        files = eval_sets(general, domain)
+        sets = {name: per_family_sample(items, n_per_family, seed) for name, items in files.items()}
+        cut = {name: (len(sets[name]), len(items)) for name, items in files.items() if len(sets[name]) < len(items)}
+        return sets, trouble({
+            f"{name} set ({general if name == 'general' else domain}): {kept} of its {total} questions scored "
+            f"(n_eval_per_family = {n_per_family} per family); set n_eval_per_family = 0 to score them all": True
+            for name, (kept, total) in cut.items()})
     if general or domain:
         raise ValueError("eval_general / eval_domain are set but lab = True, which scores the lab's own held-out "
                          "sets: set lab = False to score your files")
-    return heldout_sets(n_per_family, seed)
+    return heldout_sets(n_per_family, seed), []
 
 
 def per_family_sample(items: list, n_per_family: int, seed: int) -> list:

@@ -136,6 +136,9 @@ def cluster_shares_sampled(run_name: str) -> dict[int, float]:
     return {c: k / n for c, k in counts.items()}
 
 
+FEW_DOMAIN_ROWS = 10  # fewer domain rows than this in the arms is a warning: the domain is a handful of facts
+
+
 def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share: float = 0.83, n_domain: int = 0,
                seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
                sweep_shares: list[float] = (), unused_domain_expected: bool = False,
@@ -164,7 +167,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     unused = (f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} "
               f"they need {plan['n_general']} general rows in every mixed arm, {smallest} has {len(general[smallest])}"
               f", and more domain rows would need more. To use more domain data, {fix} or lower general_share")
-    plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected})
+    few = (f"the arms hold only {plan['n_domain']} domain row(s), so domain_only repeats each about "
+           f"{plan['total'] // max(plan['n_domain'], 1)} times and the domain results rest on that few facts; bring at "
+           f"least {FEW_DOMAIN_ROWS} domain rows for results that say something")
+    plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected,
+                                few: plan["n_domain"] < FEW_DOMAIN_ROWS})
     if plan["n_domain_unused"] and unused_domain_expected:
         print(f"NOTE: {unused}.")
     domain_rows = rng.sample(domain, plan["n_domain"])

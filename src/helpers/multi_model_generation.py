@@ -6,7 +6,8 @@ what runs it) and never runs a model itself. One model is resident at a time. Wo
 (``shard_size`` jobs, a job being one instruction x one sample index); each chunk is generated with its own seed,
 derived from ``seed``, the model and the chunk number, and written as one shard file by an atomic rename. So a
 rerun after an interruption (even ``kill -9``) skips the shards that exist and redoes only the unfinished one: no
-duplicate and no missing row, and the same rows an uninterrupted run gives.
+duplicate and no missing row, and the same rows an uninterrupted run gives. Shards made from other instructions (01
+rerun) or other parameters are never reused: their folder is set aside under ``replaced/`` and generated anew.
 
 A generator without a chat template (a pretrained model such as ``gemma-3-270m``) is asked through a few-shot frame
 (``chat.Frame``): its answer ends where it starts the frame's next question. ``sampling[model]["frame"]`` forces
@@ -97,11 +98,12 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     recorded = {name: shard_dir(run_name, name) / "config.json" for name in generators}
     stale = [path.parent for name, path in recorded.items()
              if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
-    if stale:  # every folder at once, before anything is generated
-        raise ValueError(
-            f"{len(stale)} shard folder(s) hold shards made with other instructions or parameters: "
-            f"{', '.join(str(d) for d in stale)}; use another run_name, or delete them to regenerate "
-            f"(rm -r {' '.join(shlex.quote(str(d)) for d in stale)})")
+    for folder in stale:  # made from other instructions (01 rerun) or parameters: set aside, never reused or lost
+        kept = stage_dir(run_name, STAGE) / "replaced" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        kept.parent.mkdir(exist_ok=True)
+        folder.rename(kept)
+        print(f"NOTE: {folder} held shards made with other instructions or parameters; they are kept in {kept} "
+              f"(delete it when you no longer need them: rm -r {shlex.quote(str(kept))})")
     stats = {}
     for name in generators:
         params = configs[name]["sampling"]

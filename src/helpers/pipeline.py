@@ -30,16 +30,14 @@ from unittest import mock
 import nbformat
 import papermill
 import yaml
-from nbclient.exceptions import DeadKernelError
-from papermill.exceptions import PapermillExecutionError
 
+from .execute import NotebookFailed, execute
 from .runs import BadRunName, mark_unfinished, repo_root, run_dir, stage_of, stage_warnings, write_json
 from .sources import absolute_paths, preflight
 
 # progress bars of tqdm's console class, transformers (through huggingface_hub's switch) and datasets
 QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
-KERNEL = "python3"
 
 
 class PipelineError(RuntimeError):
@@ -315,31 +313,6 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     return {name: ns[name] for name in declared}
 
 
-def kernel_manager():
-    """The kernel manager papermill starts each notebook's kernel with: local IPC sockets on POSIX systems, where
-    ipykernel 7 would otherwise print a warning about unencrypted TCP for every notebook (the kernel is local either
-    way); papermill's default elsewhere. Each kernel's sockets get a name of their own in the temporary folder:
-    jupyter_client's default, ``kernel-ipc-N`` in the working directory, collides when two runs start kernels at once
-    (two pipelines, or the test suite's workers), and the kernel then never answers."""
-    import tempfile
-    import uuid
-
-    from jupyter_client import AsyncKernelManager
-    from traitlets import Unicode, default
-
-    if os.name != "posix":
-        return AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = Unicode("ipc")
-
-        @default("ip")
-        def _unique_ip(self):
-            return os.path.join(tempfile.gettempdir(), f"helpers-kernel-{uuid.uuid4().hex[:16]}-ipc")
-
-    return IPCKernelManager
-
-
 @contextmanager
 def run_lock(run_path: Path):
     """Hold ``outputs/<run>/.pipeline.lock`` while a pipeline runs, so that a second pipeline on the same run refuses
@@ -412,33 +385,12 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                 if quiet and "progress" in declared[nb.stem]:
                     nb_params["progress"] = False
                 out = run_path / "notebooks" / nb.name
-                running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
-                failed = out.with_name(f"{nb.stem}.failed.ipynb")
                 print(f"[pipeline] {nb.name} -> {out}  params={nb_params}", flush=True)
                 t0 = time.perf_counter()
                 try:
-                    papermill.execute_notebook(
-                        str(nb), str(running), parameters=nb_params, kernel_name=KERNEL, cwd=str(nb.parent),
-                        progress_bar=False, log_output=log_output, kernel_manager_class=kernel_manager(),
-                    )
-                except PapermillExecutionError as err:
-                    running.replace(failed)
-                    first_line = (err.source or "").strip().splitlines()[:1]
-                    raise PipelineError(
-                        f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
-                        f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
-                        f"  executed copy with the traceback: {failed}"
-                        + (f"\n  the last successful run's copy is kept: {out}" if out.exists() else "")
-                    ) from None
-                except DeadKernelError:
-                    if running.exists():
-                        running.replace(failed)
-                    raise PipelineError(
-                        f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the "
-                        f"number of samples in the preset); what ran is in {failed}"
-                        + (f"; the last successful run's copy is kept: {out}" if out.exists() else "")) from None
-                running.replace(out)
-                failed.unlink(missing_ok=True)
+                    execute(nb, out, nb_params, log_output)
+                except NotebookFailed as err:
+                    raise PipelineError(str(err)) from None
                 timings[nb.stem] = round(time.perf_counter() - t0, 1)
                 write_json(timings_path, timings)
                 print(f"[pipeline] {nb.name} done in {timings[nb.stem]} s", flush=True)
@@ -471,9 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         timings = run(args.preset, args.overrides, args.start, args.only, args.notebooks, args.log_output)
         print(json.dumps(timings, indent=1))
         return 0
-    except KeyboardInterrupt:  # while loading, checking or between notebooks: one line, not a traceback
-        print("pipeline stopped (Ctrl-C); the notebooks that finished kept what they wrote, a stopped one is marked "
-              "unfinished", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # one line, not a traceback (execute names the stopped notebook's copy)
+        print(f"pipeline stopped (Ctrl-C){': ' + str(stop) if str(stop) else ''}; the notebooks that finished kept what "
+              "they wrote, a stopped one is marked unfinished", file=sys.stderr)
         return 130  # the shell's code for a program ended by Ctrl-C (SIGINT)
     except PipelineError as err:
         print(f"pipeline error: {err}", file=sys.stderr)

@@ -92,8 +92,11 @@ def categorise(texts: list[str], embeddings: np.ndarray, n_clusters: int = 0, k_
     if len(texts) < 3:
         raise ValueError(f"only {len(texts)} instructions left after cleaning: sample more (n_samples) or relax "
                          "min_words/max_words")
-    k_max = min(k_max, len(texts) - 1)
-    candidates = [n_clusters] if n_clusters else list(range(max(2, k_min), k_max + 1))
+    if not n_clusters and k_min > k_max:
+        raise ValueError(f"k_min = {k_min} is above k_max = {k_max}: notebook 01 picks the number of clusters in "
+                         "k_min..k_max; set k_min <= k_max, or n_clusters to fix it")
+    k_max = min(k_max, len(texts) - 1)  # k-means needs fewer clusters than points
+    candidates = [n_clusters] if n_clusters else list(range(max(2, min(k_min, k_max)), k_max + 1))
     fits, scores = {}, {}
     for k in candidates:
         km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embeddings)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arms as registry
+from . import uncertainty
 from .runs import run_dir, save_figure, stage_warnings
 from .scoring import CHANCE_MARGIN
 
@@ -23,17 +24,23 @@ def model_rows(results: dict) -> list[tuple[str, dict]]:
     return [("base", results["base"]), *results["arms"].items()]
 
 
+def label(name: str, m: dict) -> str:
+    """A model's name as tables and figures show it: ``(earlier)`` marks an arm carried over from an earlier
+    evaluation of the run (``evaluation.merge_earlier``), trained with other settings than the run's last."""
+    return f"{name} (earlier)" if m.get("from_earlier_evaluation") else name
+
+
 def plot_bars(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     models = model_rows(results)
     x = np.arange(len(models))
     fig, ax = plt.subplots(figsize=(1.2 * len(models) + 2, 3.8))
-    for k, (key, label) in enumerate([("general", "general"), ("domain", "domain")]):
+    for k, key in enumerate(("general", "domain")):
         vals = [m[f"{key}_accuracy"] for _, m in models]
         errs = [m.get(f"{key}_std", 0.0) for _, m in models]
-        ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=3, label=label, color=f"C{k}")
-    ax.set_xticks(x, [name for name, _ in models], rotation=20)
+        ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=3, label=key, color=f"C{k}")
+    ax.set_xticks(x, [label(name, m) for name, m in models], rotation=20)
     match = results.get("answer_match", "exact")
     ax.set(ylim=(0, 1.05), ylabel=f"accuracy ({match} match)", title="General and domain accuracy (held-out, greedy)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # outside: never over a bar
@@ -49,7 +56,7 @@ def plot_heatmap(results: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(0.7 * len(families) + 2.5, 0.45 * len(models) + 1.5))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(families)), families, rotation=45, ha="right")
-    ax.set_yticks(range(len(models)), [name for name, _ in models])
+    ax.set_yticks(range(len(models)), [label(name, m) for name, m in models])
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
@@ -74,7 +81,8 @@ def plot_tradeoff(results: dict, path: Path, shares: dict[str, float] | None = N
     models = model_rows(results)
     for i, (name, m) in enumerate(models):  # a shape per model, earlier ones larger: coinciding points stay visible
         ax.errorbar(m["domain_accuracy"], m["general_accuracy"], xerr=m.get("domain_std") or None,
-                    yerr=m.get("general_std") or None, fmt="osD^vPX*h"[i % 9], color=f"C{i}", label=name, capsize=3,
+                    yerr=m.get("general_std") or None, fmt="osD^vPX*h"[i % 9], color=f"C{i}", label=label(name, m),
+                    capsize=3,
                     markersize=11 - 6 * i / max(1, len(models) - 1), alpha=0.85)
     ax.set(xlabel="domain accuracy", ylabel="general accuracy", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
            title="Trade-off: up and to the right is better")
@@ -97,7 +105,8 @@ def ablation_table(results: dict) -> list[dict]:
         m = results["base"] if name == "base" else arms.get(name)
         if m is None:
             continue
-        row = {"arm": name, "what": what, "general": m["general_accuracy"], "general_std": m.get("general_std"),
+        row = {"arm": name, "label": label(name, m), "what": what, "general": m["general_accuracy"],
+               "general_std": m.get("general_std"),
                "domain": m["domain_accuracy"], "domain_std": m.get("domain_std"),
                "forgetting_points": None if name == "base" else round(100 * m["forgetting"], 1),
                "seeds": m.get("n_seeds", 1), "paper_general_average": paper}
@@ -116,58 +125,92 @@ def plot_ablation(results: dict, path: Path) -> Path:
     ax.barh(y, [r["general"] for r in rows], xerr=[r["general_std"] or 0 for r in rows], capsize=3,
             color=[registry.get(r["arm"]).colour for r in rows])
     ax.axvline(results["base"]["general_accuracy"], color="k", ls="--", lw=1, label="base model")
-    ax.set_yticks(y, [f"{r['arm']}: {r['what']}" for r in rows], fontsize=8)
+    ax.set_yticks(y, [f"{r['label']}: {r['what']}" for r in rows], fontsize=8)
     ax.set(xlim=(0, 1.05), xlabel="general accuracy (held-out, mean ± std over seeds)",
            title="The ablation: what keeps the base model's general skill")
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
 
 
-def report(run_name: str, results: dict, training: dict, figures: list[str]) -> Path:
-    """``outputs/<run>/report.md``: what was trained, the results table and what they say."""
-    lines = [f"# Run `{run_name}`: forgetting and its mitigation", ""]
-    setup = training["setup"]
-    hp = training["hp"]
-    rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
-    lines += [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
-              f"{setup['device']}; LoRA rank {hp['lora_rank']}, {hp['max_steps']} steps of batch {hp['train_batch_size']}, "
-              f"learning rate {hp['learning_rate']}, embeddings trained: {hp['train_embeddings']}"
-              f"{rows}; "
-              f"seeds {training['seeds']}. Held-out sets: {results['n_general']} general, {results['n_domain']} "
-              f"domain instructions; greedy decoding, {results.get('answer_match', 'exact')} match.", ""]
-    lines += ["| model | general | domain | forgetting (points) | general questions seen in training | "
-              "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
-    for name, m in model_rows(results):
-        def cell(key):
-            std = m.get(key.replace("accuracy", "std"), 0.0)
-            return f"{m[key]:.3f}" + (f" ± {std:.3f}" if m.get("n_seeds", 1) > 1 else "")
+def _pm(m: dict, key: str, fmt: str = "{:.3f}") -> str:
+    """``0.812 ± 0.021`` (mean ± standard deviation over seeds; the value alone for one seed), ``-`` if absent."""
+    if key not in m:
+        return "-"
+    std = m.get(key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std")
+    return fmt.format(m[key]) + (f" ± {fmt.format(std)}" if m.get("n_seeds", 1) > 1 and std else "")
 
-        def points(key):
-            return f"{100 * m[key]:+.1f}" if key in m else "-"
+
+def _points(m: dict, key: str) -> str:
+    return f"{100 * m[key]:+.1f}" if key in m else "-"
+
+
+def _setup_lines(results: dict, training: dict) -> list[str]:
+    setup, hp = training["setup"], training["hp"]
+    rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
+    return [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
+            f"{setup['device']}; LoRA rank {hp['lora_rank']}, {hp['max_steps']} steps of batch "
+            f"{hp['train_batch_size']}, learning rate {hp['learning_rate']}, embeddings trained: "
+            f"{hp['train_embeddings']}{rows}; seeds {training['seeds']}. Held-out sets: {results['n_general']} general, "
+            f"{results['n_domain']} domain instructions; greedy decoding, {results.get('answer_match', 'exact')} "
+            "match.", ""]
+
+
+def _main_table(results: dict) -> list[str]:
+    lines = ["| model | general | domain | forgetting (points) | general questions seen in training | "
+             "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
+    for name, m in model_rows(results):
         seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
-        name = f"{name} (earlier)" if m.get("from_earlier_evaluation") else name
-        lines.append(f"| {name} | {cell('general_accuracy')} | {cell('domain_accuracy')} | {points('forgetting')} | "
-                     f"{seen} | {points('forgetting_unseen')} | {m.get('n_seeds', 1)} |")
-    if "mc_general_accuracy" in results["base"]:
-        lines += ["", "Multiple choice (log-likelihood of each option, length-normalised) and drift from the base "
-                  "(mean per-token KL(base || arm) on the base's own answers to the general questions; 0 = unchanged):",
-                  "", "| model | general MC | domain MC | forgetting MC (points) | KL drift |", "|---|---|---|---|---|"]
-        for name, m in model_rows(results):
-            def val(key, fmt="{:.3f}"):
-                if key not in m:
-                    return "-"
-                std = m.get(key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std")
-                return fmt.format(m[key]) + (f" ± {fmt.format(std)}" if m.get("n_seeds", 1) > 1 and std else "")
-            forgot = f"{100 * m['forgetting_mc']:+.1f}" if "forgetting_mc" in m else "-"
-            lines.append(f"| {name} | {val('mc_general_accuracy')} | {val('mc_domain_accuracy')} | {forgot} | "
-                         f"{val('kl_drift', '{:.4f}')} |")
+        lines.append(f"| {label(name, m)} | {_pm(m, 'general_accuracy')} | {_pm(m, 'domain_accuracy')} | "
+                     f"{_points(m, 'forgetting')} | {seen} | {_points(m, 'forgetting_unseen')} | {m.get('n_seeds', 1)} |")
+    return lines
+
+
+def _mc_kl_table(results: dict) -> list[str]:
+    """Multiple choice (items with choices) and KL drift (needs no labels): whichever of them this run measured."""
+    rows = model_rows(results)
+    if not any("mc_general_accuracy" in m or "kl_drift" in m for _, m in rows):
+        return []
+    lines = ["", "Multiple choice (log-likelihood of each option, length-normalised; only for sets whose items have "
+             "choices) and drift from the base (mean per-token KL(base || arm) on the base's own answers to the "
+             "general questions; 0 = unchanged; needs no reference answers):", "",
+             "| model | general MC | domain MC | forgetting MC (points) | KL drift |", "|---|---|---|---|---|"]
+    lines += [f"| {label(name, m)} | {_pm(m, 'mc_general_accuracy')} | {_pm(m, 'mc_domain_accuracy')} | "
+              f"{_points(m, 'forgetting_mc')} | {_pm(m, 'kl_drift', '{:.4f}')} |" for name, m in rows]
+    return lines
+
+
+SET_NAMES = {"general": "general (answers)", "domain": "domain (answers)", "mc_general": "general (multiple choice)",
+             "mc_domain": "domain (multiple choice)"}
+
+
+def _sets_table(results: dict) -> list[str]:
+    """How many questions each headline measure rests on, and how wide that alone makes a 95% interval."""
+    counts = results.get("n_questions")
+    if not counts:
+        return []
+    lines = ["## How sure these numbers are", "",
+             "Each headline accuracy is a mean over the families below. A set of n questions alone makes an accuracy "
+             "uncertain by about ± the last column (95%, at 50% accuracy); seeds add their spread "
+             f"({len(results['seeds'])} seed(s) here{'' if len(results['seeds']) > 1 else ': not measured'}). "
+             "The verdicts below use both.", "",
+             "| measure | families | questions | one question (points) | ± 95% at 50% (points) |", "|---|---|---|---|---|"]
+    for measure, per in counts.items():
+        fams = [f for f, n in per.items() if n > 0]
+        se = uncertainty.questions_se({f: 0.5 for f in fams}, {f: per[f] for f in fams})
+        lines.append(f"| {SET_NAMES[measure]} | {len(fams)} | {sum(per.values())} | "
+                     f"{uncertainty.one_question_points(per):.1f} | {100 * uncertainty.Z95 * se:.1f} |")
+    return lines + [""]
+
+
+def _notes(results: dict) -> list[str]:
+    lines = []
     if results.get("informative"):
-        label = {"match": "answers", "mc": "multiple-choice"}
+        measure_name = {"match": "answers", "mc": "multiple-choice"}
         general = sorted({f for f in results["base"]["per_family"] if f in results.get("general_families", [])})
         for measure, fams in results["informative"].items():
             left_out = [f for f in general if f not in fams]
             if left_out:
-                lines += ["", f"Left out of the {label[measure]} headline (the base is within "
+                lines += ["", f"Left out of the {measure_name[measure]} headline (the base is within "
                           f"{100 * CHANCE_MARGIN:.0f} points of chance there, so nothing can be forgotten): "
                           f"{', '.join(left_out)}."]
     earlier = [name for name, m in results["arms"].items() if m.get("from_earlier_evaluation")]
@@ -175,34 +218,64 @@ def report(run_name: str, results: dict, training: dict, figures: list[str]) -> 
         lines += ["", f"(earlier): {', '.join(earlier)} come from an earlier evaluation of this run, with the same "
                   "held-out sets; notebook 05's last run did not list them, so they were trained with other "
                   "settings than the line above (their adapters are kept under 05_training)."]
-    lines += ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The unseen "
-              "column compares the arm and the base on the held-out general questions that do not occur verbatim "
-              "in the arm's training data.", ""]
-    table = ablation_table(results)
-    if table:
-        def pm(v, sd):
-            return f"{v:.3f}" + (f" ± {sd:.3f}" if sd else "")
+    return lines + ["", "Forgetting = base general accuracy - arm general accuracy (positive: the arm forgot). The "
+                    "unseen column compares the arm and the base on the held-out general questions that do not occur "
+                    "verbatim in the arm's training data.", ""]
 
-        def forgot(r):
-            return "-" if r["forgetting_points"] is None else f"{r['forgetting_points']:+.1f}"
-        lines += ["## The ablation", "", "| arm | what | general | domain | forgetting (points) | the paper's general "
-                  "average |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['arm']} | {r['what']} | {pm(r['general'], r['general_std'])} | "
-                  f"{pm(r['domain'], r['domain_std'])} | {forgot(r)} | {r['paper_general_average'] or '-'} |"
-                  for r in table]
-        lines.append("")
-    warnings = stage_warnings(run_name)
-    if warnings:
-        lines += ["## Warnings from the notebooks", "", "Each was printed by its notebook as a `WARNING:` line; the "
-                  "results above stand, but read them with these in mind.", ""]
-        lines += [f"- {stage[:2]}: {message}" for stage, messages in warnings.items() for message in messages]
-        lines.append("")
-    if results.get("checks"):
-        lines += ["## The reproduction's targets, as measured", ""]
-        verdict = {True: "met", False: "NOT met", None: "not measurable"}
-        lines += [f"- {verdict[c['met']]}: {c['target']} (measured: {c['measured']})" for c in results["checks"]]
-        lines.append("")
-    lines += ["## Figures", ""] + [f"![{f}]({STAGE}/{f})" for f in figures]
+
+def _ablation_lines(results: dict) -> list[str]:
+    table = ablation_table(results)
+    if not table:
+        return []
+
+    def pm(v, sd):
+        return f"{v:.3f}" + (f" ± {sd:.3f}" if sd else "")
+
+    lines = ["## The ablation", "", "| arm | what | general | domain | forgetting (points) | the paper's general "
+             "average |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['what']} | {pm(r['general'], r['general_std'])} | {pm(r['domain'], r['domain_std'])} "
+              f"| {'-' if r['forgetting_points'] is None else format(r['forgetting_points'], '+.1f')} | "
+              f"{r['paper_general_average'] or '-'} |" for r in table]
+    return lines + [""]
+
+
+def _warning_lines(run_name: str, own: list[str]) -> list[str]:
+    """Every notebook's ``WARNING:`` lines: the earlier stages' from their metrics, this notebook's as given (its
+    metrics on disk are from its previous run)."""
+    warnings = {s: w for s, w in stage_warnings(run_name).items() if s != STAGE} | ({STAGE: own} if own else {})
+    if not warnings:
+        return []
+    lines = ["## Warnings from the notebooks", "", "Each was printed by its notebook as a `WARNING:` line; the results "
+             "above stand, but read them with these in mind.", ""]
+    return lines + [f"- {stage[:2]}: {message}" for stage, messages in warnings.items() for message in messages] + [""]
+
+
+def _target_lines(results: dict) -> list[str]:
+    checks = results.get("checks")
+    if not checks:
+        return []
+    lines = ["## The reproduction's targets, as measured", "",
+             "Each verdict comes from a 95% interval (set sizes and seeds, above): met, NOT met, or not "
+             "distinguishable when the interval straddles the target.", ""]
+    for c in checks:
+        verdict = c.get("verdict") or {True: "met", False: "not met", None: "not measurable"}[c["met"]]
+        earlier = [a for a, m in results["arms"].items() if m.get("from_earlier_evaluation") and a in c["target"]]
+        flag = f" [uses {', '.join(earlier)} from an earlier evaluation]" if earlier else ""
+        lines.append(f"- {verdict.replace('not met', 'NOT met')}: {c['target']} (measured: {c['measured']}){flag}")
+    if not any(c.get("met") is not None for c in checks):
+        lines += ["", "**No target can be decided by this run**: every interval straddles its target or the numbers "
+                  "cannot show it. Read the numbers above as a check that the pipeline runs, not as evidence for or "
+                  "against the method; more questions per family and more seeds narrow the intervals."]
+    return lines + [""]
+
+
+def report(run_name: str, results: dict, training: dict, figures: list[str], warnings: list[str] = ()) -> Path:
+    """``outputs/<run>/report.md``: what was trained, the results tables, how sure they are, the warnings of every
+    notebook (``warnings``: notebook 06's own) and the targets' verdicts."""
+    lines = [f"# Run `{run_name}`: forgetting and its mitigation", "", *_setup_lines(results, training),
+             *_main_table(results), *_mc_kl_table(results), *_notes(results), *_sets_table(results),
+             *_ablation_lines(results), *_warning_lines(run_name, list(warnings)), *_target_lines(results),
+             "## Figures", "", *[f"![{f}]({STAGE}/{f})" for f in figures]]
     path = run_dir(run_name) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

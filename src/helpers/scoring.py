@@ -5,6 +5,7 @@ drift from the base (``drift``), and the chance rules that decide which families
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 
@@ -27,8 +28,9 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
 
     ``examples``: items with ``family``, ``instruction`` and ``response`` (``EvalItem`` or the lab's ``Example``).
     Returns ``{"accuracy": ..., "per_family": {family: accuracy}, "n": count, "correct": [bool per example],
-    "samples": the first answers of each family}``. ``accuracy`` is the unweighted mean over families (each family
-    counts the same however many questions it has; the lab's sets have equal families anyway).
+    "samples": the first answers of each family, "unfinished": how many answers max_new_tokens cut off}``.
+    ``accuracy`` is the unweighted mean over families (each family counts the same however many questions it has;
+    the lab's sets have equal families anyway).
     An answer counts only if the model also ended its turn (a cut-off answer is not a right one), so a reference
     needs fewer tokens than ``max_new_tokens``, room for the end token; a longer one is an error.
     ``writer``: what writes the answers (``writers.Writer``; default: ``model`` itself through transformers).
@@ -60,15 +62,16 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
         correct.append(ok)
     per_family = {f: sum(v) / len(v) for f, v in sorted(hits.items())}
     return {"accuracy": sum(per_family.values()) / len(per_family), "per_family": per_family,
-            "n": len(examples), "correct": correct, "samples": samples, "answer_ids": [o.get("ids") for o in outs]}
+            "n": len(examples), "correct": correct, "samples": samples, "answer_ids": [o.get("ids") for o in outs],
+            "unfinished": sum(not o["finished"] for o in outs)}
 
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
                max_new_tokens: int = 16, match: str = "exact", mc: bool = True) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
-    answers of each family, and the general answers' token ids (``general_answer_ids``: the base's are the text
-    ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
+    answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
+    answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
     (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm)."""
     label = progress if isinstance(progress, str) else "evaluate"
     g = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
@@ -78,7 +81,7 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"],
-           "general_answer_ids": g["answer_ids"]}
+           "general_answer_ids": g["answer_ids"], "unfinished": {"general": g["unfinished"], "domain": d["unfinished"]}}
     if mc:
         for name, items in sets.items():
             if items and all(getattr(e, "choices", ()) for e in items):
@@ -91,11 +94,15 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
 
 
 def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False
-          ) -> float:
+          ) -> dict:
     """KL drift of an arm from the base (``drift_kl``) on the base's own greedy answers to the general held-out
-    questions; the base is the arm's model with its adapter switched off, as it was scored."""
+    questions; the base is the arm's model with its adapter switched off, as it was scored. Returns ``kl_drift``
+    and ``kl_drift_se_questions``, the standard error of its mean over questions (``uncertainty``)."""
     prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
-    return drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress)["kl"]
+    r = drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress)
+    per = r["per_prompt"]
+    se = statistics.stdev(per) / math.sqrt(len(per)) if len(per) > 1 else 0.0
+    return {"kl_drift": r["kl"], "kl_drift_se_questions": se}
 
 
 CHANCE_MARGIN = 0.10
