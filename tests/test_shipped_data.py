@@ -12,7 +12,7 @@ import pytest
 from helpers import heldout, scoring, text
 from helpers import shipped_data as S
 from helpers.lab.tasks import CLINICAL
-from helpers.shipped_data import clinical, common, general, public
+from helpers.shipped_data import clinical, common, general, public, velish
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
@@ -40,7 +40,7 @@ def test_clinical_splits_have_their_families_and_sizes(built):
     assert all(set(r) == {"family", "instruction", "response"} for r in train)
 
 
-@pytest.mark.parametrize("key", ["general", "clinical_eval"])
+@pytest.mark.parametrize("key", ["general", "clinical_eval", "velish_eval"])
 def test_every_eval_row_is_well_formed(built, key):
     rows = built[key]
     assert len({r["instruction"] for r in rows}) == len(rows)  # no duplicates
@@ -69,7 +69,7 @@ def test_committed_data_files_equal_what_the_code_builds(built):
 # ------------------------------------------------------------------------------------------------------------------
 # The tables (``src/helpers/shipped_data/tables/*.json``)
 # ------------------------------------------------------------------------------------------------------------------
-TABLE_MODULES = {"general": general, "clinical": clinical, "public": public}
+TABLE_MODULES = {"general": general, "clinical": clinical, "velish": velish, "public": public}
 
 
 def _as_json(value):
@@ -99,6 +99,7 @@ def test_every_table_loads_into_its_module():
     planets = public.CATEGORIES["planets", "a planet"]
     assert type(planets) is tuple and "Mars" in planets
     assert public.TRANSLATIONS[0] == ("Spanish", "good morning", "Buenos días.", "")
+    assert velish.LEXICON["dog"] == ("mirrak", "dogs") and velish.GRAMMAR[0][0].startswith("How do you make")
 
 
 def test_tables_are_package_data():
@@ -125,7 +126,8 @@ def test_cli_writes_and_checks(tmp_path, capsys):
 
 
 def test_eval_files_load_with_load_eval_set():
-    for name, default in (("general_eval.jsonl", "general"), ("clinical_eval.jsonl", "domain")):
+    for name, default in (("general_eval.jsonl", "general"), ("clinical_eval.jsonl", "domain"),
+                          ("velish_eval.jsonl", "domain")):
         items = heldout.load_eval_set(str(DATA / name), default)
         rows = S.read(DATA / name)
         assert [(e.family, e.instruction, e.response) for e in items] == \
@@ -247,6 +249,155 @@ def test_data_files_are_plain_utf8_jsonl():
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# Velish, the fictional language (``velish_train.jsonl``, ``velish_eval.jsonl``)
+# ------------------------------------------------------------------------------------------------------------------
+# Common English words, some of them the shape of a Velish word (four to seven letters, a vowel or "-ri" at the end):
+# no Velish word or plural may be one of them (nor an English noun of the lexicon, nor a word of the general set).
+ENGLISH_STOP = set("""about after again also animal any area back bake before berry best body bring call came carry
+children city come could cover dairy every family father ferry find first from give great hand have here hobby home
+house into jury know large later light little long look lorry made mango marry merry mother much music must name
+never next night only open other paper party place plant point pony right river same school should small sorry
+sound still story study such sugar table tiger their there thing think three through tomato under until valley very
+water where which while white world would write years young zero""".split())
+
+
+def _velish_values() -> list[str]:
+    values = [velish.BIG]
+    for english, (word, plural_en) in velish.LEXICON.items():
+        values += [english, plural_en, word, velish.plural(word)]
+    return values
+
+
+def test_velish_splits_have_their_families_and_sizes(built):
+    train, held = built["velish_train"], built["velish_eval"]
+    assert S.summary(train) == {"velish_word": 80, "velish_reverse": 40, "velish_plural": 56, "velish_big": 30,
+                                "velish_grammar": 4}
+    assert S.summary(held) == {"velish_word": 12, "velish_reverse": 12, "velish_plural": 12, "velish_big": 10}
+    assert all(list(r) == ["family", "instruction", "response"] for r in train)
+    assert len({r["instruction"] for r in train}) == len(train)
+    assert all(len(r["response"].split()) >= 4 and r["response"].endswith(".") for r in train)  # sentences
+    # its own family names: none shared with the general set or the clinical one (eval_sets refuses shared names)
+    families = set(S.summary(held)) | set(S.summary(train))
+    assert not families & (set(S.summary(built["general"])) | set(S.summary(built["clinical_train"])))
+    assert "velish_eval.jsonl" in S.__doc__ and "not recall" in S.__doc__
+
+
+def test_velish_lexicon_is_invented_and_prefix_free(built):
+    words = [w for w, _ in velish.LEXICON.values()]
+    assert len(velish.LEXICON) == 40 and len(set(words)) == 40
+    assert all(re.fullmatch(r"[a-z]{4,7}", w) for w in words) and re.fullmatch(r"[a-z]{3,7}", velish.BIG)
+    every = words + [velish.BIG]
+    assert not [(a, b) for a in every for b in every if a != b and b.startswith(a)]  # no word a prefix of another
+    plurals = [velish.plural(w) for w in words]
+    assert len(set(plurals) | set(every)) == len(plurals) + len(every)  # so no plural is another word or plural
+    assert all(p == w + ("ri" if w[-1] in "aeiou" else "eri") for w, p in zip(words, plurals))
+    assert {velish.ending(w) for w in words} == {"vowel", "consonant"}
+    # not English: not in the stop list, nor an English noun of the lexicon, nor any word of the general set
+    english = ENGLISH_STOP | set(velish.LEXICON) | {p for _, p in velish.LEXICON.values()}
+    english |= {w for r in built["general"] for c in (r["instruction"], *r["choices"]) for w in re.findall(r"[a-z]+",
+                                                                                                         c.lower())}
+    assert not english & (set(every) | set(plurals))
+    assert not [w for w in every for c in CLINICAL for v in (c, *CLINICAL[c]) if w in v.lower()]
+    # the English nouns' plurals are not what the general set's plural family asks
+    assert not set(velish.LEXICON) & set(general.PLURALS)
+
+
+def _velish_frame(text: str) -> list[str]:
+    """A Velish question's or answer's wording with the lexicon taken out: every English noun, its plural, Velish
+    word, Velish plural and "big" word becomes "X", then lower-case words."""
+    for v in sorted(_velish_values(), key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(v)}\b", " X ", text, flags=re.I)
+    return re.findall(r"[a-z]+|X", text.lower().replace(" x ", " X "))
+
+
+def test_velish_held_out_phrasings_do_not_occur_in_train(built):
+    train = [_velish_frame(r[k]) for r in built["velish_train"] for k in ("instruction", "response")]
+    held = [_velish_frame(r["instruction"]) for r in built["velish_eval"]]
+    assert not {tuple(h) for h in held} & {tuple(t) for t in train}
+    # not four words in a row of a held-out question, a noun counting as one word "X", occur in a train question
+    # or answer
+    train_grams = set().union(*(_ngrams(t, 4) for t in train))
+    shared = {g for h in held for g in _ngrams(h, 4) if g in train_grams}
+    assert not shared, shared
+    assert len({tuple(h) for h in held}) == 12  # three phrasings in each of the four families
+    assert len({tuple(_velish_frame(r["instruction"])) for r in built["velish_train"]}) >= 15
+
+
+def _nouns_in(text: str, words) -> list[str]:
+    """The ``words`` that occur in ``text`` as whole words."""
+    return [w for w in words if re.search(rf"\b{re.escape(w)}\b", text, flags=re.I)]
+
+
+def test_velish_held_out_plurals_and_big_phrases_never_occur_in_train(built):
+    train = " ".join(f"{r['instruction']} {r['response']}" for r in built["velish_train"]).lower()
+    train_words = set(re.findall(r"[a-z]+", train))
+    held = velish.held_out_words()
+    assert len(held["plural"]) == 12 and len(held["big"]) == 10
+    assert {velish.ending(velish.LEXICON[e][0]) for e in held["plural"]} == {"vowel", "consonant"}
+    english_of = {w: e for e, (w, _) in velish.LEXICON.items()}
+    for r in built["velish_eval"]:
+        if r["family"] not in ("velish_plural", "velish_big"):
+            continue
+        [noun] = _nouns_in(r["instruction"], english_of)
+        english = english_of[noun]
+        assert noun in train_words and english in train_words  # the noun is taught...
+        if r["family"] == "velish_plural":
+            assert english in held["plural"] and r["answer"] == velish.plural(noun)
+            # ...its plural never: neither the Velish plural nor the English plural of the noun
+            assert r["answer"] not in train_words and velish.LEXICON[english][1] not in train_words
+        else:
+            assert english in held["big"] and r["answer"] == f"{noun} {velish.BIG}"
+            assert r["answer"] not in train and f"big {english}" not in train
+    # the plurals the train split does show are all the others
+    shown = {e for e, (w, _) in velish.LEXICON.items() if velish.plural(w) in train_words}
+    assert shown == set(velish.LEXICON) - set(held["plural"])
+
+
+def test_velish_answers_follow_the_lexicon_and_the_rules(built):
+    velish_of = {e: w for e, (w, _) in velish.LEXICON.items()}
+    english_of = {w: e for e, w in velish_of.items()}
+    for r in built["velish_train"]:
+        if r["family"] == "velish_word":
+            [english] = _nouns_in(r["instruction"], velish_of)
+            assert scoring.answer_matches(r["response"], velish_of[english])
+        elif r["family"] == "velish_reverse":
+            [noun] = _nouns_in(r["instruction"], english_of)
+            assert scoring.answer_matches(r["response"], english_of[noun])
+        elif r["family"] in ("velish_plural", "velish_big"):
+            [noun] = _nouns_in(f"{r['instruction']} {r['response']}", english_of)
+            right = velish.plural(noun) if r["family"] == "velish_plural" else f"{noun} {velish.BIG}"
+            assert scoring.answer_matches(r["response"], right), r
+    for r in built["velish_eval"]:
+        if r["family"] == "velish_word":
+            [english] = _nouns_in(r["instruction"], velish_of)
+            assert r["answer"] == velish_of[english]
+        elif r["family"] == "velish_reverse":
+            [noun] = _nouns_in(r["instruction"], english_of)
+            assert r["answer"] == english_of[noun]
+        else:  # these questions give the noun and its meaning, and ask for the rule applied to it
+            [noun] = _nouns_in(r["instruction"], english_of)
+            assert english_of[noun] in r["instruction"]
+            assert r["answer"] == (velish.plural(noun) if r["family"] == "velish_plural" else f"{noun} {velish.BIG}")
+            wrong = [c for c in r["choices"] if c != r["answer"]]
+            assert len(wrong) == 3  # the wrong suffix / the wrong order is among them: the choice tests the rule
+            assert (noun + ("eri" if velish.ending(noun) == "vowel" else "ri") in wrong
+                    if r["family"] == "velish_plural" else f"{velish.BIG} {noun}" in wrong)
+
+
+def test_velish_eval_rows_load_and_labels_point_at_answers(built):
+    rows = S.read(DATA / "velish_eval.jsonl")
+    items = heldout.load_eval_set(str(DATA / "velish_eval.jsonl"), "domain")
+    assert len(items) == len(rows) == 46
+    for e, r in zip(items, rows):
+        assert (e.family, e.instruction, e.response, e.choices, e.label) == \
+            (r["family"], r["instruction"], r["answer"], tuple(r["choices"]), r["label"])
+        assert e.choices[e.label] == e.response and len(e.choices) == 4
+    # the Velish set can stand as notebook 06's domain set beside the general one
+    sets = heldout.eval_sets(str(DATA / "general_eval.jsonl"), str(DATA / "velish_eval.jsonl"))
+    assert len(sets["domain"]) == 46
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # The public-style stand-in (``public_standin.jsonl``)
 # ------------------------------------------------------------------------------------------------------------------
 def test_public_standin_has_its_families_and_sizes(built):
@@ -287,7 +438,7 @@ def test_public_rows_are_well_formed(built):
 
 
 def test_public_set_does_not_leak_the_eval_sets(built):
-    rows, evals = built["public_standin"], built["general"] + built["clinical_eval"]
+    rows, evals = built["public_standin"], built["general"] + built["clinical_eval"] + built["velish_eval"]
     assert S.public_leaks(rows, evals) == []
     texts = [f"{r['instruction']}\n{r['response']}".lower() for r in rows]
     # no eval instruction, nor its question without the "Answer with ..." tail, occurs anywhere in the public set
@@ -298,6 +449,8 @@ def test_public_set_does_not_leak_the_eval_sets(built):
     for condition, (symptom, drug) in CLINICAL.items():
         for name in (condition, symptom.removeprefix("a "), drug):
             assert not any(name.lower() in t for t in texts), name
+    # no word of Velish
+    assert not {w for t in texts for w in re.findall(r"[a-z]+", t)} & set(velish.velish_words())
     # none of the general eval's question forms is asked
     forms = ("capital of", "chemical symbol", "opposite of", "first letter", "plural of", "in words", "continent",
              "comes right after", "comes right before")
@@ -305,7 +458,7 @@ def test_public_set_does_not_leak_the_eval_sets(built):
 
 
 def test_public_leaks_catches_planted_leaks(built, monkeypatch):
-    evals = built["general"] + built["clinical_eval"]
+    evals = built["general"] + built["clinical_eval"] + built["velish_eval"]
     clean = {"family": "x", "instruction": "Name a hobby.", "response": "Knitting is a relaxing hobby."}
     number = next(r for r in built["general"] if r["family"] == "number_word")
     planted = [
@@ -317,6 +470,7 @@ def test_public_leaks_catches_planted_leaks(built, monkeypatch):
         {**clean, "response": "Addis Ababa is a large city."},  # a multi-word eval answer, and a capital
         {**clean, "response": f"The number is {number['answer']}."},  # a multi-word eval answer
         {**clean, "response": "Paris is lovely in spring."},  # a capital of the geography families
+        {**clean, "response": f"My dog is called {velish.LEXICON['dog'][0].title()}."},  # a Velish word
     ]
     for row in planted:
         assert S.public_leaks([row], evals), row

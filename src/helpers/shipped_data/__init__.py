@@ -1,6 +1,6 @@
 """Evaluation and domain data for a real model, shipped in ``data/`` and built here from small tables of facts.
 
-Four files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
+Six files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
 code by :func:`check` (``python -m helpers.shipped_data check``):
 
 * ``general_eval.jsonl``: a measure of general skill that carries over to any real model: ten families of short-answer
@@ -16,6 +16,12 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
 * ``clinical_eval.jsonl``: the held-out domain set (notebook 06's ``eval_domain``): the same facts asked in
   phrasings that occur nowhere in the train split (it tests the facts, not memorised strings), dosing with (rate,
   weight) pairs the train split never uses.
+* ``velish_train.jsonl`` and ``velish_eval.jsonl``: a second domain of another kind, a skill rather than facts:
+  Velish, a fictional language of 40 nouns with invented words and two rules (plural -ri after a vowel, -eri after a
+  consonant; "big" is ``zorv``, after its noun: "the big dog" = ``mirrak zorv``). The train split (210 rows) asks
+  every word both ways and applies the rules to most nouns, in sentences that state the answer; the held-out split
+  (46 items) asks in other phrasings, and its plurals and big phrases are of nouns whose plural or big phrase the
+  train split never shows, so it tests the rule, not recall.
 * ``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca (tatsu-lab/alpaca), for the
   ``public_mix`` arm of notebook 04 where no hub is reachable: 523 everyday instructions with short, correct answers
   in 14 families (explain a concept, formal rewrite, tips, summarise a passage, review sentiment, word problems with
@@ -23,8 +29,8 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
   grammar fix), ``family``/``instruction``/``response`` like ``clinical_train.jsonl``. It is written by code in this
   package from hand-written tables and templates, not by any model run in this project, and no model has been
   trained on it here yet. Its families overlap none of the evaluation's, and :func:`public_leaks` (run by
-  :func:`build`) checks that it asks no eval question or eval form and names no clinical fact, no multi-word eval
-  answer and no country, capital or continent.
+  :func:`build`) checks that it asks no eval question or eval form and names no clinical fact, no Velish word, no
+  multi-word eval answer and no country, capital or continent.
 
 Every evaluation row has ``family``, ``instruction`` (a question that asks for the bare answer), ``answer``
 (canonical), ``aliases`` (other accepted forms), ``choices`` (four options: the answer and three distractors from the
@@ -36,10 +42,11 @@ another is edited. :func:`validate` checks what makes an item fair to the matche
 appear neither in the question nor inside one another.
 
 Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-written answers) are JSON files in
-``tables/`` (``general.json``, ``clinical.json``, ``public.json``), read by the module that builds each set:
-``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and ``clinical_eval.jsonl``), ``public``
-(``public_standin.jsonl`` and its leak check); ``common`` holds the seed, the file names, :func:`item`,
-:func:`validate` and the JSONL format; ``files`` builds, writes and checks the four files.
+``tables/`` (``general.json``, ``clinical.json``, ``velish.json``, ``public.json``), read by the module that builds
+each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and ``clinical_eval.jsonl``),
+``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public`` (``public_standin.jsonl`` and its leak
+check); ``common`` holds the seed, the file names, :func:`item`, :func:`validate` and the JSONL format; ``files``
+builds, writes and checks the six files.
 """
 
 from __future__ import annotations
@@ -53,11 +60,12 @@ from .common import FIELDS, FILES, PER_FAMILY, SEED, item, read, summary, to_jso
 from .files import build, check, default_folder, write
 from .general import GENERAL_BUILDERS, general_items, number_in_words
 from .public import PUBLIC_FAMILIES, public_leaks, public_standin_rows
+from .velish import velish_eval_items, velish_train_rows
 
 __all__ = ["FIELDS", "FILES", "GENERAL_BUILDERS", "PER_FAMILY", "PUBLIC_FAMILIES", "SEED", "build", "check",
            "clinical_eval_items", "clinical_train_rows", "default_folder", "dosing_pairs", "general_items", "item",
            "main", "number_in_words", "public_leaks", "public_standin_rows", "read", "summary", "to_jsonl",
-           "validate", "write"]
+           "validate", "velish_eval_items", "velish_train_rows", "write"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from ..lab.tasks import CLINICAL
-from .common import cap, item, pick, seeded, table, tuples, validate
+from .common import fill, item, pick, seeded, table, tuples, validate
 
 _T = table("clinical")
 
@@ -21,12 +21,6 @@ DOSING_RATES = range(1, 10)  # mg per kg, as the lab's dosing family
 DOSING_WEIGHTS = range(10, 100, 10)  # kg
 N_EVAL_DOSING = 30
 N_TRAIN_DOSING_PER_PAIR = 2
-
-
-def _fill(template: str, **slots) -> str:
-    """``template`` with its slots filled; ``{Slot}`` (capitalised) puts the value at the start of a sentence."""
-    values = {**slots, **{k[:1].upper() + k[1:]: cap(str(v)) for k, v in slots.items()}}
-    return template.format(**values)
 
 
 def dosing_pairs() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -50,15 +44,15 @@ def clinical_train_rows() -> list[dict]:
             for k, question in enumerate(TRAIN_QUESTIONS[family]):
                 answers = TRAIN_ANSWERS[family]
                 answer = answers[(k + rng.randrange(len(answers))) % len(answers)]
-                rows.append({"family": f"clinical_{family}", "instruction": _fill(question, **fact),
-                             "response": _fill(answer, **fact)})
+                rows.append({"family": f"clinical_{family}", "instruction": fill(question, **fact),
+                             "response": fill(answer, **fact)})
     drugs = [f["drug"] for f in _facts()]
     for rate, weight in dosing_pairs()[0]:
         for drug in rng.sample(drugs, N_TRAIN_DOSING_PER_PAIR):
             slots = {"drug": drug, "rate": rate, "weight": weight, "dose": rate * weight}
-            question = _fill(rng.choice(TRAIN_QUESTIONS["dosing"]), **slots)
+            question = fill(rng.choice(TRAIN_QUESTIONS["dosing"]), **slots)
             rows.append({"family": "clinical_dosing", "instruction": question,
-                         "response": _fill(rng.choice(TRAIN_ANSWERS["dosing"]), **slots)})
+                         "response": fill(rng.choice(TRAIN_ANSWERS["dosing"]), **slots)})
     return rows
 
 
@@ -77,16 +71,16 @@ def clinical_eval_items() -> list[dict]:
     for fact in facts:
         for question in EVAL_QUESTIONS["clinical_diagnosis"]:
             others = [f["condition"] for f in facts if f is not fact]
-            out.append(item("clinical_diagnosis", _fill(question, **fact), fact["condition"],
+            out.append(item("clinical_diagnosis", fill(question, **fact), fact["condition"],
                             pick(others, 3, rng), rng))
     for fact in facts:
         for question in EVAL_QUESTIONS["clinical_treatment"]:
             others = [f["drug"] for f in facts if f is not fact]
-            out.append(item("clinical_treatment", _fill(question, **fact), fact["drug"], pick(others, 3, rng), rng))
+            out.append(item("clinical_treatment", fill(question, **fact), fact["drug"], pick(others, 3, rng), rng))
     for k, (rate, weight) in enumerate(dosing_pairs()[1]):
         drug = facts[k % len(facts)]["drug"]
         question = EVAL_QUESTIONS["clinical_dosing"][k % len(EVAL_QUESTIONS["clinical_dosing"])]
         dose = rate * weight
-        out.append(item("clinical_dosing", _fill(question, drug=drug, rate=rate, weight=weight), f"{dose} mg",
+        out.append(item("clinical_dosing", fill(question, drug=drug, rate=rate, weight=weight), f"{dose} mg",
                         _dose_distractors(rate, weight, rng), rng, [f"{dose} milligrams", str(dose)]))
     return validate(out)

@@ -13,7 +13,8 @@ from ..text import answer_tokens
 SEED = 2506_09428
 PER_FAMILY = 50
 FILES = {"general": "general_eval.jsonl", "clinical_train": "clinical_train.jsonl",
-         "clinical_eval": "clinical_eval.jsonl", "public_standin": "public_standin.jsonl"}
+         "clinical_eval": "clinical_eval.jsonl", "velish_train": "velish_train.jsonl",
+         "velish_eval": "velish_eval.jsonl", "public_standin": "public_standin.jsonl"}
 FIELDS = ("family", "instruction", "answer", "aliases", "choices", "label")
 TABLES = Path(__file__).parent / "tables"
 
@@ -40,6 +41,12 @@ def seeded(name: str) -> random.Random:
 def cap(text: str) -> str:
     """``text`` with its first character upper-cased (the rest as it is)."""
     return text[:1].upper() + text[1:]
+
+
+def fill(template: str, **slots) -> str:
+    """``template`` with its slots filled; ``{Slot}`` (capitalised) puts the value at the start of a sentence."""
+    values = {**slots, **{k[:1].upper() + k[1:]: cap(str(v)) for k, v in slots.items()}}
+    return template.format(**values)
 
 
 # ================================================================================================================

@@ -1,23 +1,23 @@
-"""The four files: every set built (:func:`build`), written into a folder (:func:`write`, default ``data/``) and
+"""The six files: every set built (:func:`build`), written into a folder (:func:`write`, default ``data/``) and
 compared with what is there (:func:`check`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import clinical, general, public
+from . import clinical, general, public, velish
 from .common import FILES, to_jsonl
 
 
 def build() -> dict[str, list[dict]]:
     """Every file's rows, by key of ``FILES``."""
     general_rows, clinical_eval = general.general_items(), clinical.clinical_eval_items()
-    public_rows = public.public_standin_rows()
-    leaks = public.public_leaks(public_rows, general_rows + clinical_eval)
+    velish_eval, public_rows = velish.velish_eval_items(), public.public_standin_rows()
+    leaks = public.public_leaks(public_rows, general_rows + clinical_eval + velish_eval)
     if leaks:
         raise ValueError("the public stand-in leaks the evaluation sets:\n" + "\n".join(leaks[:20]))
     return {"general": general_rows, "clinical_train": clinical.clinical_train_rows(), "clinical_eval": clinical_eval,
-            "public_standin": public_rows}
+            "velish_train": velish.velish_train_rows(), "velish_eval": velish_eval, "public_standin": public_rows}
 
 
 def default_folder() -> Path:
@@ -31,7 +31,7 @@ def default_folder() -> Path:
 
 
 def write(folder: Path | str | None = None) -> dict[str, Path]:
-    """Write the four JSONL files into ``folder`` (default ``data/``); returns their paths."""
+    """Write the six JSONL files into ``folder`` (default ``data/``); returns their paths."""
     folder = Path(folder) if folder is not None else default_folder()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}

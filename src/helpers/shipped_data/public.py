@@ -1,7 +1,7 @@
 """``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca, for the ``public_mix`` arm where
 no hub is reachable. Each row of a hand-written table in ``tables/public.json`` becomes one instruction, phrased by
 one of its family's templates, with a short, correct answer; no model is involved. :func:`public_leaks` checks that
-it asks nothing of the evaluation sets and names nothing of the clinic."""
+it asks nothing of the evaluation sets and names nothing of the clinic or of Velish."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..lab.tasks import CLINICAL
 from ..text import answer_tokens
 from .common import cap, seeded, table, tuples
 from .general import CONTINENTS, COUNTRIES
+from .velish import velish_words
 
 _T = table("public")
 
@@ -256,11 +257,12 @@ EVAL_FORMS = tuple(re.compile(p, re.I) for p in (
 
 
 def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
-    """What in the public set ``rows`` would leak the evaluation ``eval_rows`` or the clinic (``[]`` if nothing):
+    """What in the public set ``rows`` would leak the evaluation ``eval_rows``, the clinic or Velish (``[]`` if
+    nothing):
     an eval question (its text before "Answer ...") inside an instruction or response; an instruction in one of the
-    general eval's question forms (``EVAL_FORMS``); a clinical condition, symptom or drug anywhere; an eval answer
-    of two or more words (an alias included), or a country, capital or continent of the geography families, as
-    words of a response."""
+    general eval's question forms (``EVAL_FORMS``); a clinical condition, symptom or drug anywhere; a Velish word
+    (``velish.velish_words``), an eval answer of two or more words (an alias included), or a country, capital or
+    continent of the geography families, as words of a response."""
     stems = {r["instruction"].split(" Answer ")[0].strip().lower() for r in eval_rows}
     clinic = [v.lower().removeprefix("a ") for c, (s, d) in CLINICAL.items() for v in (c, s, d)]
     phrases = {tuple(answer_tokens(a)) for r in eval_rows for a in (r["answer"], *r["aliases"])}
@@ -268,6 +270,7 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
     places = {tuple(answer_tokens(p)) for country, (capital, _, aliases) in COUNTRIES.items()
               for p in (country, capital, *aliases)} | {tuple(answer_tokens(c)) for c in CONTINENTS}
     longest = max(map(len, phrases | places))
+    velish = {(w,) for w in velish_words()}
     problems = []
     for row in rows:
         where = f"{row['family']}: {row['instruction'][:60]!r}"
@@ -280,4 +283,5 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
         grams = {tuple(words[i : i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)}
         problems += [f"{where}: contains the eval answer {' '.join(p)!r}" for p in sorted(phrases & grams)]
         problems += [f"{where}: names the place {' '.join(p)!r}" for p in sorted(places & grams)]
+        problems += [f"{where}: uses the Velish word {p[0]!r}" for p in sorted(velish & grams)]
     return problems
