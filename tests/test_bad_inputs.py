@@ -1,37 +1,13 @@
-"""Bad inputs from a workshop attendee or a tester: each gives one clear error that names the parameter (or file
-and line) and the fix, before any notebook runs where that is possible. One table, input -> expected message."""
+"""Bad inputs inside a notebook (papermill's injected values, the `preset` parameter) and the parameter checks' rules.
+The runner's command line and the stages' own checks are replayed row by row in tests/test_bad_inputs_table.py."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-import numpy as np
-
-from helpers import committee, pipeline, qlora_configs
-from helpers import reconstruct_distribution as rd
+from helpers import pipeline
 from helpers.runs import repo_root
-
-# -p overrides on the real notebooks: the runner checks every value against its default's type before running
-OVERRIDES = [
-    ("n_samples=abc", r"n_samples = 'abc' \(str\): expected a whole number, like the default 2000"),
-    ("general_share=abc", r"general_share = 'abc' \(str\): expected a number, like the default 0.83"),
-    ("generators=base", r"generators = 'base' \(str\): expected a list.*for one item write \[base\]"),
-    ("max_steps=2.5", r"max_steps = 2.5 \(float\): expected a whole number"),
-    ("lab=1", r"lab = 1 \(int\): expected true/false"),
-    ("sampling=hot", r"sampling = 'hot' \(str\): expected a mapping"),
-    ("seeds=0", r"seeds = 0 \(int\): expected a list"),
-    ("n_sample=5", r"unknown preset key\(s\) \['n_sample'\]"),
-    ("n_samples", r"expected key=value"),
-    ("generators=[base", r"-p 'generators=\[base': the value is not valid YAML"),
-]
-
-
-@pytest.mark.parametrize("override,message", OVERRIDES, ids=[o for o, _ in OVERRIDES])
-def test_bad_override_is_a_clear_error_before_anything_runs(override, message, outputs):
-    with pytest.raises(pipeline.PipelineError, match=message):
-        pipeline.run(None, [override])
-    assert not (outputs / "lab" / "notebooks").exists() or not any((outputs / "lab" / "notebooks").iterdir())
 
 
 @pytest.mark.parametrize("override", ["minhash_threshold=null", "min_score=3", "general_share=1",
@@ -39,36 +15,6 @@ def test_bad_override_is_a_clear_error_before_anything_runs(override, message, o
 def test_values_the_parameters_allow_pass_the_type_check(override):
     nbs = pipeline.discover(repo_root() / "notebooks")
     assert pipeline.check_types(pipeline.load_preset(None, [override]), nbs) == []
-
-
-def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    preset = tmp_path / "broken.yaml"
-    preset.write_text("run_name: lab\nn_samples: [1, 2\nlab: true\n")
-    with pytest.raises(pipeline.PipelineError, match=r"broken.yaml, line \d+, column \d+ is not valid YAML"):
-        pipeline.load_preset(preset)
-
-
-# values that only the stage can judge
-STAGE_CHECKS = [
-    (lambda: committee.check_scorers([], lab=True), r"scorers = \[\]: name at least one scorer"),
-    (lambda: committee.check_scorers("likelihood", lab=True), r"expected a list of scorer names"),
-    (lambda: committee.check_scorers(["likelyhood"], lab=True), r"unknown \['likelyhood'\]; choose from"),
-    (lambda: committee.check_scorers(["lab_verifier"], lab=False), r"exists only with lab = True"),
-    (lambda: qlora_configs.check_hp({**HP, "max_steps": 0}), r"max_steps = 0: must be at least 1"),
-    (lambda: qlora_configs.check_hp({**HP, "train_batch_size": 0}), r"train_batch_size = 0: must be at least 1"),
-    (lambda: qlora_configs.check_hp({**HP, "learning_rate": -1.0}), r"learning_rate = -1.0: must be above 0"),
-    (lambda: qlora_configs.check_hp({**HP, "lora_dropout": 1.0}), r"lora_dropout = 1.0: must be in \[0, 1\)"),
-    (lambda: rd.categorise(["a b", "c d", "e f", "g h"], np.eye(4), k_min=8, k_max=4),
-     r"k_min = 8 is above k_max = 4: notebook 01 picks the number of clusters in k_min..k_max"),
-]
-HP = dict(lora_rank=16, lora_alpha=32, lora_dropout=0.0, max_steps=10, train_batch_size=4, learning_rate=1e-3,
-          max_length=128)
-
-
-@pytest.mark.parametrize("call,message", STAGE_CHECKS, ids=[m.split(":")[0][:30] for _, m in STAGE_CHECKS])
-def test_stage_checks(call, message):
-    with pytest.raises(ValueError, match=message):
-        call()
 
 
 def test_the_runner_works_from_any_working_directory(tmp_path):

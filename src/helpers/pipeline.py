@@ -146,6 +146,29 @@ def select(notebooks: list[Path], start: str | None, only: list[str] | None) -> 
     return notebooks
 
 
+def check_upstream(run_name: str, notebooks: list[Path], chosen: list[Path], lab) -> None:
+    """Each selected notebook's predecessor either runs before it in this pipeline or has finished in this run
+    (its ``metrics.json``, not marked unfinished): else the notebook would start only to fail on a missing input.
+    Notebook 01 of a real run (``lab`` false) needs no notebook 00. Staleness is the notebooks' own check."""
+    from .runs import read_json, stage_dir
+
+    by_code = {p.stem[:2]: p for p in notebooks}
+    for nb in chosen:
+        code = int(nb.stem[:2])
+        prev = by_code.get(f"{code - 1:02d}")
+        if code == 0 or (code == 1 and lab is False) or prev is None or prev in chosen or stage_of(prev.stem) is None:
+            continue
+        folder = stage_dir(run_name, stage_of(prev.stem), create=False)
+        how = f"python -m helpers.pipeline run --preset <preset> --from {prev.stem[:2]}"
+        if not (folder / "metrics.json").exists():
+            raise PipelineError(f"{nb.name} reads what {prev.name} writes, and run {run_name!r} has none ({folder} "
+                                f"is missing): run {prev.name} first ({how})")
+        manifest = folder / "manifest.json"
+        if manifest.exists() and read_json(manifest).get("unfinished"):
+            raise PipelineError(f"{nb.name} reads what {prev.name} writes, and {folder} is from a run of it that did "
+                                f"not finish (it failed or was stopped): rerun it first ({how})")
+
+
 def check_keys(params: dict, declared: dict[str, dict]) -> None:
     import difflib
 
@@ -375,6 +398,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
                               for nb in chosen})
         if problems:
             raise PipelineError("checked before running anything:\n  " + "\n  ".join(problems))
+        check_upstream(run_name, notebooks, chosen, params.get("lab", declared[chosen[0].stem].get("lab")))
         # Executed copies are read later, where a progress bar is only its first frame ("0%| 0/600"): bars are off in
         # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
         # preset asks for them.

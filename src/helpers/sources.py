@@ -63,6 +63,10 @@ def preflight(values: dict[str, dict]) -> list[str]:
                     models.check_name(str(name))
                 except (models.UnknownModel, FileNotFoundError) as err:
                     problems.append(f"{nb}: {key}: {err}")
+        given = [key for key in DATA_KEYS if key.startswith("eval_") and params.get(key)]
+        if params.get("lab") and given:
+            problems.append(f"{nb}: {' and '.join(given)} set while lab = true, which scores the lab's own held-out "
+                            "sets: set lab = false to score your files (or leave them empty)")
         for key in DATA_KEYS:
             source = params.get(key)
             if not source or (key.startswith("eval_") and params.get("lab")) or (key, source) in seen:
