@@ -1,5 +1,6 @@
 """The shipped evaluation and domain data (``helpers.shipped_data``, ``data/``): the tables load, sizes, fairness,
 held-out phrasings, correct facts, and the committed files equal, byte for byte, to what the code builds."""
+import hashlib
 import json
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from helpers import heldout, scoring, text
 from helpers import shipped_data as S
 from helpers.lab.tasks import CLINICAL
-from helpers.shipped_data import clinical, common, general, public, velish
+from helpers.shipped_data import clinical, common, general, public, public_rules, velish
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
@@ -69,7 +70,8 @@ def test_committed_data_files_equal_what_the_code_builds(built):
 # ------------------------------------------------------------------------------------------------------------------
 # The tables (``src/helpers/shipped_data/tables/*.json``)
 # ------------------------------------------------------------------------------------------------------------------
-TABLE_MODULES = {"general": general, "clinical": clinical, "velish": velish, "public": public}
+TABLE_MODULES = {"general": general, "clinical": clinical, "velish": velish, "public": public,
+                 "public_rules": public_rules}
 
 
 def _as_json(value):
@@ -100,6 +102,10 @@ def test_every_table_loads_into_its_module():
     assert type(planets) is tuple and "Mars" in planets
     assert public.TRANSLATIONS[0] == ("Spanish", "good morning", "Buenos días.", "")
     assert velish.LEXICON["dog"] == ("mirrak", "dogs") and velish.GRAMMAR[0][0].startswith("How do you make")
+    trees = public_rules.MORE_CATEGORIES["trees", "a tree"]
+    assert type(trees) is tuple and "oak" in trees
+    assert public_rules.VERBS[0] == ("walk", "walks", "walked", ("to the station", "along the canal"))
+    assert public_rules.SUBJECTS["plural"][0] == "we" and public_rules.JOIN_CAUSES[0][0] == "It rained all afternoon"
 
 
 def test_tables_are_package_data():
@@ -400,12 +406,35 @@ def test_velish_eval_rows_load_and_labels_point_at_answers(built):
 # ------------------------------------------------------------------------------------------------------------------
 # The public-style stand-in (``public_standin.jsonl``)
 # ------------------------------------------------------------------------------------------------------------------
+# The first 523 rows, the 14 hand-written families, as they were before the families made by rule were added after
+# them (sha256 of their JSONL)
+FIRST_ROWS, FIRST_ROWS_SHA256 = 523, "85778212b5cdc91d064cf8c9516e7912a2b4102e7d8938eabe77d5340ec81f68"
+RULE_FAMILIES = ("list_format", "category_pick", "odd_one_out_more", "title_case", "join_sentences", "past_tense",
+                 "make_question", "make_negative", "sentiment_more", "word_problem_more", "sort_numbers")
+
+
+def _family(built, name: str) -> list[dict]:
+    return [r for r in built["public_standin"] if r["family"] == name]
+
+
+def _given(instruction: str) -> str:
+    """What an instruction gives to work on: after its first ": ", blank line or question mark before a quote, without
+    quotes round it."""
+    return re.split(r": |\n\n|\? (?=\")", instruction, maxsplit=1)[1].strip('"')
+
+
 def test_public_standin_has_its_families_and_sizes(built):
     rows = built["public_standin"]
     counts = S.summary(rows)
-    assert 400 <= len(rows) <= 600 and len(rows) == 523, counts
-    assert list(counts) == list(S.PUBLIC_FAMILIES) and len(counts) == 14
+    # large enough that no arm is capped: at 83% general, 322 clinical rows need 1,572 general rows per arm
+    assert len(rows) >= 2000 and len({r["instruction"] for r in rows}) == len(rows) == 2323, counts
+    assert list(counts) == list(S.PUBLIC_FAMILIES) and len(counts) == 25
+    assert tuple(counts)[14:] == RULE_FAMILIES
     assert all(n >= 20 for n in counts.values()), counts
+    # the first families' rows come first, unchanged
+    first = rows[:FIRST_ROWS]
+    assert {r["family"] for r in first} == set(S.PUBLIC_FAMILIES[:14]) and sum(list(counts.values())[:14]) == 523
+    assert hashlib.sha256(S.to_jsonl(first).encode("utf-8")).hexdigest() == FIRST_ROWS_SHA256
     assert not set(counts) & set(S.GENERAL_BUILDERS)  # no family shared with the general evaluation
     assert "stand-in" in S.__doc__ and "public_standin.jsonl" in S.__doc__ and "not by any model" in S.__doc__
 
@@ -417,20 +446,24 @@ def test_public_rows_are_well_formed(built):
     assert len({r["instruction"] for r in rows}) == len(rows)  # no duplicate instructions
     assert all(3 <= len(r["response"].split()) <= 120 for r in rows)  # short answers, not bare tokens or essays
     # responses are specific to their rows: only a sentiment label's reason may repeat (same review, other product)
-    others = [r["response"] for r in rows if r["family"] != "sentiment"]
+    others = [r["response"] for r in rows if r["family"] not in ("sentiment", "sentiment_more")]
     assert len(set(others)) == len(others)
     assert len({r["response"] for r in rows if r["family"] == "sentiment"}) >= 20
+    assert len({r["response"] for r in rows if r["family"] == "sentiment_more"}) >= 30
     for r in rows:
         if r["family"] == "tips":
             assert re.fullmatch(r"1\. .+\n2\. .+\n3\. .+", r["response"])
         elif r["family"] == "haiku":
             assert len(r["response"].splitlines()) == 3
-        elif r["family"] == "sentiment":
+        elif r["family"] in ("sentiment", "sentiment_more"):
             label = r["response"].split(":")[0].lower()
             assert label in public.SENTIMENTS
             review = re.search(r'"(.+)"|\n(.+)$', r["instruction"])
             text = review.group(1) or review.group(2)
-            assert any(text == t.format(item=i) for t, _ in public.SENTIMENTS[label] for i in public.SENTIMENT_ITEMS)
+            reviews, items = (public.SENTIMENTS[label], public.SENTIMENT_ITEMS) if r["family"] == "sentiment" else \
+                (public.SENTIMENTS[label] + public_rules.MORE_SENTIMENTS[label], public_rules.MORE_SENTIMENT_ITEMS)
+            assert any(text == t.format(item=i) and r["response"] == f"{label.capitalize()}: {why}."
+                       for t, why in reviews for i in items)
     # the defined words are none of the evaluation's words (opposites, plurals, first letters)
     eval_words = set(general.OPPOSITES) | {o for o, _ in general.OPPOSITES.values()} | set(general.PLURALS) | \
         set(general.LETTER_WORDS)
@@ -471,6 +504,11 @@ def test_public_leaks_catches_planted_leaks(built, monkeypatch):
         {**clean, "response": f"The number is {number['answer']}."},  # a multi-word eval answer
         {**clean, "response": "Paris is lovely in spring."},  # a capital of the geography families
         {**clean, "response": f"My dog is called {velish.LEXICON['dog'][0].title()}."},  # a Velish word
+        # a list written out with an eval noun made plural; a row on plurals that shows an eval plural
+        {**clean, "family": "list_format", "instruction": "Format these items as a bulleted list: knife, spoon",
+         "response": "- knives\n- spoons"},
+        {**clean, "response": "Its plural is feet."},
+        {**clean, "response": "The shop shuts on Monday and opens on Tuesday."},  # calendar neighbours
     ]
     for row in planted:
         assert S.public_leaks([row], evals), row
@@ -512,9 +550,15 @@ def test_public_word_problems_are_worked_correctly(built):
                       "The total is 70 + 80 + 90 = 240, and 240 ÷ 3 = 80.") == \
         [(["3", "×", "4"], 12.0), (["10", "−", "8.17"], 1.83), (["60", "×", "3"], 180.0),
          (["70", "+", "80", "+", "90"], 240.0), (["240", "÷", "3"], 80.0)]
-    rows = [r for r in built["public_standin"] if r["family"] == "word_problem"]
+    rows = _family(built, "word_problem")
     assert len(rows) == len(public.WORD_PROBLEM_KINDS) * public.WORD_PROBLEMS_PER_KIND
-    for r in rows:
+    more = _family(built, "word_problem_more")
+    assert len(more) == len(public.WORD_PROBLEM_KINDS) * public.MORE_WORD_PROBLEMS_PER_KIND + \
+        len(public.MORE_WORD_PROBLEM_KINDS) * public.NEW_WORD_PROBLEMS_PER_KIND
+    # no problem asked twice: the instructions stripped of their phrasing differ too
+    asked = [re.sub(r"^Solve this word problem: | Show your working\.$", "", r["instruction"]) for r in rows + more]
+    assert len(set(asked)) == len(asked)
+    for r in rows + more:
         equations = _equations(r["response"])
         assert equations, r["response"]  # every answer shows its working
         for terms, result in equations:
@@ -522,21 +566,259 @@ def test_public_word_problems_are_worked_correctly(built):
         if "% off" in r["instruction"]:
             pct, price = map(int, re.search(r"\$(\d+) and is on sale for (\d+)%", r["instruction"]).groups()[::-1])
             assert f"${price - price * pct // 100}." in r["response"]
-        elif "How much do" in r["instruction"]:
+        elif re.search(r"How much do \d", r["instruction"]):  # not "How much does ..." of the newer kinds
             x, y = map(int, re.findall(r"costs \$(\d+)", r["instruction"]))
             n = int(re.search(r"How much do (\d+)", r["instruction"]).group(1))
             assert r["response"].endswith(f"makes ${n * x + y} in total.")
+    kinds = dict.fromkeys(public.MORE_WORD_PROBLEM_KINDS, 0)
+    for r in more:  # the new kinds' answers, from the numbers of the question
+        q, a = r["instruction"], r["response"]
+        if m := re.search(r"saves \$(\d+) every week\. How much will \w+ have saved after (\d+) weeks", q):
+            kinds["savings"] += 1
+            assert a.endswith(f"have saved ${int(m[1]) * int(m[2])}.")
+        elif m := re.search(r"(\d+) friends share a restaurant bill of \$(\d+) equally", q):
+            kinds["split_bill"] += 1
+            assert int(m[2]) % int(m[1]) == 0 and a.endswith(f"each friend pays ${int(m[2]) // int(m[1])}.")
+        elif m := re.search(r"pays \$(\d+) for (\d+) (\w+), all at the same price\. How much does one (\w+) cost", q):
+            kinds["unit_price"] += 1
+            assert int(m[1]) % int(m[2]) == 0 and m[3] == m[4] + "s"
+            assert a.endswith(f"One {m[4]} costs ${int(m[1]) // int(m[2])}.")
+        elif m := re.search(r"opens at (\d+):00 and closes at (\d+):00", q):
+            kinds["opening_hours"] += 1
+            assert a.endswith(f"is open for {int(m[2]) - int(m[1])} hours.")
+        elif m := re.search(r"starts at (\d+):(\d\d) and lasts (\d+) minutes", q):
+            kinds["end_time"] += 1
+            minute = int(m[2]) + int(m[3])
+            assert minute < 60 and a.endswith(f"it ends at {m[1]}:{minute:02d}.")  # within the hour: no conversion
+    assert set(kinds.values()) == {public.NEW_WORD_PROBLEMS_PER_KIND}, kinds
 
 
 def test_public_odd_one_out_answers_are_right(built):
-    members = {plural: set(items) for (plural, _), items in public.CATEGORIES.items()}
-    kind_of = {item: singular for (_, singular), items in public.CATEGORIES.items() for item in items}
-    assert sum(len(m) for m in members.values()) == len(kind_of)  # no item in two categories
-    rows = [r for r in built["public_standin"] if r["family"] == "odd_one_out"]
-    assert len(rows) == public.N_ODD
-    for r in rows:
+    categories = public.all_categories()
+    assert set(categories) == set(public.CATEGORIES) | set(public_rules.MORE_CATEGORIES) and len(categories) == 28
+    members = {plural: set(items) for (plural, _), items in categories.items()}
+    kind_of = {item: singular for (_, singular), items in categories.items() for item in items}
+    assert sum(len(m) for m in members.values()) == len(kind_of)  # no item in two categories, of either table
+    first, more = _family(built, "odd_one_out"), _family(built, "odd_one_out_more")
+    assert len(first) == public.N_ODD and len(more) == public_rules.N_ODD_MORE
+    sets = [frozenset(re.split(r"[:?] |, |\.$|\? ", r["instruction"])) & set(kind_of) for r in first + more]
+    assert all(len(s) == 4 for s in sets) and len(set(sets)) == len(sets)  # four items; no list asked twice
+    assert any(set(s) & {i for c in public_rules.MORE_CATEGORIES.values() for i in c} for s in sets[len(first):])
+    for r in first + more:
         odd, a, b, c, plural, kind = re.fullmatch(r"(.+) is the odd one out: (.+), (.+) and (.+) are (.+), but .+ is "
                                                   r"(.+)\.", r["response"]).groups()
         odd = odd if odd in kind_of else odd.lower()
         assert {a, b, c} <= members[plural] and odd not in members[plural] and kind_of[odd] == kind
         assert all(w in r["instruction"] for w in (odd, a, b, c))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The stand-in's families made by rule (``public_rules``): each answer recomputed from its instruction
+# ------------------------------------------------------------------------------------------------------------------
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def test_public_list_answers_are_right(built):
+    kind_of = {m: plural for (plural, _), members in public.all_categories().items() for m in members}
+    rows = _family(built, "list_format")
+    assert len(rows) == public_rules.N_LIST
+    for r in rows:
+        items = _given(r["instruction"]).split(", ")
+        assert 3 <= len(items) <= 6 and set(items) <= set(kind_of)
+        if "numbered" in r["instruction"]:
+            assert r["response"].splitlines() == [f"{k + 1}. {x}" for k, x in enumerate(items)]
+        else:
+            assert "bulleted" in r["instruction"] and r["response"].splitlines() == [f"- {x}" for x in items]
+    assert {"numbered", "bulleted"} <= {w for r in rows for w in r["instruction"].split()}
+    rows = _family(built, "category_pick")
+    assert len(rows) == public_rules.N_PICK
+    for r in rows:
+        [plural] = [p for p in set(kind_of.values()) if re.search(rf"\b{p}\b", r["instruction"])]
+        found = sorted((m.start(), x) for x in kind_of for m in re.finditer(rf"\b{re.escape(x)}\b", r["instruction"]))
+        wanted = [x for _, x in found if kind_of[x] == plural]
+        others = [x for _, x in found if kind_of[x] != plural]
+        assert 2 <= len(wanted) <= 3 and len(others) == len({kind_of[x] for x in others}) >= 3
+        assert r["response"] == f"The {plural} in the list are {_and(wanted)}."
+
+
+def test_public_title_case_answers_are_right(built):
+    minor = {"a", "an", "the", "and", "but", "or", "nor", "for", "of", "on", "in", "at", "to", "by"}
+    rows = _family(built, "title_case")
+    assert len(rows) == public_rules.N_TITLE
+    for r in rows:
+        source, title = _given(r["instruction"]).split(), r["response"].split()
+        assert source == [w.lower() for w in source] and len(title) == len(source) >= 3
+        for k, (s, t) in enumerate(zip(source, title)):
+            small = s in minor and 0 < k < len(source) - 1
+            assert t == (s if small else s[0].upper() + s[1:]), (r["response"], t)
+    assert any(" the " in r["response"] or " of " in r["response"] for r in rows)  # small words stay small
+
+
+def test_public_joined_sentences_are_right(built):
+    rows = _family(built, "join_sentences")
+    assert len(rows) == 2 * (len(public_rules.JOIN_CAUSES) + len(public_rules.JOIN_CONTRASTS))
+    causes, contrasts = set(public_rules.JOIN_CAUSES), set(public_rules.JOIN_CONTRASTS)
+    sentences = [s for pair in causes | contrasts for s in pair]
+    assert len(set(sentences)) == len(sentences) == 2 * (len(causes) + len(contrasts))  # each pair joined one way
+    low = lambda s: s[0].lower() + s[1:]  # noqa: E731
+    for r in rows:
+        connective = re.search(r'"(so|because|but|although)"', r["instruction"]).group(1)
+        a, b = re.fullmatch(r'(.+?)\.\"? \"?(.+)\.', _given(r["instruction"])).groups()
+        assert (a, b) in (causes if connective in ("so", "because") else contrasts)
+        assert r["response"] == {"so": f"{a}, so {low(b)}.", "because": f"{b} because {low(a)}.",
+                                 "but": f"{a}, but {low(b)}.", "although": f"Although {low(a)}, {low(b)}."}[connective]
+
+
+# Past forms, written out here, not read from the tables: the irregular verbs, then the spelling rules
+IRREGULAR_PAST = {"write": "wrote", "drink": "drank", "eat": "ate", "make": "made", "catch": "caught",
+                  "teach": "taught", "bring": "brought", "ride": "rode", "sing": "sang", "swim": "swam", "draw": "drew",
+                  "build": "built", "send": "sent", "drive": "drove", "wear": "wore", "find": "found", "speak": "spoke",
+                  "feed": "fed", "keep": "kept", "grow": "grew", "sweep": "swept", "spend": "spent", "run": "ran",
+                  "go": "went", "meet": "met", "choose": "chose", "hang": "hung"}
+
+
+_CONSONANT_Y = {c + "y" for c in "bcdfghjklmnpqrstvwxz"}
+
+
+def _past(base: str) -> str:
+    if base in IRREGULAR_PAST:
+        return IRREGULAR_PAST[base]
+    if base.endswith("e"):
+        return base + "d"
+    return base[:-1] + "ied" if base[-2:] in _CONSONANT_Y else base + "ed"
+
+
+def _third(base: str) -> str:
+    if base.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return base + "es"
+    return base[:-1] + "ies" if base[-2:] in _CONSONANT_Y else base + "s"
+
+
+def _is_plural(subject: list[str]) -> bool:
+    return subject[-1] in ("we", "they") or subject[-1].endswith("s")
+
+
+def test_public_sentence_rewrites_are_right(built):
+    names = set(public.NAMES)
+    subjects = [[n] for n in names] + [p.split() for p in sum(public_rules.SUBJECTS.values(), ())]
+    assert all(v[1] == _third(v[0]) and v[2] == _past(v[0]) for v in public_rules.VERBS)
+    for family, n in (("past_tense", public_rules.N_PAST), ("make_question", public_rules.N_QUESTION),
+                      ("make_negative", public_rules.N_NEGATIVE)):
+        rows = _family(built, family)
+        assert len(rows) == n
+        for r in rows:
+            statement = _given(r["instruction"])
+            assert statement.endswith(".") and statement[0].isupper()
+            said = statement[:-1].split()
+            said = [said[0] if said[0] in names else said[0].lower(), *said[1:]]
+            if family == "past_tense":
+                told = r["response"][:-1].split()
+                told[0] = told[0] if told[0] in names else told[0].lower()
+                [k] = [k for k, (a, b) in enumerate(zip(said, told)) if a != b]  # one word changes: the verb
+                verb, past = said[k], told[k]
+                # the base forms the verb can be of ("teaches": "teach" or "teache"), one of them with this past
+                bases = [b for b in (verb[:-1], verb[:-2], verb[:-3] + "y") if _third(b) == verb] or [verb]
+                assert past in [_past(b) for b in bases] and len(told) == len(said) and r["response"].endswith(".")
+                assert (bases == [verb]) == _is_plural(said[:k]), statement  # the verb agreed with its subject
+                continue
+            if family == "make_question":
+                aux, *rest = r["response"][:-1].split()
+                assert r["response"].endswith("?") and aux in ("Does", "Do", "Did")
+            else:
+                words = r["response"][:-1].split()
+                words[0] = words[0] if words[0] in names else words[0].lower()
+                k = next(k for k, w in enumerate(words) if w in ("does", "do", "did"))
+                assert words[k + 1] == "not" and r["response"].endswith(".")
+                aux, rest = words[k], words[:k] + words[k + 2:]
+            k = len(next(p for p in subjects if said[:len(p)] == p))  # the verb follows its subject
+            verb, base, subject = said[k], rest[k], said[:k]
+            assert rest[:k] + rest[k + 1:] == said[:k] + said[k + 1:]  # all else as it was
+            assert verb in (_past(base), _third(base), base) and base != _past(base)
+            expected = "did" if verb == _past(base) else "does" if verb == _third(base) else "do"
+            assert aux.lower() == expected and (expected != "do" or _is_plural(subject)), r
+            assert (expected == "does") == (expected != "did" and not _is_plural(subject)), r
+
+
+def test_public_sorted_numbers_are_right(built):
+    rows = _family(built, "sort_numbers")
+    assert len(rows) == public_rules.N_SORT
+    for r in rows:
+        numbers = [int(x) for x in re.findall(r"\d+", r["instruction"])]
+        down = "from largest to smallest" in r["instruction"]
+        assert down != ("from smallest to largest" in r["instruction"]) and len(set(numbers)) == len(numbers) >= 4
+        assert [int(x) for x in re.findall(r"\d+", r["response"])] == sorted(numbers, reverse=down)
+        assert r["response"].startswith("From largest to smallest: " if down else "From smallest to largest: ")
+
+
+def test_public_review_labels_follow_their_words(built):
+    """The reviews' labels, checked against words that carry them (a list written here): a positive review has a
+    word of praise and none of complaint, a negative one the other way round, a neutral one neither."""
+    praise = {"love", "great", "perfectly", "best", "pleased", "exceeded", "better", "stars", "excellent", "happy",
+              "brilliant", "recommend", "beautifully", "fantastic"}
+    complaint = {"broke", "disappointed", "waste", "flimsy", "worst", "scratched", "regret", "failed", "stopped",
+                 "terrible", "missing", "poor", "unhappy", "avoid"}
+    for label in public.SENTIMENTS:
+        for review, _ in public.SENTIMENTS[label] + public_rules.MORE_SENTIMENTS[label]:
+            words = set(re.findall(r"[a-z]+", review.lower()))
+            assert (bool(words & praise), bool(words & complaint)) == \
+                {"positive": (True, False), "negative": (False, True), "neutral": (False, False)}[label], review
+    rows = _family(built, "sentiment_more")
+    assert S.summary(rows) == {"sentiment_more": 3 * public_rules.N_SENTIMENT_PER_LABEL}
+    first = " ".join(r["instruction"] for r in _family(built, "sentiment"))
+    assert not [i for i in public_rules.MORE_SENTIMENT_ITEMS if i in first]  # other products than the first family's
+
+
+def test_public_rule_families_keep_clear_of_the_eval_words(built):
+    """No row made by rule shows a plural that the plural family asks, a month or a weekday, or a word of the opposite
+    family beside its opposite (the sentiment phrasings' "positive, negative or neutral" aside)."""
+    plurals = {p for p, aliases in general.PLURALS.values() for p in (p, *aliases)}
+    calendar = {n.lower() for n in general.MONTHS + general.WEEKDAYS}
+    for r in (r for f in RULE_FAMILIES for r in _family(built, f)):
+        text = f"{r['instruction']} {r['response']}"
+        if r["family"] == "sentiment_more":
+            text = text.replace("positive, negative or neutral", "")
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        assert not words & (plurals | calendar), (r, words & (plurals | calendar))
+        assert not [w for w, (o, aliases) in general.OPPOSITES.items() if w in words and {o, *aliases} & words], r
+
+
+def _with(table, text: str):
+    """``public_rules.VERBS`` with ``text`` after every complement."""
+    return tuple((b, t, p, tuple(f"{c} {text}" for c in cs)) for b, t, p, cs in table)
+
+
+# family -> (module, table, a version of it with a leak planted, what public_leaks should say)
+PLANTS = {
+    "list_format": (public_rules, "MORE_CATEGORIES", lambda t: {**t, ("remedies", "a remedy"): tuple(
+        d for _, d in CLINICAL.values())}, "names the clinic's"),
+    "category_pick": (public_rules, "MORE_CATEGORIES", lambda t: {**t, ("words", "a word"): tuple(
+        velish.velish_words()[:8])}, "Velish word"),
+    "odd_one_out_more": (public_rules, "MORE_CATEGORIES", lambda t: {**t, ("cities", "a city"): (
+        "Paris", "Nairobi", "Lima", "Oslo")}, "names the place"),
+    "title_case": (public_rules, "HOBBIES", lambda t: tuple(f"{h} in Paris" for h in t), "names the place"),
+    "join_sentences": (public_rules, "JOIN_CAUSES", lambda t: tuple((f"{a} on Monday", f"{b} on Tuesday")
+                                                                    for a, b in t), "neighbours in the calendar"),
+    "past_tense": (public_rules, "VERBS", lambda t: _with(t, "in Addis Ababa"), "contains the eval answer"),
+    "make_question": (public_rules, "VERBS", lambda t: _with(t, f"with {velish.LEXICON['dog'][0]}"), "Velish word"),
+    "make_negative": (public_rules, "VERBS", lambda t: _with(t, f"despite {CLINICAL['Pike flush'][0]}"),
+                      "names the clinic's"),
+    "sentiment_more": (public_rules, "MORE_SENTIMENT_ITEMS", lambda t: tuple(f"{i} from Nairobi" for i in t),
+                       "names the place"),
+    "word_problem_more": (public, "NAMES", lambda t: ("Paris", "Lima"), "names the place"),
+    "sort_numbers": (public_rules, "SORT_PHRASINGS", lambda t: tuple(f"What is 3 plus 4? {p}" for p in t),
+                     "asks in the eval form"),
+}
+
+
+@pytest.mark.parametrize("family", RULE_FAMILIES)
+def test_public_leaks_catches_a_leak_planted_in_each_rule_family(built, monkeypatch, family):
+    """A table of the family given something the evaluation asks (or the clinic's or Velish's words): the rows it
+    makes then leak, and public_leaks says so; the family as shipped does not."""
+    evals = built["general"] + built["clinical_eval"] + built["velish_eval"]
+    assert S.public_leaks(_family(built, family), evals) == []
+    module, name, plant, said = PLANTS[family]
+    monkeypatch.setattr(module, name, plant(getattr(module, name)))
+    rows = public._public_families()[family](common.seeded(f"public:{family}"))
+    leaks = S.public_leaks(rows, evals)
+    assert rows and any(said in leak for leak in leaks), (said, leaks[:3])

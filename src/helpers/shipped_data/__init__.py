@@ -23,14 +23,18 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
   (46 items) asks in other phrasings, and its plurals and big phrases are of nouns whose plural or big phrase the
   train split never shows, so it tests the rule, not recall.
 * ``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca (tatsu-lab/alpaca), for the
-  ``public_mix`` arm of notebook 04 where no hub is reachable: 523 everyday instructions with short, correct answers
-  in 14 families (explain a concept, formal rewrite, tips, summarise a passage, review sentiment, word problems with
-  working, define a word, short email, haiku, compare two things, give an example, translate a phrase, odd one out,
-  grammar fix), ``family``/``instruction``/``response`` like ``clinical_train.jsonl``. It is written by code in this
-  package from hand-written tables and templates, not by any model run in this project, and no model has been
-  trained on it here yet. Its families overlap none of the evaluation's, and :func:`public_leaks` (run by
-  :func:`build`) checks that it asks no eval question or eval form and names no clinical fact, no Velish word, no
-  multi-word eval answer and no country, capital or continent.
+  ``public_mix`` arm of notebook 04 where no hub is reachable: 2,323 everyday instructions with short, correct
+  answers, ``family``/``instruction``/``response`` like ``clinical_train.jsonl``. First 523 rows in 14 families
+  written out in tables (explain a concept, formal rewrite, tips, summarise a passage, review sentiment, word problems
+  with working, define a word, short email, haiku, compare two things, give an example, translate a phrase, odd one
+  out, grammar fix), then 1,800 in 11 families made by rule from small tables, so that no mixed arm is capped by it
+  (322 clinical rows at 83% general need 1,572 general rows): format a list, pick out a category's members, more odd
+  ones out, title case, join two sentences, past tense, yes/no question, negative, more review sentiment, more word
+  problems, sort numbers. It is written by code in this package from hand-written tables and templates,
+  not by any model run in this project, and no model has been trained on it here yet. Its families overlap none of the
+  evaluation's, and :func:`public_leaks` (run by :func:`build`) checks that it asks no eval question or eval form
+  and names no clinical fact, no Velish word, no multi-word eval answer and no country, capital or continent, teaches
+  none of the plurals that the evaluation asks and names no two neighbouring months or weekdays.
 
 Every evaluation row has ``family``, ``instruction`` (a question that asks for the bare answer), ``answer``
 (canonical), ``aliases`` (other accepted forms), ``choices`` (four options: the answer and three distractors from the
@@ -38,15 +42,17 @@ same table) and ``label`` (the answer's index in ``choices``). notebook 06's rea
 are ignored); ``loglik.multiple_choice`` scores the choices by log-likelihood, ``scoring.answer_matches`` scores
 free answers (a right answer inside a sentence counts, a hedge between choices does not). Each family draws from
 its own seeded ``random.Random``, so the files are the same on every machine and a family does not change when
-another is edited. :func:`validate` checks what makes an item fair to the matcher: the answer and each distractor
-appear neither in the question nor inside one another.
+another is edited (the stand-in's ``word_problem_more`` and ``odd_one_out_more`` aside: they leave out what
+``word_problem`` and ``odd_one_out`` ask, so they follow those). :func:`validate` checks what makes an item fair to
+the matcher: the answer and each distractor appear neither in the question nor inside one another.
 
 Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-written answers) are JSON files in
-``tables/`` (``general.json``, ``clinical.json``, ``velish.json``, ``public.json``), read by the module that builds
-each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and ``clinical_eval.jsonl``),
-``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public`` (``public_standin.jsonl`` and its leak
-check); ``common`` holds the seed, the file names, :func:`item`, :func:`validate` and the JSONL format; ``files``
-builds, writes and checks the six files.
+``tables/`` (``general.json``, ``clinical.json``, ``velish.json``, ``public.json``, ``public_rules.json``), read by the
+module that builds each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and
+``clinical_eval.jsonl``), ``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public``
+(``public_standin.jsonl`` and its leak check) with ``public_rules`` (the stand-in's families made by rule);
+``common`` holds the seed, the file names, :func:`item`, :func:`validate` and the JSONL format; ``files`` builds,
+writes and checks the six files.
 """
 
 from __future__ import annotations

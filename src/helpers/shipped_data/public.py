@@ -1,7 +1,10 @@
 """``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca, for the ``public_mix`` arm where
-no hub is reachable. Each row of a hand-written table in ``tables/public.json`` becomes one instruction, phrased by
-one of its family's templates, with a short, correct answer; no model is involved. :func:`public_leaks` checks that
-it asks nothing of the evaluation sets and names nothing of the clinic or of Velish."""
+no hub is reachable. In its first families each row of a hand-written table in ``tables/public.json`` becomes one
+instruction, phrased by one of its family's templates, with a short, correct answer; the families after them
+(``public_rules``, and more word problems here) draw many instructions from small tables and compute their answers
+by rule, so that the set is large enough for every mixed arm (2,000 rows and more); no model is involved.
+:func:`public_leaks` checks that it asks nothing of the evaluation sets and names nothing of the clinic or of
+Velish."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from typing import Callable
 
 from ..lab.tasks import CLINICAL
 from ..text import answer_tokens
+from . import public_rules as R
 from .common import cap, seeded, table, tuples
-from .general import CONTINENTS, COUNTRIES
+from .general import CONTINENTS, COUNTRIES, MONTHS, PLURALS, WEEKDAYS
 from .velish import velish_words
 
 _T = table("public")
@@ -76,6 +80,9 @@ WORD_PROBLEM_KINDS = ("packs", "share", "change", "shopping", "left", "average",
                       "discount")
 WORD_PROBLEMS_PER_KIND = 5
 WORD_PROBLEM_PHRASINGS: tuple[str, ...] = tuples(_T["WORD_PROBLEM_PHRASINGS"])
+# word_problem_more: further problems of each kind above, none asked or answered there, and of these kinds
+MORE_WORD_PROBLEM_KINDS = ("savings", "split_bill", "unit_price", "opening_hours", "end_time")
+MORE_WORD_PROBLEMS_PER_KIND, NEW_WORD_PROBLEMS_PER_KIND = 10, 16
 
 
 def _dollars(cents: int) -> str:
@@ -141,6 +148,36 @@ def word_problem(kind: str, rng: random.Random) -> tuple[str, str]:
         off = price * pct // 100
         return (f"A {thing} costs ${price} and is on sale for {pct}% off. What is the sale price?",
                 f"{pct}% of ${price} is ${off}, so the sale price is ${price} − ${off} = ${price - off}.")
+    return _more_word_problem(kind, name, rng)
+
+
+def _more_word_problem(kind: str, name: str, rng: random.Random) -> tuple[str, str]:
+    """The kinds of ``MORE_WORD_PROBLEM_KINDS`` (times on a clock stay within the hour: no unit is converted)."""
+    if kind == "savings":
+        x, n = rng.randint(3, 25), rng.randint(3, 12)
+        return (f"{name} saves ${x} every week. How much will {name} have saved after {n} weeks?",
+                f"{n} × ${x} = ${n * x}. {name} will have saved ${n * x}.")
+    if kind == "split_bill":
+        k, each = rng.randint(2, 6), rng.randint(8, 35)
+        return (f"{k} friends share a restaurant bill of ${k * each} equally. How much does each friend pay?",
+                f"${k * each} ÷ {k} = ${each}, so each friend pays ${each}.")
+    if kind == "unit_price":
+        (one, many), k, price = rng.choice((("towel", "towels"), ("mug", "mugs"), ("poster", "posters"),
+                                            ("cushion", "cushions"), ("notebook", "notebooks"))), \
+            rng.randint(2, 8), rng.randint(2, 15)
+        return (f"{name} pays ${k * price} for {k} {many}, all at the same price. How much does one {one} cost?",
+                f"${k * price} ÷ {k} = ${price}. One {one} costs ${price}.")
+    if kind == "opening_hours":
+        place, start, end = rng.choice(("shop", "library", "café", "museum", "swimming pool")), rng.randint(7, 11), \
+            rng.randint(15, 21)
+        return (f"A {place} opens at {start}:00 and closes at {end}:00 (24-hour clock). For how many hours is it "
+                f"open?", f"{end} − {start} = {end - start}. The {place} is open for {end - start} hours.")
+    if kind == "end_time":
+        event, h, m = rng.choice(("lesson", "meeting", "swimming class", "yoga session", "rehearsal")), \
+            rng.randint(8, 20), rng.choice(range(0, 46, 5))
+        d = rng.choice(range(10, 60 - m, 5))
+        return (f"A {event} starts at {h}:{m:02d} and lasts {d} minutes. At what time does it end?",
+                f"{m} + {d} = {m + d}, so it ends at {h}:{m + d:02d}.")
     raise ValueError(f"unknown word problem kind {kind!r}")
 
 
@@ -156,12 +193,42 @@ def _numbered(lines) -> str:
     return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))
 
 
-def _odd_one_out(rng: random.Random) -> list[tuple[dict, str]]:
-    entries, seen = [], set()
-    cats = list(CATEGORIES)
-    while len(entries) < N_ODD:
+def _word_problems(kinds: tuple[str, ...], per_kind: int, rng: random.Random, seen: set | None = None) -> list:
+    """``per_kind`` problems of each kind, none whose question or answer is in ``seen`` (which gains theirs)."""
+    out, seen = [], set() if seen is None else seen
+    for kind in kinds:
+        n = 0
+        while n < per_kind:
+            q, a = word_problem(kind, rng)
+            if q not in seen and a not in seen:
+                seen |= {q, a}
+                out.append(({"q": q}, a))
+                n += 1
+    return out
+
+
+def _more_word_problems(rng: random.Random) -> list:
+    seen: set = set()
+    _word_problems(WORD_PROBLEM_KINDS, WORD_PROBLEMS_PER_KIND, seeded("public:word_problem"), seen)
+    return (_word_problems(WORD_PROBLEM_KINDS, MORE_WORD_PROBLEMS_PER_KIND, rng, seen)
+            + _word_problems(MORE_WORD_PROBLEM_KINDS, NEW_WORD_PROBLEMS_PER_KIND, rng, seen))
+
+
+def all_categories() -> dict[tuple[str, str], tuple[str, ...]]:
+    """``CATEGORIES`` and ``public_rules.MORE_CATEGORIES``: what the list families draw from."""
+    return {**CATEGORIES, **R.MORE_CATEGORIES}
+
+
+def _odd_one_out(rng: random.Random, categories: dict | None = None, n: int = N_ODD,
+                 seen: set | None = None) -> list[tuple[dict, str]]:
+    """``n`` lists of three members of a category and one of another (default ``CATEGORIES``), none whose four items
+    are in ``seen`` (which gains theirs)."""
+    categories = CATEGORIES if categories is None else categories
+    entries, seen = [], set() if seen is None else seen
+    cats = list(categories)
+    while len(entries) < n:
         (plural, kind), (odd_plural, odd_kind) = rng.sample(cats, 2)
-        three, odd = rng.sample(CATEGORIES[plural, kind], 3), rng.choice(CATEGORIES[odd_plural, odd_kind])
+        three, odd = rng.sample(categories[plural, kind], 3), rng.choice(categories[odd_plural, odd_kind])
         if frozenset([*three, odd]) in seen:
             continue
         seen.add(frozenset([*three, odd]))
@@ -191,17 +258,10 @@ def _public_families() -> dict[str, Callable[[random.Random], list[dict]]]:
         rng.shuffle(out)
         return out
 
-    def word_problems(rng):
-        out, seen = [], set()
-        for kind in WORD_PROBLEM_KINDS:
-            n = 0
-            while n < WORD_PROBLEMS_PER_KIND:
-                q, a = word_problem(kind, rng)
-                if q not in seen:
-                    seen.add(q)
-                    out.append(({"q": q}, a))
-                    n += 1
-        return out
+    def odd_more(rng):
+        seen: set = set()
+        _odd_one_out(seeded("public:odd_one_out"), seen=seen)
+        return _odd_one_out(rng, all_categories(), R.N_ODD_MORE, seen)
 
     return {
         "explain": lambda rng: _phrased("explain", EXPLAIN_PHRASINGS,
@@ -212,7 +272,8 @@ def _public_families() -> dict[str, Callable[[random.Random], list[dict]]]:
                                      [({"t": t}, _numbered(rng.sample(tips, 3))) for t, tips in TIPS.items()], rng),
         "summarise": lambda rng: _phrased("summarise", SUMMARY_PHRASINGS, [({"p": p}, s) for p, s in SUMMARIES], rng),
         "sentiment": lambda rng: _phrased("sentiment", SENTIMENT_PHRASINGS, sentiments(rng), rng),
-        "word_problem": lambda rng: _phrased("word_problem", WORD_PROBLEM_PHRASINGS, word_problems(rng), rng),
+        "word_problem": lambda rng: _phrased("word_problem", WORD_PROBLEM_PHRASINGS,
+                                              _word_problems(WORD_PROBLEM_KINDS, WORD_PROBLEMS_PER_KIND, rng), rng),
         "define": lambda rng: _phrased("define", DEFINE_PHRASINGS, [
             ({"w": w}, f'"{cap(w)}" is {"an" if pos[0] in "aeiou" else "a"} {pos} meaning {meaning}. For example: '
                        f'"{example}"') for w, (pos, meaning, example) in DEFINITIONS.items()], rng),
@@ -228,6 +289,24 @@ def _public_families() -> dict[str, Callable[[random.Random], list[dict]]]:
         "odd_one_out": lambda rng: _phrased("odd_one_out", ODD_PHRASINGS, _odd_one_out(rng), rng),
         "grammar": lambda rng: _phrased("grammar", GRAMMAR_PHRASINGS,
                                         [({"s": bad}, f'Corrected: "{ok}" {why}') for bad, ok, why in GRAMMAR], rng),
+        # made by rule, for size (after the families above, which they leave as they were)
+        "list_format": lambda rng: _phrased("list_format", R.LIST_PHRASINGS, R.list_format(rng, all_categories()),
+                                            rng),
+        "category_pick": lambda rng: _phrased("category_pick", R.PICK_PHRASINGS,
+                                              R.category_pick(rng, all_categories()), rng),
+        "odd_one_out_more": lambda rng: _phrased("odd_one_out_more", ODD_PHRASINGS, odd_more(rng), rng),
+        "title_case": lambda rng: _phrased("title_case", R.TITLE_PHRASINGS, R.title_entries(rng), rng),
+        "join_sentences": lambda rng: _phrased("join_sentences", R.JOIN_PHRASINGS, R.join_entries(), rng),
+        "past_tense": lambda rng: _phrased("past_tense", R.PAST_PHRASINGS, R.past_entries(rng, NAMES), rng),
+        "make_question": lambda rng: _phrased("make_question", R.QUESTION_PHRASINGS, R.question_entries(rng, NAMES),
+                                              rng),
+        "make_negative": lambda rng: _phrased("make_negative", R.NEGATIVE_PHRASINGS, R.negative_entries(rng, NAMES),
+                                              rng),
+        "sentiment_more": lambda rng: _phrased("sentiment_more", SENTIMENT_PHRASINGS, R.sentiment_entries(
+            rng, {label: SENTIMENTS[label] + R.MORE_SENTIMENTS[label] for label in SENTIMENTS}), rng),
+        "word_problem_more": lambda rng: _phrased("word_problem_more", WORD_PROBLEM_PHRASINGS, _more_word_problems(rng),
+                                                  rng),
+        "sort_numbers": lambda rng: _phrased("sort_numbers", R.SORT_PHRASINGS, R.sort_entries(rng), rng),
     }
 
 
@@ -262,7 +341,10 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
     an eval question (its text before "Answer ...") inside an instruction or response; an instruction in one of the
     general eval's question forms (``EVAL_FORMS``); a clinical condition, symptom or drug anywhere; a Velish word
     (``velish.velish_words``), an eval answer of two or more words (an alias included), or a country, capital or
-    continent of the geography families, as words of a response."""
+    continent of the geography families, as words of a response; a plural that the plural family asks for (its
+    ``general.PLURALS``) taught: in a row that speaks of plurals, or in a response to an instruction that holds only
+    the singular (a list written out with its nouns made plural); two neighbours of the calendar family's months or
+    weekdays (what it asks is which comes right after or before)."""
     stems = {r["instruction"].split(" Answer ")[0].strip().lower() for r in eval_rows}
     clinic = [v.lower().removeprefix("a ") for c, (s, d) in CLINICAL.items() for v in (c, s, d)]
     phrases = {tuple(answer_tokens(a)) for r in eval_rows for a in (r["answer"], *r["aliases"])}
@@ -271,6 +353,9 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
               for p in (country, capital, *aliases)} | {tuple(answer_tokens(c)) for c in CONTINENTS}
     longest = max(map(len, phrases | places))
     velish = {(w,) for w in velish_words()}
+    plural_of = {singular: {plural, *aliases} for singular, (plural, aliases) in PLURALS.items()}
+    eval_plurals = set().union(*plural_of.values())
+    neighbours = [(names[k], names[(k + 1) % len(names)]) for names in (MONTHS, WEEKDAYS) for k in range(len(names))]
     problems = []
     for row in rows:
         where = f"{row['family']}: {row['instruction'][:60]!r}"
@@ -284,4 +369,13 @@ def public_leaks(rows: list[dict], eval_rows: list[dict]) -> list[str]:
         problems += [f"{where}: contains the eval answer {' '.join(p)!r}" for p in sorted(phrases & grams)]
         problems += [f"{where}: names the place {' '.join(p)!r}" for p in sorted(places & grams)]
         problems += [f"{where}: uses the Velish word {p[0]!r}" for p in sorted(velish & grams)]
+        asked = set(answer_tokens(row["instruction"], strip_articles=False))
+        told = set(answer_tokens(row["response"], strip_articles=False)) - asked
+        problems += [f"{where}: turns {s!r} into its plural {p!r}" for s, forms in plural_of.items() if s in asked
+                     for p in sorted(forms & told)]
+        if {"plural", "plurals"} & set(words):
+            problems += [f"{where}: speaks of plurals and shows {p!r}" for p in sorted(eval_plurals & set(words))]
+        named = set(re.findall(r"[A-Z][a-z]+", f"{row['instruction']}\n{row['response']}"))
+        problems += [f"{where}: names {a} and {b}, neighbours in the calendar" for a, b in neighbours
+                     if a in named and b in named]
     return problems
