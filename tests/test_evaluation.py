@@ -310,3 +310,15 @@ def test_answers_cut_off_are_a_warning(capsys):
         "base: 3 of 10 domain answers were cut off at answer_max_new_tokens = 16 and count as wrong; raise "
         "answer_max_new_tokens"]
     assert capsys.readouterr().out.startswith("WARNING: base: 3 of 10 domain answers")
+
+
+def test_the_report_shows_each_arms_training_dose_beside_its_scores(outputs):
+    r = small_run(8, {"domain_only": (0.5, 0.8), "ours": (0.895, 0.79)})
+    training = {"model": "base", "setup": {"quantization": "nf4", "compute_dtype": "float32", "device": "cpu"},
+                "hp": {"lora_rank": 16, "max_steps": 30, "train_batch_size": 4, "learning_rate": 3e-3,
+                       "train_embeddings": False, "budget": "domain_epochs", "domain_epochs": 4}, "seeds": [0],
+                "arms": {"domain_only": [{"steps": 10, "domain_exposures": 4.0, "tokens_seen": 1200}],
+                         "ours": [{"steps": 60, "domain_exposures": 4.0, "tokens_seen": 7400}]}}
+    text = report.report("r", r, training, []).read_text()
+    assert "until each arm has seen each of its domain rows 4 times" in text
+    assert "| 1 | 10 | 4 | 1,200 |" in text and "| 1 | 60 | 4 | 7,400 |" in text and "| 1 | - | - | - |" in text

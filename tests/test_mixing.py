@@ -25,7 +25,8 @@ def test_arms_share_domain_rows_and_size():
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(500)]}
     arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
     assert plan.pop("warnings")[0].startswith("only 30 of the 50 domain rows are used")
-    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}, "ablation": {}}
+    assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}, "ablation": {},
+                    "general_reused": {}}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
            for name, rows in arms.items() if name != "domain_only"}
@@ -111,18 +112,22 @@ def test_unused_domain_rows_are_a_warning_with_the_fix(capsys):
     assert plan["warnings"] == [] and capsys.readouterr().out.startswith("NOTE: only 20 of the 150")
 
 
-def test_the_smallest_general_pool_sets_the_sizes_so_no_mixed_arm_repeats_rows(capsys):
-    """A small public set (the real track's offline stand-in) limits every arm alike instead of failing public_mix
-    or repeating its rows; the warning names the set that limits."""
+def test_a_small_public_set_is_reused_instead_of_capping_every_arm(capsys):
+    """Issue 22: the real track's 523-row public stand-in capped every arm, so 215 of 322 clinical rows went unused.
+    Now ours' pool sets the sizes; public_mix reuses its rows to that size, and a warning says how often."""
     domain = [{"messages": msgs(f"d{i}", "a")} for i in range(150)]
     general = {"public_mix": [{"messages": msgs(f"p{i}", "a")} for i in range(83)],
-               "ours": [{"messages": msgs(f"g{i}", "a")} for i in range(400)]}
+               "ours": [{"messages": msgs(f"g{i}", "a")} for i in range(800)]}
     arms, plan = mixing.build_arms(domain, general, 0.83)
-    assert (plan["n_domain"], plan["n_general"]) == (17, 83)
-    for name in ("public_mix", "ours"):
-        general_rows = [r["messages"][0]["content"] for r in arms[name] if r["source"] == "general"]
-        assert len(general_rows) == len(set(general_rows)) == 83
-    assert "public_mix has 83" in plan["warnings"][0] and "give public_mix a larger general set" in plan["warnings"][0]
+    assert (plan["n_domain"], plan["n_general"], plan["n_domain_unused"]) == (150, 732, 0)
+    assert plan["general_reused"] == {"public_mix": 8.82}
+    public = Counter(r["messages"][0]["content"] for r in arms["public_mix"] if r["source"] == "general")
+    assert len(public) == 83 and set(public.values()) == {8, 9}  # every row used, none more than once extra
+    ours = [r["messages"][0]["content"] for r in arms["ours"] if r["source"] == "general"]
+    assert len(ours) == len(set(ours)) == 732
+    assert plan["warnings"] == ["public_mix has 83 general rows for the 732 of every mixed arm: each is used about "
+                                "8.8 times (its arm compares less varied general data); give it a larger set to "
+                                "compare at full variety"]
 
 
 def test_ablation_arms_take_ours_size_without_setting_it():

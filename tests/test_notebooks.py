@@ -167,6 +167,12 @@ def test_the_real_track_runs_end_to_end_on_real_smollm2(outputs):
     m05 = json.loads((run / "05_training" / "metrics.json").read_text())
     arm = json.loads((run / "05_training" / "arms" / "ours" / "seed0" / "metrics.json").read_text())
     assert arm["loss_format"] == "prompt_completion" and m05["setup"]["quantization"] == "nf4"
+    # equal domain exposure (domain_epochs = 1, batches of 2): ours, half general rows, trains one step per domain
+    # row, domain_only (its domain rows repeated to the same size) half as many, rounded up
+    only, n_domain = m05["arms"]["domain_only"][0], arm["domain_rows"]
+    assert (arm["steps"], only["steps"], only["domain_rows"]) == (n_domain, -(-n_domain // 2), n_domain)
+    assert arm["domain_exposures"] == 1 and 1 <= only["domain_exposures"] <= 1 + 2 / n_domain  # a batch rounds up
+    assert arm["tokens_seen"] > only["tokens_seen"] > 0
     results = json.loads((run / "06_evaluation" / "results.json").read_text())
     assert results["answer_match"] == "lenient" and results["n_general"] == 10
     for name in ("domain_only", "ours"):

@@ -16,7 +16,7 @@ from helpers.lab import standins, zoo
 BASE = str(zoo.ZOO_DIR / "base")
 # notebook 05's parameters, under their own names
 HP = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", train_embeddings=True,
-          max_steps=3, train_batch_size=4, learning_rate=1e-3, max_length=64)
+          max_steps=3, train_batch_size=4, learning_rate=1e-3, max_length=64, budget="steps", domain_epochs=0)
 CPU_NF4 = models.Setup("cpu", "float32", "nf4")
 CPU_PLAIN = models.Setup("cpu", "float32", "none")
 
@@ -161,13 +161,46 @@ def test_loss_is_logged_at_the_last_step(tmp_path):
     assert steps[:2] == [2, 4] and steps[-1] == 31
 
 
-def test_conversations_longer_than_max_length_are_counted():
+def test_conversations_are_measured_in_tokens_under_the_template():
     tok = standins.tokenizer("qwen2_5")
     short = {"messages": [{"role": "user", "content": "sort 3 1"}, {"role": "assistant", "content": "1 3"}]}
     long = {"messages": [{"role": "user", "content": " ".join(["sort 3 1"] * 40)}, {"role": "assistant", "content": "1 3"}]}
-    ds = Dataset.from_list([short, long, short])
-    n = len(tok.apply_chat_template(long["messages"], tokenize=True, return_dict=False))
-    assert qt.count_truncated(tok, ds, n - 1) == 1 and qt.count_truncated(tok, ds, n) == 0
+    lengths = qt.token_lengths(tok, Dataset.from_list([short, long, short]))
+    assert lengths[0] == lengths[2] < lengths[1] == len(tok.apply_chat_template(long["messages"], tokenize=True,
+                                                                                 return_dict=False))
+
+
+def budget_rows(n_domain: int, n_general: int, repeat: int = 1):
+    msgs = [[{"role": "user", "content": f"d{i}"}, {"role": "assistant", "content": "a"}] for i in range(n_domain)]
+    general = [[{"role": "user", "content": f"g{i}"}, {"role": "assistant", "content": "b"}] for i in range(n_general)]
+    rows = msgs * repeat + general
+    return ["domain"] * (n_domain * repeat) + ["general"] * n_general, rows
+
+
+def test_equal_domain_exposure_gives_the_mixed_arm_more_steps():
+    """Issue 22: at equal steps domain_only (its 10 domain rows repeated to 60) sees each domain row 6 times as often
+    as a mixed arm (10 domain + 50 general rows); at equal exposure both see each 4 times."""
+    steps = qc.from_parameters(CPU_NF4, BASE, {**HP, "max_steps": 30, "train_batch_size": 4})
+    exposure = qc.from_parameters(CPU_NF4, BASE, {**HP, "max_steps": 30, "train_batch_size": 4,
+                                                  "budget": "domain_epochs", "domain_epochs": 4})
+    only, mixed = budget_rows(10, 0, repeat=6), budget_rows(10, 50)
+    assert qc.arm_steps(steps, *only) == {"steps": 30, "domain_rows": 10, "domain_exposures": 12.0}
+    assert qc.arm_steps(steps, *mixed) == {"steps": 30, "domain_rows": 10, "domain_exposures": 2.0}
+    assert qc.arm_steps(exposure, *only) == {"steps": 10, "domain_rows": 10, "domain_exposures": 4.0}
+    assert qc.arm_steps(exposure, *mixed) == {"steps": 60, "domain_rows": 10, "domain_exposures": 4.0}
+    with pytest.raises(ValueError, match=r"domain_epochs = 0: with budget = 'domain_epochs' it must be above 0"):
+        qc.check_hp({**HP, "budget": "domain_epochs", "domain_epochs": 0})
+    with pytest.raises(ValueError, match=r"budget = 'epochs': must be one of \('steps', 'domain_epochs'\)"):
+        qc.check_hp({**HP, "budget": "epochs"})
+
+
+def test_an_arm_with_its_own_steps_stretches_the_schedule():
+    r = recipe({**HP, "max_steps": 300})  # warm-up 10 steps, a loss logged every 10 (notebook 05's cell)
+    speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0)
+    args = qc.arm_sft_config(r.sft, Path("/o"), 0, speed, True, progress=False, steps=900)
+    assert (args.max_steps, args.warmup_steps, args.logging_steps) == (900, 30, 30)
+    assert qc.arm_sft_config(r.sft, Path("/o"), 0, speed, True, progress=False, steps=300).to_dict() == \
+        qc.arm_sft_config(r.sft, Path("/o"), 0, speed, True, progress=False).to_dict()
 
 
 @pytest.mark.slow
@@ -332,7 +365,8 @@ def test_the_notebooks_config_cells_build_what_from_parameters_builds(setup, cha
     params = {**pipeline.notebook_parameters(repo_root() / "notebooks" / "05_qlora_training.ipynb"), **change}
     ns = _notebook_configs(params, setup, BASE)
     built = qc.from_parameters(setup, BASE, {k: params[k] for k in qc.HP})
-    cells = qc.Recipe(ns["bnb_config"], ns["lora_config"], ns["sft_config"], params["embedding_rows"])
+    cells = qc.Recipe(ns["bnb_config"], ns["lora_config"], ns["sft_config"], params["embedding_rows"],
+                      params["budget"], params["domain_epochs"])
     assert cells.given() == built.given() and cells.hp == built.hp == {k: params[k] for k in qc.HP}
     assert (cells.bnb is None) == (setup.quantization == "none")
 

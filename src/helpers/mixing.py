@@ -150,8 +150,10 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     rows as that share needs (reused when the pool is short), for the ratio sweep in notebook 06. The plan's
     ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share.
 
-    Domain rows left unused (too few general rows to balance them at ``general_share``) are a warning, or a note
-    where that is by design (``unused_domain_expected``: the lab's domain pool is larger than its general pool).
+    The arms' sizes follow ``ours``' pool (or the smallest pool without ``ours``); another arm's smaller pool is
+    reused to that size, a warning (``general_reused`` in the plan: how often each row is used). Domain rows left
+    unused (too few general rows to balance them at ``general_share``) are a warning, or a note where that is by
+    design (``unused_domain_expected``: the lab's domain pool is larger than its general pool).
 
     ``ablation`` maps an arm name to ``(rows, cluster ids, cluster shares or None, exact_shares)``: arms of the same
     size as ``ours``, sampled like it (by the shares given, else uniformly), that do not set the sizes: a pool
@@ -160,18 +162,25 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     ``sdft`` adds ``sdft`` and ``sdft_ours``: the rows of ``domain_only`` and ``ours``, which notebook 05 trains with
     self-distillation (SDFT) instead of SFT (``arms.ARMS``' ``method``)."""
     rng = random.Random(seed)
-    smallest = min(general, key=lambda name: len(general[name]))  # every mixed arm gets the same general rows count
-    plan = sizes(len(domain), len(general[smallest]), general_share, n_domain)
-    fix = ("generate more general rows (n_samples in 01, samples in 02)" if smallest == "ours"
-           else f"give {smallest} a larger general set")
+    # every mixed arm gets the same general rows count, set by the method's own pool (`ours`): a baseline's smaller
+    # pool (a small public set) is reused to that size rather than capping every arm and dropping domain rows
+    sizer = "ours" if "ours" in general else min(general, key=lambda name: len(general[name]))
+    plan = sizes(len(domain), len(general[sizer]), general_share, n_domain)
+    fix = ("generate more general rows (n_samples in 01, samples in 02)" if sizer == "ours"
+           else f"give {sizer} a larger general set")
     unused = (f"only {plan['n_domain']} of the {len(domain)} domain rows are used: at general_share={general_share} "
-              f"they need {plan['n_general']} general rows in every mixed arm, {smallest} has {len(general[smallest])}"
+              f"they need {plan['n_general']} general rows in every mixed arm, {sizer} has {len(general[sizer])}"
               f", and more domain rows would need more. To use more domain data, {fix} or lower general_share")
+    short = {name: len(pool) for name, pool in general.items() if 0 < len(pool) < plan["n_general"]}
+    reused = {f"{name} has {n} general rows for the {plan['n_general']} of every mixed arm: each is used about "
+              f"{plan['n_general'] / n:.1f} times (its arm compares less varied general data); give it a larger set "
+              "to compare at full variety": True for name, n in short.items()}
     few = (f"the arms hold only {plan['n_domain']} domain row(s), so domain_only repeats each about "
            f"{plan['total'] // max(plan['n_domain'], 1)} times and the domain results rest on that few facts; bring at "
            f"least {FEW_DOMAIN_ROWS} domain rows for results that say something")
     plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected,
-                                few: plan["n_domain"] < FEW_DOMAIN_ROWS})
+                                few: plan["n_domain"] < FEW_DOMAIN_ROWS, **reused})
+    plan["general_reused"] = {name: round(plan["n_general"] / n, 2) for name, n in short.items()}
     if plan["n_domain_unused"] and unused_domain_expected:
         print(f"NOTE: {unused}.")
     domain_rows = rng.sample(domain, plan["n_domain"])
@@ -184,9 +193,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     for name, pool in general.items():
         if name == "ours" and cluster_shares:
             picked = stratified_sample(pool, ours_clusters, cluster_shares, plan["n_general"], seed)
+        elif not pool:
+            raise ValueError(f"arm {name!r}: no general rows")
+        elif name in short:
+            picked = _pick(pool, None, None, plan["n_general"], seed)  # reused, as the warning says
         else:
-            if len(pool) < plan["n_general"]:
-                raise ValueError(f"arm {name!r}: {len(pool)} general rows, {plan['n_general']} needed")
             picked = random.Random(seed + 1).sample(pool, plan["n_general"])
         arms[name] = with_domain(picked)
     plan["ablation"] = {}

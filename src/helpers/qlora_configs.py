@@ -30,8 +30,9 @@ warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecate
 
 # Notebook 05's parameters that decide an adapter, under their own names (recorded as the stage's ``hp``)
 HP = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "embedding_rows", "max_steps",
-      "train_batch_size", "learning_rate", "max_length")
+      "train_batch_size", "learning_rate", "max_length", "budget", "domain_epochs")
 EMBEDDING_ROWS = ("all", "domain")
+BUDGETS = ("steps", "domain_epochs")  # every arm max_steps steps, or every arm its domain rows domain_epochs times
 
 
 def check_hp(hp: dict) -> None:
@@ -48,6 +49,13 @@ def check_hp(hp: dict) -> None:
     if hp.get("embedding_rows", "all") not in EMBEDDING_ROWS:
         raise ValueError(f"embedding_rows = {hp['embedding_rows']!r}: must be one of {EMBEDDING_ROWS} "
                          "(notebook 05's parameters)")
+    if hp.get("budget", "steps") not in BUDGETS:
+        raise ValueError(f"budget = {hp['budget']!r}: must be one of {BUDGETS} (notebook 05's parameters)")
+    epochs = hp.get("domain_epochs", 0)
+    if hp.get("budget") == "domain_epochs" and (not isinstance(epochs, (int, float)) or isinstance(epochs, bool)
+                                                 or epochs <= 0):
+        raise ValueError(f"domain_epochs = {epochs!r}: with budget = 'domain_epochs' it must be above 0, the times "
+                         "each arm sees each of its domain rows (notebook 05's parameters)")
     if hp.get("embedding_rows", "all") == "domain" and not hp.get("train_embeddings"):
         raise ValueError("embedding_rows = 'domain' needs train_embeddings = True: it chooses which embedding rows "
                          "train (notebook 05's parameters)")
@@ -77,13 +85,16 @@ SHARED_WITH_SDFT = ("max_steps", "per_device_train_batch_size", "learning_rate",
 
 @dataclass(frozen=True)
 class Recipe:
-    """What every arm trains with: notebook 05's three config objects and ``embedding_rows`` (which rows of a
-    trained embedding change). ``bnb`` is None for plain LoRA on the unquantised base."""
+    """What every arm trains with: notebook 05's three config objects, ``embedding_rows`` (which rows of a
+    trained embedding change) and the training budget (``budget``, ``domain_epochs``: ``arm_steps``). ``bnb`` is None
+    for plain LoRA on the unquantised base."""
 
     bnb: object  # transformers.BitsAndBytesConfig or None
     lora: object  # peft.LoraConfig
     sft: object  # trl.SFTConfig
     embedding_rows: str = "all"
+    budget: str = "steps"
+    domain_epochs: float = 0
 
     @property
     def hp(self) -> dict:
@@ -93,7 +104,8 @@ class Recipe:
                 "target_modules": targets if isinstance(targets, str) else sorted(targets),
                 "train_embeddings": bool(lora.modules_to_save), "embedding_rows": self.embedding_rows,
                 "max_steps": sft.max_steps, "train_batch_size": sft.per_device_train_batch_size,
-                "learning_rate": sft.learning_rate, "max_length": sft.max_length}
+                "learning_rate": sft.learning_rate, "max_length": sft.max_length, "budget": self.budget,
+                "domain_epochs": self.domain_epochs}
 
     def given(self) -> dict:
         """Every setting of the three configs that differs from the library's defaults (what the cells set, and
@@ -136,7 +148,28 @@ def from_parameters(setup: Setup, base_path: str, hp: dict) -> Recipe:
                     logging_steps=math.ceil(steps / 30), max_length=hp["max_length"],
                     bf16=setup.compute_dtype == "bfloat16", fp16=setup.compute_dtype == "float16",
                     use_cpu=setup.device == "cpu", save_strategy="no", report_to=[])
-    return Recipe(bnb_config(setup), lora, sft, hp.get("embedding_rows", "all"))
+    return Recipe(bnb_config(setup), lora, sft, hp.get("embedding_rows", "all"), hp.get("budget", "steps"),
+                  hp.get("domain_epochs", 0))
+
+
+def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
+    """An arm's training budget from its rows (``sources``: each row's ``source``, "domain" or "general"; ``rows``:
+    the rows, to count the distinct domain ones): its ``steps``, its ``domain_rows`` (distinct) and how many times
+    training shows it each of them (``domain_exposures``).
+
+    ``budget = "steps"``: every arm trains the SFTConfig's ``max_steps``, so ``domain_only`` (all domain rows) sees
+    each domain row about six times as often as an arm that is 83% general rows. ``"domain_epochs"``: every arm
+    trains until it has seen each of its domain rows ``domain_epochs`` times, as an epoch-based SFT run does: a mixed
+    arm trains on all its rows that many times (more steps), ``domain_only`` on its distinct domain rows."""
+    batch = recipe.sft.per_device_train_batch_size
+    domain = [json.dumps(r, sort_keys=True, default=str) for r, s in zip(rows, sources) if s == "domain"]
+    distinct = len(set(domain))
+    if recipe.budget == "steps" or not domain:
+        steps = recipe.sft.max_steps
+    else:
+        steps = max(1, math.ceil(recipe.domain_epochs * distinct * len(rows) / (len(domain) * batch)))
+    exposures = steps * batch * len(domain) / len(rows) / distinct if distinct else 0.0
+    return {"steps": steps, "domain_rows": distinct, "domain_exposures": round(exposures, 2)}
 
 
 def check(recipe: Recipe, setup: Setup) -> None:
@@ -148,10 +181,19 @@ def check(recipe: Recipe, setup: Setup) -> None:
                          "exactly when setup.quantization is 'none')")
 
 
-def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_only_loss: bool, progress: bool = True):
+def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_only_loss: bool, progress: bool = True,
+                   steps: int | None = None):
     """Notebook 05's ``SFTConfig`` for one arm and seed (``PER_ARM``): its output folder and seed, the loss on the
-    assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says."""
+    assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says,
+    and its ``steps`` (``arm_steps``): where they differ from the config's ``max_steps``, the warm-up and the logging
+    interval, when given in steps, stretch with them."""
+    schedule = {}
+    if steps is not None and steps != sft.max_steps:
+        def stretch(value):
+            return value if 0 < value < 1 else max(1 if value else 0, round(value * steps / sft.max_steps))
+        schedule = {"max_steps": steps, "warmup_steps": stretch(sft.warmup_steps),
+                    "logging_steps": stretch(sft.logging_steps)}
     return replace(sft, output_dir=str(output_dir), seed=seed, data_seed=seed, disable_tqdm=not progress,
                    assistant_only_loss=assistant_only_loss, activation_checkpointing=bool(speed.checkpointed_layers),
-                   activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger)
+                   activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger, **schedule)
 

@@ -35,7 +35,7 @@ import torch
 from . import arms
 from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
-from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, check
+from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check
 from .runs import read_json, require, save_figure, stage_dir, write_json
 from .speed import Speed, cast_adapters, numerics, partial_checkpointing_callback, speed_plan, text_config
 
@@ -147,15 +147,16 @@ def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=No
 
 
 def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, output_dir: Path,
-                 progress: bool = True, speed: Speed | None = None):
+                 progress: bool = True, speed: Speed | None = None, steps: int | None = None):
     """An ``SFTTrainer`` for one arm: the recipe's base model (4-bit or not), LoRA and SFT configs, loss on the
-    answers (``loss_format``), adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``)."""
+    answers (``loss_format``), adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``), and
+    ``steps`` (the arm's budget, ``arm_steps``; default: the SFTConfig's ``max_steps``)."""
     from trl import SFTTrainer
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset)
     fmt = loss_format(tokenizer)
-    args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress)
+    args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress, steps)
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
     if fmt == "prompt_completion":
         dataset = to_prompt_completion(dataset)
@@ -205,7 +206,7 @@ def sdft_completion_length(max_length: int) -> int:
 
 
 def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, output_dir: Path,
-                      progress: bool = True, speed: Speed | None = None):
+                      progress: bool = True, speed: Speed | None = None, steps: int | None = None):
     """TRL's ``SDFTTrainer`` for one arm, with the SFT arms' base model, LoRA, seed and speed plan and the Trainer
     settings of their ``SFTConfig`` (``SHARED_WITH_SDFT``: steps, batch, learning rate, schedule, precision), and
     ``SDFT``'s own settings."""
@@ -216,7 +217,7 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset)
-    sft = recipe.sft
+    sft = arm_sft_config(recipe.sft, output_dir, seed, speed, False, progress, steps)  # its steps and schedule
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
                       data_seed=seed, disable_tqdm=not progress, activation_checkpointing=bool(speed.checkpointed_layers),
                       max_prompt_length=sft.max_length, max_completion_length=sdft_completion_length(sft.max_length),
@@ -239,11 +240,9 @@ def library_versions() -> dict[str, str]:
     return {name: get(name) for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
 
 
-def count_truncated(tokenizer, dataset, max_length: int) -> int:
-    """How many conversations of ``dataset`` are longer than ``max_length`` tokens under the chat template."""
-    lengths = (len(tokenizer.apply_chat_template(row, tokenize=True, return_dict=False))
-               for row in dataset["messages"])
-    return sum(n > max_length for n in lengths)
+def token_lengths(tokenizer, dataset) -> list[int]:
+    """Each conversation's length in tokens under the chat template."""
+    return [len(tokenizer.apply_chat_template(row, tokenize=True, return_dict=False)) for row in dataset["messages"]]
 
 
 
@@ -348,9 +347,11 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         return restored
     hp, max_length = recipe.hp, recipe.sft.max_length
     speed = speed_plan(base_path, setup, hp, memory_budget_gib)
+    budget = arm_steps(recipe, dataset["source"], dataset["messages"])
     build = make_sdft_trainer if method == "sdft" else make_trainer
-    trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed)
-    n_truncated = count_truncated(trainer.processing_class, dataset, max_length)
+    trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
+    lengths = token_lengths(trainer.processing_class, dataset)
+    n_truncated = sum(n > max_length for n in lengths)
     versions = library_versions()
     if n_truncated:
         warnings.warn(f"arm {arm!r}: {n_truncated} of {len(dataset)} conversations are longer than max_length = "
@@ -369,7 +370,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         del trainer
         torch.cuda.empty_cache()
         speed = replace(speed, checkpointed_layers=speed.layers)
-        trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed)
+        trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
         start = time.perf_counter()
         trainer.train()
     seconds = time.perf_counter() - start
@@ -384,6 +385,9 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["train_batch_size"], "n_rows": len(dataset),
+        "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
+        "tokens_seen": round(trainer.state.global_step * hp["train_batch_size"]
+                             * sum(min(n, max_length) for n in lengths) / len(lengths)),
         "n_truncated": n_truncated,
         "loss_format": "sdft" if method == "sdft" else
         "messages" if trainer.args.assistant_only_loss else "prompt_completion",

@@ -147,21 +147,35 @@ def _points(m: dict, key: str) -> str:
 def _setup_lines(results: dict, training: dict) -> list[str]:
     setup, hp = training["setup"], training["hp"]
     rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
+    budget = (f"{hp['max_steps']} steps of batch {hp['train_batch_size']} for every arm"
+              if hp.get("budget", "steps") == "steps" else
+              f"batches of {hp['train_batch_size']} until each arm has seen each of its domain rows "
+              f"{hp['domain_epochs']} times (equal domain exposure; each arm's steps below)")
     return [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
-            f"{setup['device']}; LoRA rank {hp['lora_rank']}, {hp['max_steps']} steps of batch "
-            f"{hp['train_batch_size']}, learning rate {hp['learning_rate']}, embeddings trained: "
+            f"{setup['device']}; LoRA rank {hp['lora_rank']}, {budget}, learning rate {hp['learning_rate']}, "
+            "embeddings trained: "
             f"{hp['train_embeddings']}{rows}; seeds {training['seeds']}. Held-out sets: {results['n_general']} general, "
             f"{results['n_domain']} domain instructions; greedy decoding, {results.get('answer_match', 'exact')} "
             "match.", ""]
 
 
-def _main_table(results: dict) -> list[str]:
+def _dose(training: dict, arm: str) -> str:
+    """``steps | domain exposures | tokens`` of an arm's training (its first seed's; seeds train alike), as notebook 05
+    recorded them; ``-`` for the base, or for runs from before they were recorded."""
+    trained = (training.get("arms", {}).get(arm) or [{}])[0]
+    cells = [trained.get("steps"), trained.get("domain_exposures"), trained.get("tokens_seen")]
+    return " | ".join("-" if c is None else f"{c:,}" if isinstance(c, int) else f"{c:g}" for c in cells)
+
+
+def _main_table(results: dict, training: dict) -> list[str]:
     lines = ["| model | general | domain | forgetting (points) | general questions seen in training | "
-             "forgetting on the unseen ones (points) | seeds |", "|---|---|---|---|---|---|---|"]
+             "forgetting on the unseen ones (points) | seeds | steps | times each domain row was seen | tokens seen |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in model_rows(results):
         seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
         lines.append(f"| {label(name, m)} | {_pm(m, 'general_accuracy')} | {_pm(m, 'domain_accuracy')} | "
-                     f"{_points(m, 'forgetting')} | {seen} | {_points(m, 'forgetting_unseen')} | {m.get('n_seeds', 1)} |")
+                     f"{_points(m, 'forgetting')} | {seen} | {_points(m, 'forgetting_unseen')} | {m.get('n_seeds', 1)} "
+                     f"| {_dose(training, name)} |")
     return lines
 
 
@@ -273,7 +287,7 @@ def report(run_name: str, results: dict, training: dict, figures: list[str], war
     """``outputs/<run>/report.md``: what was trained, the results tables, how sure they are, the warnings of every
     notebook (``warnings``: notebook 06's own) and the targets' verdicts."""
     lines = [f"# Run `{run_name}`: forgetting and its mitigation", "", *_setup_lines(results, training),
-             *_main_table(results), *_mc_kl_table(results), *_notes(results), *_sets_table(results),
+             *_main_table(results, training), *_mc_kl_table(results), *_notes(results), *_sets_table(results),
              *_ablation_lines(results), *_warning_lines(run_name, list(warnings)), *_target_lines(results),
              "## Figures", "", *[f"![{f}]({STAGE}/{f})" for f in figures]]
     path = run_dir(run_name) / "report.md"
