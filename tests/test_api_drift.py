@@ -280,3 +280,19 @@ def test_papermill_reaches_the_kernel_manager_class_and_ipc_transport():
     from helpers import execute
 
     assert execute.kernel_manager()().transport == "ipc"
+
+
+def test_the_cache_calls_of_the_shared_prefix_scorer():
+    """helpers/loglik.py: _shared_batch() -- the forward keywords it passes (the Llama-style models of
+    SHARED_PREFIX_TYPES), the cache the first pass returns, and the method that repeats it per option."""
+    import torch
+    from transformers import Cache, DynamicCache, LlamaForCausalLM, Qwen2ForCausalLM
+
+    for cls in (LlamaForCausalLM, Qwen2ForCausalLM):
+        assert {"input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache",
+                "logits_to_keep"} <= params_of(cls.forward), cls.__name__
+    assert list(inspect.signature(Cache.batch_select_indices).parameters) == ["self", "indices"]
+    cache = DynamicCache()
+    cache.update(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1), 0)
+    cache.batch_select_indices(torch.tensor([0, 0, 1]))  # repeats rows: one copy of a context per option
+    assert cache.layers[0].keys.flatten().tolist() == [0.0, 0.0, 1.0]

@@ -87,6 +87,86 @@ def test_multiple_choice_with_a_bos_tokenizer():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Shared prefix: each prompt run once, its options scored from the KV cache (the full pass is the reference)
+# ----------------------------------------------------------------------------------------------------------------
+def _max_gap(a, b):
+    assert [len(x) for x in a] == [len(y) for y in b]
+    return max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v))
+
+
+def test_shared_prefix_scores_equal_the_full_pass_on_the_lab_model(base):
+    """Items of 2-5 options (one- and several-token), prompts of different lengths (one repeated), batch sizes that
+    split an item's options across batches or a batch across items: the numbers of the full pass to 1e-4."""
+    model, tok = base
+    questions = ["What is 2 plus 3?", "Name the colour of the sky on a clear summer day, in one word please.",
+                 "Hi", "Which animal barks and is a common pet in many homes around the world?", "What is 2 plus 3?"]
+    prompts = [render_prompt(tok, q) for q in questions] + [loglik.plain_prompt("Capital of France?")]
+    options = [["5", "6"], ["blue", "green", "red", "a very long answer indeed"], ["hello", "bye", "x", "yy", "zzz"],
+               ["dog", "cat", "cow"], ["five", "4", "six"], ["Paris", "Lyon", "Nice", "Lille"]]
+    assert loglik.SHARED_PREFIX_TYPES >= {model.config.model_type}
+    for delimiter in ("", " "):
+        reference = loglik.option_logprobs(model, tok, prompts, options, delimiter=delimiter, shared_prefix=False)
+        assert all(v < 0 for r in reference for v in r)
+        for batch_size in (1, 3, 4, 64):
+            shared = loglik.option_logprobs(model, tok, prompts, options, delimiter=delimiter, batch_size=batch_size,
+                                            shared_prefix=True)
+            assert _max_gap(shared, reference) < 1e-4, (delimiter, batch_size)
+    default = loglik.option_logprobs(model, tok, prompts, options, batch_size=4)  # the default path is the shared one
+    assert default == loglik.option_logprobs(model, tok, prompts, options, batch_size=4, shared_prefix=True)
+
+
+def test_shared_prefix_batches_bound_rows_and_keep_contexts_whole():
+    contexts = [(1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)]
+    n_options = dict(zip(contexts, [2, 5, 3, 1]))
+    width = dict.fromkeys(contexts, 1)
+    got = list(loglik._context_batches(contexts, n_options, width, 4, 10, 1 << 20))
+    assert got == [[(1,)], [(1, 2)], [(1, 2, 3), (1, 2, 3, 4)]]  # 5 options go alone; never a context split
+    assert list(loglik._context_batches(contexts, n_options, width, 100, 10, 1 << 20)) == [contexts]
+    assert len(list(loglik._context_batches(contexts, n_options, width, 100, 10, 100))) == 4  # the logits budget
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2_5"])
+def test_shared_prefix_on_stand_ins_with_real_chat_templates(family):
+    """A stand-in with a real chat template (Llama 3 adds a BOS, Qwen 2.5 writes a system turn): the same scores
+    and the same multiple-choice predictions both ways."""
+    from helpers.lab import standins
+
+    tok = standins.tokenizer(family)
+    model = standins.model(family, tok)
+    assert model.config.model_type in loglik.SHARED_PREFIX_TYPES
+    questions = ["Capital of France?", "What is the largest planet of the solar system? One word.", "2+2?"]
+    items = [{"family": "f", "choices": ["Paris", "Lyon", "Nice", "Lille"], "label": 0},
+             {"family": "g", "choices": ["Jupiter", "Saturn", "the Earth"], "label": 0},
+             {"family": "g", "choices": ["4", "five", "22", "four", "3"], "label": 0}]
+    prompts = [render_prompt(tok, q) for q in questions]
+    reference = loglik.multiple_choice(model, tok, prompts, items, delimiter="", shared_prefix=False)
+    for batch_size in (2, 32):
+        shared = loglik.multiple_choice(model, tok, prompts, items, delimiter="", batch_size=batch_size)
+        assert _max_gap(shared["logprobs"], reference["logprobs"]) < 1e-4
+        assert (shared["pred"], shared["pred_norm"]) == (reference["pred"], reference["pred_norm"])
+
+
+@pytest.mark.slow
+def test_shared_prefix_on_smollm2_and_the_general_set():
+    """Real SmolLM2 on 20 general items rendered with its chat template, ``delimiter=""`` (as
+    ``scoring.score_sets``): the same scores to 1e-4 and identical accuracies both ways."""
+    import json
+    from pathlib import Path
+
+    from helpers import models
+
+    model, tok = models.load("real", "smollm2-135m-instruct", device="cpu")
+    path = Path(__file__).resolve().parents[1] / "data" / "general_eval.jsonl"
+    items = [json.loads(line) for line in path.read_text().splitlines()[:20]]
+    prompts = [render_prompt(tok, it["instruction"]) for it in items]
+    reference = loglik.multiple_choice(model, tok, prompts, items, delimiter="", shared_prefix=False)
+    shared = loglik.multiple_choice(model, tok, prompts, items, delimiter="", batch_size=6)
+    assert _max_gap(shared["logprobs"], reference["logprobs"]) < 1e-4
+    for key in ("accuracy", "accuracy_norm", "pred", "pred_norm", "per_family", "per_family_norm"):
+        assert shared[key] == reference[key], key
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Drift from the base: KL(base || tuned) on the base's own answers
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")

@@ -112,11 +112,109 @@ def _token_logprobs(model, ids, mask, predicts) -> list[float]:
     return out
 
 
+# Architectures whose KV cache the shared-prefix scorer reuses (tested against the full pass, tests/test_loglik.py);
+# any other model is scored the reference way, each (prompt, option) pair run whole.
+SHARED_PREFIX_TYPES = frozenset({"llama", "qwen2"})
+
+
+def _context_batches(contexts: list[tuple], n_options: dict, width: dict, batch_size: int, vocab_size: int,
+                     budget: int):
+    """Runs of ``contexts`` (sorted by length) whose options together make at most ``batch_size`` rows (a context
+    with more options goes alone) and whose second-pass logits (rows x longest continuation x vocabulary) and
+    repeated cache stay in ``budget``, as ``scoring_batches`` bounds the full pass."""
+    batch, rows = [], 0
+    for c in contexts:
+        k = n_options[c]
+        longest = max([width[b] for b in batch] + [width[c]])
+        if batch and (rows + k > batch_size or (rows + k) * (longest + len(c)) * vocab_size > budget):
+            yield batch
+            batch, rows = [], 0
+        batch.append(c)
+        rows += k
+    if batch:
+        yield batch
+
+
+def _shared_batch(model, contexts: list[list[int]], continuations: list[list[list[int]]], pad: int) -> list[float]:
+    """Summed log-probabilities of every continuation of every context, each context run once.
+
+    Pass 1: the contexts, left-padded, with position ids counted from each row's first real token (padding does
+    not shift them) and the KV cache kept; the last position's logits predict each continuation's first token.
+    The cache is then repeated per continuation (``Cache.batch_select_indices`` with each context's index once per
+    option). Pass 2 (skipped when every continuation is one token): the continuations, right-padded, on that cache,
+    attention mask = the context's mask + the continuation's, positions going on from the context's length."""
+    import torch
+
+    device = next(model.parameters()).device
+    n, width = len(contexts), max(len(c) for c in contexts)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, c in enumerate(contexts):
+        ids[r, width - len(c):] = torch.tensor(c)
+        mask[r, width - len(c):] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                    use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1].float().log_softmax(-1)
+    owner = [r for r, conts in enumerate(continuations) for _ in conts]
+    flat = [a for conts in continuations for a in conts]
+    scores = [float(first[r, a[0]]) for r, a in zip(owner, flat)]
+    cw = max(len(a) for a in flat)
+    if cw == 1:
+        return scores
+    cache = out.past_key_values
+    cache.batch_select_indices(torch.tensor(owner, device=device))
+    m = len(flat)
+    cids = torch.full((m, cw), pad, dtype=torch.long)
+    cmask = torch.zeros((m, cw), dtype=torch.long)
+    for j, a in enumerate(flat):
+        cids[j, : len(a)] = torch.tensor(a)
+        cmask[j, : len(a)] = 1
+    owner_t = torch.tensor(owner)
+    lengths = mask.sum(1)[owner_t]
+    cpos = lengths[:, None] + torch.arange(cw)[None, :]
+    with torch.no_grad():
+        logits = model(input_ids=cids.to(device), attention_mask=torch.cat([mask[owner_t], cmask], 1).to(device),
+                       position_ids=cpos.to(device), past_key_values=cache, use_cache=True).logits
+    for j, a in enumerate(flat):
+        if len(a) > 1:
+            logp = logits[j, : len(a) - 1].float().log_softmax(-1)
+            scores[j] += float(logp.gather(-1, torch.tensor(a[1:], device=device)[:, None]).sum())
+    return scores
+
+
+def _shared_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int, bar) -> list[float]:
+    """``option_logprobs``' shared-prefix path: the pairs grouped by context (the same prompt twice is run once)."""
+    from .generate import LOGITS_BUDGET
+
+    groups: dict[tuple, list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = sorted(groups, key=len)
+    n_options = {c: len(groups[c]) for c in contexts}
+    width = {c: max(len(pairs[i][1]) for i in groups[c]) for c in contexts}
+    flat = [0.0] * len(pairs)
+    for batch in _context_batches(contexts, n_options, width, batch_size, model.config.vocab_size, LOGITS_BUDGET):
+        rows = [i for c in batch for i in groups[c]]
+        scores = _shared_batch(model, [list(c) for c in batch], [[pairs[i][1] for i in groups[c]] for c in batch], pad)
+        for i, v in zip(rows, scores):
+            flat[i] = v
+        bar.update(len(rows))
+    return flat
+
+
 def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]], *, delimiter: str = " ",
-                    batch_size: int = 32, progress: bool | str = False) -> list[list[float]]:
+                    batch_size: int = 32, progress: bool | str = False,
+                    shared_prefix: bool | None = None) -> list[list[float]]:
     """The summed log-probability of each option as a continuation of its prompt (``prompt + delimiter + option``),
-    one list per prompt. Batched (sorted by length, right-padded, attention-masked) on the model's device; the
-    log-softmax is taken only at the continuation's positions (a real vocabulary makes full logits large).
+    one list per prompt, on the model's device; the log-softmax is taken only at the continuation's positions (a
+    real vocabulary makes full logits large).
+
+    ``shared_prefix`` (default: on for the architectures in ``SHARED_PREFIX_TYPES``): each distinct prompt is run
+    once and all its options are scored from its KV cache (``_shared_batch``); ``batch_size`` then bounds the
+    options (rows) per batch. Off: lm-evaluation-harness's way, every (prompt, option) pair run whole (sorted by
+    length, right-padded, attention-masked), the reference the shared path matches to float error.
 
     ``delimiter``: " " for a "Question: ...\\nAnswer:" frame (lm-evaluation-harness's ``target_delimiter``),
     "" after a chat template's generation prompt.
@@ -125,20 +223,25 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
 
     if len(prompts) != len(options):
         raise ValueError(f"{len(prompts)} prompts for {len(options)} option lists")
+    if shared_prefix is None:
+        shared_prefix = getattr(model.config, "model_type", None) in SHARED_PREFIX_TYPES
     pairs = _continuation_ids(tokenizer, list(prompts), [list(o) for o in options], delimiter)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     flat = [0.0] * len(pairs)
     was_training = model.training
     model.eval()
     try:
-        bar = tqdm(total=len(order), disable=not progress,
+        bar = tqdm(total=len(pairs), disable=not progress,
                    desc=progress if isinstance(progress, str) else "option log-probs")
-        lengths = [len(p) + len(a) for p, a in pairs]
-        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
-            bar.update(len(idx))
-            for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
-                flat[i] = v
+        if shared_prefix:
+            flat = _shared_logprobs(model, pairs, pad, batch_size, bar)
+        else:
+            order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+            lengths = [len(p) + len(a) for p, a in pairs]
+            for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+                bar.update(len(idx))
+                for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
+                    flat[i] = v
         bar.close()
     finally:
         model.train(was_training)
@@ -158,7 +261,7 @@ def choose(logprobs: list[float], options: list[str]) -> tuple[int, int]:
 
 
 def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimiter: str = " ",
-                    batch_size: int = 32, progress: bool | str = False) -> dict:
+                    batch_size: int = 32, progress: bool | str = False, shared_prefix: bool | None = None) -> dict:
     """Score 4-option (or any-option) questions the way lm-evaluation-harness scores ARC: the model's prediction is
     the option it finds most likely as a continuation of the prompt; no generation, so no format to follow.
 
@@ -172,7 +275,7 @@ def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimi
     if any(len(o) < 2 for o in options):
         raise ValueError("every item needs 'choices' (two or more options) and 'label'")
     logprobs = option_logprobs(model, tokenizer, prompts, options, delimiter=delimiter, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, shared_prefix=shared_prefix)
     preds = [choose(lp, o) for lp, o in zip(logprobs, options)]
     labels = [int(_get(item, "label")) for item in items]
     correct = [p == y for (p, _), y in zip(preds, labels)]
