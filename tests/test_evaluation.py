@@ -322,3 +322,21 @@ def test_the_report_shows_each_arms_training_dose_beside_its_scores(outputs):
     text = report.report("r", r, training, []).read_text()
     assert "until each arm has seen each of its domain rows 4 times" in text
     assert "| 1 | 10 | 4 | 1,200 |" in text and "| 1 | 60 | 4 | 7,400 |" in text and "| 1 | - | - | - |" in text
+
+
+def test_arms_carried_from_an_earlier_evaluation_get_their_uncertainty_back(outputs):
+    """Review finding: merge_earlier ran after add_uncertainty, so an arm carried from a results.json without
+    standard errors counted as exact (every verdict 'met'). Notebook 06 adds them again after merging."""
+    r = small_run(8, ARMS)
+    old = {k: v for k, v in r["arms"]["public_mix"].items() if not k.endswith("_se")}
+    del r["arms"]["public_mix"]
+    r["arms"]["public_mix"] = {**old, "from_earlier_evaluation": True}
+    assert "general_se" not in r["arms"]["public_mix"]
+    from helpers.heldout import EvalItem
+
+    sets = {"general": [EvalItem(f, "q", "a") for f in ("g1", "g2") for _ in range(8)],
+            "domain": [EvalItem("d", "q", "a") for _ in range(8)]}
+    evaluation.add_uncertainty(r, sets)
+    assert r["arms"]["public_mix"]["general_se"] > 0.05
+    verdicts = {c["target"]: c["verdict"] for c in evaluation.checks(r)}
+    assert verdicts["ours beats public_mix on general accuracy"] == "not distinguishable"

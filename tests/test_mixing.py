@@ -156,3 +156,8 @@ def test_a_domain_of_a_few_rows_is_a_warning(capsys):
     assert "WARNING: the arms hold only 1 domain row(s)" in capsys.readouterr().out
     _, plan = mixing.build_arms([{"messages": msgs(f"d{i}", "x")} for i in range(10)], general, 0.8, 0, seed=1)
     assert plan["warnings"] == []
+
+
+def test_an_empty_ours_pool_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"arm 'ours': no general rows \(notebook 03 selected none\)"):
+        mixing.build_arms([{"messages": msgs("d", "x")}], {"ours": []}, 0.8, 0)

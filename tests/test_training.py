@@ -60,7 +60,8 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     out = qt.arm_dir("t", "domain_only", 0)
     assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
     assert m["adapter"] == "arms/domain_only/seed0" and qt.stage_dir("t", qt.STAGE) / m["adapter"] == out
-    assert m["settings"]["hp"] == {**HP, "embedding_rows": "all"}  # notebook 05's names, from the configs
+    steps_budget = {k: v for k, v in HP.items() if k not in ("budget", "domain_epochs")}  # recorded only when used
+    assert m["settings"]["hp"] == {**steps_budget, "embedding_rows": "all"}  # notebook 05's names, from the configs
 
     model = models.load_adapter(BASE, out, CPU_NF4)
     base = models.load_base(BASE, CPU_NF4)
@@ -356,7 +357,8 @@ def _notebook_configs(params: dict, setup, base_path: str) -> dict:
 
 
 @pytest.mark.parametrize("setup,change", [(CPU_NF4, {}), (CPU_PLAIN, {"train_embeddings": False}),
-                                          (CPU_NF4, {"max_steps": 31, "target_modules": ["q_proj", "v_proj"]})])
+                                          (CPU_NF4, {"max_steps": 31, "target_modules": ["q_proj", "v_proj"]}),
+                                          (CPU_NF4, {"budget": "domain_epochs", "domain_epochs": 3})])
 def test_the_notebooks_config_cells_build_what_from_parameters_builds(setup, change, capsys):
     """Scripts and tests train through ``qlora_configs.from_parameters``; notebook 05 through its own cells."""
     from helpers import pipeline
@@ -367,7 +369,8 @@ def test_the_notebooks_config_cells_build_what_from_parameters_builds(setup, cha
     built = qc.from_parameters(setup, BASE, {k: params[k] for k in qc.HP})
     cells = qc.Recipe(ns["bnb_config"], ns["lora_config"], ns["sft_config"], params["embedding_rows"],
                       params["budget"], params["domain_epochs"])
-    assert cells.given() == built.given() and cells.hp == built.hp == {k: params[k] for k in qc.HP}
+    expected = {k: params[k] for k in qc.HP if params["budget"] != "steps" or k not in ("budget", "domain_epochs")}
+    assert cells.given() == built.given() and cells.hp == built.hp == expected
     assert (cells.bnb is None) == (setup.quantization == "none")
 
 

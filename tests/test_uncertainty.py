@@ -46,3 +46,8 @@ def test_the_interval_covers_the_true_accuracy_about_95_percent_of_the_time():
     (-0.01, 0.0, 0.0, u.NOT_MET)])
 def test_decide(value, se, threshold, verdict):
     assert u.decide(value, se, threshold) == verdict
+
+
+def test_a_tie_does_not_beat_a_baseline():
+    assert u.decide(0.0, 0.0, 0.0, strict=True) == u.NOT_MET and u.decide(0.0, 0.0, 0.0) == u.MET
+    assert u.decide(0.05, 0.01, 0.0, strict=True) == u.MET and u.decide(0.01, 0.01, 0.0, strict=True) == u.UNDECIDED

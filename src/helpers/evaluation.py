@@ -124,8 +124,8 @@ def checks(results: dict) -> list[dict]:
     learnt = "domain_only" in arms and arms["domain_only"]["domain_accuracy"] >= CHANCE_MARGIN
     out = []
 
-    def add(target, value, se, threshold, measured=None):
-        verdict = uncertainty.decide(value, se, threshold)
+    def add(target, value, se, threshold, measured=None, strict=False):
+        verdict = uncertainty.decide(value, se, threshold, strict)
         measured = measured or uncertainty.points(value, se)
         if not informative and "general" in target:
             measured = (f"{measured}; the base model scores {base[key]:.3f} on this general set, at chance in "
@@ -155,7 +155,7 @@ def checks(results: dict) -> list[dict]:
         if "public_mix" in arms:
             lead, se = diff(o, arms["public_mix"], key)
             add(f"ours beats public_mix on {measure}", lead, se, 0.0,
-                f"{o[key]:.3f} vs {arms['public_mix'][key]:.3f}: {uncertainty.points(lead, se)}")
+                f"{o[key]:.3f} vs {arms['public_mix'][key]:.3f}: {uncertainty.points(lead, se)}", strict=True)
         if "oracle" in arms:
             ratio = o[key] / max(arms["oracle"][key], 1e-9)
             margin, se = diff(o, arms["oracle"], key, 0.95)
@@ -166,7 +166,8 @@ def checks(results: dict) -> list[dict]:
             steps = [diff(arms[b], arms[a], "kl_drift") for a, b in zip(order, order[1:])]
             kls = ", ".join(f"{a} {arms[a]['kl_drift']:.4f}" for a in order)
             add("KL drift: ours < public_mix < domain_only", *min(steps, key=lambda t: t[0] / max(t[1], 1e-12)),
-                0.0, f"{kls} (steps: {', '.join(f'{d:+.4f} ± {uncertainty.Z95 * se:.4f}' for d, se in steps)})")
+                0.0, f"{kls} (steps: {', '.join(f'{d:+.4f} ± {uncertainty.Z95 * se:.4f}' for d, se in steps)})",
+                strict=True)
     return out
 
 

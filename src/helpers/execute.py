@@ -60,17 +60,20 @@ def kernel_manager():
         async def _async_start_kernel(self, **kwargs):
             if type(self).kernel_log is not None:
                 kwargs.setdefault("stderr", type(self).kernel_log)
-            await super()._async_start_kernel(**kwargs)
-            try:
+            try:  # in place of nbclient's handler, which it installed just before starting the kernel
                 asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_ctrl_c)
             except (RuntimeError, NotImplementedError):  # not the main thread: the default behaviour stays
                 pass
+            await super()._async_start_kernel(**kwargs)
+            if type(self).ctrl_c:  # pressed while the kernel started: stop before the first cell
+                raise KeyboardInterrupt
 
         start_kernel = _async_start_kernel
 
         def _on_ctrl_c(self):
             type(self).ctrl_c = True
-            asyncio.ensure_future(self.interrupt_kernel())
+            if self.has_kernel:
+                asyncio.ensure_future(self.interrupt_kernel())
 
     return IPCKernelManager
 
@@ -95,24 +98,25 @@ def kernel_log(manager, path: Path):
     if not hasattr(manager, "kernel_log"):  # papermill's default manager (not POSIX): the kernel shares the terminal
         yield
         return
-    with open(path, "w") as log:
-        manager.kernel_log = log
-        try:
+    try:
+        with open(path, "w") as log:
+            manager.kernel_log = log
             yield
-        finally:
-            manager.kernel_log = None
-    if path.stat().st_size == 0:
-        path.unlink()
-    else:
-        print(f"[pipeline] the kernel process printed outside the notebook; kept in {path}", flush=True)
+    finally:
+        manager.kernel_log = None
+        if path.stat().st_size == 0:
+            path.unlink()
+        else:
+            print(f"[pipeline] the kernel process printed outside the notebook; kept in {path}", flush=True)
 
 
 def _execute(nb: Path, running: Path, failed: Path, out: Path, kept: str, manager, parameters: dict,
              log_output: bool) -> None:
 
     def stopped():
-        if running.exists():
-            running.replace(failed)
+        if not running.exists():
+            return KeyboardInterrupt(f"{nb.name} stopped by Ctrl-C before its first cell")
+        running.replace(failed)
         return KeyboardInterrupt(f"{nb.name} stopped by Ctrl-C; what ran is in {failed}")
 
     try:
@@ -128,15 +132,19 @@ def _execute(nb: Path, running: Path, failed: Path, out: Path, kept: str, manage
             f"{nb.name} failed in cell {err.cell_index} of the executed copy (execution count {err.exec_count}, "
             f"starting {first_line[0] if first_line else ''!r}): {err.ename}: {err.evalue}\n"
             f"  executed copy with the traceback: {failed}{kept}") from None
-    except DeadKernelError:
-        if running.exists():
-            running.replace(failed)
-        raise NotebookFailed(
-            f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the number of "
-            f"samples in the preset); what ran is in {failed}, and what the kernel process printed in "
-            f"{out.with_name(nb.stem + '.kernel.log')}" + kept.replace("\n  ", "; ")) from None
     except KeyboardInterrupt:
         raise stopped() from None
+    except Exception as err:  # a kernel that died (during a cell, or before it answered), or a stopped one
+        if getattr(manager, "ctrl_c", False):
+            raise stopped() from None
+        if running.exists():
+            running.replace(failed)
+        if not isinstance(err, DeadKernelError) and "Kernel died" not in str(err):
+            raise
+        raise NotebookFailed(
+            f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the number of "
+            f"samples in the preset); what ran is in {failed}, and anything the kernel process printed in "
+            f"{out.with_name(nb.stem + '.kernel.log')}" + kept.replace("\n  ", "; ")) from None
     if getattr(manager, "ctrl_c", False):  # pressed while no cell ran (between cells, at the kernel's start or end)
         raise stopped()
     running.replace(out)

@@ -165,6 +165,8 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     # every mixed arm gets the same general rows count, set by the method's own pool (`ours`): a baseline's smaller
     # pool (a small public set) is reused to that size rather than capping every arm and dropping domain rows
     sizer = "ours" if "ours" in general else min(general, key=lambda name: len(general[name]))
+    if not general[sizer]:
+        raise ValueError(f"arm {sizer!r}: no general rows (notebook 03 selected none): the arms cannot be mixed")
     plan = sizes(len(domain), len(general[sizer]), general_share, n_domain)
     fix = ("generate more general rows (n_samples in 01, samples in 02)" if sizer == "ours"
            else f"give {sizer} a larger general set")

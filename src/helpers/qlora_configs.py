@@ -98,14 +98,16 @@ class Recipe:
 
     @property
     def hp(self) -> dict:
-        """The configs' hyperparameters under notebook 05's parameter names (``HP``)."""
+        """The configs' hyperparameters under notebook 05's parameter names (``HP``; ``budget`` and
+        ``domain_epochs`` only with the ``domain_epochs`` budget)."""
         lora, sft, targets = self.lora, self.sft, self.lora.target_modules
         return {"lora_rank": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout,
                 "target_modules": targets if isinstance(targets, str) else sorted(targets),
                 "train_embeddings": bool(lora.modules_to_save), "embedding_rows": self.embedding_rows,
                 "max_steps": sft.max_steps, "train_batch_size": sft.per_device_train_batch_size,
-                "learning_rate": sft.learning_rate, "max_length": sft.max_length, "budget": self.budget,
-                "domain_epochs": self.domain_epochs}
+                "learning_rate": sft.learning_rate, "max_length": sft.max_length,
+                # only when they change the training: adapters trained before the budget existed keep their keys
+                **({"budget": self.budget, "domain_epochs": self.domain_epochs} if self.budget != "steps" else {})}
 
     def given(self) -> dict:
         """Every setting of the three configs that differs from the library's defaults (what the cells set, and

@@ -210,6 +210,8 @@ def _sets_table(results: dict) -> list[str]:
              "| measure | families | questions | one question (points) | ± 95% at 50% (points) |", "|---|---|---|---|---|"]
     for measure, per in counts.items():
         fams = [f for f, n in per.items() if n > 0]
+        if not fams:  # no family informative for this measure: nothing rests on it
+            continue
         se = uncertainty.questions_se({f: 0.5 for f in fams}, {f: per[f] for f in fams})
         lines.append(f"| {SET_NAMES[measure]} | {len(fams)} | {sum(per.values())} | "
                      f"{uncertainty.one_question_points(per):.1f} | {100 * uncertainty.Z95 * se:.1f} |")

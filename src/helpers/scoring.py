@@ -100,8 +100,10 @@ def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[in
     and ``kl_drift_se_questions``, the standard error of its mean over questions (``uncertainty``)."""
     prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
     r = drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress)
-    per = r["per_prompt"]
-    se = statistics.stdev(per) / math.sqrt(len(per)) if len(per) > 1 else 0.0
+    # the mean is over answer tokens, so its error is a ratio estimator's: prompts weighted by their tokens
+    pairs = [(m, len(a)) for m, a in zip(r["per_prompt"], base_answer_ids) if a]
+    total = sum(c for _, c in pairs)
+    se = math.sqrt(sum((c * (m - r["kl"])) ** 2 for m, c in pairs)) / total if len(pairs) > 1 else 0.0
     return {"kl_drift": r["kl"], "kl_drift_se_questions": se}
 
 

@@ -61,12 +61,13 @@ def interval(value: float, se: float) -> tuple[float, float]:
     return value - Z95 * se, value + Z95 * se
 
 
-def decide(value: float, se: float, threshold: float) -> str:
-    """The verdict on ``value >= threshold`` from its 95% interval."""
+def decide(value: float, se: float, threshold: float, strict: bool = False) -> str:
+    """The verdict on ``value >= threshold`` (``value > threshold`` if ``strict``: "beats" a baseline, where a tie
+    is not a win) from its 95% interval."""
     low, high = interval(value, se)
-    if low >= threshold - EPS:
+    if low > threshold + EPS if strict else low >= threshold - EPS:
         return MET
-    if high < threshold - EPS:
+    if high <= threshold + EPS if strict else high < threshold - EPS:
         return NOT_MET
     return UNDECIDED
 
