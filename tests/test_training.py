@@ -413,3 +413,15 @@ def test_a_recipe_whose_quantisation_is_not_the_setups_is_refused(outputs):
     with pytest.raises(ValueError, match="train_batch_size = 0: must be at least 1"):
         qc.from_parameters(CPU_NF4, BASE, {**HP, "train_batch_size": 0})
 
+
+
+def test_with_the_exposure_budget_an_all_domain_arm_trains_on_its_distinct_rows():
+    """Review finding: notebook 04 pads domain_only to the mixed arms' size by repeating its rows (64 rows from 10:
+    some 7 times, some 6), so less than one pass over it saw some rows more often than others."""
+    sources, messages = budget_rows(10, 0, repeat=7)
+    padded = Dataset.from_list([{"messages": m, "source": s} for m, s in zip(messages[:64], sources[:64])])
+    exposure = qc.from_parameters(CPU_NF4, BASE, {**HP, "budget": "domain_epochs", "domain_epochs": 4})
+    assert len(qt.training_rows(padded, exposure)) == 10 and len(qt.training_rows(padded, recipe())) == 64
+    sources, messages = budget_rows(10, 50)
+    mixed = Dataset.from_list([{"messages": m, "source": s} for m, s in zip(messages, sources)])
+    assert len(qt.training_rows(mixed, exposure)) == 60

@@ -325,6 +325,22 @@ def with_earlier(run_name: str, results: dict, all_arms: dict, base_path: str, s
     return {name: merged[name] for name in all_arms if name in merged}
 
 
+def training_rows(dataset, recipe: Recipe):
+    """The rows an arm trains on: notebook 04's, except that with the ``domain_epochs`` budget an arm of domain rows
+    only (``domain_only``, ``sdft``, which notebook 04 pads to the mixed arms' size by repeating its rows, unevenly
+    when the size is no multiple) trains on each distinct row once per epoch, so that every row is seen exactly
+    ``domain_epochs`` times (the last, partial epoch aside), as in a mixed arm."""
+    if recipe.budget != "domain_epochs" or any(s != "domain" for s in dataset["source"]):
+        return dataset
+    seen, keep = set(), []
+    for i, messages in enumerate(dataset["messages"]):
+        key = json.dumps(messages, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return dataset.select(keep)
+
+
 def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int,
               progress: bool = True, memory_budget_gib: float = 0) -> dict:
     """Fine-tune the base model on one arm with ``recipe`` (notebook 05's configs); save the adapter and
@@ -347,10 +363,11 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         return restored
     hp, max_length = recipe.hp, recipe.sft.max_length
     speed = speed_plan(base_path, setup, hp, memory_budget_gib)
-    budget = arm_steps(recipe, dataset["source"], dataset["messages"])
+    rows = training_rows(dataset, recipe)
+    budget = arm_steps(recipe, rows["source"], rows["messages"])
     build = make_sdft_trainer if method == "sdft" else make_trainer
-    trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
-    lengths = token_lengths(trainer.processing_class, dataset)
+    trainer = build(rows, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
+    lengths = token_lengths(trainer.processing_class, rows)
     n_truncated = sum(n > max_length for n in lengths)
     versions = library_versions()
     if n_truncated:
@@ -370,7 +387,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         del trainer
         torch.cuda.empty_cache()
         speed = replace(speed, checkpointed_layers=speed.layers)
-        trainer = build(dataset, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
+        trainer = build(rows, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
         start = time.perf_counter()
         trainer.train()
     seconds = time.perf_counter() - start
@@ -385,6 +402,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["train_batch_size"], "n_rows": len(dataset),
+        "n_rows_trained": len(rows),
         "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
         "tokens_seen": round(trainer.state.global_step * hp["train_batch_size"]
                              * sum(min(n, max_length) for n in lengths) / len(lengths)),
