@@ -378,4 +378,4 @@ def test_what_the_kernel_process_prints_below_python_goes_to_a_log(tmp_path, out
     assert "a C library speaks" not in err and f"kept in {log}" in out
     make_nb(nbs / "00_noisy.ipynb", 'run_name = "toy"', "print('quiet')")
     pipeline.run(None, notebooks_dir=nbs)
-    assert not log.exists()  # an empty log is not kept
+    assert not log.exists(), log.read_text()  # an empty log is not kept

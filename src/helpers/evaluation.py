@@ -52,8 +52,7 @@ def aggregate(per_seed: list[dict]) -> dict:
     out = {"n_seeds": len(per_seed)}
     for key in ("general_accuracy", "domain_accuracy", "mc_general_accuracy", "mc_domain_accuracy", "kl_drift"):
         if key in per_seed[0]:
-            std_key = key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std"
-            out[key], out[std_key] = _mean_std([r[key] for r in per_seed])
+            out[key], out[uncertainty.spread_key(key, "std")] = _mean_std([r[key] for r in per_seed])
     if "kl_drift_se_questions" in per_seed[0]:
         out["kl_drift_se_questions"] = statistics.fmean(r["kl_drift_se_questions"] for r in per_seed)
     for per in ("per_family", "per_family_mc"):
@@ -105,8 +104,7 @@ def general_measure(results: dict) -> tuple[str, str]:
 
 def _se(m: dict, key: str) -> float:
     """A model's standard error for ``key`` (``collect`` adds them); 0 for results from before they existed."""
-    se_key = key.replace("accuracy", "se") if key.endswith("accuracy") else f"{key}_se"
-    return m.get(se_key, 0.0)
+    return m.get(uncertainty.spread_key(key, "se"), 0.0)
 
 
 def checks(results: dict) -> list[dict]:

@@ -36,9 +36,9 @@ def kernel_manager():
       never answers.
     * Ctrl-C interrupts the running cell. The kernel runs in a session of its own, so the terminal's Ctrl-C reaches
       only the runner, where nbclient's own handler merely schedules a shutdown and the notebook runs on to the end
-      (measured: exit 0, every cell run). This manager's handler replaces it once the kernel is up: it interrupts the
-      kernel (``KeyboardInterrupt`` in the running cell) and sets ``ctrl_c``, which ``execute`` turns into a
-      ``KeyboardInterrupt`` of its own."""
+      (measured: exit 0, every cell run). This manager's handler replaces it as the kernel starts: it sets ``ctrl_c``
+      and interrupts the kernel once it is up (``KeyboardInterrupt`` in the running cell), which ``execute`` turns
+      into a ``KeyboardInterrupt`` of its own."""
     import tempfile
     import uuid
 
@@ -78,18 +78,6 @@ def kernel_manager():
     return IPCKernelManager
 
 
-def execute(nb: Path, out: Path, parameters: dict, log_output: bool = False) -> None:
-    """Run notebook ``nb`` with ``parameters`` in its own folder, writing the executed copy to ``out`` (see the
-    module's docstring for the three copies). Raises ``NotebookFailed`` with a message for the user, or
-    ``KeyboardInterrupt`` after Ctrl-C (the stopped copy kept as ``.failed.ipynb``)."""
-    running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
-    failed = out.with_name(f"{nb.stem}.failed.ipynb")
-    manager = kernel_manager()
-    kept = f"\n  the last successful run's copy is kept: {out}" if out.exists() else ""
-    with kernel_log(manager, out.with_name(f"{nb.stem}.kernel.log")):
-        _execute(nb, running, failed, out, kept, manager, parameters, log_output)
-
-
 @contextmanager
 def kernel_log(manager, path: Path):
     """Send what the kernel process itself writes to its standard error (C libraries' messages, below Python's
@@ -110,8 +98,15 @@ def kernel_log(manager, path: Path):
             print(f"[pipeline] the kernel process printed outside the notebook; kept in {path}", flush=True)
 
 
-def _execute(nb: Path, running: Path, failed: Path, out: Path, kept: str, manager, parameters: dict,
-             log_output: bool) -> None:
+def execute(nb: Path, out: Path, parameters: dict, log_output: bool = False) -> None:
+    """Run notebook ``nb`` with ``parameters`` in its own folder, writing the executed copy to ``out`` (see the
+    module's docstring for the three copies). Raises ``NotebookFailed`` with a message for the user, or
+    ``KeyboardInterrupt`` after Ctrl-C (the stopped copy kept as ``.failed.ipynb``)."""
+    running = out.with_name(f"{nb.stem}.running.ipynb")  # the last good copy stays until this succeeds
+    failed = out.with_name(f"{nb.stem}.failed.ipynb")
+    log = out.with_name(f"{nb.stem}.kernel.log")
+    manager = kernel_manager()
+    kept = f"\n  the last successful run's copy is kept: {out}" if out.exists() else ""
 
     def stopped():
         if not running.exists():
@@ -120,9 +115,10 @@ def _execute(nb: Path, running: Path, failed: Path, out: Path, kept: str, manage
         return KeyboardInterrupt(f"{nb.name} stopped by Ctrl-C; what ran is in {failed}")
 
     try:
-        papermill.execute_notebook(str(nb), str(running), parameters=parameters, kernel_name=KERNEL,
-                                   cwd=str(nb.parent), progress_bar=False, log_output=log_output,
-                                   kernel_manager_class=manager)
+        with kernel_log(manager, log):
+            papermill.execute_notebook(str(nb), str(running), parameters=parameters, kernel_name=KERNEL,
+                                       cwd=str(nb.parent), progress_bar=False, log_output=log_output,
+                                       kernel_manager_class=manager)
     except PapermillExecutionError as err:
         if getattr(manager, "ctrl_c", False):
             raise stopped() from None
@@ -144,7 +140,7 @@ def _execute(nb: Path, running: Path, failed: Path, out: Path, kept: str, manage
         raise NotebookFailed(
             f"{nb.name}: the notebook's kernel died (most often out of memory: lower the batch sizes or the number of "
             f"samples in the preset); what ran is in {failed}, and anything the kernel process printed in "
-            f"{out.with_name(nb.stem + '.kernel.log')}" + kept.replace("\n  ", "; ")) from None
+            f"{log}" + kept.replace("\n  ", "; ")) from None
     if getattr(manager, "ctrl_c", False):  # pressed while no cell ran (between cells, at the kernel's start or end)
         raise stopped()
     running.replace(out)

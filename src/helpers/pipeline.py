@@ -150,7 +150,7 @@ def check_upstream(run_name: str, notebooks: list[Path], chosen: list[Path], lab
     """Each selected notebook's predecessor either runs before it in this pipeline or has finished in this run
     (its ``metrics.json``, not marked unfinished): else the notebook would start only to fail on a missing input.
     Notebook 01 of a real run (``lab`` false) needs no notebook 00. Staleness is the notebooks' own check."""
-    from .runs import read_json, stage_dir
+    from .runs import stage_dir, unfinished
 
     by_code = {p.stem[:2]: p for p in notebooks}
     for nb in chosen:
@@ -163,8 +163,7 @@ def check_upstream(run_name: str, notebooks: list[Path], chosen: list[Path], lab
         if not (folder / "metrics.json").exists():
             raise PipelineError(f"{nb.name} reads what {prev.name} writes, and run {run_name!r} has none ({folder} "
                                 f"is missing): run {prev.name} first ({how})")
-        manifest = folder / "manifest.json"
-        if manifest.exists() and read_json(manifest).get("unfinished"):
+        if unfinished(run_name, stage_of(prev.stem)):
             raise PipelineError(f"{nb.name} reads what {prev.name} writes, and {folder} is from a run of it that did "
                                 f"not finish (it failed or was stopped): rerun it first ({how})")
 

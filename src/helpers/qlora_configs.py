@@ -154,6 +154,11 @@ def from_parameters(setup: Setup, base_path: str, hp: dict) -> Recipe:
                   hp.get("domain_epochs", 0))
 
 
+def row_key(messages) -> str:
+    """One training row's identity, for counting distinct rows: its conversation as canonical JSON."""
+    return json.dumps(messages, sort_keys=True, default=str)
+
+
 def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
     """An arm's training budget from its rows (``sources``: each row's ``source``, "domain" or "general"; ``rows``:
     the rows, to count the distinct domain ones): its ``steps``, its ``domain_rows`` (distinct) and how many times
@@ -164,7 +169,7 @@ def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
     trains until it has seen each of its domain rows ``domain_epochs`` times, as an epoch-based SFT run does: a mixed
     arm trains on all its rows that many times (more steps), ``domain_only`` on its distinct domain rows."""
     batch = recipe.sft.per_device_train_batch_size
-    domain = [json.dumps(r, sort_keys=True, default=str) for r, s in zip(rows, sources) if s == "domain"]
+    domain = [row_key(r) for r, s in zip(rows, sources) if s == "domain"]
     distinct = len(set(domain))
     if recipe.budget == "steps" or not domain:
         steps = recipe.sft.max_steps

@@ -35,7 +35,7 @@ import torch
 from . import arms
 from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
-from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check
+from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
 from .speed import Speed, cast_adapters, numerics, partial_checkpointing_callback, speed_plan, text_config
 
@@ -334,7 +334,7 @@ def training_rows(dataset, recipe: Recipe):
         return dataset
     seen, keep = set(), []
     for i, messages in enumerate(dataset["messages"]):
-        key = json.dumps(messages, sort_keys=True)
+        key = row_key(messages)
         if key not in seen:
             seen.add(key)
             keep.append(i)

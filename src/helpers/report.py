@@ -136,7 +136,7 @@ def _pm(m: dict, key: str, fmt: str = "{:.3f}") -> str:
     """``0.812 ± 0.021`` (mean ± standard deviation over seeds; the value alone for one seed), ``-`` if absent."""
     if key not in m:
         return "-"
-    std = m.get(key.replace("accuracy", "std") if key.endswith("accuracy") else f"{key}_std")
+    std = m.get(uncertainty.spread_key(key, "std"))
     return fmt.format(m[key]) + (f" ± {fmt.format(std)}" if m.get("n_seeds", 1) > 1 and std else "")
 
 

@@ -158,8 +158,7 @@ def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
             f"{path} is missing: run notebooks/{nb}.ipynb first for run {run_name!r} "
             f"(python -m helpers.pipeline run --preset presets/<preset>.yaml --only {stage[:2]})"
         )
-    manifest = path.parent / "manifest.json"
-    if manifest.exists() and read_json(manifest).get("unfinished"):
+    if unfinished(run_name, stage):
         nb = STAGES[stage]
         raise StaleArtifact(
             f"{path.parent} is from a run of notebooks/{nb}.ipynb that began rewriting its files and did not finish "
@@ -177,6 +176,12 @@ def require(run_name: str, stage: str, filename: str = "metrics.json") -> Path:
         )
     _consumed.setdefault(run_name, {})[stage] = stamp(run_name, stage)
     return path
+
+
+def unfinished(run_name: str, stage: str) -> bool:
+    """Whether the stage's last run began rewriting its files and did not finish (``mark_unfinished``)."""
+    manifest = stage_dir(run_name, stage, create=False) / "manifest.json"
+    return manifest.exists() and bool(read_json(manifest).get("unfinished"))
 
 
 def mark_unfinished(run_name: str, stage: str) -> None:

@@ -26,6 +26,12 @@ EPS = 1e-9  # 0.85 - 0.83 is 0.020000000000000018: a value on its threshold coun
 MET, NOT_MET, UNDECIDED = "met", "not met", "not distinguishable"
 
 
+def spread_key(key: str, kind: str) -> str:
+    """Where results keep a measure's spread (``kind``: "std" over seeds, "se" its standard error):
+    ``general_accuracy`` -> ``general_std``, ``kl_drift`` -> ``kl_drift_se``."""
+    return key.replace("accuracy", kind) if key.endswith("accuracy") else f"{key}_{kind}"
+
+
 def family_counts(examples, families=None) -> dict[str, int]:
     """Questions per family among ``examples`` (objects with ``.family``), only ``families`` if given."""
     counts = Counter(e.family for e in examples)
