@@ -366,6 +366,21 @@ def test_ctrl_c_during_a_running_cell_stops_it_with_one_line_and_exit_130(tmp_pa
     assert failed.exists() and not (outputs / "toy" / "notebooks" / "00_slow.running.ipynb").exists()
 
 
+def test_the_kernel_log_drops_the_interrupt_every_shutdown_sends(tmp_path, capsys):
+    from helpers import execute
+
+    class Manager:
+        kernel_log = None
+
+    log = tmp_path / "nb.kernel.log"
+    with execute.kernel_log(Manager, log):  # only the shutdown's own line: nothing worth keeping
+        Manager.kernel_log.write(execute.SHUTDOWN_NOISE + "\n")
+    assert not log.exists() and capsys.readouterr().out == ""
+    with execute.kernel_log(Manager, log):
+        Manager.kernel_log.write("a C library speaks\n" + execute.SHUTDOWN_NOISE + "\n")
+    assert log.read_text() == "a C library speaks\n" and f"kept in {log}" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_what_the_kernel_process_prints_below_python_goes_to_a_log(tmp_path, outputs, capfd):
     nbs = tmp_path / "nbs"

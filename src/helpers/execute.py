@@ -92,10 +92,19 @@ def kernel_log(manager, path: Path):
             yield
     finally:
         manager.kernel_log = None
-        if path.stat().st_size == 0:
+        text = path.read_text(errors="replace")
+        kept = "".join(line for line in text.splitlines(keepends=True) if line.strip() != SHUTDOWN_NOISE)
+        if not kept.strip():
             path.unlink()
         else:
+            if kept != text:
+                path.write_text(kept)
             print(f"[pipeline] the kernel process printed outside the notebook; kept in {path}", flush=True)
+
+
+# jupyter_client interrupts every kernel as it shuts it down (``shutdown_kernel`` sends SIGINT before the shutdown
+# request); an idle ipykernel sometimes logs this line about it. It says nothing about the notebook.
+SHUTDOWN_NOISE = "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."
 
 
 def execute(nb: Path, out: Path, parameters: dict, log_output: bool = False) -> None:
