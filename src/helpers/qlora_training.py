@@ -37,7 +37,8 @@ from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
-from .speed import Speed, cast_adapters, numerics, partial_checkpointing_callback, speed_plan, text_config
+from .speed import Speed, cast_adapters, free_memory, numerics, partial_checkpointing_callback, speed_plan, text_config
+from . import workers as workers_service
 
 STAGE = "05_training"
 
@@ -414,6 +415,39 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     write_json(out / "metrics.json", metrics)
     del trainer
     return metrics
+
+
+def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, setup: Setup, recipe: Recipe,
+              progress: bool = True, memory_budget_gib: float = 0, workers: int = 0):
+    """``train_arm`` for every arm of ``chosen`` and every seed; ``({arm: [metrics per seed]}, plan)``.
+
+    The trainings are independent, so they can run side by side (``helpers.workers``): ``workers`` processes (0:
+    chosen from the devices, one on a CPU, on GPUs as many as fit beside each other, from the speed plan's memory
+    estimate). With one, they run here, one after another, with the trainer's progress bars; with several, each
+    finished training prints a line. The plan is returned for the stage's metrics (what ran where)."""
+    check(recipe, setup)
+    jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {})
+            for arm, dataset in chosen.items() for seed in seeds]
+    cuda = setup.device == "cuda"
+    estimate = speed_plan(base_path, setup, recipe.hp, memory_budget_gib).estimate_gib if cuda else 0.0
+    free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
+    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free)
+    budget = memory_budget_gib or plan.memory_budget_gib
+    side_by_side = plan.workers > 1
+    for _, _, kwargs in jobs:
+        kwargs.update(progress=progress and not side_by_side, memory_budget_gib=budget)
+    if side_by_side:
+        print(f"{plan.workers} trainings side by side on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
+
+    def done(name, m, where):
+        print(f"{name:20s} on {where}: {m['train_seconds']:6.1f} s, {m['steps']} steps, final loss "
+              f"{m['final_loss']:.3f}, {m['trainable_params']:,} trainable parameters ({m['quantization']}, "
+              f"{m['compute_dtype']})", flush=True)
+
+    results: dict[str, list[dict]] = {}
+    for (_, args, _), m in zip(jobs, workers_service.run(train_arm, jobs, plan, done)):
+        results.setdefault(args[1], []).append(m)
+    return results, plan
 
 
 def trained(run_name: str) -> dict:

@@ -1,0 +1,138 @@
+"""Independent jobs run side by side in worker processes: one training per arm and seed (notebook 05), one on each
+GPU, or several on one GPU when a job uses a small part of it (a 135M-parameter model trains in well under a GiB
+and leaves the GPU idle most of each step, waiting for Python to dispatch the next kernel).
+
+``plan`` decides how many workers, and where each runs; ``run`` runs the jobs and returns their results in order.
+Each worker is a fresh Python process (``spawn``: a process forked from a kernel that has touched CUDA cannot use
+it), pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` before torch starts CUDA there, so the job's code sees one GPU,
+``cuda:0``, as it would alone. On a CPU one worker is the default: the cores are shared, and two trainings on two
+cores finish no sooner than one after the other.
+
+What a job warns is re-issued in the calling process (a notebook shows it under the cell); what it prints goes to
+the worker's standard output. One failed job stops the jobs not yet started; those running finish (their results
+are saved, so a rerun resumes), then the failure is raised, naming the job.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    workers: int               # processes side by side (1: the jobs run one after another in this process)
+    devices: tuple[str, ...]   # each worker's device: a GPU index as CUDA_VISIBLE_DEVICES names it, or "cpu"
+    memory_budget_gib: float   # memory each job may take on its device (0: the device's free memory)
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them ("0", "1", ...); none without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return named[:torch.cuda.device_count()] if named else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def plan(jobs: int, requested: int, device: str, job_gib: float = 0.0, free_gib: float = 0.0,
+         cpus: int | None = None, gpus: list[str] | None = None) -> Plan:
+    """How many workers for ``jobs`` independent jobs on ``device`` ("cuda" or "cpu").
+
+    ``requested``: the user's number (notebook 05's ``train_workers``); 0 chooses: one on a CPU; on GPUs, as many
+    per GPU as fit in 80% of the smallest GPU's free memory (``free_gib``) at ``job_gib`` each (the job's estimated
+    peak), no more than the CPU cores allow (each job's Python keeps one core busy), and no more than ``jobs``.
+    With several workers on one GPU each job's memory budget is its share of the free memory, so that each plans
+    its activation checkpointing for what it really has. ``gpus``: the GPUs to use (default: ``visible_gpus()``)."""
+    cpus = cpus or os.cpu_count() or 1
+    if requested < 0:
+        raise ValueError(f"train_workers = {requested}: give 0 (chosen from the devices) or a number of processes")
+    gpus = (visible_gpus() if gpus is None else gpus) if device == "cuda" else []
+    if not gpus:
+        n = max(1, min(requested or 1, jobs))
+        reason = "given" if requested else "a CPU: one job at a time (two on two cores finish no sooner)"
+        return Plan(n, ("cpu",) * n, 0.0, reason)
+    if requested:
+        n = min(requested, jobs)
+        reason = "given"
+    else:
+        per_gpu = max(1, min(int(0.8 * free_gib // job_gib) if job_gib > 0 else 1, max(1, cpus // len(gpus))))
+        n = max(1, min(jobs, per_gpu * len(gpus)))
+        reason = (f"{per_gpu} per GPU: {job_gib:.1f} GiB per job in 80% of {free_gib:.0f} GiB free, "
+                  f"{cpus} CPU cores for {len(gpus)} GPU(s), {jobs} jobs")
+    devices = tuple(gpus[i % len(gpus)] for i in range(n))
+    sharing = max(devices.count(d) for d in set(devices))
+    budget = round(free_gib / sharing, 2) if sharing > 1 and free_gib else 0.0
+    return Plan(n, devices, budget, reason)
+
+
+def _start(slots, threads: int) -> None:
+    """A worker's first act: take a device slot, and pin the process to it before torch starts CUDA here."""
+    slot = slots.get()
+    if slot != "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _call(fn, args: tuple, kwargs: dict):
+    """Run one job, returning its result and the warnings it raised (re-issued by the caller)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        result = fn(*args, **kwargs)
+    return result, [(w.category, str(w.message)) for w in caught], os.environ.get("CUDA_VISIBLE_DEVICES", "cpu")
+
+
+def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) -> list:
+    """``fn(*args, **kwargs)`` for every ``(name, args, kwargs)`` of ``jobs``, ``workers.workers`` at a time;
+    the results in the jobs' order. ``on_done(name, result, where)`` is called as each finishes (in this process).
+    With one worker the jobs run here, one after another (no process is started)."""
+    if workers.workers <= 1:
+        out = []
+        for name, args, kwargs in jobs:
+            result = fn(*args, **kwargs)
+            if on_done:
+                on_done(name, result, workers.devices[0] if workers.devices else "cpu")
+            out.append(result)
+        return out
+    ctx = multiprocessing.get_context("spawn")
+    slots = ctx.Queue()
+    for device in workers.devices:
+        slots.put(device)
+    threads = max(1, (os.cpu_count() or 1) // workers.workers)
+    results: dict[int, object] = {}
+    with ProcessPoolExecutor(workers.workers, mp_context=ctx, initializer=_start, initargs=(slots, threads)) as pool:
+        futures = {pool.submit(_call, fn, args, kwargs): i for i, (_, args, kwargs) in enumerate(jobs)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    i = futures[future]
+                    error = future.exception()
+                    if error is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise RuntimeError(f"job {jobs[i][0]!r} failed in its worker: {error!r}") from error
+                    result, caught, where = future.result()
+                    for category, message in caught:
+                        warnings.warn(message, category if issubclass(category, Warning) else UserWarning,
+                                      stacklevel=2)
+                    results[i] = result
+                    if on_done:
+                        on_done(jobs[i][0], result, where)
+        except KeyboardInterrupt:
+            for process in multiprocessing.active_children():  # the jobs running now stop too
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [results[i] for i in range(len(jobs))]

@@ -1,0 +1,78 @@
+"""helpers.workers: how many workers and where (planned from the devices, the jobs' memory and the cores), and
+independent jobs run side by side in spawned processes with the results, warnings and failures of running them here;
+notebook 05's trainings side by side give the adapters they give one after another."""
+import os
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import workers
+
+
+def test_one_worker_on_a_cpu_unless_asked():
+    assert workers.plan(6, 0, "cpu", cpus=2) == workers.Plan(1, ("cpu",), 0.0, workers.plan(6, 0, "cpu").reason)
+    assert workers.plan(6, 3, "cpu").devices == ("cpu",) * 3
+    assert workers.plan(2, 8, "cpu").workers == 2  # never more workers than jobs
+    with pytest.raises(ValueError, match="train_workers = -1"):
+        workers.plan(6, -1, "cpu")
+
+
+def test_several_small_jobs_share_each_gpu_within_memory_and_cores():
+    p = workers.plan(18, 0, "cuda", job_gib=1.0, free_gib=100.0, cpus=16, gpus=["0", "1"])
+    assert p.workers == 16 and p.devices.count("0") == p.devices.count("1") == 8  # 8 per GPU: the cores decide
+    assert p.memory_budget_gib == 12.5  # each job's share of the free memory
+    p = workers.plan(18, 0, "cuda", job_gib=30.0, free_gib=100.0, cpus=16, gpus=["0", "1"])
+    assert p.workers == 4 and p.memory_budget_gib == 50.0  # two per GPU: the memory decides
+    p = workers.plan(9, 0, "cuda", job_gib=90.0, free_gib=100.0, cpus=16, gpus=["2"])
+    assert p == workers.Plan(1, ("2",), 0.0, p.reason)  # one job fills the GPU: one at a time, its whole memory
+
+
+def _square(x, warn=False):
+    if warn:
+        warnings.warn(f"square of {x}", UserWarning)
+    if x < 0:
+        raise ValueError("negative")
+    return x * x, os.getpid()
+
+
+def test_jobs_run_side_by_side_in_other_processes_and_come_back_in_order():
+    seen = []
+    plan = workers.plan(4, 2, "cpu")
+    jobs = [(f"job{x}", (x,), {"warn": x == 3}) for x in range(4)]
+    with pytest.warns(UserWarning, match="square of 3"):  # a job's warning reaches the caller
+        out = workers.run(_square, jobs, plan, on_done=lambda name, r, where: seen.append((name, where)))
+    assert [r for r, _ in out] == [0, 1, 4, 9]
+    assert os.getpid() not in {pid for _, pid in out}
+    assert sorted(seen) == [(f"job{x}", "cpu") for x in range(4)]
+    assert [r for r, _ in workers.run(_square, jobs[:2], workers.plan(2, 1, "cpu"))] == [0, 1]  # one: here
+
+
+def test_a_failed_job_is_named():
+    with pytest.raises(RuntimeError, match="job 'minus' failed in its worker: ValueError"):
+        workers.run(_square, [("plus", (2,), {}), ("minus", (-1,), {})], workers.plan(2, 2, "cpu"))
+
+
+@pytest.mark.slow
+def test_trainings_side_by_side_give_the_adapters_trained_one_after_another(tmp_path, monkeypatch):
+    from test_training import BASE, CPU_PLAIN, recipe, rows
+
+    from helpers import qlora_training as qt
+
+    chosen = {"domain_only": rows(), "ours": rows(8)}
+    adapters = {}
+    for n in (1, 2):
+        monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path / f"out{n}"))
+        results, plan = qt.train_all("t", chosen, [0], BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), progress=False,
+                                     workers=n)
+        assert plan.workers == n and list(results) == list(chosen)
+        adapters[n] = {arm: load_file(tmp_path / f"out{n}" / "t" / qt.STAGE / ms[0]["adapter"]
+                                      / "adapter_model.safetensors") for arm, ms in results.items()}
+        losses = {arm: ms[0]["final_loss"] for arm, ms in results.items()}
+        if n == 1:
+            first = losses
+    assert losses == pytest.approx(first, rel=1e-4)
+    for arm, weights in adapters[1].items():
+        for name, w in weights.items():
+            torch.testing.assert_close(adapters[2][arm][name], w, rtol=1e-4, atol=1e-6)
