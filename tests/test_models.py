@@ -111,9 +111,10 @@ def test_model_names_never_decide_where_outputs_go():
     assert safe_name("/x/m") != safe_name("/y/m")  # same last part, different models
 
 
-@pytest.mark.parametrize("native,expected", [(False, "float16"), (True, None)])
-def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, expected):
-    """A T4 (no bf16 in hardware) gets fp16 instead of the checkpoint's bf16; other GPUs keep the checkpoint's."""
+@pytest.mark.parametrize("native,expected", [(False, "float16"), (True, "bfloat16")])
+def test_a_gpu_loads_models_in_half_precision(monkeypatch, native, expected):
+    """On a GPU every model loads in bf16 (the GGUF-converted folders hold fp32), or fp16 on a T4, which has no bf16
+    in hardware; on a CPU the checkpoint's own dtype."""
     import torch
     import transformers
 
@@ -136,8 +137,10 @@ def test_a_gpu_without_hardware_bf16_loads_models_in_fp16(monkeypatch, native, e
     from helpers.lab.zoo import ZOO_DIR
     models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed
     assert seen["device"] == "cuda"
-    assert seen["dtype"] == (getattr(torch, expected) if expected else "auto")
+    assert seen["dtype"] == getattr(torch, expected)
     assert seen["safe"] == {"trust_remote_code": False, "use_safetensors": True}
+    models.load("r", str(ZOO_DIR / "base"), device="cpu")
+    assert seen["dtype"] == "auto"
 
 
 # ---------------------------------------------------------------------------------------------------------------

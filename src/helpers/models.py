@@ -327,15 +327,16 @@ NOT_SAFETENSORS = ("only safetensors weights are loaded (a pickled .bin or .pt f
 def load(run_name: str, name: str, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` in eval mode, with a pad token and left padding for batched generation.
 
-    ``dtype=None`` keeps the checkpoint's own dtype, except on a GPU without bf16 in hardware (a T4), where it
-    loads fp16: bf16 there is emulated and several times slower."""
+    ``dtype=None``: on a GPU, bf16 where the hardware has it, else fp16 (a T4 emulates bf16, several times slower),
+    whatever the checkpoint holds: the folders converted from GGUF files are fp32, which ran SmolLM2's generation at
+    a fraction of the GPU's speed; on a CPU, the checkpoint's own dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve(run_name, name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype is None and str(device).startswith("cuda") and not native_bf16():
-        dtype = torch.float16
+    if dtype is None and str(device).startswith("cuda"):
+        dtype = torch.bfloat16 if native_bf16() else torch.float16
     local = Path(path).exists()
     try:
         tokenizer = load_tokenizer(path)
