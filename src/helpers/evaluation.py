@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import report as reporting
 from . import uncertainty
+from . import workers as workers_service
 from .datafiles import fingerprint
 from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
@@ -266,26 +267,44 @@ def inputs(run_name: str) -> tuple[dict, dict]:
 
 
 def score_models(run_name: str, training: dict, sets: dict[str, list], base_path: str, setup, *, lab: bool,
-                 max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True) -> tuple[dict, dict]:
+                 max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True,
+                 workers: int = 1) -> tuple[dict, dict]:
     """Score the base and every (arm, seed) adapter of notebook 05 on ``sets``: ``({(arm, seed): headline scores},
     informative families)``. The base comes first: on real sets it decides which families can show forgetting
-    (``scoring.informative_families``), and its own general answers are the text the arms' KL drift is measured on."""
+    (``scoring.informative_families``), and its own general answers are the text the arms' KL drift is measured on.
+    The adapters are independent: ``workers`` > 1 scores that many side by side in worker processes
+    (``helpers.workers``; on GPUs spread over them), with the same results."""
     from tqdm.auto import tqdm
 
-    jobs = [(None, None, None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m), m["settings_key"])
-                                         for arm, ms in training["arms"].items() for m in ms]
-    scores, families, base_answers = {}, {}, None
-    for arm, seed, adapter, key in tqdm(jobs, desc="models", disable=not progress):
-        model, tokenizer = load_for_eval(base_path, setup, adapter, key)
-        s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
-        if arm is None:
-            families = {} if lab else informative_families(s, sets)
-            base_answers = s["general_answer_ids"]
-        elif kl:
-            s.update(drift(model, tokenizer, sets, base_answers))
-        scores[(arm, seed)] = {"seed": seed, **headline(s, families)}
-        del model
+    model, tokenizer = load_for_eval(base_path, setup)
+    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
+    families = {} if lab else informative_families(s, sets)
+    scores = {(None, None): {"seed": None, **headline(s, families)}}
+    del model
+    base_answers = s["general_answer_ids"] if kl else None
+    jobs = [(f"{arm} seed {m['seed']}", (base_path, setup, adapter_path(run_name, arm, m), m["settings_key"], sets,
+                                          families, base_answers),
+             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc})
+            for arm, ms in training["arms"].items() for m in ms]
+    plan = workers_service.plan(len(jobs), workers, setup.device)
+    bar = tqdm(total=len(jobs) + 1, initial=1, desc="models", disable=not progress)
+    done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
+    bar.close()
+    for arm, ms in training["arms"].items():
+        for m in ms:
+            scores[(arm, m["seed"])] = {"seed": m["seed"], **done.pop(0)}
     return scores, families
+
+
+def score_adapter(base_path: str, setup, adapter: Path, key: str, sets: dict[str, list], families: dict,
+                  base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool) -> dict:
+    """One (arm, seed) adapter's headline scores on ``sets``, and its KL drift from the base on the base's own
+    general answers (``base_answers``; None: no drift)."""
+    model, tokenizer = load_for_eval(base_path, setup, adapter, key)
+    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
+    if base_answers is not None:
+        s.update(drift(model, tokenizer, sets, base_answers))
+    return headline(s, families)
 
 
 def collect(scores: dict, families: dict, sets: dict[str, list], training: dict, arm_data: dict, setup,
