@@ -99,6 +99,18 @@ CALLS = {
     # helpers/models.py: in_hub_cache()
     "huggingface_hub.try_to_load_from_cache": (__import__("huggingface_hub").try_to_load_from_cache,
                                                {"repo_id", "filename"}),
+    # helpers/lmeval.py: evaluate()
+    "lm_eval.simple_evaluate": (__import__("lm_eval").simple_evaluate,
+                                {"model", "model_args", "tasks", "device", "batch_size", "limit",
+                                 "apply_chat_template", "log_samples", "verbosity"}),
+    # helpers/lmeval.py: task_configs() -- TaskConfig is a dataclass, so its signature lists every field
+    "lm_eval TaskConfig": (__import__("lm_eval.config.task", fromlist=["TaskConfig"]).TaskConfig,
+                           {"task", "dataset_path", "dataset_kwargs", "test_split", "doc_to_text", "doc_to_choice",
+                            "doc_to_target", "target_delimiter", "process_docs", "process_results", "output_type",
+                            "generation_kwargs", "metric_list", "metadata"}),
+    # helpers/lmeval.py: the hf model's arguments (model_args); HFLM.__init__ takes them by name
+    "lm_eval HFLM": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.__init__,
+                     {"pretrained", "dtype", "peft"}),
     # helpers/qlora_training.py: loss_format()
     "trl.get_training_chat_template": (__import__("trl.chat_template_utils", fromlist=["x"]).get_training_chat_template,
                                        {"processing_class"}),

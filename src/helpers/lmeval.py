@@ -1,0 +1,124 @@
+"""lm-evaluation-harness (``lm-eval``) on this project's held-out sets: each set as two lm-eval tasks, run offline
+on a base model or a base plus a LoRA adapter (lm-eval's Hugging Face model with ``peft=``).
+
+For a set of rows with ``instruction``, ``answer``, optional ``aliases``, ``family`` and ``choices`` + ``label``
+(the shipped ``data/*_eval.jsonl``, or a user's file of that shape):
+
+* ``<name>_mc``, lm-eval's ``multiple_choice``: the question in the model's chat template (``apply_chat_template``),
+  each choice appended right after the generation prompt (``target_delimiter: ""``); ``acc`` and ``acc_norm``
+  (log-likelihood per character of the choice). The rows without choices are left out (``with_choices``). This is
+  what ``loglik.multiple_choice`` computes, so the two agree item by item (``tests/test_lmeval.py``).
+* ``<name>_answers``, ``generate_until``: greedy answers of at most ``max_gen_toks`` tokens, scored by
+  ``lenient``: ``scoring.answer_matches`` (the answer or an alias inside the sentence, no other choice named).
+
+``task_configs`` builds the tasks as lm-eval config dicts (with absolute data paths, for ``evaluate``);
+``python -m helpers.lmeval write`` writes them for the shipped sets as YAML under ``data/lm_eval/`` (paths relative
+to the repository root), so that lm-eval's own command line runs them from there:
+``lm_eval --model hf --model_args pretrained=FOLDER --tasks general_eval_mc --include_path data/lm_eval
+--apply_chat_template``.
+
+An adapter that also trains tied embeddings in full (the lab's ``train_embeddings = True``) does not load through
+lm-eval 0.4.13's hf model: it ties the weights again after peft has wrapped them (``KeyError: attribute 'weight'
+already exists``). Adapters of LoRA layers only (the real track's presets) load, and score what notebook 06 scores.
+
+lm-eval averages over questions; notebook 06 averages over families (each family counts the same), so compare
+per question (``per_question``), or average lm-eval's per-question results by family.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .runs import repo_root
+
+SHIPPED = ("general_eval", "clinical_eval", "velish_eval")  # data/<name>.jsonl
+TASKS_DIR = "data/lm_eval"  # under the repository root, beside the sets
+
+
+def with_choices(dataset):
+    """The rows that have two or more ``choices`` (lm-eval's ``process_docs`` of a ``_mc`` task)."""
+    return dataset.filter(lambda row: len(row.get("choices") or []) >= 2)
+
+
+def lenient(doc: dict, results: list[str]) -> dict:
+    """lm-eval's ``process_results`` of an ``_answers`` task: 1.0 when the answer is given (``answer_matches``)."""
+    from .scoring import _distractors, answer_matches
+
+    ok = answer_matches(results[0], str(doc["answer"]), list(doc.get("aliases") or []), _distractors(doc))
+    return {"lenient": float(ok)}
+
+
+def task_configs(name: str, path: str | Path, max_gen_toks: int = 48) -> list[dict]:
+    """The two lm-eval task configs (``<name>_mc``, ``<name>_answers``) of the held-out set at ``path``."""
+    data = {"dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(path)}}, "test_split": "test",
+            "doc_to_text": "{{instruction}}", "metadata": {"version": 1.0}}
+    mc = {"task": f"{name}_mc", **data, "process_docs": with_choices, "output_type": "multiple_choice",
+          "doc_to_choice": "{{choices}}", "doc_to_target": "label", "target_delimiter": "",
+          "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                          {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}]}
+    answers = {"task": f"{name}_answers", **data, "output_type": "generate_until", "doc_to_target": "answer",
+               "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_gen_toks},
+               "process_results": lenient,
+               "metric_list": [{"metric": "lenient", "aggregation": "mean", "higher_is_better": True}]}
+    return [mc, answers]
+
+
+def evaluate(model_path: str, tasks: list, *, adapter: str | Path | None = None, dtype: str = "auto",
+             device: str = "cpu", batch_size: int | str = 16, limit: int | None = None) -> dict:
+    """lm-eval's ``simple_evaluate`` on ``tasks`` (configs from ``task_configs``, or names of lm-eval tasks) for the
+    model at ``model_path`` (a local folder), with ``adapter`` (a peft LoRA folder) on top; in the model's chat
+    template; per-question results kept (``samples``). Returns lm-eval's results dict."""
+    import lm_eval
+
+    args = {"pretrained": str(model_path), "dtype": dtype}
+    if adapter is not None:
+        args["peft"] = str(adapter)
+    return lm_eval.simple_evaluate(model="hf", model_args=args, tasks=tasks, device=device, batch_size=batch_size,
+                                   limit=limit, apply_chat_template=True, log_samples=True, verbosity="WARNING")
+
+
+def per_question(results: dict, task: str, metric: str) -> list[float]:
+    """``metric`` of each question of ``task``, in the set's order (lm-eval's samples carry ``doc_id``)."""
+    samples = sorted(results["samples"][task], key=lambda s: s["doc_id"])
+    return [float(s[metric]) for s in samples]
+
+
+def _yaml(config: dict) -> str:
+    import yaml
+
+    out = dict(config)
+    functions = {"process_docs": "with_choices", "process_results": "lenient"}
+    text = yaml.safe_dump({k: v for k, v in out.items() if k not in functions}, sort_keys=False, width=120)
+    for key, fn in functions.items():
+        if key in out:
+            text += f"{key}: !function utils.{fn}\n"
+    return text
+
+
+UTILS = '''"""The Python functions the task YAMLs here name (written by `python -m helpers.lmeval write`)."""
+from helpers.lmeval import lenient, with_choices  # noqa: F401
+'''
+
+
+def write(root: Path | None = None) -> list[Path]:
+    """Write the shipped sets' task YAMLs (and the ``utils.py`` they name) under ``data/lm_eval/``."""
+    root = root or repo_root()
+    folder = root / TASKS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SHIPPED:
+        for config in task_configs(name, f"data/{name}.jsonl"):
+            path = folder / f"{config['task']}.yaml"
+            path.write_text("# written by `python -m helpers.lmeval write`; run lm_eval from the repository root\n"
+                            + _yaml(config))
+            written.append(path)
+    (folder / "utils.py").write_text(UTILS)
+    return written + [folder / "utils.py"]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["write"]:
+        sys.exit("usage: python -m helpers.lmeval write")
+    for p in write():
+        print(p)
