@@ -110,7 +110,7 @@ CALLS = {
                             "generation_kwargs", "metric_list", "metadata"}),
     # helpers/lmeval.py: the hf model's arguments (model_args); HFLM.__init__ takes them by name
     "lm_eval HFLM": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.__init__,
-                     {"pretrained", "dtype", "peft"}),
+                     {"pretrained", "dtype", "peft", "tokenizer", "batch_size"}),
     # helpers/qlora_training.py: loss_format()
     "trl.get_training_chat_template": (__import__("trl.chat_template_utils", fromlist=["x"]).get_training_chat_template,
                                        {"processing_class"}),

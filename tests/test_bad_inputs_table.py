@@ -227,6 +227,10 @@ ROWS = [
         r"e4.csv, line 2: missing field 'answer'"),
     Row("a hub id as evaluation set", [*REAL, "-p", "eval_general=someorg/somebench", "--only", "06"],
         r"eval_general: 'someorg/somebench' is no local file and would come from the dataset hub"),
+    Row("a misspelled lm-eval benchmark", [*REAL, "-p", "benchmarks=[mmlu_prox]", "--only", "06"],
+        r"benchmarks: 'mmlu_prox' is no lm-eval task \(closest: \['mmlu_pro'"),
+    Row("benchmarks with trained embeddings", [*LAB, "-p", "benchmarks=[general_eval_mc]", "--from", "05"],
+        r"benchmarks need adapters of LoRA layers only, and 05 trains the embeddings too"),
     Row("evaluation files while lab = true", [*LAB, "-p", "eval_general=x.jsonl", "--only", "06"],
         r"eval_general set while lab = true.*set lab = false to score your files"),
     # --- paths: one rule (the working directory, then the repository), the absolute path printed

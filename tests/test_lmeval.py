@@ -36,6 +36,15 @@ def test_the_yamls_load_as_lm_eval_tasks_from_the_repository_root(monkeypatch):
     assert len(answers.eval_docs) == len((ROOT / "data" / "clinical_eval.jsonl").read_text().splitlines())
 
 
+def test_benchmark_names_are_checked_before_anything_runs():
+    problems = lmeval.check_benchmarks(["general_eval_mc", "mmlu_prox", "arc_easy"])
+    assert len(problems) == 2  # the shipped set's task reads its local file
+    assert "'mmlu_prox' is no lm-eval task (closest: ['mmlu_pro'" in problems[0]
+    assert "'arc_easy': its data could not be read here" in problems[1]
+    if models.hub_reachable():  # offline (here, CI): how to bring the dataset
+        assert "local datasets cache" in problems[1] and "--tasks arc_easy --limit 1" in problems[1]
+
+
 def test_lenient_is_the_answer_matcher():
     doc = {"answer": "Paris", "aliases": [], "choices": ["Paris", "Lyon"], "label": 0}
     assert lmeval.lenient(doc, ["The capital of France is Paris."]) == {"lenient": 1.0}
@@ -108,4 +117,6 @@ def test_an_adapter_is_scored_through_peft_as_notebook_06_loads_it(tmp_path, out
     ours = loglik.multiple_choice(model, tok, [render_prompt(tok, it["instruction"]) for it in items], items,
                                   delimiter="")["logprobs"]
     assert np.max(np.abs(np.array(ours) - np.array(logprobs(tuned)))) < 1e-3
+    loaded = lmeval.evaluate_loaded(model, tok, task)  # notebook 06's path: its own loaded model handed over
+    assert np.max(np.abs(np.array(ours) - np.array(logprobs(loaded)))) < 1e-4
     assert np.max(np.abs(np.array(logprobs(base)) - np.array(logprobs(tuned)))) > 1e-2  # the adapter counts

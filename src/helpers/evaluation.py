@@ -307,6 +307,38 @@ def score_adapter(base_path: str, setup, adapter: Path, key: str, sets: dict[str
     return headline(s, families)
 
 
+def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: list[str], limit: int = 0,
+                   progress: bool = True) -> dict:
+    """lm-evaluation-harness's tasks ``names`` (notebook 06's ``benchmarks``: lm-eval's own, such as ``mmlu_pro``,
+    or the shipped sets', ``helpers.lmeval``) for the base and every (arm, seed) adapter, each loaded as notebook 05
+    trained it (``load_for_eval``: the base 4-bit or not, the adapter on top) and handed to lm-eval's model. ``limit``: questions per task (0: all). lm-eval's results for each
+    model are written to ``06_evaluation/lm_eval/<model>.json``; returns ``{"base" or arm: {task: {metric: mean over
+    seeds}}}`` for ``results.json`` and the report."""
+    from tqdm.auto import tqdm
+
+    from . import lmeval
+
+    if training["hp"].get("train_embeddings"):
+        raise ValueError("benchmarks need adapters of LoRA layers only; notebook 05 trained the embeddings too "
+                         "(train_embeddings = True), which lm-eval's model cannot load (helpers.lmeval): train with "
+                         "train_embeddings = False, or set benchmarks = []")
+
+    out = stage_dir(run_name, STAGE) / "lm_eval"
+    jobs = [("base", None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m))
+                                     for arm, ms in training["arms"].items() for m in ms]
+    per_model: dict[str, list[dict]] = {}
+    for arm, seed, adapter in tqdm(jobs, desc="lm-eval", disable=not progress):
+        key = None if seed is None else next(m["settings_key"] for m in training["arms"][arm] if m["seed"] == seed)
+        model, tokenizer = load_for_eval(base_path, setup, adapter, key)  # as notebook 05 trained it
+        got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None)
+        del model
+        write_json(out / (arm if seed is None else f"{arm}_seed{seed}") / "results.json",
+                   {k: got[k] for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples") if k in got})
+        per_model.setdefault(arm, []).append(lmeval.headline_metrics(got))
+    return {arm: {task: {k: statistics.fmean(r[task][k] for r in runs) for k in runs[0][task]} for task in runs[0]}
+            for arm, runs in per_model.items()}
+
+
 def collect(scores: dict, families: dict, sets: dict[str, list], training: dict, arm_data: dict, setup,
             params: dict) -> dict:
     """The run's results: the base's scores, each arm's mean over seeds with its forgetting and standard errors,

@@ -28,6 +28,7 @@ per question (``per_question``), or average lm-eval's per-question results by fa
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from .runs import repo_root
@@ -64,18 +65,106 @@ def task_configs(name: str, path: str | Path, max_gen_toks: int = 48) -> list[di
     return [mc, answers]
 
 
+@lru_cache(maxsize=1)
+def task_manager():
+    """lm-eval's task index with this repository's tasks (``data/lm_eval/``) added to its own (built once: indexing
+    lm-eval's thousands of task files takes seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(repo_root() / TASKS_DIR), verbosity="ERROR")
+
+
+def resolve_tasks(tasks: list) -> list:
+    """``tasks`` with the shipped sets' task names (``general_eval_mc``, ...) replaced by their configs with absolute
+    data paths: the YAMLs' paths are relative to the repository root, and a notebook runs in ``notebooks/``."""
+    shipped = {c["task"]: c for name in SHIPPED
+               for c in task_configs(name, repo_root() / "data" / f"{name}.jsonl")}
+    return [shipped.get(t, t) if isinstance(t, str) else t for t in tasks]
+
+
 def evaluate(model_path: str, tasks: list, *, adapter: str | Path | None = None, dtype: str = "auto",
              device: str = "cpu", batch_size: int | str = 16, limit: int | None = None) -> dict:
-    """lm-eval's ``simple_evaluate`` on ``tasks`` (configs from ``task_configs``, or names of lm-eval tasks) for the
-    model at ``model_path`` (a local folder), with ``adapter`` (a peft LoRA folder) on top; in the model's chat
-    template; per-question results kept (``samples``). Returns lm-eval's results dict."""
+    """lm-eval's ``simple_evaluate`` on ``tasks`` (configs from ``task_configs``, or names of lm-eval tasks and of
+    this repository's, ``task_manager``) for the model at ``model_path`` (a local folder), with ``adapter`` (a peft
+    LoRA folder) on top, as lm-eval's command line loads them (``peft=``); in the model's chat template;
+    per-question results kept (``samples``). Returns lm-eval's results dict."""
     import lm_eval
 
     args = {"pretrained": str(model_path), "dtype": dtype}
     if adapter is not None:
         args["peft"] = str(adapter)
-    return lm_eval.simple_evaluate(model="hf", model_args=args, tasks=tasks, device=device, batch_size=batch_size,
-                                   limit=limit, apply_chat_template=True, log_samples=True, verbosity="WARNING")
+    return lm_eval.simple_evaluate(model="hf", model_args=args, tasks=resolve_tasks(tasks), device=device,
+                                   batch_size=batch_size,
+                                   limit=limit, apply_chat_template=True, log_samples=True, verbosity="WARNING",
+                                   task_manager=task_manager())
+
+
+def evaluate_loaded(model, tokenizer, tasks: list, *, batch_size: int = 16, limit: int | None = None) -> dict:
+    """``evaluate`` for a model already loaded (notebook 06's: the base 4-bit as notebook 05 trained it, its
+    adapter on top), handed to lm-eval's Hugging Face model as it is: lm-eval's own loading takes no 4-bit
+    settings (``load_in_4bit`` is gone from transformers 5's ``from_pretrained``)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    return lm_eval.simple_evaluate(model=lm, tasks=resolve_tasks(tasks), limit=limit, apply_chat_template=True, log_samples=True,
+                                   verbosity="WARNING", task_manager=task_manager())
+
+
+def check_benchmarks(names: list[str]) -> list[str]:
+    """Problems with notebook 06's ``benchmarks``, found before any notebook runs: lm-eval missing, a name that is
+    no lm-eval task (with the closest ones), or a task whose data cannot be read here (no dataset hub reachable and
+    not in the local datasets cache), with how to cache it beforehand."""
+    import difflib
+    from contextlib import ExitStack
+    from unittest import mock
+
+    if not names:
+        return []
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        return ["benchmarks: lm-eval is not installed: pip install -e '.[eval]'"]
+    import datasets
+    import huggingface_hub
+
+    from .models import hub_reachable
+
+    manager = task_manager()
+    known = set(manager.all_tasks)
+    problems = []
+    offline = hub_reachable()  # the reason the hub cannot be reached, or "" when it can
+    with ExitStack() as stack:
+        if offline:  # read the local cache only, instead of retrying a hub that does not answer
+            stack.enter_context(mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True))
+            stack.enter_context(mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True))
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=3)
+                problems.append(f"benchmarks: {name!r} is no lm-eval task" + (f" (closest: {close})" if close else "")
+                                + "; `lm_eval ls tasks` lists them")
+                continue
+            try:
+                manager.load([name])  # builds the task, which reads its dataset
+            except Exception as err:  # noqa: BLE001 -- any failure to read the data is the user's to fix here
+                problems.append(
+                    f"benchmarks: {name!r}: its data could not be read here ({type(err).__name__}: {str(err)[:160]})."
+                    + (" No dataset hub is reachable, so it must be in the local datasets cache: on a machine with a "
+                       f"hub run `lm_eval --model hf --model_args pretrained=<a small model> --tasks {name} --limit 1`"
+                       " with the same HF_HOME, then bring that cache here" if offline else ""))
+    return problems
+
+
+def headline_metrics(results: dict) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` of lm-eval's ``results["results"]``: the numbers only, filter names dropped
+    ("acc,none" -> "acc"), standard errors left out."""
+    out = {}
+    for task, metrics in results["results"].items():
+        values = {k.split(",")[0]: float(v) for k, v in metrics.items()
+                  if "," in k and "_stderr" not in k and isinstance(v, (int, float))}
+        if values:
+            out[task] = values
+    return out
 
 
 def per_question(results: dict, task: str, metric: str) -> list[float]:

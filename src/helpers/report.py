@@ -285,11 +285,36 @@ def _target_lines(results: dict) -> list[str]:
     return lines + [""]
 
 
+BENCHMARK_METRICS = ("acc_norm", "acc", "lenient", "prompt_level_strict_acc")  # the column, in order; else the first
+
+
+def _benchmark_lines(results: dict) -> list[str]:
+    """Notebook 06's ``benchmarks`` (lm-evaluation-harness): one column per task, its first metric in
+    ``BENCHMARK_METRICS`` (else its first), mean over seeds; lm-eval's own output beside results.json."""
+    bench = results.get("benchmarks") or {}
+    if not bench:
+        return []
+    first = next(iter(bench.values()))
+    columns = []
+    for task, metrics in first.items():
+        metric = next((m for m in BENCHMARK_METRICS if m in metrics), next(iter(metrics)))
+        columns.append((task, metric))
+    lines = ["## lm-evaluation-harness", "",
+             "lm-eval's tasks (notebook 06's `benchmarks`), scored by lm-eval on the base and each adapter; lm-eval "
+             "averages over questions. Each model's full output: `06_evaluation/lm_eval/<model>/results.json`.", "",
+             "| model | " + " | ".join(f"{t} ({m})" for t, m in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for model, tasks in bench.items():
+        lines.append(f"| {model} | " + " | ".join(f"{tasks.get(t, {}).get(m, float('nan')):.3f}" for t, m in columns)
+                     + " |")
+    return lines + [""]
+
+
 def report(run_name: str, results: dict, training: dict, figures: list[str], warnings: list[str] = ()) -> Path:
     """``outputs/<run>/report.md``: what was trained, the results tables, how sure they are, the warnings of every
     notebook (``warnings``: notebook 06's own) and the targets' verdicts."""
     lines = [f"# Run `{run_name}`: forgetting and its mitigation", "", *_setup_lines(results, training),
-             *_main_table(results, training), *_mc_kl_table(results), *_notes(results), *_sets_table(results),
+             *_main_table(results, training), *_mc_kl_table(results), *_notes(results), *_benchmark_lines(results), *_sets_table(results),
              *_ablation_lines(results), *_warning_lines(run_name, list(warnings)), *_target_lines(results),
              "## Figures", "", *[f"![{f}]({STAGE}/{f})" for f in figures]]
     path = run_dir(run_name) / "report.md"
