@@ -13,7 +13,7 @@ PRESET     ?= presets/lab.yaml
 TEST_WORKERS ?= 2
 STAMP      := $(VENV)/.installed
 
-.PHONY: install run test lab lab-model bench strip check-notebooks clean
+.PHONY: install run test browser-test lab lab-model bench strip check-notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+# notebooks 00 and 01 run through JupyterLab's UI in a headless Chromium (tests/test_browser.py; needs Chromium:
+# apt-get install chromium); the screenshots go to outputs/browser/ and are copied to docs/browser/
+browser-test: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"
+	$(BIN)/python -m pytest -q -p no:xdist -m browser tests/test_browser.py
+	mkdir -p docs/browser && cp outputs/browser/*.png docs/browser/
 
 lab: install
 	$(BIN)/jupyter lab notebooks/
