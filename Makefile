@@ -34,7 +34,7 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
-# notebooks 00 and 01 run through JupyterLab's UI in a headless Chromium (tests/test_browser.py; needs Chromium:
+# notebooks 00 and 06 run through JupyterLab's UI in a headless Chromium (tests/test_browser.py; needs Chromium:
 # apt-get install chromium); the screenshots go to outputs/browser/ and are copied to docs/browser/
 browser-test: install
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"

@@ -1,5 +1,6 @@
 """The interactive path in a real browser (issue 25): JupyterLab started on localhost, a headless Chromium driven by
-Playwright, notebooks 00 and 01 opened and run through the UI (Run > Run All Cells) as a workshop attendee runs them.
+Playwright, notebooks 00 and 06 opened and run through the UI (Run > Run All Cells) as a workshop attendee runs them
+(01-05 in between by the runner, at the smoke preset's sizes, so that 06 has adapters to score).
 Checked: every code cell ran (an execution count, no error output), figures rendered as images, progress bars as
 widgets (no raw terminal escape codes), and a screenshot of each is saved under ``outputs/browser/``.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import pipeline
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -91,7 +93,7 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 300) -> dict:
             "text": "\n".join(texts(".jp-OutputArea-output"))}
 
 
-def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab):
+def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab, monkeypatch):
     from playwright.sync_api import sync_playwright
 
     url, tmp = lab
@@ -99,11 +101,14 @@ def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab):
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        seen = {}
-        for notebook in ("00_lab_world.ipynb", "01_reconstruct_distribution.ipynb"):
+        for notebook in ("00_lab_world.ipynb", "06_evaluation.ipynb"):
+            if notebook.startswith("06"):  # what 06 reads, made quickly: 01-05 at the smoke preset's sizes
+                monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp / "outputs"))
+                pipeline.run(ROOT / "presets" / "smoke.yaml", ["run_name=lab", "ablation=false", "sdft=false",
+                                                                 "sweep_shares=[]"], only=["01", "02", "03", "04", "05"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a fresh tab per notebook
             try:
-                got = seen[notebook] = run_all(page, url, notebook)
+                got = run_all(page, url, notebook)
             finally:  # what the attendee would see, also when it failed
                 page.screenshot(path=str(shots / notebook.replace(".ipynb", ".png")))
             code_cells = [t.strip() for t in got["prompts"]]
@@ -111,9 +116,9 @@ def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab):
             assert code_cells and all(re.fullmatch(r"\[\d+\]:", t) for t in code_cells), \
                 (notebook, code_cells)  # every code cell ran: "[n]:", none still "[*]:" or never run "[ ]:"
             assert not got["errors"], (notebook, got["errors"][:2])
-            assert got["images"] >= 1, notebook  # its figure rendered as an image
+            assert got["images"] >= 1, notebook  # its figures rendered as images
             assert "\x1b[" not in got["text"], notebook  # no raw terminal escape codes
             assert got["widgets"] >= 1, notebook  # tqdm's bars rendered as widgets
             page.close()
         browser.close()
-    assert (tmp / "outputs" / "lab" / "01_reconstruct" / "manifest.json").exists()  # the run really happened
+    assert (tmp / "outputs" / "lab" / "06_evaluation" / "results.json").exists()  # the run really happened
