@@ -89,6 +89,8 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 300) -> dict:
     return {"prompts": texts(".jp-Notebook .jp-CodeCell .jp-InputPrompt"),
             "errors": texts(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"),
             "images": page.locator(".jp-OutputArea-output img").count(),
+            "broken_images": page.eval_on_selector_all(  # an image whose file did not load: a broken link
+                ".jp-Notebook img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.alt)"),
             "widgets": page.locator(".jp-OutputArea-output .widget-hprogress").count(),  # ipywidgets' bars
             "text": "\n".join(texts(".jp-OutputArea-output"))}
 
@@ -117,6 +119,7 @@ def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab, monkeypatch):
                 (notebook, code_cells)  # every code cell ran: "[n]:", none still "[*]:" or never run "[ ]:"
             assert not got["errors"], (notebook, got["errors"][:2])
             assert got["images"] >= 1, notebook  # its figures rendered as images
+            assert not got["broken_images"], (notebook, got["broken_images"])
             assert "\x1b[" not in got["text"], notebook  # no raw terminal escape codes
             assert got["widgets"] >= 1, notebook  # tqdm's bars rendered as widgets
             page.close()

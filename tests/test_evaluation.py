@@ -62,6 +62,8 @@ def test_report_lists_every_model_and_the_checks(outputs):
     for needle in ("| base |", "| domain_only | 0.500 | 0.800 | +40.0 |", "| ours |", "met: domain_only loses",
                    "06_evaluation/tradeoff.png"):
         assert needle in text, needle
+    shown = report.in_notebook(text)  # in notebook 06 the report's relative figure links would be broken images
+    assert "| ours |" in shown and "](06_evaluation/" not in shown and "figures are shown above" in shown
 
 
 def test_sweep_points_are_ordered_by_share():

@@ -310,6 +310,13 @@ def _benchmark_lines(results: dict) -> list[str]:
     return lines + [""]
 
 
+def in_notebook(text: str) -> str:
+    """``report.md``'s text for display in notebook 06: without its "Figures" section, whose links are relative to
+    the report's folder and show as broken images in the notebook (the notebook shows each figure above)."""
+    head, _, _ = text.partition("## Figures")
+    return head.rstrip() + "\n\n(The figures are shown above; in `report.md` they follow here.)\n"
+
+
 def report(run_name: str, results: dict, training: dict, figures: list[str], warnings: list[str] = ()) -> Path:
     """``outputs/<run>/report.md``: what was trained, the results tables, how sure they are, the warnings of every
     notebook (``warnings``: notebook 06's own) and the targets' verdicts."""
