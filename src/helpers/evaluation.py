@@ -324,11 +324,10 @@ def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: 
                          "train_embeddings = False, or set benchmarks = []")
 
     out = stage_dir(run_name, STAGE) / "lm_eval"
-    jobs = [("base", None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m))
-                                     for arm, ms in training["arms"].items() for m in ms]
+    jobs = [("base", None, None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m), m["settings_key"])
+                                           for arm, ms in training["arms"].items() for m in ms]
     per_model: dict[str, list[dict]] = {}
-    for arm, seed, adapter in tqdm(jobs, desc="lm-eval", disable=not progress):
-        key = None if seed is None else next(m["settings_key"] for m in training["arms"][arm] if m["seed"] == seed)
+    for arm, seed, adapter, key in tqdm(jobs, desc="lm-eval", disable=not progress):
         model, tokenizer = load_for_eval(base_path, setup, adapter, key)  # as notebook 05 trained it
         got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None)
         del model
