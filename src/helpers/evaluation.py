@@ -282,18 +282,22 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     scores = {(None, None): {"seed": None, **headline(s, families)}}
     del model
     base_answers = s["general_answer_ids"] if kl else None
-    jobs = [(f"{arm} seed {m['seed']}", (base_path, setup, adapter_path(run_name, arm, m), m["settings_key"], sets,
-                                          families, base_answers),
-             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc})
-            for arm, ms in training["arms"].items() for m in ms]
+    listed = adapters(run_name, training)
+    jobs = [(f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, families, base_answers),
+             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc}) for arm, seed, adapter, key in listed]
     plan = workers_service.plan(len(jobs), workers, setup.device)
     bar = tqdm(total=len(jobs) + 1, initial=1, desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
-    for arm, ms in training["arms"].items():
-        for m in ms:
-            scores[(arm, m["seed"])] = {"seed": m["seed"], **done.pop(0)}
+    for (arm, seed, _, _), headline_scores in zip(listed, done):
+        scores[(arm, seed)] = {"seed": seed, **headline_scores}
     return scores, families
+
+
+def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
+    """``(arm, seed, adapter folder, settings key)`` of every adapter notebook 05 recorded, in its order."""
+    return [(arm, m["seed"], adapter_path(run_name, arm, m), m["settings_key"])
+            for arm, ms in training["arms"].items() for m in ms]
 
 
 def score_adapter(base_path: str, setup, adapter: Path, key: str, sets: dict[str, list], families: dict,
@@ -311,23 +315,21 @@ def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: 
                    progress: bool = True) -> dict:
     """lm-evaluation-harness's tasks ``names`` (notebook 06's ``benchmarks``: lm-eval's own, such as ``mmlu_pro``,
     or the shipped sets', ``helpers.lmeval``) for the base and every (arm, seed) adapter, each loaded as notebook 05
-    trained it (``load_for_eval``: the base 4-bit or not, the adapter on top) and handed to lm-eval's model. ``limit``: questions per task (0: all). lm-eval's results for each
-    model are written to ``06_evaluation/lm_eval/<model>.json``; returns ``{"base" or arm: {task: {metric: mean over
+    trained it (``load_for_eval``: the base 4-bit or not, the adapter on top) and handed to lm-eval's model.
+    ``limit``: questions per task (0: all). lm-eval's results for each model are written to
+    ``06_evaluation/lm_eval/<model>/results.json``; returns ``{"base" or arm: {task: {metric: mean over
     seeds}}}`` for ``results.json`` and the report."""
     from tqdm.auto import tqdm
 
     from . import lmeval
 
-    if training["hp"].get("train_embeddings"):
-        raise ValueError("benchmarks need adapters of LoRA layers only; notebook 05 trained the embeddings too "
-                         "(train_embeddings = True), which lm-eval's model cannot load (helpers.lmeval): train with "
-                         "train_embeddings = False, or set benchmarks = []")
-
+    problem = lmeval.embeddings_problem(training["hp"].get("train_embeddings", False))
+    if problem:
+        raise ValueError(problem)
     out = stage_dir(run_name, STAGE) / "lm_eval"
-    jobs = [("base", None, None, None)] + [(arm, m["seed"], adapter_path(run_name, arm, m), m["settings_key"])
-                                           for arm, ms in training["arms"].items() for m in ms]
     per_model: dict[str, list[dict]] = {}
-    for arm, seed, adapter, key in tqdm(jobs, desc="lm-eval", disable=not progress):
+    for arm, seed, adapter, key in tqdm([("base", None, None, None)] + adapters(run_name, training), desc="lm-eval",
+                                        disable=not progress):
         model, tokenizer = load_for_eval(base_path, setup, adapter, key)  # as notebook 05 trained it
         got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None)
         del model

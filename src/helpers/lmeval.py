@@ -88,27 +88,38 @@ def evaluate(model_path: str, tasks: list, *, adapter: str | Path | None = None,
     this repository's, ``task_manager``) for the model at ``model_path`` (a local folder), with ``adapter`` (a peft
     LoRA folder) on top, as lm-eval's command line loads them (``peft=``); in the model's chat template;
     per-question results kept (``samples``). Returns lm-eval's results dict."""
-    import lm_eval
-
     args = {"pretrained": str(model_path), "dtype": dtype}
     if adapter is not None:
         args["peft"] = str(adapter)
-    return lm_eval.simple_evaluate(model="hf", model_args=args, tasks=resolve_tasks(tasks), device=device,
-                                   batch_size=batch_size,
-                                   limit=limit, apply_chat_template=True, log_samples=True, verbosity="WARNING",
-                                   task_manager=task_manager())
+    return _simple_evaluate("hf", tasks, limit, model_args=args, device=device, batch_size=batch_size)
 
 
 def evaluate_loaded(model, tokenizer, tasks: list, *, batch_size: int = 16, limit: int | None = None) -> dict:
     """``evaluate`` for a model already loaded (notebook 06's: the base 4-bit as notebook 05 trained it, its
     adapter on top), handed to lm-eval's Hugging Face model as it is: lm-eval's own loading takes no 4-bit
     settings (``load_in_4bit`` is gone from transformers 5's ``from_pretrained``)."""
-    import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    return lm_eval.simple_evaluate(model=lm, tasks=resolve_tasks(tasks), limit=limit, apply_chat_template=True, log_samples=True,
-                                   verbosity="WARNING", task_manager=task_manager())
+    return _simple_evaluate(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tasks, limit)
+
+
+def _simple_evaluate(model, tasks: list, limit: int | None, **kwargs) -> dict:
+    """What every evaluation here shares: the shipped sets by absolute path, the chat template, per-question
+    samples kept, this repository's tasks indexed."""
+    import lm_eval
+
+    return lm_eval.simple_evaluate(model=model, tasks=resolve_tasks(tasks), limit=limit, apply_chat_template=True,
+                                   log_samples=True, verbosity="WARNING", task_manager=task_manager(), **kwargs)
+
+
+def embeddings_problem(train_embeddings: bool) -> str | None:
+    """Why benchmarks cannot score adapters that also train the (tied) embeddings in full, or None when they can
+    (the module's docstring says what fails)."""
+    if not train_embeddings:
+        return None
+    return ("benchmarks need adapters of LoRA layers only, and 05 trains the embeddings too "
+            "(train_embeddings = true), which lm-eval's model cannot load: set train_embeddings = false or "
+            "benchmarks = []")
 
 
 def check_benchmarks(names: list[str]) -> list[str]:

@@ -84,12 +84,10 @@ def preflight(values: dict[str, dict]) -> list[str]:
                                 f"which is not available ({models.hub_reachable()}); export it to a local file "
                                 "(JSONL, CSV or Parquet) and name that file")
         if params.get("benchmarks"):
-            from .lmeval import check_benchmarks
+            from .lmeval import check_benchmarks, embeddings_problem
 
             problems += [f"{nb}: {p}" for p in check_benchmarks(list(params["benchmarks"]))]
-            trains = values.get("05_qlora_training", {})
-            if trains.get("train_embeddings"):
-                problems.append(f"{nb}: benchmarks need adapters of LoRA layers only, and 05 trains the embeddings "
-                                "too (train_embeddings = true), which lm-eval's model cannot load: set "
-                                "train_embeddings = false or benchmarks = []")
+            problem = embeddings_problem(values.get("05_qlora_training", {}).get("train_embeddings", False))
+            if problem:
+                problems.append(f"{nb}: {problem}")
     return problems
