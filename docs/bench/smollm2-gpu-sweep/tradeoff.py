@@ -1,0 +1,15 @@
+# python docs/bench/smollm2-gpu-sweep/tradeoff.py (from the repository root): the clinical general-share sweep from two runs on the same 01-03 outputs and seeds: domain_only and ours from
+# docs/bench/smollm2-gpu-exposure (commit b471870), ours_g50 from docs/bench/smollm2-gpu-sweep (this run)
+import json, sys
+from pathlib import Path
+sys.path.insert(0, "src")
+from helpers import report
+a = json.loads(Path("docs/bench/smollm2-gpu-exposure/results.json").read_text())
+b = json.loads(Path("docs/bench/smollm2-gpu-sweep/results.json").read_text())
+assert a["base"]["general_accuracy"] == b["base"]["general_accuracy"], "the two runs' bases differ"
+a["arms"]["ours_g50"] = b["arms"]["ours_g50"]
+sweep = {"domain_only": 0.0, "ours_g50": 0.5, "ours": 0.83}
+report.plot_tradeoff(a, Path("docs/bench/smollm2-gpu-sweep/tradeoff.png"), sweep)
+for arm, share, r in report.sweep_points(a, sweep):
+    print(f"{arm:12s} {share:4.2f} general {r['general_accuracy']:.3f} ± {r.get('general_std', 0):.3f}"
+          f"  domain {r['domain_accuracy']:.3f} ± {r.get('domain_std', 0):.3f}  KL {r.get('kl_drift', float('nan')):.3f}")
