@@ -60,7 +60,7 @@ def smollm2():
 @pytest.mark.slow
 def test_lm_eval_multiple_choice_equals_ours_question_by_question(smollm2):
     path, model, tok = smollm2
-    n = 24
+    n = 12
     rows = [json.loads(line) for line in (ROOT / "data" / "general_eval.jsonl").read_text().splitlines()]
     items = [r for r in rows if len(r.get("choices") or []) >= 2][:n]
     got = lmeval.evaluate(path, lmeval.task_configs("general_eval", ROOT / "data" / "general_eval.jsonl")[:1],

@@ -42,7 +42,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(outputs, tmp_
     done_before = len(list(shard_dir.glob("[0-9]*.json")))
     assert 3 <= done_before < n_chunks, "the run must be killed mid-way for this test to mean anything"
 
-    stats = mmg.generate_all("killed", instructions, **ARGS)
+    stats, _ = mmg.generate_all("killed", instructions, **ARGS)
     assert stats["base"]["generated_chunks"] == n_chunks - done_before  # finished shards were skipped
     resumed = mmg.collect("killed", ARGS["generators"])
 
@@ -53,6 +53,35 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(outputs, tmp_
     assert len(resumed) == len(instructions) * 2 * 2
     assert len({(r["model"], r["instruction_id"], r["sample"]) for r in resumed}) == len(resumed)
     assert resumed == reference
+
+
+@pytest.mark.slow
+def test_shards_split_among_workers_are_the_shards_written_by_one(outputs):
+    """Two worker processes (on a CPU; on GPUs one per GPU) write each generator's missing shards between them:
+    every shard comes out as one process writes it, and a rerun resumes from whatever shards exist."""
+    instructions = prepare("one", n=12)
+    args = {**ARGS, "shard_size": 6, "batch_size": 6}
+    stats, plan = mmg.generate_all("one", instructions, **args)
+    assert plan.workers == 1 and stats["base"]["generated_chunks"] == 4
+    prepare("two")
+    stats, plan = mmg.generate_all("two", instructions, **args, workers=2)
+    assert plan.workers == 2 and plan.devices == ("cpu", "cpu")
+    assert {name: s["generated_chunks"] for name, s in stats.items()} == {"base": 4, "gen_small": 4}
+    assert mmg.collect("two", args["generators"]) == mmg.collect("one", args["generators"])
+    for path in sorted(mmg.shard_dir("two", "base").glob("0000[13].json")):
+        path.unlink()
+    stats, _ = mmg.generate_all("two", instructions, **args, workers=2)
+    assert stats["base"]["generated_chunks"] == 2 and stats["gen_small"]["generated_chunks"] == 0
+    assert mmg.collect("two", args["generators"]) == mmg.collect("one", args["generators"])
+
+
+def test_several_generations_on_one_gpu_need_a_batch_size(outputs, monkeypatch):
+    from helpers import workers
+
+    monkeypatch.setattr(workers, "visible_gpus", lambda: ["0"])
+    instructions = prepare("gpu", n=40)  # two shards per generator: two workers on the one GPU
+    with pytest.raises(ValueError, match="give batch_size"):
+        mmg.generate_all("gpu", instructions, **{**ARGS, "batch_size": 0}, workers=2)
 
 
 def test_rows_carry_what_the_issue_asks(outputs):

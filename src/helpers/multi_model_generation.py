@@ -32,6 +32,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
+from . import workers as workers_service
 from . import writers
 from .chat import frame_for
 from .runs import (read_json, read_jsonl, require, safe_name, save_figure, stage_dir, trouble, write_json,
@@ -77,12 +78,16 @@ def _config_hash(instructions: list[dict], model: str, params: dict, k: int, sha
 
 def generate_all(run_name: str, instructions: list[dict], generators: list[str], samples_per_model: int = 3,
                  sampling: dict | None = None, batch_size: int = 256, shard_size: int = 1024, seed: int = 0,
-                 progress: bool = True, backend: str = "hf") -> dict:
-    """Generate every missing shard; return per-model stats of this call (``generated_chunks``, ``seconds``...).
+                 progress: bool = True, backend: str = "hf", workers: int = 1) -> dict:
+    """Generate every missing shard; return ``(stats, plan)``: per-model stats of this call (``generated_chunks``,
+    ``seconds``...) and where it ran (``helpers.workers.Plan``).
 
     Each generator with shards to write is loaded once as a writer on ``backend`` (``writers.BACKENDS``); its
     tokenizer renders the prompts and its ``write`` answers them, each answer at most the response length
-    (``sampling``'s ``max_new_tokens``) long."""
+    (``sampling``'s ``max_new_tokens``) long. ``workers`` > 1 (0: one per visible GPU; on a CPU one) splits each
+    generator's missing shards among that many worker processes (``helpers.workers``: one per GPU, or several on
+    one), each loading the generator once. A shard's answers depend only on its own rows and seed, so the shards are
+    the same however many workers write them, and a rerun resumes from whichever shards exist."""
     sampling = sampling or {}
     unknown = set(sampling) - {"default"} - set(generators)
     if unknown:
@@ -104,46 +109,71 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         folder.rename(kept)
         print(f"NOTE: {folder} held shards made with other instructions or parameters; they are kept in {kept} "
               f"(delete it when you no longer need them: rm -r {shlex.quote(str(kept))})")
-    stats = {}
+    stats, todo = {}, {}
     for name in generators:
-        params = configs[name]["sampling"]
         out = shard_dir(run_name, name)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", configs[name])
-        todo = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
-        stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo), "seconds": 0.0, "new_tokens": 0}
-        if not todo:
-            continue
-        writer = writers.load(run_name, name, backend)
-        tokenizer = writer.tokenizer
-        frame = frame_for(tokenizer, params["frame"])
-        bar = tqdm(total=sum(len(chunks[c]) for c in todo), desc=name, disable=not progress)
-        rendered: dict[int, str] = {}
-        left = sum(len(chunks[c]) for c in todo)  # the whole job decides whether compiling pays (generation_plan)
-        for c in todo:
-            chunk = chunks[c]
-            for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample
-                if row["id"] not in rendered:
-                    rendered[row["id"]] = frame.render(tokenizer, row["instruction"])
-            prompts = [rendered[row["id"]] for row, _ in chunk]
-            t0 = time.perf_counter()
-            outs = writer.write(prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
-                                do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
-                                seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
-            left -= len(chunk)
-            seconds = time.perf_counter() - t0
-            rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
-                     **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")}, "frame": frame.kind,
-                     "prompt_tokens": o["prompt_tokens"], "new_tokens": o["new_tokens"], "finished": o["finished"],
-                     "response": o["text"]} for (row, s), o in zip(chunk, outs)]
-            new_tokens = sum(r["new_tokens"] for r in rows)
-            write_json(out / f"{c:05d}.json", {"chunk": c, "seconds": seconds, "new_tokens": new_tokens,
-                                                     "rows": rows})  # atomic: tmp file + rename
-            stats[name]["seconds"] += seconds
-            stats[name]["new_tokens"] += new_tokens
-            bar.update(len(chunk))
-        bar.close()
-        del writer, tokenizer  # one model resident at a time
+        todo[name] = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
+        stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo[name]), "seconds": 0.0, "new_tokens": 0}
+    device = "cuda" if workers_service.visible_gpus() else "cpu"
+    plan = workers_service.plan(max([len(t) for t in todo.values()] + [1]), workers, device)
+    if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
+        raise ValueError(f"workers = {workers} puts {plan.workers} generations on {len(set(plan.devices))} GPU(s), "
+                         "and batch_size = 0 sizes each one's batches to the whole GPU's free memory: give "
+                         "batch_size (rows per batch), or one worker per GPU")
+    tasks = []  # (name, args, kwargs): a generator's missing shards, split among the workers
+    for name in generators:
+        k = min(plan.workers, len(todo[name]))
+        for part in range(k):
+            mine = [(c, chunks[c]) for c in todo[name][part::k]]
+            tasks.append((f"{name} part {part + 1}/{k}", (run_name, name, backend, mine, configs[name]["sampling"],
+                                                          batch_size, seed), {"progress": progress and k == 1}))
+    if plan.workers > 1 and tasks:
+        print(f"{plan.workers} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
+    bar = tqdm(total=len(tasks), desc="generator parts", disable=not progress or plan.workers == 1)
+    for (label, args, _), got in zip(tasks, workers_service.run(write_shards, tasks, plan,
+                                                                on_done=lambda *_: bar.update())):
+        stats[args[1]]["seconds"] += got["seconds"]
+        stats[args[1]]["new_tokens"] += got["new_tokens"]
+    bar.close()
+    return stats, plan
+
+
+def write_shards(run_name: str, name: str, backend: str, chunks: list[tuple[int, list]], params: dict,
+                 batch_size: int, seed: int, progress: bool = False) -> dict:
+    """Generator ``name``'s ``chunks`` (``(chunk number, jobs)``) answered by one writer, each written as its shard
+    file: what one worker of ``generate_all`` runs. Returns ``{"seconds", "new_tokens"}`` of the generation."""
+    out = shard_dir(run_name, name)
+    writer = writers.load(run_name, name, backend)
+    tokenizer = writer.tokenizer
+    frame = frame_for(tokenizer, params["frame"])
+    bar = tqdm(total=sum(len(chunk) for _, chunk in chunks), desc=name, disable=not progress)
+    rendered: dict[int, str] = {}
+    left = sum(len(chunk) for _, chunk in chunks)  # the whole job decides whether compiling pays (generation_plan)
+    stats = {"seconds": 0.0, "new_tokens": 0}
+    for c, chunk in chunks:
+        for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample
+            if row["id"] not in rendered:
+                rendered[row["id"]] = frame.render(tokenizer, row["instruction"])
+        prompts = [rendered[row["id"]] for row, _ in chunk]
+        t0 = time.perf_counter()
+        outs = writer.write(prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
+                            do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
+                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
+        left -= len(chunk)
+        seconds = time.perf_counter() - t0
+        rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,
+                 **{k: params[k] for k in ("temperature", "top_p", "max_new_tokens")}, "frame": frame.kind,
+                 "prompt_tokens": o["prompt_tokens"], "new_tokens": o["new_tokens"], "finished": o["finished"],
+                 "response": o["text"]} for (row, s), o in zip(chunk, outs)]
+        new_tokens = sum(r["new_tokens"] for r in rows)
+        write_json(out / f"{c:05d}.json", {"chunk": c, "seconds": seconds, "new_tokens": new_tokens,
+                                                 "rows": rows})  # atomic: tmp file + rename
+        stats["seconds"] += seconds
+        stats["new_tokens"] += new_tokens
+        bar.update(len(chunk))
+    bar.close()
     return stats
 
 
