@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -96,6 +97,16 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
             "equal_batches": bool(compile), "decode_steps": steps}
 
 
+@lru_cache(maxsize=8)
+def stop_criterion(tokenizer, stop_strings: tuple[str, ...]):
+    """transformers' ``StopStringCriteria`` for ``stop_strings``, built once per tokenizer. Building one reads the
+    whole vocabulary (2.3 s for gemma-3-270m's 262,144 tokens on the 2-core CPU, and 4.6 s more the first time in a
+    process), and ``model.generate(stop_strings=...)`` builds one at every call, so once per batch."""
+    from transformers import StopStringCriteria
+
+    return StopStringCriteria(tokenizer=tokenizer, stop_strings=list(stop_strings))
+
+
 def generate(
     model,
     tokenizer,
@@ -148,7 +159,9 @@ def generate(
     step = plan["batch_size"]
     extra: dict = {"cache_implementation": "static"} if static else {}
     if stop_strings:
-        extra |= {"stop_strings": list(stop_strings), "tokenizer": tokenizer}
+        from transformers import StoppingCriteriaList
+
+        extra |= {"stopping_criteria": StoppingCriteriaList([stop_criterion(tokenizer, tuple(stop_strings))])}
     gen = torch.Generator(device="cpu").manual_seed(seed)
     was_training = model.training
     model.eval()
