@@ -107,6 +107,24 @@ def test_the_committee_keeps_each_models_scores_for_the_ablation(outputs):
     assert again["per_model"] == per_model
 
 
+@pytest.mark.slow
+def test_candidates_split_among_workers_get_the_scores_of_one_process(outputs, capsys):
+    """Notebook 03's score_workers: two worker processes on the CPU (one per GPU on GPUs) each score a part of the
+    candidates with the whole committee; the scores, and each model's own, are those of one process."""
+    run = prepared(outputs)
+    rows = [cand(i, f"The answer is {i * 3} because {i} times three is {i * 3}.") for i in range(24)]
+    mask = F.scorable(rows, max_response_words=200)
+    params = {"run_name": run, "committee": ["base", "gen_small"], "scoring_batch_size": 8, "progress": False}
+    one, one_info = F.cached_scores(run, LikelihoodCommittee(run, params["committee"], 8, progress=False), rows, mask)
+    runs.stage_dir(run, F.STAGE).joinpath("scores", "likelihood.json").unlink()
+    two, two_info = F.cached_scores(run, LikelihoodCommittee(run, params["committee"], 8, progress=False), rows, mask,
+                                    workers=2, build=("likelihood", params))
+    assert "scoring in 2 workers on cpu" in capsys.readouterr().out
+    assert two == pytest.approx(one, abs=1e-5) and None not in two
+    for name in params["committee"]:
+        assert two_info["per_model"][name] == pytest.approx(one_info["per_model"][name], abs=1e-5)
+
+
 def ablation_rows():
     rows = []
     for iid, instruction in enumerate(["Add 2 and 3.", "Spell cat backwards."]):

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import committee
+from . import workers as workers_service
 from .runs import read_json, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
 
@@ -49,13 +50,19 @@ def scorable(rows: list[dict], max_response_words: int) -> list[bool]:
 
 
 def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
-                  need: tuple[str, ...] = ()) -> tuple[list[float | None], dict]:
+                  need: tuple[str, ...] = (), workers: int = 1, build: tuple[str, dict] | None = None
+                  ) -> tuple[list[float | None], dict]:
     """``scorer``'s scores of the rows where ``mask`` is true (``None`` elsewhere) and what it reported about them
     (judges: ``parse_rate``, ``parse_failures``), from
     ``03_filtering/scores/<scorer>.json`` when that file was computed for the same candidates, mask and scorer
     settings (its models' content, rubric...) and holding every report in ``need`` (e.g. ``per_model``, which
     caches written before it existed lack); else computed and written there. This key stays beside the manifest
-    stamps because it is finer: a rerun of 03 with other filters reuses the scores, which the stamps cannot tell."""
+    stamps because it is finer: a rerun of 03 with other filters reuses the scores, which the stamps cannot tell.
+
+    ``workers`` > 1 (0: one per visible GPU; on a CPU one) splits the rows among worker processes
+    (``helpers.workers``), each building the scorer from ``build`` (its name and notebook 03's parameters). Only
+    scorers that score each row on its own split (the likelihood committee, a reward model); LLM judges, which
+    report parse rates over all their rows, run in this process."""
     key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
                                      [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
     path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"
@@ -69,12 +76,32 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
         it = iter(values)
         return [next(it) if m else None for m in mask]
 
-    scores = spread(scorer.score(picked) if picked else [])
+    splittable = build is not None and not hasattr(scorer, "parse_rate")
+    plan = workers_service.plan(len(picked), workers if splittable else 1,
+                                "cuda" if workers_service.visible_gpus() else "cpu")
+    if plan.workers > 1:
+        k = plan.workers
+        parts = [picked[len(picked) * i // k : len(picked) * (i + 1) // k] for i in range(k)]
+        print(f"scoring in {k} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
+        done = workers_service.run(score_part, [(f"{scorer.name} part {i + 1}/{k}", (*build, part), {})
+                                                for i, part in enumerate(parts)], plan)
+        scores = spread([v for d in done for v in d["scores"]])
+        per_model = {name: [v for d in done for v in d["per_model"][name]] for name in done[0]["per_model"]}
+    else:
+        scores = spread(scorer.score(picked) if picked else [])
+        per_model = dict(getattr(scorer, "per_model", None) or {})
     extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
-    if getattr(scorer, "per_model", None):  # the likelihood committee: each model's own scores (the ablation's)
-        extra["per_model"] = {name: spread(v) for name, v in scorer.per_model.items()}
+    if per_model:  # the likelihood committee: each model's own scores (the ablation's)
+        extra["per_model"] = {name: spread(v) for name, v in per_model.items()}
     write_json(path, {"key": key, "scorer": scorer.name, "n_scored": len(picked), **extra, "scores": scores})
     return scores, extra
+
+
+def score_part(name: str, params: dict, rows: list[dict]) -> dict:
+    """One worker's share of ``cached_scores``: scorer ``name``, built from notebook 03's ``params``, on ``rows``:
+    ``{"scores", "per_model"}``."""
+    scorer = committee.build(name, {**params, "progress": False})
+    return {"scores": scorer.score(rows), "per_model": dict(getattr(scorer, "per_model", None) or {})}
 
 
 def score_candidates(params: dict, rows: list[dict]) -> tuple[dict[str, list[float | None]], dict[str, dict]]:
@@ -91,7 +118,8 @@ def score_candidates(params: dict, rows: list[dict]) -> tuple[dict[str, list[flo
         if scorer is None:
             continue
         need = ("per_model",) if name == "likelihood" and params["ablation"] else ()
-        scores[name], reports[name] = cached_scores(params["run_name"], scorer, rows, mask, need)
+        scores[name], reports[name] = cached_scores(params["run_name"], scorer, rows, mask, need,
+                                                    params.get("score_workers", 1), (name, params))
         if "parse_rate" in reports[name]:
             print("readable ratings per judge:", {j: f"{r:.0%}" for j, r in reports[name]["parse_rate"].items()})
     return scores, reports
