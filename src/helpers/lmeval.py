@@ -65,13 +65,19 @@ def task_configs(name: str, path: str | Path, max_gen_toks: int = 48) -> list[di
     return [mc, answers]
 
 
-@lru_cache(maxsize=1)
-def task_manager():
+@lru_cache(maxsize=2)
+def task_manager(defaults: bool = True):
     """lm-eval's task index with this repository's tasks (``data/lm_eval/``) added to its own (built once: indexing
-    lm-eval's thousands of task files takes seconds)."""
+    lm-eval's thousands of task files took 8.9 s on the 2-core CPU). ``defaults=False``: this repository's tasks
+    alone, which needs no index (what a run that scores only the shipped sets uses)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(repo_root() / TASKS_DIR), verbosity="ERROR")
+    return TaskManager(include_path=str(repo_root() / TASKS_DIR), include_defaults=defaults, verbosity="ERROR")
+
+
+def shipped_tasks() -> set[str]:
+    """The names of the shipped sets' tasks (``general_eval_mc``, ``clinical_eval_answers``, ...)."""
+    return {c["task"] for name in SHIPPED for c in task_configs(name, repo_root() / "data" / f"{name}.jsonl")}
 
 
 def resolve_tasks(tasks: list) -> list:
@@ -108,8 +114,10 @@ def _simple_evaluate(model, tasks: list, limit: int | None, **kwargs) -> dict:
     samples kept, this repository's tasks indexed."""
     import lm_eval
 
-    return lm_eval.simple_evaluate(model=model, tasks=resolve_tasks(tasks), limit=limit, apply_chat_template=True,
-                                   log_samples=True, verbosity="WARNING", task_manager=task_manager(), **kwargs)
+    resolved = resolve_tasks(tasks)
+    manager = task_manager(defaults=any(isinstance(t, str) for t in resolved))  # lm-eval's index only if named
+    return lm_eval.simple_evaluate(model=model, tasks=resolved, limit=limit, apply_chat_template=True,
+                                   log_samples=True, verbosity="WARNING", task_manager=manager, **kwargs)
 
 
 def embeddings_problem(train_embeddings: bool) -> str | None:
@@ -141,7 +149,7 @@ def check_benchmarks(names: list[str]) -> list[str]:
 
     from .models import hub_reachable
 
-    manager = task_manager()
+    manager = task_manager(defaults=not set(names) <= shipped_tasks())  # lm-eval's index only for its own tasks
     known = set(manager.all_tasks)
     problems = []
     offline = hub_reachable()  # the reason the hub cannot be reached, or "" when it can
