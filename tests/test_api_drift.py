@@ -111,6 +111,14 @@ CALLS = {
     # helpers/lmeval.py: the hf model's arguments (model_args); HFLM.__init__ takes them by name
     "lm_eval HFLM": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.__init__,
                      {"pretrained", "dtype", "peft", "tokenizer", "batch_size"}),
+    # helpers/lmeval.py: task_manager() -- include_defaults=False when only the shipped sets are scored
+    "lm_eval TaskManager": (__import__("lm_eval.tasks", fromlist=["TaskManager"]).TaskManager.__init__,
+                            {"include_path", "include_defaults", "verbosity"}),
+    # helpers/generate.py: stop_criterion(), passed to model.generate(stopping_criteria=...)
+    "transformers StopStringCriteria": (__import__("transformers").StopStringCriteria.__init__,
+                                        {"tokenizer", "stop_strings"}),
+    "transformers generate(stopping_criteria)": (__import__("transformers").GenerationMixin.generate,
+                                                 {"stopping_criteria"}),
     # helpers/qlora_training.py: loss_format()
     "trl.get_training_chat_template": (__import__("trl.chat_template_utils", fromlist=["x"]).get_training_chat_template,
                                        {"processing_class"}),
@@ -145,7 +153,7 @@ def test_generate_keywords():
     # helpers/generate.py: generate() -> model.generate(...)
     config = GenerationConfig()
     for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "eos_token_id", "pad_token_id",
-                "stop_strings", "cache_implementation", "disable_compile"):  # the last two: the CUDA fast path  # stop_strings: the few-shot frame (chat.Frame), with tokenizer= passed to generate
+                "cache_implementation", "disable_compile"):  # the last two: the CUDA fast path
         assert hasattr(config, key), key
 
 
