@@ -34,6 +34,61 @@ def test_sampling_is_seeded_and_order_preserving(base):
     assert a == b
 
 
+@pytest.mark.parametrize("peaked", [True, False])
+def test_the_nucleus_is_transformers_top_p_without_sorting_the_whole_vocabulary(peaked):
+    """``nucleus`` keeps the tokens, and gives them the probabilities, that transformers' ``TopPLogitsWarper``
+    keeps: from the top 1,024 when they hold the nucleus (a peaked row, as a language model's usually is), else
+    from the whole sorted row."""
+    import torch
+    from transformers import TopPLogitsWarper
+
+    from helpers.generate import NUCLEUS_TOP_K, nucleus
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 262_144)
+    if peaked:
+        scores[:, :40] += torch.linspace(14, 8, 40)
+    scores[3] = torch.randn(262_144)  # one flat row in either case: sorted in full
+    expected = TopPLogitsWarper(0.95)(None, scores.clone()).softmax(-1)
+    groups = nucleus(scores, 0.95)
+    assert [(rows.tolist(), ids.shape[-1]) for rows, ids, _ in groups] == (
+        [([0, 1, 2], NUCLEUS_TOP_K), ([3], scores.shape[-1])] if peaked else [([0, 1, 2, 3], scores.shape[-1])])
+    got = torch.zeros_like(expected)
+    for rows, ids, probs in groups:
+        got[rows] = torch.zeros_like(got[rows]).scatter_(-1, ids, probs / probs.sum(-1, keepdim=True))
+    # tokens kept by one side only: at a flat row's nucleus edge, where the two cumulative sums (taken in other
+    # orders) round differently; never in a peaked row
+    differ = ((got > 0) != (expected > 0)).sum(-1)
+    if peaked:
+        assert int(differ[:3].sum()) == 0
+    assert int(differ.sum()) <= 1e-4 * int((expected > 0).sum())
+    assert float(((got - expected).abs() * ((got > 0) & (expected > 0))).max()) < 1e-6
+
+
+def test_large_vocabularies_sample_through_the_nucleus_sampler(base, monkeypatch):
+    """Vocabularies from ``NUCLEUS_MIN_VOCAB`` on (here lowered to the lab's) sample with ``NucleusSampler``: seeded
+    as before, and with a nucleus of one token it answers as greedy decoding does."""
+    from helpers import generate as g
+
+    model, tok = base
+    prompts = prompts_for(tok, 6, seed=2)
+    greedy = generate(model, tok, prompts, max_new_tokens=8)
+    monkeypatch.setattr(g, "NUCLEUS_MIN_VOCAB", 0)
+    calls = []
+
+    class Counted(g.NucleusSampler):
+        def __call__(self, input_ids, scores):
+            calls.append(1)
+            return super().__call__(input_ids, scores)
+
+    monkeypatch.setattr(g, "NucleusSampler", Counted)
+    a = generate(model, tok, prompts, do_sample=True, temperature=0.7, top_p=0.9, seed=3, max_new_tokens=8)
+    assert calls and a == generate(model, tok, prompts, do_sample=True, temperature=0.7, top_p=0.9, seed=3,
+                                   max_new_tokens=8)
+    narrow = generate(model, tok, prompts, do_sample=True, temperature=0.7, top_p=1e-9, seed=3, max_new_tokens=8)
+    assert [o["text"] for o in narrow] == [o["text"] for o in greedy]
+
+
 def test_max_new_tokens_cuts_unfinished(base):
     model, tok = base
     out = generate(model, tok, prompts_for(tok, 3, seed=4), max_new_tokens=1)

@@ -29,6 +29,8 @@ CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
 COMPILE_MIN_STEPS = 1024  # decode steps of a job below which compiling does not pay for itself (generation_plan)
 COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncompiled: a compile would cost more
+NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
+NUCLEUS_TOP_K = 1024
 
 
 def bucket_width(width: int) -> int:
@@ -97,6 +99,53 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
             "equal_batches": bool(compile), "decode_steps": steps}
 
 
+def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:
+    """Top-p's nucleus of each row of ``scores`` (logits after temperature), as groups ``(rows, token ids,
+    probabilities)``, ids and probabilities in descending order and those of tokens outside the nucleus set to 0
+    (not renormalised). A token is kept when the probability mass of the tokens above it is below ``top_p``: the
+    rule of transformers' ``TopPLogitsWarper``, which sorts the whole vocabulary of every row to apply it. Here a
+    row is read from its ``k`` most likely tokens (``topk``) when their mass reaches ``top_p``, so that they hold its
+    whole nucleus; only the other rows (flat distributions, such as a finished row's) are sorted in full."""
+    scores = scores.float()
+    log_z = scores.logsumexp(-1, keepdim=True)
+    values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)
+    covered = (values - log_z).exp().sum(-1) >= top_p
+    groups = []
+    for rows, whole in ((covered.nonzero().squeeze(-1), False), ((~covered).nonzero().squeeze(-1), True)):
+        if rows.numel() == 0:
+            continue
+        v, i = scores[rows].sort(dim=-1, descending=True) if whole else (values[rows], ids[rows])
+        probs = (v - log_z[rows]).exp()
+        keep = (probs.cumsum(-1) - probs) < top_p
+        groups.append((rows, i, torch.where(keep, probs, torch.zeros_like(probs))))
+    return groups
+
+
+def _vocab_size(model) -> int:
+    """Rows of the model's output layer (the logits' width; the config's ``vocab_size`` may be padded)."""
+    head = model.get_output_embeddings()
+    return head.weight.shape[0] if head is not None else 0
+
+
+class NucleusSampler:
+    """Temperature and top-p sampling as a logits processor that draws the token itself: the scores it returns are
+    0 at the drawn token and -inf elsewhere, for ``generate(do_sample=False)`` to pick. transformers' own sampling
+    sorts the whole vocabulary and draws from all of it at every step: for gemma-3-270m's 262,144 tokens that was
+    39 of 90 s of notebook 02's generation on the 2-core CPU (docs/performance.md). The same distribution; the
+    draws come from torch's global generator, which ``generate`` seeds per batch, so a seed still gives the same
+    answers, but not the answers transformers' sampler draws with that seed. Used from ``NUCLEUS_MIN_VOCAB``
+    tokens on (``generate``), so smaller vocabularies (the lab's, SmolLM2's) sample as before."""
+
+    def __init__(self, temperature: float, top_p: float):
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        out = torch.full_like(scores, float("-inf"))
+        for rows, ids, probs in nucleus(scores / self.temperature, self.top_p):
+            out[rows, ids.gather(-1, torch.multinomial(probs, 1)).squeeze(-1)] = 0.0
+        return out
+
+
 @lru_cache(maxsize=8)
 def stop_criterion(tokenizer, stop_strings: tuple[str, ...]):
     """transformers' ``StopStringCriteria`` for ``stop_strings``, built once per tokenizer. Building one reads the
@@ -158,6 +207,11 @@ def generate(
     static = plan["compile"]
     step = plan["batch_size"]
     extra: dict = {"cache_implementation": "static"} if static else {}
+    own_sampler = do_sample and top_p < 1.0 and _vocab_size(model) >= NUCLEUS_MIN_VOCAB
+    if own_sampler:
+        from transformers import LogitsProcessorList
+
+        extra["logits_processor"] = LogitsProcessorList([NucleusSampler(temperature, top_p)])
     if stop_strings:
         from transformers import StoppingCriteriaList
 
@@ -187,9 +241,9 @@ def generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
                     max_new_tokens=max_new_tokens,
-                    do_sample=do_sample,
-                    temperature=temperature if do_sample else None,
-                    top_p=top_p if do_sample else None,
+                    do_sample=do_sample and not own_sampler,
+                    temperature=temperature if do_sample and not own_sampler else None,
+                    top_p=top_p if do_sample and not own_sampler else None,
                     top_k=None,
                     eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,
