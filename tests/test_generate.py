@@ -87,6 +87,8 @@ def test_large_vocabularies_sample_through_the_nucleus_sampler(base, monkeypatch
                                    max_new_tokens=8)
     narrow = generate(model, tok, prompts, do_sample=True, temperature=0.7, top_p=1e-9, seed=3, max_new_tokens=8)
     assert [o["text"] for o in narrow] == [o["text"] for o in greedy]
+    with pytest.raises(ValueError, match="temperature > 0"):
+        generate(model, tok, prompts, do_sample=True, temperature=0.0, top_p=0.9, max_new_tokens=8)
 
 
 def test_max_new_tokens_cuts_unfinished(base):

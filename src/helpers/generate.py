@@ -137,6 +137,9 @@ class NucleusSampler:
     tokens on (``generate``), so smaller vocabularies (the lab's, SmolLM2's) sample as before."""
 
     def __init__(self, temperature: float, top_p: float):
+        if not temperature > 0 or not 0 < top_p <= 1:  # transformers' own checks, which this path bypasses
+            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={temperature}, "
+                             f"top_p={top_p}")
         self.temperature, self.top_p = temperature, top_p
 
     def __call__(self, input_ids, scores):
