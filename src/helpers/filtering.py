@@ -77,8 +77,7 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
         return [next(it) if m else None for m in mask]
 
     splittable = build is not None and not hasattr(scorer, "parse_rate")
-    plan = workers_service.plan(len(picked), workers if splittable else 1,
-                                "cuda" if workers_service.visible_gpus() else "cpu")
+    plan = workers_service.plan(len(picked), workers if splittable else 1, workers_service.device())
     if plan.workers > 1:
         k = plan.workers
         parts = [picked[len(picked) * i // k : len(picked) * (i + 1) // k] for i in range(k)]

@@ -211,6 +211,7 @@ def generate(
     step = plan["batch_size"]
     extra: dict = {"cache_implementation": "static"} if static else {}
     own_sampler = do_sample and top_p < 1.0 and _vocab_size(model) >= NUCLEUS_MIN_VOCAB
+    hf_sampling = do_sample and not own_sampler  # transformers samples, unless NucleusSampler draws instead
     if own_sampler:
         from transformers import LogitsProcessorList
 
@@ -244,9 +245,9 @@ def generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
                     max_new_tokens=max_new_tokens,
-                    do_sample=do_sample and not own_sampler,
-                    temperature=temperature if do_sample and not own_sampler else None,
-                    top_p=top_p if do_sample and not own_sampler else None,
+                    do_sample=hf_sampling,
+                    temperature=temperature if hf_sampling else None,
+                    top_p=top_p if hf_sampling else None,
                     top_k=None,
                     eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id,

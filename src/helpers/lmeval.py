@@ -75,9 +75,10 @@ def task_manager(defaults: bool = True):
     return TaskManager(include_path=str(repo_root() / TASKS_DIR), include_defaults=defaults, verbosity="ERROR")
 
 
-def shipped_tasks() -> set[str]:
-    """The names of the shipped sets' tasks (``general_eval_mc``, ``clinical_eval_answers``, ...)."""
-    return {c["task"] for name in SHIPPED for c in task_configs(name, repo_root() / "data" / f"{name}.jsonl")}
+def manager_for(resolved: list):
+    """The task manager for ``resolved`` tasks (``resolve_tasks``' output): lm-eval's own index only when one of
+    them is a name of lm-eval's (the shipped sets' come as configs and need none)."""
+    return task_manager(defaults=any(isinstance(t, str) for t in resolved))
 
 
 def resolve_tasks(tasks: list) -> list:
@@ -115,9 +116,9 @@ def _simple_evaluate(model, tasks: list, limit: int | None, **kwargs) -> dict:
     import lm_eval
 
     resolved = resolve_tasks(tasks)
-    manager = task_manager(defaults=any(isinstance(t, str) for t in resolved))  # lm-eval's index only if named
     return lm_eval.simple_evaluate(model=model, tasks=resolved, limit=limit, apply_chat_template=True,
-                                   log_samples=True, verbosity="WARNING", task_manager=manager, **kwargs)
+                                   log_samples=True, verbosity="WARNING", task_manager=manager_for(resolved),
+                                   **kwargs)
 
 
 def embeddings_problem(train_embeddings: bool) -> str | None:
@@ -149,7 +150,7 @@ def check_benchmarks(names: list[str]) -> list[str]:
 
     from .models import hub_reachable
 
-    manager = task_manager(defaults=not set(names) <= shipped_tasks())  # lm-eval's index only for its own tasks
+    manager = manager_for(resolve_tasks(names))
     known = set(manager.all_tasks)
     problems = []
     offline = hub_reachable()  # the reason the hub cannot be reached, or "" when it can

@@ -116,8 +116,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         write_json(out / "config.json", configs[name])
         todo[name] = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo[name]), "seconds": 0.0, "new_tokens": 0}
-    device = "cuda" if workers_service.visible_gpus() else "cpu"
-    plan = workers_service.plan(max([len(t) for t in todo.values()] + [1]), workers, device)
+    plan = workers_service.plan(max([len(t) for t in todo.values()] + [1]), workers, workers_service.device())
     if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
         raise ValueError(f"workers = {workers} puts {plan.workers} generations on {len(set(plan.devices))} GPU(s), "
                          "and batch_size = 0 sizes each one's batches to the whole GPU's free memory: give "

@@ -43,6 +43,11 @@ def visible_gpus() -> list[str]:
     return named[:torch.cuda.device_count()] if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
+def device() -> str:
+    """"cuda" when this process sees a GPU, else "cpu": what ``plan`` is given by stages that pick no device."""
+    return "cuda" if visible_gpus() else "cpu"
+
+
 def plan(jobs: int, requested: int, device: str, job_gib: float = 0.0, free_gib: float = 0.0,
          cpus: int | None = None, gpus: list[str] | None = None) -> Plan:
     """How many workers for ``jobs`` independent jobs on ``device`` ("cuda" or "cpu").
