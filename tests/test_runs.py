@@ -1,7 +1,7 @@
 """Where runs write (helpers.runs): a run name is a plain folder name, so nothing is written outside outputs/."""
 import pytest
 
-from helpers import pipeline, runs
+from helpers import models, pipeline, runs
 from tests.conftest import ROOT
 
 GOOD = ["lab", "smollm2-gpu", "my_run.2", "Run7"]
@@ -23,9 +23,15 @@ def test_any_other_name_is_refused_naming_the_rule(name, outputs):
 
 @pytest.mark.parametrize("name", ["../probe-escape", "..", ""], ids=repr)
 def test_the_runner_refuses_before_writing_anything(name, outputs, tmp_path):
+    # the converted-model cache (HELPERS_MODELS, outputs/_models here) is left out: on a fresh clone another pytest
+    # worker may be converting a GGUF into it meanwhile (CI saw gemma-3-270m's lock file appear), and the refused
+    # runner loads no model
+    cache = models.models_dir()
+
     def tree():
         return sorted(p for p in ROOT.rglob("*")
-                      if not {".venv", ".git", "__pycache__", ".pytest_cache"} & set(p.parts))
+                      if not {".venv", ".git", "__pycache__", ".pytest_cache"} & set(p.parts)
+                      and p != cache and cache not in p.parents)
 
     before = tree()
     with pytest.raises(pipeline.PipelineError, match="run_name"):
