@@ -320,10 +320,12 @@ def test_the_report_shows_each_arms_training_dose_beside_its_scores(outputs):
                 "hp": {"lora_rank": 16, "max_steps": 30, "train_batch_size": 4, "learning_rate": 3e-3,
                        "train_embeddings": False, "budget": "domain_epochs", "domain_epochs": 4}, "seeds": [0],
                 "arms": {"domain_only": [{"steps": 10, "domain_exposures": 4.0, "tokens_seen": 1200}],
-                         "ours": [{"steps": 60, "domain_exposures": 4.0, "tokens_seen": 7400}]}}
+                         "ours": [{"steps": 60, "domain_exposures": 4.0, "general_exposures": 4.0,
+                                   "tokens_seen": 7400}]}}
     text = report.report("r", r, training, []).read_text()
     assert "until each arm has seen each of its domain rows 4 times" in text
-    assert "| 1 | 10 | 4 | 1,200 |" in text and "| 1 | 60 | 4 | 7,400 |" in text and "| 1 | - | - | - |" in text
+    assert "| 1 | 10 | 4 | - | 1,200 |" in text and "| 1 | 60 | 4 | 4 | 7,400 |" in text
+    assert "| 1 | - | - | - | - |" in text and "times each general row was seen" in text
 
 
 def test_arms_carried_from_an_earlier_evaluation_get_their_uncertainty_back(outputs):

@@ -48,6 +48,10 @@ def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
         got = Counter(r["source"] for r in arms[name])
         assert got["general"] / len(arms[name]) == pytest.approx(share, abs=0.01), name
     assert Counter(r["source"] for r in arms["ours_g90"])["general"] == 270  # 120 rows reused to reach 270
+    # ... which 04 says (GPU run 2026-11-29: the 0.95 point repeated its general rows 2.6 times, unnoticed)
+    assert plan["general_reused"] == {"ours_g90": 2.25} and "ours_g50" not in plan["general_reused"]
+    assert any(w.startswith("ours_g90 (general share 0.9) needs 270 general rows and ours has 120: each is used "
+                            "about 2.2 times") for w in plan["warnings"])
     with pytest.raises(ValueError, match="sweep_shares"):
         mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[1.0])
     with pytest.raises(ValueError, match="twice"):

@@ -172,6 +172,7 @@ def test_the_real_track_runs_end_to_end_on_real_smollm2(outputs):
     only, n_domain = m05["arms"]["domain_only"][0], arm["domain_rows"]
     assert (arm["steps"], only["steps"], only["domain_rows"]) == (n_domain, -(-n_domain // 2), n_domain)
     assert arm["domain_exposures"] == 1 and 1 <= only["domain_exposures"] <= 1 + 2 / n_domain  # a batch rounds up
+    assert (only["general_rows"], only["general_exposures"]) == (0, 0) and arm["general_exposures"] >= 1
     assert arm["tokens_seen"] > only["tokens_seen"] > 0
     results = json.loads((run / "06_evaluation" / "results.json").read_text())
     assert results["answer_match"] == "lenient" and results["n_general"] == 10

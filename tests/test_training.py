@@ -185,10 +185,18 @@ def test_equal_domain_exposure_gives_the_mixed_arm_more_steps():
     exposure = qc.from_parameters(CPU_NF4, BASE, {**HP, "max_steps": 30, "train_batch_size": 4,
                                                   "budget": "domain_epochs", "domain_epochs": 4})
     only, mixed = budget_rows(10, 0, repeat=6), budget_rows(10, 50)
-    assert qc.arm_steps(steps, *only) == {"steps": 30, "domain_rows": 10, "domain_exposures": 12.0}
-    assert qc.arm_steps(steps, *mixed) == {"steps": 30, "domain_rows": 10, "domain_exposures": 2.0}
-    assert qc.arm_steps(exposure, *only) == {"steps": 10, "domain_rows": 10, "domain_exposures": 4.0}
-    assert qc.arm_steps(exposure, *mixed) == {"steps": 60, "domain_rows": 10, "domain_exposures": 4.0}
+    none = {"general_rows": 0, "general_exposures": 0.0}
+    assert qc.arm_steps(steps, *only) == {"steps": 30, "domain_rows": 10, "domain_exposures": 12.0, **none}
+    assert qc.arm_steps(steps, *mixed) == {"steps": 30, "domain_rows": 10, "domain_exposures": 2.0,
+                                           "general_rows": 50, "general_exposures": 2.0}
+    assert qc.arm_steps(exposure, *only) == {"steps": 10, "domain_rows": 10, "domain_exposures": 4.0, **none}
+    # the general rows repeat as often as the domain rows: a mixed arm at 4 passes sees each general row 4 times
+    assert qc.arm_steps(exposure, *mixed) == {"steps": 60, "domain_rows": 10, "domain_exposures": 4.0,
+                                              "general_rows": 50, "general_exposures": 4.0}
+    # an arm whose 50 general rows hold 25 distinct ones (a sweep point past its pool) sees each twice as often
+    sources, rows = budget_rows(10, 50)
+    rows = rows[:10] + rows[10:35] * 2
+    assert qc.arm_steps(exposure, sources, rows)["general_exposures"] == 8.0
     with pytest.raises(ValueError, match=r"domain_epochs = 0: with budget = 'domain_epochs' it must be above 0"):
         qc.check_hp({**HP, "budget": "domain_epochs", "domain_epochs": 0})
     with pytest.raises(ValueError, match=r"budget = 'epochs': must be one of \('steps', 'domain_epochs'\)"):

@@ -147,7 +147,8 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
 
     ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
-    rows as that share needs (reused when the pool is short), for the ratio sweep in notebook 06. The plan's
+    rows as that share needs (reused when the pool is short: a warning, and ``general_reused``), for the ratio sweep
+    in notebook 06. The plan's
     ``sweep`` maps every arm of the sweep (``domain_only`` at 0 and ``ours`` included) to its general share.
 
     The arms' sizes follow ``ours``' pool (or the smallest pool without ``ours``); another arm's smaller pool is
@@ -221,6 +222,13 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                              f"general_share={general_share}; use shares at least a percent apart")
         arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general, seed))
         plan["sweep"][name] = share
+        pool = len(general["ours"])
+        plan["warnings"] += trouble({
+            f"{name} (general share {share}) needs {n_general} general rows and ours has {pool}: each is used about "
+            f"{n_general / pool:.1f} times, so this point of the trade-off mixes the share with repeated general "
+            "rows; generate more general rows (n_samples in 01, samples in 02) to separate them": n_general > pool})
+        if n_general > pool:
+            plan["general_reused"][name] = round(n_general / pool, 2)
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for arm in registry.with_option("sdft") if sdft else ():
         arms[arm.name] = list(arms[arm.source])

@@ -162,7 +162,9 @@ def row_key(messages) -> str:
 def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
     """An arm's training budget from its rows (``sources``: each row's ``source``, "domain" or "general"; ``rows``:
     the rows, to count the distinct domain ones): its ``steps``, its ``domain_rows`` (distinct) and how many times
-    training shows it each of them (``domain_exposures``).
+    training shows it each of them (``domain_exposures``), and the same for its general rows (``general_rows``,
+    ``general_exposures``; 0 for ``domain_only``): a mixed arm at ``domain_epochs = 16`` sees each general row 16
+    times too, which a paper-sized general set would not repeat.
 
     ``budget = "steps"``: every arm trains the SFTConfig's ``max_steps``, so ``domain_only`` (all domain rows) sees
     each domain row about six times as often as an arm that is 83% general rows. ``"domain_epochs"``: every arm
@@ -175,8 +177,14 @@ def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
         steps = recipe.sft.max_steps
     else:
         steps = max(1, math.ceil(recipe.domain_epochs * distinct * len(rows) / (len(domain) * batch)))
-    exposures = steps * batch * len(domain) / len(rows) / distinct if distinct else 0.0
-    return {"steps": steps, "domain_rows": distinct, "domain_exposures": round(exposures, 2)}
+    def passes(kind: str) -> tuple[int, float]:  # distinct rows of a kind, and how often training shows each
+        keys = domain if kind == "domain" else [row_key(r) for r, s in zip(rows, sources) if s != "domain"]
+        n = len(set(keys))
+        return n, round(steps * batch * len(keys) / len(rows) / n, 2) if n else 0.0
+
+    (n_domain, domain_passes), (n_general, general_passes) = passes("domain"), passes("general")
+    return {"steps": steps, "domain_rows": n_domain, "domain_exposures": domain_passes,
+            "general_rows": n_general, "general_exposures": general_passes}
 
 
 def check(recipe: Recipe, setup: Setup) -> None:

@@ -405,6 +405,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "examples_seen": trainer.state.global_step * hp["train_batch_size"], "n_rows": len(dataset),
         "n_rows_trained": len(rows),
         "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
+        "general_rows": budget["general_rows"], "general_exposures": budget["general_exposures"],
         "tokens_seen": round(trainer.state.global_step * hp["train_batch_size"]
                              * sum(min(n, max_length) for n in lengths) / len(lengths)),
         "n_truncated": n_truncated,

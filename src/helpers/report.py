@@ -160,17 +160,20 @@ def _setup_lines(results: dict, training: dict) -> list[str]:
 
 
 def _dose(training: dict, arm: str) -> str:
-    """``steps | domain exposures | tokens`` of an arm's training (its first seed's; seeds train alike), as notebook 05
-    recorded them; ``-`` for the base, or for runs from before they were recorded."""
+    """``steps | domain exposures | general exposures | tokens`` of an arm's training (its first seed's; seeds train
+    alike), as notebook 05 recorded them; ``-`` for the base, for an arm without general rows, or for runs from
+    before they were recorded."""
     trained = (training.get("arms", {}).get(arm) or [{}])[0]
-    cells = [trained.get("steps"), trained.get("domain_exposures"), trained.get("tokens_seen")]
+    cells = [trained.get("steps"), trained.get("domain_exposures"), trained.get("general_exposures") or None,
+             trained.get("tokens_seen")]
     return " | ".join("-" if c is None else f"{c:,}" if isinstance(c, int) else f"{c:g}" for c in cells)
 
 
 def _main_table(results: dict, training: dict) -> list[str]:
     lines = ["| model | general | domain | forgetting (points) | general questions seen in training | "
-             "forgetting on the unseen ones (points) | seeds | steps | times each domain row was seen | tokens seen |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "forgetting on the unseen ones (points) | seeds | steps | times each domain row was seen | "
+             "times each general row was seen | tokens seen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in model_rows(results):
         seen = f"{m['general_seen_in_training']:.0%}" if "general_seen_in_training" in m else "-"
         lines.append(f"| {label(name, m)} | {_pm(m, 'general_accuracy')} | {_pm(m, 'domain_accuracy')} | "
