@@ -6,11 +6,13 @@
 
 Random weights of the real shape (saved once under ``--models``, default ``/tmp/bench-models``), the family's chat
 template on the lab's tokenizer (helpers.lab.standins) and conversations cut to ``--length`` tokens (a question of a
-quarter of that, then the answer, which carries the loss). LoRA rank 16 on every linear layer, batch 1. Rows, each a fresh model:
+quarter of that, then the answer, which carries the loss). LoRA rank 16 on every linear layer, batch ``--batch``
+(1). Rows, each a fresh model:
 
 * ``helpers, before``: the trainer as it was: fp32 adapters, LoRA dropout 0.05, every layer checkpointed, no Liger;
 * ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
 * ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
+* ``helpers, compiled``: the default plan with ``torch.compile`` (``--compiled``; the first steps compile);
 * ``plain loop``: peft + bitsandbytes by hand: bf16 LoRA, non-reentrant checkpointing on every layer, AdamW, in
   train mode (``from_pretrained`` returns eval mode, where transformers skips checkpointing).
 
@@ -47,6 +49,11 @@ SHAPES = {
     "qwen2.5-0.5b": ("qwen2_5", "qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                                               num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
                                               max_position_embeddings=32768, rope_theta=1e6,
+                                              tie_word_embeddings=True)),
+    # SmolLM2-135M-Instruct, the real track's model (a Llama; ChatML as Qwen's template writes it)
+    "smollm2-135m": ("qwen2_5", "llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                              num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                              max_position_embeddings=8192, rope_theta=1e5,
                                               tie_word_embeddings=True)),
     "tiny-llama": ("llama3_1", "llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                                              num_attention_heads=4, num_key_value_heads=2, vocab_size=1536,
@@ -167,9 +174,10 @@ def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dic
         model.train()
         optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp["learning_rate"])
         times = []
-        for row_data in data:
-            ids = tok.apply_chat_template(row_data["messages"], tokenize=True, return_dict=False)[: hp["max_length"]]
-            ids = torch.tensor([ids], device=setup.device)
+        batch = hp["train_batch_size"]
+        for first in range(0, len(data) - batch + 1, batch):  # every conversation is cut to exactly max_length
+            ids = torch.tensor([tok.apply_chat_template(data[i]["messages"], tokenize=True, return_dict=False)
+                                [: hp["max_length"]] for i in range(first, first + batch)], device=setup.device)
             if setup.device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -191,6 +199,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, a tiny Llama, a few steps (seconds)")
     parser.add_argument("--shapes", nargs="+", default=["llama-3.1-8b", "qwen2.5-0.5b"], choices=sorted(SHAPES))
     parser.add_argument("--length", type=int, default=2048, help="tokens per conversation (max_length)")
+    parser.add_argument("--batch", type=int, default=1, help="conversations per step (the real track: 16 of 384)")
+    parser.add_argument("--compiled", action="store_true", help="add a row with torch.compile (Speed.compiled)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
@@ -206,9 +216,9 @@ def main() -> None:
     rows = []
     for name in args.shapes:
         folder = model_folder(name, args.models, device)
-        data = conversations(standins.tokenizer(SHAPES[name][0]), args.steps, args.length)
+        data = conversations(standins.tokenizer(SHAPES[name][0]), args.steps * args.batch, args.length)
         hp = dict(lora_rank=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", train_embeddings=False,
-                  max_steps=args.steps, train_batch_size=1, learning_rate=1e-4, max_length=args.length)
+                  max_steps=args.steps, train_batch_size=args.batch, learning_rate=1e-4, max_length=args.length)
         plan = sp.speed_plan(str(folder), setup, hp)
         before = sp.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
         variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
@@ -217,6 +227,9 @@ def main() -> None:
         if device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: ours(folder, setup, data, hp, None, args.budget, args.warmup)))
+        if args.compiled:
+            variants.append(("helpers, compiled", lambda: ours(folder, setup, data, hp, None, 0, args.warmup,
+                                                               compiled=True)))
         if args.profile:
             variants.append(("helpers, default (profiled)",
                              lambda: ours(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
@@ -225,7 +238,7 @@ def main() -> None:
         first = None
         for label, run in variants:
             row = {"shape": name, "variant": label, **run()}
-            row["tok_per_s"] = round(args.length / row["step_s"], 1)
+            row["tok_per_s"] = round(args.length * args.batch / row["step_s"], 1)
             first = first or row["tok_per_s"]
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
@@ -236,7 +249,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "vs_first", "step_s", "peak_gib", "estimate_gib", "gpu_busy",
                   "checkpointed", "adapter_dtype", "liger", "dropout"], json_path, device=device,
-           tokens_per_step=args.length, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
+           tokens_per_step=args.length * args.batch, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 
 if __name__ == "__main__":

@@ -210,5 +210,6 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
                     "logging_steps": stretch(sft.logging_steps)}
     return replace(sft, output_dir=str(output_dir), seed=seed, data_seed=seed, disable_tqdm=not progress,
                    assistant_only_loss=assistant_only_loss, activation_checkpointing=bool(speed.checkpointed_layers),
-                   activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger, **schedule)
+                   activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger,
+                   torch_compile=speed.compiled, **schedule)
 

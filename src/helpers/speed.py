@@ -26,6 +26,7 @@ class Speed:
     layers: int  # decoder layers in the model
     estimate_gib: float  # predicted peak device memory with this plan
     budget_gib: float  # the memory it had to fit in
+    compiled: bool = False  # torch.compile (through the Trainer's torch_compile): fewer, fused kernels per step
 
 
 def text_config(base_path: str):
