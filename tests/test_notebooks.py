@@ -180,10 +180,10 @@ def test_the_real_track_runs_end_to_end_on_real_smollm2(outputs):
         assert results["arms"][name]["kl_drift"] > 0 and "mc_general_accuracy" in results["arms"][name]
     assert 0 <= results["base"]["mc_general_accuracy"] <= 1
     assert "Multiple choice" in (run / "report.md").read_text()
-    # lm-evaluation-harness on the base and both adapters (the shipped sets' tasks, 3 questions each)
+    # lm-evaluation-harness on the base and both adapters (a shipped set's task, 3 questions; the answers task
+    # and its lenient metric, question by question against ours: tests/test_lmeval.py)
     bench = results["benchmarks"]
     assert set(bench) == {"base", "domain_only", "ours"}
-    assert all(0 <= b["general_eval_mc"]["acc_norm"] <= 1 and 0 <= b["clinical_eval_answers"]["lenient"] <= 1
-               for b in bench.values())
+    assert all(0 <= b["general_eval_mc"]["acc_norm"] <= 1 for b in bench.values())
     assert (run / "06_evaluation" / "lm_eval" / "ours_seed0" / "results.json").exists()
     assert "## lm-evaluation-harness" in (run / "report.md").read_text()
