@@ -1,6 +1,7 @@
 """helpers.workers: how many workers and where (planned from the devices, the jobs' memory and the cores), and
 independent jobs run side by side in spawned processes with the results, warnings and failures of running them here;
 notebook 05's trainings side by side give the adapters they give one after another."""
+import json
 import os
 import warnings
 
@@ -76,3 +77,36 @@ def test_trainings_side_by_side_give_the_adapters_trained_one_after_another(tmp_
     for arm, weights in adapters[1].items():
         for name, w in weights.items():
             torch.testing.assert_close(adapters[2][arm][name], w, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_one_arm_over_two_ranks_trains_the_adapter_of_one_process(tmp_path, monkeypatch):
+    """Issue 23: ``gpus_per_arm = 2`` trains each arm data parallel (DDP through the Trainer's accelerate). On a CPU
+    that is two gloo processes, each taking half of every batch of 4: the same steps, the same effective batch, the
+    same adapter to float precision. Rank 0 alone writes it; the job's pickle and log are gone afterwards."""
+    from test_training import BASE, CPU_NF4, HP, recipe, rows
+
+    from helpers import qlora_training as qt
+
+    chosen = {"ours": rows(8)}
+    hp = {**HP, "train_embeddings": False, "max_steps": 4}
+    got = {}
+    for ranks in (1, 2):
+        monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path / f"out{ranks}"))
+        results, plan = qt.train_all("t", chosen, [0], BASE, CPU_NF4, recipe(hp), progress=False,
+                                     gpus_per_arm=ranks)
+        m = results["ours"][0]
+        stage = tmp_path / f"out{ranks}" / "t" / qt.STAGE
+        assert (m["ranks"], m["batch_per_rank"], m["steps"], m["examples_seen"]) == (ranks, 4 // ranks, 4, 16)
+        assert json.loads((stage / m["adapter"] / "metrics.json").read_text())["ranks"] == ranks
+        assert not [p for p in (stage / "ranked").rglob("*") if p.is_file()] if (stage / "ranked").exists() else True
+        got[ranks] = (m, load_file(stage / m["adapter"] / "adapter_model.safetensors"))
+    (one, w1), (two, w2) = got[1], got[2]
+    assert two["settings_key"] == one["settings_key"]  # the same recipe: a rerun with other ranks reuses it
+    assert [loss for _, loss in two["loss_curve"]] == pytest.approx([loss for _, loss in one["loss_curve"]], rel=1e-3)
+    for name, w in w1.items():
+        torch.testing.assert_close(w2[name], w, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match=r"gpus_per_arm = 3 does not divide train_batch_size = 4"):
+        qt.train_all("t", chosen, [0], BASE, CPU_NF4, recipe(hp), progress=False, gpus_per_arm=3)
+    with pytest.raises(ValueError, match=r"gpus_per_arm = 0: give 1"):
+        qt.train_all("t", chosen, [0], BASE, CPU_NF4, recipe(hp), progress=False, gpus_per_arm=0)

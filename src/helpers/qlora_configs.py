@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -201,8 +202,12 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     """Notebook 05's ``SFTConfig`` for one arm and seed (``PER_ARM``): its output folder and seed, the loss on the
     assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says,
     and its ``steps`` (``arm_steps``): where they differ from the config's ``max_steps``, the warm-up and the logging
-    interval, when given in steps, stretch with them."""
+    interval, when given in steps, stretch with them. Under DDP each of the ``WORLD_SIZE`` ranks takes an equal share
+    of the config's batch, so the effective batch (and ``arm_steps``' count) stays the one the notebook set."""
     schedule = {}
+    ranks = int(os.environ.get("WORLD_SIZE", 1))  # under DDP (train_arm's ranks) each rank takes a share of a batch
+    if ranks > 1:
+        schedule["per_device_train_batch_size"] = sft.per_device_train_batch_size // ranks
     if steps is not None and steps != sft.max_steps:
         def stretch(value):
             return value if 0 < value < 1 else max(1 if value else 0, round(value * steps / sft.max_steps))

@@ -343,9 +343,14 @@ def training_rows(dataset, recipe: Recipe):
 
 
 def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int,
-              progress: bool = True, memory_budget_gib: float = 0) -> dict:
+              progress: bool = True, memory_budget_gib: float = 0, ranks: int = 1) -> dict:
     """Fine-tune the base model on one arm with ``recipe`` (notebook 05's configs); save the adapter and
     ``metrics.json``; return the metrics. Skips training when this arm, seed and settings are done.
+
+    ``ranks`` > 1: data parallel (DDP) over that many processes (``workers.run_ranked``), one per visible GPU, or gloo
+    processes on a CPU. The batch of ``train_batch_size`` rows is split among them, so the steps and the effective
+    batch stay the same; rank 0 saves the adapter and metrics. The settings key does not change: DDP trains the
+    same recipe, to float precision (``tests/test_training.py``).
 
     ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
     out-of-memory error on the GPU the arm is trained again with every layer checkpointed.
@@ -362,6 +367,12 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     restored = _restore_archived(out, key)  # trained before with these settings, then replaced: no need to retrain
     if restored is not None:
         return restored
+    if ranks > 1 and workers_service.world()[2] == 1:  # launch the ranks; each comes back here, inside the job
+        return workers_service.run_ranked(train_arm, (run_name, arm, dataset, base_path, setup, recipe, seed),
+                                          {"progress": False, "memory_budget_gib": memory_budget_gib}, ranks,
+                                          stage_dir(run_name, STAGE) / "ranked" / f"{arm}-seed{seed}",
+                                          f"arm {arm!r} seed {seed}")
+    rank, _, world_size = workers_service.world()
     hp, max_length = recipe.hp, recipe.sft.max_length
     speed = speed_plan(base_path, setup, hp, memory_budget_gib)
     rows = training_rows(dataset, recipe)
@@ -393,9 +404,10 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         trainer.train()
     seconds = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    _archive_current(out)  # only now that a new adapter exists: one trained with other settings is kept, not lost
-    trainer.model.save_pretrained(out)
-    write_json(out / "log_history.json", trainer.state.log_history)
+    if rank == 0:  # under DDP the ranks hold the same adapter: one saves it
+        _archive_current(out)  # only now that a new adapter exists: one trained with other settings is kept, not lost
+        trainer.model.save_pretrained(out)
+        write_json(out / "log_history.json", trainer.state.log_history)
     metrics = {
         "arm": arm, "seed": seed, "adapter": out.relative_to(stage_dir(run_name, STAGE)).as_posix(),
         "train_seconds": round(seconds, 2), "final_loss": logs[-1]["loss"] if logs else None,
@@ -412,27 +424,34 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "loss_format": "sdft" if method == "sdft" else
         "messages" if trainer.args.assistant_only_loss else "prompt_completion",
         "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings,
+        "ranks": world_size, "batch_per_rank": trainer.args.per_device_train_batch_size,
     }
-    write_json(out / "metrics.json", metrics)
+    if rank == 0:
+        write_json(out / "metrics.json", metrics)
     del trainer
     return metrics
 
 
 def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, setup: Setup, recipe: Recipe,
-              progress: bool = True, memory_budget_gib: float = 0, workers: int = 0):
+              progress: bool = True, memory_budget_gib: float = 0, workers: int = 0, gpus_per_arm: int = 1):
     """``train_arm`` for every arm of ``chosen`` and every seed; ``({arm: [metrics per seed]}, plan)``.
 
     The trainings are independent, so they can run side by side (``helpers.workers``): ``workers`` processes (0:
     chosen from the devices, one on a CPU, on GPUs as many as fit beside each other, from the speed plan's memory
     estimate). With one, they run here, one after another, with the trainer's progress bars; with several, each
-    finished training prints a line. The plan is returned for the stage's metrics (what ran where)."""
+    finished training prints a line. The plan is returned for the stage's metrics (what ran where).
+
+    ``gpus_per_arm`` > 1 trains each arm data parallel on that many GPUs (``train_arm``'s ``ranks``); the workers
+    then take groups of GPUs ("0,1", "2,3", ...) instead of single ones. On a CPU it starts that many gloo processes
+    per training, which tests the same path."""
     check(recipe, setup)
-    jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {})
+    groups = ranked_groups(gpus_per_arm, recipe, setup)
+    jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {"ranks": gpus_per_arm})
             for arm, dataset in chosen.items() for seed in seeds]
     cuda = setup.device == "cuda"
     estimate = speed_plan(base_path, setup, recipe.hp, memory_budget_gib).estimate_gib if cuda else 0.0
     free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
-    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free)
+    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free, gpus=groups)
     budget = memory_budget_gib or plan.memory_budget_gib
     side_by_side = plan.workers > 1
     for _, _, kwargs in jobs:
@@ -449,6 +468,27 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     for (_, args, _), m in zip(jobs, workers_service.run(train_arm, jobs, plan, done)):
         results.setdefault(args[1], []).append(m)
     return results, plan
+
+
+def ranked_groups(gpus_per_arm: int, recipe: Recipe, setup: Setup) -> list[str] | None:
+    """The GPU groups each data-parallel training takes (``CUDA_VISIBLE_DEVICES`` values, e.g. ["0,1", "2,3"]), None
+    for one GPU (or CPU process) per training; refuses a ``gpus_per_arm`` the machine or the batch cannot take."""
+    if not isinstance(gpus_per_arm, int) or isinstance(gpus_per_arm, bool) or gpus_per_arm < 1:
+        raise ValueError(f"gpus_per_arm = {gpus_per_arm!r}: give 1 (each training on one GPU) or the number of GPUs "
+                         "one training spreads over (data parallel)")
+    if gpus_per_arm == 1:
+        return None
+    batch = recipe.sft.per_device_train_batch_size
+    if batch % gpus_per_arm:
+        raise ValueError(f"gpus_per_arm = {gpus_per_arm} does not divide train_batch_size = {batch}: each GPU takes "
+                         f"an equal share of a batch; make train_batch_size a multiple of {gpus_per_arm}")
+    if setup.device != "cuda":
+        return None  # gloo processes on the CPU: the same path, for tests and for trying it without GPUs
+    gpus = workers_service.visible_gpus()
+    if len(gpus) < gpus_per_arm:
+        raise ValueError(f"gpus_per_arm = {gpus_per_arm}, but this machine shows {len(gpus)} GPU(s) "
+                         f"({', '.join(gpus) or 'none'}); give at most {len(gpus)}")
+    return [",".join(gpus[i:i + gpus_per_arm]) for i in range(0, len(gpus) - gpus_per_arm + 1, gpus_per_arm)]
 
 
 def trained(run_name: str) -> dict:

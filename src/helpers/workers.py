@@ -20,6 +20,7 @@ import os
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,64 @@ def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) ->
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return [results[i] for i in range(len(jobs))]
+
+
+# One job over several ranks (data parallel): torch's launcher starts ``ranks`` processes, each runs the job, and
+# inside it the Trainer (through accelerate) wraps the model in DDP: NCCL across GPUs, gloo across CPU processes.
+
+
+def world() -> tuple[int, int, int]:
+    """``(rank, local rank, world size)`` of this process in a run started by ``run_ranked``; ``(0, 0, 1)`` alone."""
+    return tuple(int(os.environ.get(name, default)) for name, default in
+                 (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
+
+
+def run_ranked(fn, args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str):
+    """``fn(*args, **kwargs)`` on ``ranks`` processes at once (``python -m torch.distributed.run --standalone``, the
+    launcher ``accelerate launch --multi_gpu`` also uses), on the GPUs this process sees (``CUDA_VISIBLE_DEVICES``;
+    rank k on the k-th) or, without CUDA, on the CPU with gloo. Returns rank 0's result.
+
+    The job travels as a pickle in ``workdir`` (under the run's outputs), with the ranks' log beside it
+    (``ranked.log``); both are removed once it succeeds. A rank that fails fails the job, naming ``name`` and the
+    log's last lines."""
+    import pickle
+    import subprocess
+    import sys
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec, log = workdir / "ranked-job.pkl", workdir / "ranked.log"
+    spec.write_bytes(pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs)))
+    src = str(Path(__file__).resolve().parents[1])  # the folder holding `helpers`, for the ranks' imports
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+               "-m", "helpers.workers", str(spec)]
+    with log.open("w") as out:
+        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    result = spec.with_suffix(".result")
+    if code != 0 or not result.exists():
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"{name}: its {ranks} ranks failed (exit {code}); the whole log is {log}. Its end:\n{tail}")
+    value = pickle.loads(result.read_bytes())
+    for path in (spec, result, log):
+        path.unlink(missing_ok=True)
+    return value
+
+
+def _ranked_main(spec: str) -> None:
+    """A rank of ``run_ranked``'s job: run it; rank 0 leaves the result beside the job."""
+    import importlib
+    import pickle
+
+    module, qualname, args, kwargs = pickle.loads(Path(spec).read_bytes())
+    fn = importlib.import_module(module)
+    for part in qualname.split("."):
+        fn = getattr(fn, part)
+    value = fn(*args, **kwargs)
+    if world()[0] == 0:
+        Path(spec).with_suffix(".result").write_bytes(pickle.dumps(value))
+
+
+if __name__ == "__main__":
+    import sys
+
+    _ranked_main(sys.argv[1])
