@@ -1,8 +1,10 @@
 """Real models from registry packages (no hub): SmolLM2-135M-Instruct and gemma-3-270m, converted once from GGUF."""
 import pytest
+import torch
 
-from helpers import chat, models
+from helpers import chat, models, placement
 from helpers.generate import generate
+from helpers.lab import zoo
 
 SMOL = "smollm2-135m-instruct"
 GEMMA = "gemma-3-270m"
@@ -269,3 +271,26 @@ def test_chat_templates_render_in_a_sandbox():
     tok.chat_template = "{{ ''.__class__.__mro__[1].__subclasses__() }}"  # the classic template escape
     with pytest.raises(ValueError, match="SecurityError: access to attribute '__class__' of 'str' object is unsafe"):
         chat.render_prompt(tok, "hello")  # jinja2's sandbox refuses the attribute
+
+
+def test_a_model_larger_than_one_gpu_is_spread_over_the_gpus_and_one_larger_than_all_is_refused():
+    """Issue 23: where models.load puts a model, from its size and the GPUs' free memory (not the user's guess)."""
+    assert placement.placement(10.0, [80.0, 80.0]) is None  # fits GPU 0 with headroom: as before, one GPU
+    assert placement.placement(10.0, []) is None
+    spread = placement.placement(70.0, [80.0, 80.0])  # 70 x 1.25 > 80: accelerate's device_map="auto" over both
+    assert spread == {0: "68.00GiB", 1: "68.00GiB"}
+    with pytest.raises(MemoryError, match=r"'big' needs about 140.0 GiB of weights .* the 2 visible GPU\(s\) have "
+                                          r"160.0 GiB free\. Use a smaller model or a quantised one"):
+        placement.placement(140.0, [80.0, 80.0], "'big'")
+
+
+def test_weights_are_sized_from_the_config_alone_through_accelerate():
+    """API drift: accelerate's init_empty_weights + compute_module_sizes size a model without loading it. On the lab
+    model the estimate is at least its parameters' bytes (tied embeddings and buffers may count again)."""
+    from transformers import AutoModelForCausalLM
+
+    path = str(zoo.ZOO_DIR / "base")
+    real = sum(p.numel() * p.element_size() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
+    estimate = placement.weights_gib(path, torch.float32) * 2**30
+    assert real <= estimate <= 1.5 * real
+    assert placement.weights_gib(path, torch.bfloat16) == pytest.approx(placement.weights_gib(path, torch.float32) / 2)

@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import placement
 from .runs import find_local, outputs_root, read_json, require, stage_dir, write_json
 
 
@@ -340,7 +341,12 @@ def load(run_name: str, name: str, device: str | None = None, dtype=None):
     local = Path(path).exists()
     try:
         tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", **SAFE_LOADING).to(device).eval()
+        spread = placement.gpu_placement(name, path, dtype) if str(device) == "cuda" else None
+        if spread:  # larger than one GPU: accelerate places its layers over the visible GPUs
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map="auto", max_memory=spread,
+                                                         **SAFE_LOADING).eval()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", **SAFE_LOADING).to(device).eval()
     except OSError as err:
         hint = "" if local else " (no such local folder; hub ids need a reachable model hub or a local copy)"
         if local and not list(Path(path).glob("*.safetensors")):

@@ -197,6 +197,19 @@ def check(recipe: Recipe, setup: Setup) -> None:
                          "exactly when setup.quantization is 'none')")
 
 
+def check_ranks(gpus_per_arm, recipe: Recipe) -> int:
+    """Notebook 05's ``gpus_per_arm``, checked: a whole number of GPUs (ranks) that divides the batch, since each
+    rank takes an equal share of every batch."""
+    if not isinstance(gpus_per_arm, int) or isinstance(gpus_per_arm, bool) or gpus_per_arm < 1:
+        raise ValueError(f"gpus_per_arm = {gpus_per_arm!r}: give 1 (each training on one GPU) or the number of GPUs "
+                         "one training spreads over (data parallel)")
+    batch = recipe.sft.per_device_train_batch_size
+    if batch % gpus_per_arm:
+        raise ValueError(f"gpus_per_arm = {gpus_per_arm} does not divide train_batch_size = {batch}: each GPU takes "
+                         f"an equal share of a batch; make train_batch_size a multiple of {gpus_per_arm}")
+    return gpus_per_arm
+
+
 def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_only_loss: bool, progress: bool = True,
                    steps: int | None = None):
     """Notebook 05's ``SFTConfig`` for one arm and seed (``PER_ARM``): its output folder and seed, the loss on the

@@ -35,7 +35,7 @@ import torch
 from . import arms
 from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
-from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, row_key
+from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, check_ranks, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
 from .speed import Speed, cast_adapters, free_memory, numerics, partial_checkpointing_callback, speed_plan, text_config
 from . import workers as workers_service
@@ -445,7 +445,7 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     then take groups of GPUs ("0,1", "2,3", ...) instead of single ones. On a CPU it starts that many gloo processes
     per training, which tests the same path."""
     check(recipe, setup)
-    groups = ranked_groups(gpus_per_arm, recipe, setup)
+    groups = workers_service.gpu_groups(check_ranks(gpus_per_arm, recipe), setup.device)
     jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {"ranks": gpus_per_arm})
             for arm, dataset in chosen.items() for seed in seeds]
     cuda = setup.device == "cuda"
@@ -468,27 +468,6 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     for (_, args, _), m in zip(jobs, workers_service.run(train_arm, jobs, plan, done)):
         results.setdefault(args[1], []).append(m)
     return results, plan
-
-
-def ranked_groups(gpus_per_arm: int, recipe: Recipe, setup: Setup) -> list[str] | None:
-    """The GPU groups each data-parallel training takes (``CUDA_VISIBLE_DEVICES`` values, e.g. ["0,1", "2,3"]), None
-    for one GPU (or CPU process) per training; refuses a ``gpus_per_arm`` the machine or the batch cannot take."""
-    if not isinstance(gpus_per_arm, int) or isinstance(gpus_per_arm, bool) or gpus_per_arm < 1:
-        raise ValueError(f"gpus_per_arm = {gpus_per_arm!r}: give 1 (each training on one GPU) or the number of GPUs "
-                         "one training spreads over (data parallel)")
-    if gpus_per_arm == 1:
-        return None
-    batch = recipe.sft.per_device_train_batch_size
-    if batch % gpus_per_arm:
-        raise ValueError(f"gpus_per_arm = {gpus_per_arm} does not divide train_batch_size = {batch}: each GPU takes "
-                         f"an equal share of a batch; make train_batch_size a multiple of {gpus_per_arm}")
-    if setup.device != "cuda":
-        return None  # gloo processes on the CPU: the same path, for tests and for trying it without GPUs
-    gpus = workers_service.visible_gpus()
-    if len(gpus) < gpus_per_arm:
-        raise ValueError(f"gpus_per_arm = {gpus_per_arm}, but this machine shows {len(gpus)} GPU(s) "
-                         f"({', '.join(gpus) or 'none'}); give at most {len(gpus)}")
-    return [",".join(gpus[i:i + gpus_per_arm]) for i in range(0, len(gpus) - gpus_per_arm + 1, gpus_per_arm)]
 
 
 def trained(run_name: str) -> dict:

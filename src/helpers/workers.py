@@ -80,6 +80,19 @@ def plan(jobs: int, requested: int, device: str, job_gib: float = 0.0, free_gib:
     return Plan(n, devices, budget, reason)
 
 
+def gpu_groups(per_job: int, device: str) -> list[str] | None:
+    """The GPU groups of jobs that each take ``per_job`` GPUs (``CUDA_VISIBLE_DEVICES`` values such as "0,1" and
+    "2,3", handed to ``plan`` as its ``gpus``); None for one GPU per job, or on a CPU (where ``run_ranked`` starts
+    gloo processes instead). Refuses more GPUs per job than the machine shows."""
+    if per_job == 1 or device != "cuda":
+        return None
+    gpus = visible_gpus()
+    if len(gpus) < per_job:
+        raise ValueError(f"gpus_per_arm = {per_job}, but this machine shows {len(gpus)} GPU(s) "
+                         f"({', '.join(gpus) or 'none'}); give at most {len(gpus)}")
+    return [",".join(gpus[i:i + per_job]) for i in range(0, len(gpus) - per_job + 1, per_job)]
+
+
 def _start(slots, threads: int) -> None:
     """A worker's first act: take a device slot, and pin the process to it before torch starts CUDA here."""
     slot = slots.get()
