@@ -53,3 +53,26 @@ def test_cast_adapters_moves_only_the_trainable_weights():
     model[0].weight.requires_grad_(False)
     sp.cast_adapters(model, "bfloat16")
     assert model[0].weight.dtype == torch.float32 and model[1].weight.dtype == torch.bfloat16
+
+
+def test_when_checkpointing_every_layer_is_not_enough_the_batch_is_split_into_micro_batches():
+    """Issue 24: a batch of 8 x 2,048 tokens of the 8B shape that does not fit even with every layer checkpointed
+    trains as 2 micro-batches of 4 (gradient accumulation: the same effective batch and steps), with the fewest
+    checkpointed layers that fit at 4; with no room at all, one row at a time, every layer checkpointed."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+    gpu = models.Setup("cuda", "bfloat16", "nf4")
+    hp = {**HP, "lora_rank": 16, "train_embeddings": False, "train_batch_size": 8, "max_length": 2048}
+
+    def est(batch, n):
+        return sp.memory_estimate(config, gpu, {**hp, "train_batch_size": batch}, n, liger=True, adapter_bytes=2) / 2**30
+
+    budget = (est(8, 32) + est(4, 32)) / 2 / 0.9  # between: all checkpointed fits at 4 rows, not at 8
+    plan = _plan_with(config, gpu, hp, budget)
+    assert plan.accumulation == 2
+    assert plan.checkpointed_layers == next(n for n in range(33) if est(4, n) <= 0.9 * budget)
+    assert _plan_with(config, gpu, hp, est(8, 0) / 0.9 + 0.01).accumulation == 1  # room enough: the whole batch
+    nothing = _plan_with(config, gpu, hp, 1.0)
+    assert (nothing.accumulation, nothing.checkpointed_layers) == (8, 32)

@@ -433,3 +433,24 @@ def test_with_the_exposure_budget_an_all_domain_arm_trains_on_its_distinct_rows(
     sources, messages = budget_rows(10, 50)
     mixed = Dataset.from_list([{"messages": m, "source": s} for m, s in zip(messages, sources)])
     assert len(qt.training_rows(mixed, exposure)) == 60
+
+
+def test_micro_batches_train_the_adapter_of_the_whole_batch(tmp_path):
+    """Issue 24: the speed plan's gradient accumulation (a batch of 4 as 2 micro-batches of 2) gives the adapter of
+    the whole batch to float precision: the same steps, the same effective batch."""
+    from safetensors.torch import load_file
+
+    hp = {**HP, "train_embeddings": False, "max_steps": 3}
+    weights = {}
+    for parts in (1, 2):
+        speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0, accumulation=parts)
+        trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(hp), 0, tmp_path / str(parts), progress=False,
+                                  speed=speed)
+        assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (4 // parts,
+                                                                                                       parts)
+        trainer.train()
+        assert trainer.state.global_step == 3
+        trainer.model.save_pretrained(tmp_path / f"a{parts}")
+        weights[parts] = load_file(tmp_path / f"a{parts}" / "adapter_model.safetensors")
+    for name, w in weights[1].items():
+        torch.testing.assert_close(weights[2][name], w, rtol=1e-3, atol=1e-5)

@@ -216,11 +216,15 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says,
     and its ``steps`` (``arm_steps``): where they differ from the config's ``max_steps``, the warm-up and the logging
     interval, when given in steps, stretch with them. Under DDP each of the ``WORLD_SIZE`` ranks takes an equal share
-    of the config's batch, so the effective batch (and ``arm_steps``' count) stays the one the notebook set."""
+    of the config's batch, in ``speed.accumulation`` micro-batches, so the effective batch (and ``arm_steps``' count)
+    stays the one the notebook set."""
     schedule = {}
-    ranks = int(os.environ.get("WORLD_SIZE", 1))  # under DDP (train_arm's ranks) each rank takes a share of a batch
-    if ranks > 1:
-        schedule["per_device_train_batch_size"] = sft.per_device_train_batch_size // ranks
+    # under DDP (train_arm's ranks) each rank takes a share of a batch, and the speed plan may split that share into
+    # micro-batches (gradient accumulation) to fit the memory budget: the effective batch stays the notebook's
+    parts = int(os.environ.get("WORLD_SIZE", 1)) * speed.accumulation
+    if parts > 1:
+        schedule["per_device_train_batch_size"] = max(1, sft.per_device_train_batch_size // parts)
+        schedule["gradient_accumulation_steps"] = speed.accumulation
     if steps is not None and steps != sft.max_steps:
         def stretch(value):
             return value if 0 < value < 1 else max(1 if value else 0, round(value * steps / sft.max_steps))

@@ -9,6 +9,7 @@ settings); checkpointing only recomputes. docs/performance.md has the measuremen
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ class Speed:
     estimate_gib: float  # predicted peak device memory with this plan
     budget_gib: float  # the memory it had to fit in
     compiled: bool = False  # torch.compile (through the Trainer's torch_compile): fewer, fused kernels per step
+    accumulation: int = 1  # micro-batches per optimizer step (gradient accumulation): the batch in this many parts
 
 
 def text_config(base_path: str):
@@ -96,19 +98,26 @@ def numerics(config, setup: Setup) -> dict:
 def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0) -> Speed:
     """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
     checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
-    0 for the device's free memory). When even full checkpointing does not fit, every layer is checkpointed."""
+    0 for the device's free memory). When even full checkpointing does not fit the batch, the batch is split into
+    micro-batches with gradient accumulation (2, 3, 4... parts that divide it: the same effective batch and
+    optimizer steps, each part costing another pass of per-step overhead), again with the fewest checkpointed layers
+    that fit. When nothing fits, every layer is checkpointed, one row at a time."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
     budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
     layers = config.num_hidden_layers
     adapter_bytes = 2 if adapter == "bfloat16" else 4
-    chosen = layers
-    for n in range(layers + 1):  # fewest checkpointed layers first: each costs a recompute of its forward pass
-        if memory_estimate(config, setup, hp, n, liger, adapter_bytes) <= 0.9 * budget:
-            chosen = n
-            break
-    estimate = memory_estimate(config, setup, hp, chosen, liger, adapter_bytes)
-    return Speed(adapter, liger, chosen, layers, round(estimate / 2**30, 2), round(budget / 2**30, 2))
+    batch = hp["train_batch_size"] // int(os.environ.get("WORLD_SIZE", 1))  # under DDP, this rank's share
+
+    def estimate(parts: int, checkpointed: int) -> float:
+        return memory_estimate(config, setup, {**hp, "train_batch_size": batch // parts}, checkpointed, liger,
+                               adapter_bytes)
+
+    # checkpointing first (a recompute costs at most a third of a step), micro-batches only when it is not enough
+    plans = [(parts, n) for parts in range(1, batch + 1) if batch % parts == 0 for n in range(layers + 1)]
+    parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
+    return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen) / 2**30, 2), round(budget / 2**30, 2),
+                 accumulation=parts)
 
 
 def cast_adapters(model, dtype: str) -> None:
