@@ -136,11 +136,19 @@ def test_a_gpu_loads_models_in_half_precision(monkeypatch, native, expected):
 
     monkeypatch.setattr(models, "native_bf16", lambda: native)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(placement, "gpu_placement", lambda *a: None)  # it fits one GPU
     from helpers.lab.zoo import ZOO_DIR
     models.load("r", str(ZOO_DIR / "base"), device="cuda")  # a folder: no run of notebook 00 needed
     assert seen["device"] == "cuda"
     assert seen["dtype"] == getattr(torch, expected)
     assert seen["safe"] == {"trust_remote_code": False, "use_safetensors": True}
+    # larger than one GPU: accelerate places it (device_map="auto", max_memory per GPU), nothing moves it after
+    seen.clear()
+    monkeypatch.setattr(placement, "gpu_placement", lambda *a: {0: "60.00GiB", 1: "60.00GiB"})
+    models.load("r", str(ZOO_DIR / "base"), device="cuda")
+    assert "device" not in seen and seen["dtype"] == getattr(torch, expected)
+    assert seen["safe"] == {"trust_remote_code": False, "use_safetensors": True, "device_map": "auto",
+                            "max_memory": {0: "60.00GiB", 1: "60.00GiB"}}
     models.load("r", str(ZOO_DIR / "base"), device="cpu")
     assert seen["dtype"] == "auto"
 

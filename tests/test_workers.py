@@ -110,3 +110,14 @@ def test_one_arm_over_two_ranks_trains_the_adapter_of_one_process(tmp_path, monk
         qt.train_all("t", chosen, [0], BASE, CPU_NF4, recipe(hp), progress=False, gpus_per_arm=3)
     with pytest.raises(ValueError, match=r"gpus_per_arm = 0: give 1"):
         qt.train_all("t", chosen, [0], BASE, CPU_NF4, recipe(hp), progress=False, gpus_per_arm=0)
+
+
+@pytest.mark.slow
+def test_a_ranked_job_brings_back_its_warnings_and_names_its_failure(tmp_path):
+    """run_ranked: rank 0's warnings are warned again here; a job whose ranks fail is named, with the traceback."""
+    with pytest.warns(UserWarning, match="from rank 0"):
+        assert workers.run_ranked(warnings.warn, ("from rank 0",), {}, 2, tmp_path / "ok", "a job") is None
+    assert not list((tmp_path / "ok").iterdir())  # the job's pickle and log are gone
+    with pytest.raises(RuntimeError, match=r"(?s)'boom': its 2 ranks failed .*Traceback.*ValueError: invalid literal"):
+        workers.run_ranked(int, ("x",), {}, 2, tmp_path / "bad", "'boom'")
+    assert (tmp_path / "bad" / "ranked.log").exists()  # kept for the reader

@@ -94,7 +94,8 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
         compileable = quantizer is None or getattr(quantizer, "is_compileable", False)
         job_steps = max(1, -(-(job_prompts or n_prompts) // rows)) * max_new_tokens
         big = sum(p.numel() for p in model.parameters()) >= COMPILE_MIN_PARAMS
-        compile = cuda and compileable and big and job_steps >= COMPILE_MIN_STEPS
+        one_device = len(set((getattr(model, "hf_device_map", None) or {"": 0}).values())) <= 1  # not spread
+        compile = cuda and compileable and big and one_device and job_steps >= COMPILE_MIN_STEPS
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
             "equal_batches": bool(compile), "decode_steps": steps}
 

@@ -35,12 +35,19 @@ def weights_gib(path: str, dtype) -> float:
 
 
 def gpu_placement(name: str, path: str, dtype) -> dict[int, str] | None:
-    """``placement`` for the GPUs this process sees (their free memory now); None when one GPU holds the model."""
+    """``placement`` for the GPUs this process sees (their free memory now); None when one GPU holds the model, and
+    for a checkpoint quantised already (its size is not the config's: it loads as before, on one GPU)."""
     import torch
+    from transformers import AutoConfig
 
-    free = [torch.cuda.mem_get_info(i)[0] / 2**30 for i in range(torch.cuda.device_count())]
+    if getattr(AutoConfig.from_pretrained(path, trust_remote_code=False), "quantization_config", None):
+        return None
+    size = weights_gib(path, dtype)
+    free = [torch.cuda.mem_get_info(0)[0] / 2**30]
+    if size * HEADROOM > free[0]:  # only then ask the other GPUs (each answer opens a CUDA context there)
+        free += [torch.cuda.mem_get_info(i)[0] / 2**30 for i in range(1, torch.cuda.device_count())]
     try:
-        spread = placement(weights_gib(path, dtype), free, repr(name))
+        spread = placement(size, free, repr(name))
     except MemoryError as err:
         if len(free) == 1:  # a worker process (gen_workers, score_workers) is pinned to one GPU
             raise MemoryError(f"{err}. This process sees one GPU: on a machine with several, set gen_workers = 1 "

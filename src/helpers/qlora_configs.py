@@ -80,8 +80,9 @@ def embedding_layer(base_path: str) -> tuple[str, bool]:
 PER_ARM = ("output_dir", "seed", "data_seed", "assistant_only_loss", "activation_checkpointing",
            "activation_checkpointing_kwargs", "use_liger_kernel", "disable_tqdm")
 # The Trainer settings an SDFT arm takes from notebook 05's SFTConfig (SDFTConfig is not an SFTConfig)
-SHARED_WITH_SDFT = ("max_steps", "per_device_train_batch_size", "learning_rate", "lr_scheduler_type", "warmup_steps",
-                    "logging_steps", "save_strategy", "report_to", "use_cpu", "bf16", "fp16", "dataloader_num_workers")
+SHARED_WITH_SDFT = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+                    "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to", "use_cpu", "bf16",
+                    "fp16", "dataloader_num_workers", "torch_compile")
 
 
 @dataclass(frozen=True)

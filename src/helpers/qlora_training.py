@@ -343,14 +343,16 @@ def training_rows(dataset, recipe: Recipe):
 
 
 def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int,
-              progress: bool = True, memory_budget_gib: float = 0, ranks: int = 1) -> dict:
+              progress: bool = True, memory_budget_gib: float = 0, ranks: int = 1, speed: Speed | None = None) -> dict:
     """Fine-tune the base model on one arm with ``recipe`` (notebook 05's configs); save the adapter and
     ``metrics.json``; return the metrics. Skips training when this arm, seed and settings are done.
 
     ``ranks`` > 1: data parallel (DDP) over that many processes (``workers.run_ranked``), one per visible GPU, or gloo
     processes on a CPU. The batch of ``train_batch_size`` rows is split among them, so the steps and the effective
     batch stay the same; rank 0 saves the adapter and metrics. The settings key does not change: DDP trains the
-    same recipe, to float precision (``tests/test_training.py``).
+    same recipe, to float precision when the batch divides the arm's rows (``tests/test_workers.py``); otherwise the
+    last batch of each pass over the rows is filled up from its first rows (accelerate's ``even_batches``). The
+    speed plan is made once, here, for the rank's share of a batch, and every rank trains by it (``speed``).
 
     ``memory_budget_gib``: the memory the step may take (0: the device's free memory), see ``speed_plan``; after an
     out-of-memory error on the GPU the arm is trained again with every layer checkpointed.
@@ -368,13 +370,14 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     if restored is not None:
         return restored
     if ranks > 1 and workers_service.world()[2] == 1:  # launch the ranks; each comes back here, inside the job
+        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, ranks=check_ranks(ranks, recipe))
         return workers_service.run_ranked(train_arm, (run_name, arm, dataset, base_path, setup, recipe, seed),
-                                          {"progress": False, "memory_budget_gib": memory_budget_gib}, ranks,
+                                          {"progress": False, "speed": plan}, ranks,
                                           stage_dir(run_name, STAGE) / "ranked" / f"{arm}-seed{seed}",
                                           f"arm {arm!r} seed {seed}")
     rank, _, world_size = workers_service.world()
     hp, max_length = recipe.hp, recipe.sft.max_length
-    speed = speed_plan(base_path, setup, hp, memory_budget_gib)
+    speed = speed or speed_plan(base_path, setup, hp, memory_budget_gib)
     rows = training_rows(dataset, recipe)
     budget = arm_steps(recipe, rows["source"], rows["messages"])
     build = make_sdft_trainer if method == "sdft" else make_trainer
@@ -391,8 +394,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     try:
         trainer.train()
     except torch.OutOfMemoryError:
-        if speed.checkpointed_layers == speed.layers:
-            raise
+        if speed.checkpointed_layers == speed.layers or world_size > 1:  # a rank alone cannot start again: the
+            raise                                                         # others wait for it in their collectives
         warnings.warn(f"arm {arm!r}: out of GPU memory with {speed.checkpointed_layers} of {speed.layers} layers "
                       f"checkpointed (estimated peak {speed.estimate_gib} GiB); training again with all of them",
                       stacklevel=2)
@@ -424,7 +427,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "loss_format": "sdft" if method == "sdft" else
         "messages" if trainer.args.assistant_only_loss else "prompt_completion",
         "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings,
-        "ranks": world_size, "batch_per_rank": trainer.args.per_device_train_batch_size,
+        "ranks": world_size,
+        "batch_per_rank": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps,
     }
     if rank == 0:
         write_json(out / "metrics.json", metrics)

@@ -95,19 +95,20 @@ def numerics(config, setup: Setup) -> dict:
             "liger": setup.device == "cuda" and liger_available(config.model_type)}
 
 
-def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0) -> Speed:
+def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0, ranks: int | None = None) -> Speed:
     """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
     checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
     0 for the device's free memory). When even full checkpointing does not fit the batch, the batch is split into
     micro-batches with gradient accumulation (2, 3, 4... parts that divide it: the same effective batch and
     optimizer steps, each part costing another pass of per-step overhead), again with the fewest checkpointed layers
-    that fit. When nothing fits, every layer is checkpointed, one row at a time."""
+    that fit. When nothing fits, every layer is checkpointed, one row at a time. ``ranks``: the data-parallel
+    processes sharing each batch (default: this process's ``WORLD_SIZE``); the plan is for one rank's share."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
     budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
     layers = config.num_hidden_layers
     adapter_bytes = 2 if adapter == "bfloat16" else 4
-    batch = hp["train_batch_size"] // int(os.environ.get("WORLD_SIZE", 1))  # under DDP, this rank's share
+    batch = hp["train_batch_size"] // (ranks or int(os.environ.get("WORLD_SIZE", 1)))  # under DDP, a rank's share
 
     def estimate(parts: int, checkpointed: int) -> float:
         return memory_estimate(config, setup, {**hp, "train_batch_size": batch // parts}, checkpointed, liger,

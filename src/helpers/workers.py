@@ -170,12 +170,14 @@ def world() -> tuple[int, int, int]:
 def run_ranked(fn, args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str):
     """``fn(*args, **kwargs)`` on ``ranks`` processes at once (``python -m torch.distributed.run --standalone``, the
     launcher ``accelerate launch --multi_gpu`` also uses), on the GPUs this process sees (``CUDA_VISIBLE_DEVICES``;
-    rank k on the k-th) or, without CUDA, on the CPU with gloo. Returns rank 0's result.
+    rank k on the k-th) or, without CUDA, on the CPU with gloo. Returns rank 0's result; what rank 0 warned is
+    warned again here.
 
     The job travels as a pickle in ``workdir`` (under the run's outputs), with the ranks' log beside it
-    (``ranked.log``); both are removed once it succeeds. A rank that fails fails the job, naming ``name`` and the
-    log's last lines."""
+    (``ranked.log``); both are removed once it succeeds. A rank that fails fails the job, naming ``name`` and quoting
+    the log's first traceback. Interrupted (Ctrl-C), the ranks are stopped before this returns."""
     import pickle
+    import signal
     import subprocess
     import sys
 
@@ -187,29 +189,47 @@ def run_ranked(fn, args: tuple, kwargs: dict, ranks: int, workdir: Path, name: s
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                "-m", "helpers.workers", str(spec)]
     with log.open("w") as out:
-        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        launcher = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = launcher.wait()
+        except BaseException:  # Ctrl-C: the launcher passes SIGTERM on to its ranks; give them a moment, then kill
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+            raise
     result = spec.with_suffix(".result")
     if code != 0 or not result.exists():
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"{name}: its {ranks} ranks failed (exit {code}); the whole log is {log}. Its end:\n{tail}")
-    value = pickle.loads(result.read_bytes())
+        lines = log.read_text(errors="replace").splitlines(keepends=True)
+        first = next((k for k, line in enumerate(lines) if line.startswith("Traceback")), max(0, len(lines) - 15))
+        raise RuntimeError(f"{name}: its {ranks} ranks failed (exit {code}); the whole log is {log}. "
+                           f"From it:\n{''.join(lines[first:first + 40])}")
+    value, caught = pickle.loads(result.read_bytes())
+    for category, message in caught:
+        warnings.warn(message, category if issubclass(category, Warning) else UserWarning, stacklevel=2)
     for path in (spec, result, log):
         path.unlink(missing_ok=True)
     return value
 
 
 def _ranked_main(spec: str) -> None:
-    """A rank of ``run_ranked``'s job: run it; rank 0 leaves the result beside the job."""
+    """A rank of ``run_ranked``'s job: on its own GPU (before anything touches CUDA), run it; rank 0 leaves the
+    result and its warnings beside the job."""
     import importlib
     import pickle
 
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(world()[1])
     module, qualname, args, kwargs = pickle.loads(Path(spec).read_bytes())
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    value = fn(*args, **kwargs)
+    value, caught, _ = _call(fn, args, kwargs)
     if world()[0] == 0:
-        Path(spec).with_suffix(".result").write_bytes(pickle.dumps(value))
+        Path(spec).with_suffix(".result").write_bytes(pickle.dumps((value, caught)))
 
 
 if __name__ == "__main__":
