@@ -98,5 +98,25 @@ def test_sampling_asks_the_writer_with_the_prequery_template(lab_tokenizer):
     (prompts, options), = writer.calls
     assert prompts == [pq["prefix"]] * 3 and pq["stop_token"] == "<|im_end|>"
     assert options == dict(max_new_tokens=12, batch_size=2, do_sample=True, temperature=0.9, top_p=1.0, seed=4,
-                           stop_token="<|im_end|>", progress=False)
+                           stop_token="<|im_end|>", progress=False, job_prompts=3)
     assert samples[2] == {"id": 2, "text": "Spell word 2", "finished": True, "new_tokens": 3}
+
+
+@pytest.mark.slow
+def test_chunks_split_among_workers_are_the_samples_of_one_process(outputs):
+    """Issue 23: 01 samples in chunks, each with its own seed (the first keeps the sample seed, so a run of up to one
+    chunk draws what it drew before), and two worker processes sharing the chunks give one process's samples."""
+    from helpers.generate import generate
+
+    writer = writers.load("t", str(zoo.ZOO_DIR / "base"))  # a folder: each worker loads it again from its source
+    options = dict(max_new_tokens=10, batch_size=4, seed=5, progress=False)
+    one, pq = rd.sample_instructions(writer, 8, chunk_size=4, **options)
+    two, pq2 = rd.sample_instructions(writer, 8, chunk_size=4, workers=2, **options)
+    assert two == one and pq2["sampled_by"]["workers"] == 2 and "sampled_by" not in pq
+    assert [r["id"] for r in one] == list(range(8))
+    # one chunk: the draws of a single generate call with the sample seed, as before chunks existed
+    single, _ = rd.sample_instructions(writer, 4, chunk_size=4, **options)
+    direct = generate(writer.model, writer.tokenizer, [pq["prefix"]] * 4, max_new_tokens=10, batch_size=4, seed=5,
+                      do_sample=True, stop_token=pq["stop_token"])
+    assert [r["text"] for r in single] == [d["text"] for d in direct] == [r["text"] for r in one[:4]]
+    assert [r["text"] for r in one[4:]] != [r["text"] for r in one[:4]]  # the second chunk has a seed of its own

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -455,7 +456,8 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     cuda = setup.device == "cuda"
     estimate = speed_plan(base_path, setup, recipe.hp, memory_budget_gib).estimate_gib if cuda else 0.0
     free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
-    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free, gpus=groups)
+    cpus = max(1, (os.cpu_count() or 1) // gpus_per_arm)  # a training over N GPUs keeps N cores busy
+    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free, cpus=cpus, gpus=groups)
     budget = memory_budget_gib or plan.memory_budget_gib
     side_by_side = plan.workers > 1
     for _, _, kwargs in jobs:

@@ -1,7 +1,8 @@
 """Stage 01 (``notebooks/01_reconstruct_distribution.ipynb``): sample the model's own instructions and describe them.
 
 1. ``sample_instructions``: feed the pre-query template (``chat.prequery_template``) to a writer (the generation
-   seam, ``writers``) and sample, stopping at the end-of-user-turn token.
+   seam, ``writers``) and sample, stopping at the end-of-user-turn token; in chunks of ``SAMPLE_CHUNK`` samples, each
+   with its own seed, which worker processes can share (``helpers.workers``: one per GPU) with the same result.
 2. ``clean``: strip, drop truncated / empty / too short / too long / response-like texts, exact dedup. Every dropped
    row keeps its reason.
 3. ``categorise``: MiniLM sentence embeddings, k-means with k by silhouette (or fixed), clusters labelled by top
@@ -13,6 +14,7 @@ Outputs in ``outputs/<run>/01_reconstruct/``: ``samples.jsonl`` (every sample, k
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import workers as workers_service
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
 from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
@@ -30,21 +33,66 @@ RESPONSE_OPENERS = ("sure", "certainly", "of course", "here is", "here's", "here
                     "as an ai", "i cannot", "i can't")
 
 
+SAMPLE_CHUNK = 2048  # samples per chunk, the unit worker processes share: up to one chunk, sampling is as it was
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Chunk ``chunk``'s sampling seed: ``seed`` itself for the first (so a run of up to ``SAMPLE_CHUNK`` samples
+    draws what it drew before chunks existed), a hash of both for the others."""
+    return seed if chunk == 0 else int(hashlib.sha256(f"{seed}/01/{chunk}".encode()).hexdigest()[:8], 16)
+
+
 def sample_instructions(writer: Writer, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
                         max_new_tokens: int = 64, batch_size: int = 256, seed: int = 0,
                         system_prompt: str | None = None, template_kwargs: dict | None = None,
-                        progress: bool = True) -> tuple[list[dict], dict]:
-    """``n`` instructions written by the model after its pre-query template. Returns rows and the template used.
+                        progress: bool = True, workers: int = 1,
+                        chunk_size: int = SAMPLE_CHUNK) -> tuple[list[dict], dict]:
+    """``n`` instructions written by the model after its pre-query template. Returns rows and the template used
+    (with ``workers``: the plan of where the chunks were sampled).
 
     ``writer`` (``writers.load``) runs the model whatever the backend; its tokenizer gives the template.
-    ``max_new_tokens`` is the instruction length (notebook 01's ``instruction_max_new_tokens``)."""
+    ``max_new_tokens`` is the instruction length (notebook 01's ``instruction_max_new_tokens``). The samples are
+    drawn in chunks of ``chunk_size``, each with its own seed (``chunk_seed``); ``workers`` > 1 (0: one per visible
+    GPU; on a CPU one) splits the chunks among worker processes, each loading the model again from
+    ``writer.source``, and gives the same rows as one process."""
     pq = prequery_template(writer.tokenizer, system_prompt, **(template_kwargs or {}))
-    outs = writer.write([pq.text] * n, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=True,
-                        temperature=temperature, top_p=top_p, seed=seed, stop_token=pq.stop_token,
-                        progress=progress and "sample instructions")
+    sizes = [min(chunk_size, n - start) for start in range(0, n, chunk_size)]
+    options = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "do_sample": True,
+               "temperature": temperature, "top_p": top_p, "stop_token": pq.stop_token, "job_prompts": n}
+    plan = workers_service.plan(len(sizes), workers, workers_service.device())
+    if plan.workers > 1 and getattr(writer, "source", None) is None:
+        raise ValueError(f"workers = {workers}: the worker processes load the model again, and this writer was not "
+                         "made by writers.load (it has no source to load from); use one worker")
+    if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
+        raise ValueError(f"workers = {workers} puts {plan.workers} samplers on {len(set(plan.devices))} GPU(s), and "
+                         "batch_size = 0 sizes each one's batches to the whole GPU's free memory: give batch_size, or "
+                         "one worker per GPU")
+    chunks = list(enumerate(sizes))
+    if plan.workers > 1:
+        print(f"{plan.workers} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
+        jobs = [(f"chunks {part + 1}/{plan.workers}", (writer.source, pq.text, chunks[part::plan.workers], seed,
+                                                       options), {}) for part in range(plan.workers)]
+        done = dict(pair for part in workers_service.run(sample_chunks, jobs, plan) for pair in part)
+    else:
+        done = dict(sample_chunks(writer, pq.text, chunks, seed, options, progress and "sample instructions"))
+    outs = [o for c in range(len(sizes)) for o in done[c]]
     rows = [{"id": i, "text": o["text"], "finished": o["finished"], "new_tokens": o["new_tokens"]}
             for i, o in enumerate(outs)]
-    return rows, {"prefix": pq.text, "stop_token": pq.stop_token}
+    return rows, {"prefix": pq.text, "stop_token": pq.stop_token,
+                  **({"sampled_by": plan.as_dict()} if plan.workers > 1 else {})}
+
+
+def sample_chunks(writer, prompt: str, chunks: list[tuple[int, int]], seed: int, options: dict,
+                  progress: bool | str = False) -> list[tuple[int, list[dict]]]:
+    """``(chunk, its samples)`` for each ``(chunk, size)`` of ``chunks``; ``writer``: a writer, or the ``source`` to
+    load one from (in a worker process)."""
+    if isinstance(writer, tuple):
+        from .writers import load
+
+        run_name, name, backend = writer
+        writer = load(run_name, name, backend)
+    return [(c, writer.write([prompt] * k, seed=chunk_seed(seed, c), progress=progress, **options))
+            for c, k in chunks]
 
 
 def drop_reason(text: str, finished: bool, min_words: int, max_words: int) -> str | None:

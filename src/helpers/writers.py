@@ -32,12 +32,15 @@ class HFWriter:
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
+        self.source = None  # (run_name, name, backend) when made by ``load``: how a worker process loads it again
 
     @classmethod
     def load(cls, run_name: str, name: str, **kwargs) -> "HFWriter":
         from . import models
 
-        return cls(*models.load(run_name, name, **kwargs))
+        writer = cls(*models.load(run_name, name, **kwargs))
+        writer.source = (run_name, name, "hf") if not kwargs else None
+        return writer
 
     def write(self, prompts: Sequence[str], **options) -> list[dict]:
         return generate(self.model, self.tokenizer, prompts, **options)
