@@ -2,6 +2,8 @@
 
     python bench/generation.py            # GPU: Qwen2.5-0.5B's shape, 512 prompts of ~100 tokens, 256 sampled tokens
     python bench/generation.py --smoke    # CPU: a tiny model of the same family, seconds (run in CI)
+    python bench/generation.py --shape llama-3.1-8b --prompts 256   # the paper's generator class; also
+                                          # smollm2-135m and gemma-3-270m, the real track's two generators
 
 Random weights of the real shape (no hub needed; the speed of a forward pass does not depend on the values) and the
 Qwen2.5 chat template on the lab's tokenizer (helpers.lab.standins); sampling at temperature 1, so answers run to
@@ -43,12 +45,25 @@ QWEN2_5_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=2
                     tie_word_embeddings=True)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=1536, max_position_embeddings=1024, tie_word_embeddings=True)
+# --shape: (architecture, shape) of each model benchmarked, random weights
+SHAPES = {
+    "qwen2.5-0.5b": ("qwen2", QWEN2_5_0_5B),
+    "smollm2-135m": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                                   num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192,
+                                   rope_theta=1e5, tie_word_embeddings=True)),
+    "gemma-3-270m": ("gemma3_text", dict(hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                                         num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                                         vocab_size=262144, max_position_embeddings=32768, sliding_window=512)),
+    "llama-3.1-8b": ("llama", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                                   max_position_embeddings=131072, rope_theta=5e5, tie_word_embeddings=False)),
+}
 
 
-def build(shape: dict, tok, device: str):
+def build(shape: dict, tok, device: str, arch: str = "qwen2"):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model("qwen2", **shape, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    config = AutoConfig.for_model(arch, **shape, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                                   bos_token_id=None)
     torch.manual_seed(0)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -117,6 +132,7 @@ def profile(fn, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few prompts (seconds)")
+    parser.add_argument("--shape", default="qwen2.5-0.5b", choices=sorted(SHAPES), help="the model's shape (GPU)")
     parser.add_argument("--prompts", type=int, default=512)
     parser.add_argument("--prompt-tokens", type=int, default=100)
     parser.add_argument("--new-tokens", type=int, default=256)
@@ -132,7 +148,8 @@ def main() -> None:
         args.prompts, args.prompt_tokens, args.new_tokens = 24, 20, 8
     json_path = args.json or Path("outputs/bench") / ("generation-smoke.json" if args.smoke else "generation.json")
     tok = standins.tokenizer("qwen2_5")
-    model = build(TINY if args.smoke else QWEN2_5_0_5B, tok, device)
+    arch, shape = ("qwen2", TINY) if args.smoke else SHAPES[args.shape]
+    model = build(shape, tok, device, arch)
     prompts = make_prompts(tok, args.prompts, args.prompt_tokens)
     n = args.new_tokens
     auto = auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
@@ -161,7 +178,7 @@ def main() -> None:
     for r in rows:
         r["vs_first"] = round(r["tok_per_s"] / rows[0]["tok_per_s"], 2)
     report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",
-                  "gpu_busy"], json_path, shape="tiny qwen2" if args.smoke else "Qwen2.5-0.5B", device=device,
+                  "gpu_busy"], json_path, shape="tiny qwen2" if args.smoke else args.shape, device=device,
            new_tokens=n, prompt_tokens=args.prompt_tokens, cudnn_attention=not args.no_cudnn_attention)
 
 
