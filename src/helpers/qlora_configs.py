@@ -198,13 +198,13 @@ def check(recipe: Recipe, setup: Setup) -> None:
                          "exactly when setup.quantization is 'none')")
 
 
-def check_ranks(gpus_per_arm, recipe: Recipe) -> int:
-    """Notebook 05's ``gpus_per_arm``, checked: a whole number of GPUs (ranks) that divides the batch, since each
-    rank takes an equal share of every batch."""
+def check_ranks(gpus_per_arm, batch: int) -> int:
+    """Notebook 05's ``gpus_per_arm``, checked against its ``train_batch_size`` (``batch``): a whole number of GPUs
+    (ranks) that divides the batch, since each rank takes an equal share of every batch. The runner's preflight
+    calls it too, so a bad value stops a run before notebook 01."""
     if not isinstance(gpus_per_arm, int) or isinstance(gpus_per_arm, bool) or gpus_per_arm < 1:
         raise ValueError(f"gpus_per_arm = {gpus_per_arm!r}: give 1 (each training on one GPU) or the number of GPUs "
                          "one training spreads over (data parallel)")
-    batch = recipe.sft.per_device_train_batch_size
     if batch % gpus_per_arm:
         raise ValueError(f"gpus_per_arm = {gpus_per_arm} does not divide train_batch_size = {batch}: each GPU takes "
                          f"an equal share of a batch; make train_batch_size a multiple of {gpus_per_arm}")

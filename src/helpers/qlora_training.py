@@ -371,7 +371,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     if restored is not None:
         return restored
     if ranks > 1 and workers_service.world()[2] == 1:  # launch the ranks; each comes back here, inside the job
-        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, ranks=check_ranks(ranks, recipe))
+        batch = recipe.sft.per_device_train_batch_size
+        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, ranks=check_ranks(ranks, batch))
         return workers_service.run_ranked(train_arm, (run_name, arm, dataset, base_path, setup, recipe, seed),
                                           {"progress": False, "speed": plan}, ranks,
                                           stage_dir(run_name, STAGE) / "ranked" / f"{arm}-seed{seed}",
@@ -450,7 +451,8 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     then take groups of GPUs ("0,1", "2,3", ...) instead of single ones. On a CPU it starts that many gloo processes
     per training, which tests the same path."""
     check(recipe, setup)
-    groups = workers_service.gpu_groups(check_ranks(gpus_per_arm, recipe), setup.device)
+    groups = workers_service.gpu_groups(check_ranks(gpus_per_arm, recipe.sft.per_device_train_batch_size),
+                                        setup.device)
     jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {"ranks": gpus_per_arm})
             for arm, dataset in chosen.items() for seed in seeds]
     cuda = setup.device == "cuda"

@@ -83,6 +83,15 @@ def preflight(values: dict[str, dict]) -> list[str]:
                 problems.append(f"{nb}: {key}: {source!r} is no local file and would come from the dataset hub, "
                                 f"which is not available ({models.hub_reachable()}); export it to a local file "
                                 "(JSONL, CSV or Parquet) and name that file")
+        if "gpus_per_arm" in params:  # notebook 05: checked here, so that a bad value does not wait for 05
+            from . import workers
+            from .qlora_configs import check_ranks
+
+            try:
+                n = check_ranks(params["gpus_per_arm"], params.get("train_batch_size", 1))
+                workers.gpu_groups(n, workers.device())  # more GPUs than this machine shows is refused
+            except ValueError as err:
+                problems.append(f"{nb}: {err}")
         if params.get("benchmarks"):
             from .lmeval import check_benchmarks, embeddings_problem
 
