@@ -32,6 +32,21 @@ def test_general_set_has_enough_families_and_items(built):
     assert counts["calendar"] == 38  # 12 months and 7 days, after and before: all the table has
 
 
+def test_the_validation_split_asks_nothing_the_held_out_set_or_a_training_file_asks(built):
+    """Issue 22 (retention levers chosen on validation): general_val.jsonl holds only what the held-out set leaves
+    unused (its families drawn again; the generated ones give new questions), so choosing settings on it never reads
+    the held-out set, which keeps all its items."""
+    val = built["general_val"]
+    key = lambda r: " ".join(r["instruction"].lower().split())  # noqa: E731
+    taken = {key(r) for name in ("general", "clinical_train", "velish_train", "public_standin") for r in built[name]}
+    assert not {key(r) for r in val} & taken
+    assert len({key(r) for r in val}) == len(val)  # no repeats
+    counts = S.summary(val)
+    assert sum(counts.values()) >= 100 and len(counts) >= 5, counts
+    assert counts["arithmetic"] >= 40 and "calendar" not in counts  # generated: new; whole table held out: none
+    assert S.summary(built["general"]) == S.summary(S.general_items())  # drawing again left the held-out set as is
+
+
 def test_clinical_splits_have_their_families_and_sizes(built):
     assert S.summary(built["clinical_eval"]) == {"clinical_diagnosis": 30, "clinical_treatment": 30,
                                                  "clinical_dosing": 30}
@@ -198,6 +213,18 @@ def test_held_out_phrasings_do_not_occur_in_train(built):
     assert not shared, shared
     # the frame really removes only the facts: each family's held-out questions have 3 frames, train ones several
     assert len({tuple(h) for h in held}) == 9 and len({tuple(t) for t in train}) >= 20
+
+
+def test_validation_phrasings_are_neither_train_nor_held_out_wording(built):
+    """clinical_val.jsonl asks the train facts in wordings of its own: no four words in a row from a train question,
+    nor from a held-out one (the shared answer-format sentence aside)."""
+    suffix = re.compile(r" Answer with the \w+ name only\.$")
+    val = [_frame(suffix.sub("", r["instruction"])) for r in built["clinical_val"]]
+    for other in ("clinical_train", "clinical_eval"):
+        grams = set().union(*(_ngrams(_frame(suffix.sub("", r["instruction"])), 4) for r in built[other]))
+        shared = {g for v in val for g in _ngrams(v, 4) if g in grams}
+        assert not shared, (other, shared)
+    assert S.summary(built["clinical_val"]) == {"clinical_diagnosis": 20, "clinical_treatment": 20}
 
 
 def test_held_out_doses_use_rate_weight_pairs_not_in_train(built):

@@ -1,6 +1,6 @@
 """Evaluation and domain data for a real model, shipped in ``data/`` and built here from small tables of facts.
 
-Six files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
+Eight files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
 code by :func:`check` (``python -m helpers.shipped_data check``):
 
 * ``general_eval.jsonl``: a measure of general skill that carries over to any real model: ten families of short-answer
@@ -9,6 +9,10 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
   so that a small (~135M) instruct model should get some of each right and a large one most, so that forgetting can
   show on either; no real model has been scored on them here (no model hub is reachable from this project's
   machines).
+* ``general_val.jsonl``: a validation split of the general set (112 items), for choosing training settings without
+  the held-out set: its families drawn again, minus every question the held-out set or a training file asks
+  (``validation``). It holds what the held-out set leaves unused: new arithmetic and numbers in words, and the rest
+  of the capped tables (unit conversions, capitals, continents...).
 * ``clinical_train.jsonl``: the domain SFT set of notebook 04 (``domain_data``): the lab's fictional clinical
   knowledge base (``lab.tasks.CLINICAL``: condition -> presenting symptom and first-line drug; weight-based dosing)
   asked and answered in natural English sentences, several phrasings of each (322 rows). No real model has seen
@@ -16,6 +20,8 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
 * ``clinical_eval.jsonl``: the held-out domain set (notebook 06's ``eval_domain``): the same facts asked in
   phrasings that occur nowhere in the train split (it tests the facts, not memorised strings), dosing with (rate,
   weight) pairs the train split never uses.
+* ``clinical_val.jsonl``: the domain validation set (40 items): the diagnosis and treatment facts in phrasings that
+  neither the train nor the held-out split uses, for choosing settings without the held-out set.
 * ``velish_train.jsonl`` and ``velish_eval.jsonl``: a second domain of another kind, a skill rather than facts:
   Velish, a fictional language of 40 nouns with invented words and two rules (plural -ri after a vowel, -eri after a
   consonant; "big" is ``zorv``, after its noun: "the big dog" = ``mirrak zorv``). The train split (210 rows) asks
@@ -51,8 +57,8 @@ Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-
 module that builds each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and
 ``clinical_eval.jsonl``), ``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public``
 (``public_standin.jsonl`` and its leak check) with ``public_rules`` (the stand-in's families made by rule);
-``common`` holds the seed, the file names, :func:`item`, :func:`validate` and the JSONL format; ``files`` builds,
-writes and checks the six files.
+``validation`` (``general_val.jsonl``; ``clinical`` builds ``clinical_val.jsonl`` too); ``common`` holds the seed, the file names, :func:`item`, :func:`validate`
+and the JSONL format; ``files`` builds, writes and checks the eight files.
 """
 
 from __future__ import annotations

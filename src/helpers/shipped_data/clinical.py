@@ -17,6 +17,8 @@ TRAIN_QUESTIONS: dict[str, tuple[str, ...]] = tuples(_T["TRAIN_QUESTIONS"])
 TRAIN_ANSWERS: dict[str, tuple[str, ...]] = tuples(_T["TRAIN_ANSWERS"])
 # Held-out phrasings: none of their wording occurs in the train questions (``tests/test_shipped_data.py``).
 EVAL_QUESTIONS: dict[str, tuple[str, ...]] = tuples(_T["EVAL_QUESTIONS"])
+# Validation phrasings (``clinical_val.jsonl``, for choosing settings): in neither the train nor the held-out wording.
+VAL_QUESTIONS: dict[str, tuple[str, ...]] = tuples(_T["VAL_QUESTIONS"])
 DOSING_RATES = range(1, 10)  # mg per kg, as the lab's dosing family
 DOSING_WEIGHTS = range(10, 100, 10)  # kg
 N_EVAL_DOSING = 30
@@ -61,6 +63,20 @@ def _dose_distractors(rate: int, weight: int, rng: random.Random) -> list[str]:
     wrong = [(rate + 1) * weight, (rate - 1) * weight, rate * (weight + 10), rate * (weight - 10), rate + weight,
              dose * 10]
     return [f"{v} mg" for v in pick([v for v in wrong if v > 0], 3, rng, [dose, rate, weight])]
+
+
+def clinical_val_items() -> list[dict]:
+    """The domain validation set: the diagnosis and treatment facts in phrasings of their own (no dosing: its
+    held-out pairs are the held-out set's, and its train pairs are answered in the train split)."""
+    rng = seeded("clinical_val")
+    facts, out = _facts(), []
+    for family, slot, answer in (("clinical_diagnosis", "symptom", "condition"), ("clinical_treatment", "condition",
+                                                                                 "drug")):
+        for fact in facts:
+            for question in VAL_QUESTIONS[family]:
+                others = [f[answer] for f in facts if f is not fact]
+                out.append(item(family, fill(question, **fact), fact[answer], pick(others, 3, rng), rng))
+    return validate(out)
 
 
 def clinical_eval_items() -> list[dict]:

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..text import answer_tokens
 
 SEED = 2506_09428
 PER_FAMILY = 50
-FILES = {"general": "general_eval.jsonl", "clinical_train": "clinical_train.jsonl",
-         "clinical_eval": "clinical_eval.jsonl", "velish_train": "velish_train.jsonl",
+FILES = {"general": "general_eval.jsonl", "general_val": "general_val.jsonl", "clinical_train": "clinical_train.jsonl",
+         "clinical_eval": "clinical_eval.jsonl", "clinical_val": "clinical_val.jsonl", "velish_train": "velish_train.jsonl",
          "velish_eval": "velish_eval.jsonl", "public_standin": "public_standin.jsonl"}
 FIELDS = ("family", "instruction", "answer", "aliases", "choices", "label")
 TABLES = Path(__file__).parent / "tables"
@@ -33,9 +34,22 @@ def tuples(value):
     return value
 
 
+_DRAW = [""]  # "": the committed draw; ``redrawn`` sets another (the validation split's)
+
+
 def seeded(name: str) -> random.Random:
     """A family's own generator (string seeds are hashed deterministically by ``random``)."""
-    return random.Random(f"{SEED}:{name}")
+    return random.Random(f"{SEED}:{_DRAW[0]}{name}")
+
+
+@contextmanager
+def redrawn(label: str):
+    """Inside, every family draws again under ``label`` (other random choices from the same tables)."""
+    _DRAW[0] = f"{label}:"
+    try:
+        yield
+    finally:
+        _DRAW[0] = ""
 
 
 def cap(text: str) -> str:
