@@ -148,10 +148,9 @@ def real(args) -> None:
     recipes = {name: qc.from_parameters(setup, base_path, {**hp0, **REAL_CONFIGS[name]}) for name in configs}
     jobs = [(f"{name} {arm}", (f"{args.run}-retention-{name}", arm, arms[arm], base_path, setup, recipes[name],
                                args.seed), {"progress": False}) for name in configs for arm in ("domain_only", "ours")]
-    cuda = setup.device == "cuda"
-    estimate = sp.speed_plan(base_path, setup, hp0).estimate_gib if cuda else 0.0
-    free = sp.free_memory(setup.device) / 2**30 if cuda else 0.0
-    plan = workers.plan(len(jobs), args.workers, setup.device, estimate, free)
+    plan, budget = sp.side_by_side(len(jobs), args.workers, base_path, setup, hp0)  # as notebook 05 plans them
+    for _, _, kwargs in jobs:
+        kwargs["memory_budget_gib"] = budget  # each training's share of a GPU it shares
     print(f"{len(jobs)} trainings, {plan.workers} at a time ({plan.reason})", flush=True)
     done = workers.run(qt.train_arm, jobs, plan, on_done=lambda name, m, where: print(
         f"{name}: {m['steps']} steps in {m['train_seconds']} s on {where}", flush=True))

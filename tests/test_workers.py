@@ -121,3 +121,14 @@ def test_a_ranked_job_brings_back_its_warnings_and_names_its_failure(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)'boom': its 2 ranks failed .*Traceback.*ValueError: invalid literal"):
         workers.run_ranked(int, ("x",), {}, 2, tmp_path / "bad", "'boom'")
     assert (tmp_path / "bad" / "ranked.log").exists()  # kept for the reader
+
+
+def test_several_jobs_on_one_gpu_with_batches_sized_to_its_free_memory_are_refused():
+    """01 and 02's shared check: batch_size = 0 sizes a job's batches to the whole GPU, so two on one GPU would not
+    fit; one per GPU, a given batch size, or the CPU are fine."""
+    shared = workers.Plan(2, ("0", "0"), 0.0, "")
+    with pytest.raises(ValueError, match=r"workers = 0 puts 2 samplers on 1 GPU\(s\), and batch_size = 0 sizes"):
+        workers.refuse_autosized_sharing(shared, 0, 0, "samplers")
+    workers.refuse_autosized_sharing(shared, 0, 64, "samplers")
+    workers.refuse_autosized_sharing(workers.Plan(2, ("0", "1"), 0.0, ""), 0, 0, "samplers")
+    workers.refuse_autosized_sharing(workers.Plan(2, ("cpu", "cpu"), 0.0, ""), 2, 0, "samplers")

@@ -461,7 +461,9 @@ def load_base(path: str, setup: Setup, quantization_config=None):
     if setup.quantization == "nf4":
         kwargs["quantization_config"] = bnb_config(setup) if quantization_config is None else quantization_config
         if setup.device == "cuda":  # the whole model on this process's GPU: under DDP, its rank's (never "auto")
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+            from .workers import world
+
+            kwargs["device_map"] = {"": world()[1]}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **SAFE_LOADING)
     return model if setup.quantization == "nf4" else model.to(setup.device)
 

@@ -117,10 +117,7 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         todo[name] = [c for c in range(len(chunks)) if not (out / f"{c:05d}.json").exists()]
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo[name]), "seconds": 0.0, "new_tokens": 0}
     plan = workers_service.plan(max([len(t) for t in todo.values()] + [1]), workers, workers_service.device())
-    if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
-        raise ValueError(f"workers = {workers} puts {plan.workers} generations on {len(set(plan.devices))} GPU(s), "
-                         "and batch_size = 0 sizes each one's batches to the whole GPU's free memory: give "
-                         "batch_size (rows per batch), or one worker per GPU")
+    workers_service.refuse_autosized_sharing(plan, workers, batch_size, "generations")
     tasks = []  # (name, args, kwargs): a generator's missing shards, split among the workers
     for name in generators:
         k = min(plan.workers, len(todo[name]))

@@ -23,14 +23,15 @@ def placement(weights_gib: float, free_gib: list[float], name: str = "the model"
     return {i: f"{u:.2f}GiB" for i, u in enumerate(usable)}
 
 
-def weights_gib(path: str, dtype) -> float:
-    """A model's weights in ``dtype``, from its config alone (accelerate's empty-weights model: nothing is loaded)."""
+def weights_gib(path: str, dtype, config=None) -> float:
+    """A model's weights in ``dtype``, from its config alone (accelerate's empty-weights model: nothing is loaded);
+    ``config``: the one read from ``path`` already, if the caller has it."""
     from accelerate import init_empty_weights
     from accelerate.utils import compute_module_sizes
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with init_empty_weights():
-        empty = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, trust_remote_code=False))
+        empty = AutoModelForCausalLM.from_config(config or AutoConfig.from_pretrained(path, trust_remote_code=False))
     return compute_module_sizes(empty, dtype=dtype)[""] / 2**30
 
 
@@ -40,9 +41,10 @@ def gpu_placement(name: str, path: str, dtype) -> dict[int, str] | None:
     import torch
     from transformers import AutoConfig
 
-    if getattr(AutoConfig.from_pretrained(path, trust_remote_code=False), "quantization_config", None):
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    if getattr(config, "quantization_config", None):
         return None
-    size = weights_gib(path, dtype)
+    size = weights_gib(path, dtype, config)
     free = [torch.cuda.mem_get_info(0)[0] / 2**30]
     if size * HEADROOM > free[0]:  # only then ask the other GPUs (each answer opens a CUDA context there)
         free += [torch.cuda.mem_get_info(i)[0] / 2**30 for i in range(1, torch.cuda.device_count())]

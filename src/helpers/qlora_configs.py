@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -222,7 +221,9 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     schedule = {}
     # under DDP (train_arm's ranks) each rank takes a share of a batch, and the speed plan may split that share into
     # micro-batches (gradient accumulation) to fit the memory budget: the effective batch stays the notebook's
-    parts = int(os.environ.get("WORLD_SIZE", 1)) * speed.accumulation
+    from .workers import world
+
+    parts = world()[2] * speed.accumulation
     if parts > 1:
         schedule["per_device_train_batch_size"] = max(1, sft.per_device_train_batch_size // parts)
         schedule["gradient_accumulation_steps"] = speed.accumulation

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -38,7 +37,8 @@ from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, check_ranks, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
-from .speed import Speed, cast_adapters, free_memory, numerics, partial_checkpointing_callback, speed_plan, text_config
+from .speed import (Speed, cast_adapters, numerics, partial_checkpointing_callback, side_by_side, speed_plan,
+                    text_config)
 from . import workers as workers_service
 
 STAGE = "05_training"
@@ -451,20 +451,14 @@ def train_all(run_name: str, chosen: dict, seeds: list[int], base_path: str, set
     then take groups of GPUs ("0,1", "2,3", ...) instead of single ones. On a CPU it starts that many gloo processes
     per training, which tests the same path."""
     check(recipe, setup)
-    groups = workers_service.gpu_groups(check_ranks(gpus_per_arm, recipe.sft.per_device_train_batch_size),
-                                        setup.device)
-    jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {"ranks": gpus_per_arm})
+    ranks = check_ranks(gpus_per_arm, recipe.sft.per_device_train_batch_size)
+    jobs = [(f"{arm} seed {seed}", (run_name, arm, dataset, base_path, setup, recipe, seed), {"ranks": ranks})
             for arm, dataset in chosen.items() for seed in seeds]
-    cuda = setup.device == "cuda"
-    estimate = speed_plan(base_path, setup, recipe.hp, memory_budget_gib).estimate_gib if cuda else 0.0
-    free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
-    cpus = max(1, (os.cpu_count() or 1) // gpus_per_arm)  # a training over N GPUs keeps N cores busy
-    plan = workers_service.plan(len(jobs), workers, setup.device, estimate, free, cpus=cpus, gpus=groups)
-    budget = memory_budget_gib or plan.memory_budget_gib
-    side_by_side = plan.workers > 1
+    plan, budget = side_by_side(len(jobs), workers, base_path, setup, recipe.hp, memory_budget_gib, ranks)
+    several = plan.workers > 1
     for _, _, kwargs in jobs:
-        kwargs.update(progress=progress and not side_by_side, memory_budget_gib=budget)
-    if side_by_side:
+        kwargs.update(progress=progress and not several, memory_budget_gib=budget)
+    if several:
         print(f"{plan.workers} trainings side by side on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
 
     def done(name, m, where):

@@ -63,10 +63,7 @@ def sample_instructions(writer: Writer, n: int, *, temperature: float = 1.0, top
     if plan.workers > 1 and getattr(writer, "source", None) is None:
         raise ValueError(f"workers = {workers}: the worker processes load the model again, and this writer was not "
                          "made by writers.load (it has no source to load from); use one worker")
-    if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
-        raise ValueError(f"workers = {workers} puts {plan.workers} samplers on {len(set(plan.devices))} GPU(s), and "
-                         "batch_size = 0 sizes each one's batches to the whole GPU's free memory: give batch_size, or "
-                         "one worker per GPU")
+    workers_service.refuse_autosized_sharing(plan, workers, batch_size, "samplers")
     chunks = list(enumerate(sizes))
     if plan.workers > 1:
         print(f"{plan.workers} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")

@@ -108,7 +108,9 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
     layers = config.num_hidden_layers
     adapter_bytes = 2 if adapter == "bfloat16" else 4
-    batch = hp["train_batch_size"] // (ranks or int(os.environ.get("WORLD_SIZE", 1)))  # under DDP, a rank's share
+    from .workers import world
+
+    batch = hp["train_batch_size"] // (ranks or world()[2])  # under DDP, a rank's share
 
     def estimate(parts: int, checkpointed: int) -> float:
         return memory_estimate(config, setup, {**hp, "train_batch_size": batch // parts}, checkpointed, liger,
@@ -119,6 +121,23 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
     return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen) / 2**30, 2), round(budget / 2**30, 2),
                  accumulation=parts)
+
+
+def side_by_side(jobs: int, workers: int, base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0,
+                 gpus_per_arm: int = 1):
+    """Where ``jobs`` trainings run (``workers.plan``, ``workers``: 0 chooses) and the memory each may take:
+    ``(plan, memory_budget_gib)``. On GPUs as many side by side as fit by this speed plan's estimate and as the
+    cores allow (a training over ``gpus_per_arm`` GPUs keeps that many cores busy, and takes a group of GPUs); on a
+    CPU one. The budget is the given one, else each training's share of a GPU it shares (0: the free memory)."""
+    from . import workers as workers_service
+
+    cuda = setup.device == "cuda"
+    estimate = speed_plan(base_path, setup, hp, memory_budget_gib).estimate_gib if cuda else 0.0
+    free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
+    cpus = max(1, (os.cpu_count() or 1) // gpus_per_arm)
+    plan = workers_service.plan(jobs, workers, setup.device, estimate, free, cpus=cpus,
+                                gpus=workers_service.gpu_groups(gpus_per_arm, setup.device))
+    return plan, memory_budget_gib or plan.memory_budget_gib
 
 
 def cast_adapters(model, dtype: str) -> None:

@@ -103,6 +103,21 @@ def _start(slots, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _reissue(caught: list[tuple]) -> None:
+    """Warn again here what a job warned in its own process (``_call``'s record)."""
+    for category, message in caught:
+        warnings.warn(message, category if issubclass(category, Warning) else UserWarning, stacklevel=3)
+
+
+def refuse_autosized_sharing(plan: Plan, requested: int, batch_size: int, what: str) -> None:
+    """Refuse ``plan`` when it puts several ``what`` (generations, samplers) on one GPU while ``batch_size = 0``
+    would size each one's batches to that whole GPU's free memory."""
+    if plan.workers > 1 and len(set(plan.devices)) < plan.workers and plan.devices[0] != "cpu" and not batch_size:
+        raise ValueError(f"workers = {requested} puts {plan.workers} {what} on {len(set(plan.devices))} GPU(s), and "
+                         "batch_size = 0 sizes each one's batches to the whole GPU's free memory: give batch_size "
+                         "(rows per batch), or one worker per GPU")
+
+
 def _call(fn, args: tuple, kwargs: dict):
     """Run one job, returning its result and the warnings it raised (re-issued by the caller)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -143,9 +158,7 @@ def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) ->
                             other.cancel()
                         raise RuntimeError(f"job {jobs[i][0]!r} failed in its worker: {error!r}") from error
                     result, caught, where = future.result()
-                    for category, message in caught:
-                        warnings.warn(message, category if issubclass(category, Warning) else UserWarning,
-                                      stacklevel=2)
+                    _reissue(caught)
                     results[i] = result
                     if on_done:
                         on_done(jobs[i][0], result, where)
@@ -206,8 +219,7 @@ def run_ranked(fn, args: tuple, kwargs: dict, ranks: int, workdir: Path, name: s
         raise RuntimeError(f"{name}: its {ranks} ranks failed (exit {code}); the whole log is {log}. "
                            f"From it:\n{''.join(lines[first:first + 40])}")
     value, caught = pickle.loads(result.read_bytes())
-    for category, message in caught:
-        warnings.warn(message, category if issubclass(category, Warning) else UserWarning, stacklevel=2)
+    _reissue(caught)
     for path in (spec, result, log):
         path.unlink(missing_ok=True)
     return value

@@ -9,12 +9,9 @@ held-out set (the calendar) are left out."""
 
 from __future__ import annotations
 
+from ..text import normalise
 from .common import redrawn, validate
 from .general import GENERAL_BUILDERS
-
-
-def _key(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def general_validation_items(held_out: list[dict], training: list[dict]) -> list[dict]:
@@ -22,10 +19,10 @@ def general_validation_items(held_out: list[dict], training: list[dict]) -> list
     and of ``training`` (rows of the training files), without repeats."""
     with redrawn("validation"):
         drawn = [row for build in GENERAL_BUILDERS.values() for row in build()]
-    taken = {_key(r["instruction"]) for r in held_out + training}
+    taken = {normalise(r["instruction"]) for r in held_out + training}
     out = []
     for row in drawn:
-        key = _key(row["instruction"])
+        key = normalise(row["instruction"])
         if key not in taken:
             taken.add(key)
             out.append(row)
