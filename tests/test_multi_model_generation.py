@@ -71,6 +71,20 @@ def test_shards_split_among_workers_are_the_shards_written_by_one(outputs):
     assert mmg.collect("two", args["generators"]) == mmg.collect("one", args["generators"])
 
 
+def test_a_worker_keeps_one_generator_loaded_across_its_shards(monkeypatch):
+    """With several workers each shard is its own task; a worker loads a generator once for all the shards it
+    takes, and lets it go for the next generator (one model on its GPU at a time)."""
+    loads = []
+    monkeypatch.setattr(writers, "load", lambda run, name, backend="hf": loads.append(name) or object())
+    monkeypatch.setattr(mmg, "_LOADED", {})
+    first = mmg._writer("r", "a", "hf", keep_loaded=True)
+    assert mmg._writer("r", "a", "hf", keep_loaded=True) is first
+    mmg._writer("r", "b", "hf", keep_loaded=True)
+    assert list(mmg._LOADED) == [("r", "b", "hf")]
+    mmg._writer("r", "b", "hf", keep_loaded=False)  # one process, one call per generator: nothing kept
+    assert loads == ["a", "b", "b"] and list(mmg._LOADED) == [("r", "b", "hf")]
+
+
 def test_several_generations_on_one_gpu_need_a_batch_size(outputs, monkeypatch):
     from helpers import workers
 

@@ -24,6 +24,8 @@
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02, one arm under DDP,
+#                                                    # 06; one GPU then both) on the clinical run's 01-03
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only
@@ -112,6 +114,13 @@ PY
     python3 bench/retention_sweep.py --real --run smollm2-gpu-retention \
       --json outputs/smollm2-gpu-retention/retention_sweep.json && pack smollm2-gpu-retention
     ;;
+  scale)
+    # issue 23 on a machine of two GPUs (nvidia-h200-x2): 02, one arm under DDP and 06 on one GPU, then on both, one
+    # after another (bench/scaling.py), from the clinical run's 01-03 (carried)
+    mkdir -p /tmp/r
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 02 ddp 06 --json /tmp/r/scaling.json
+    touch /tmp/r/finished
+    ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
     bash "$0" velish16
@@ -124,14 +133,16 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention|scale)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
     # a run still going: its finished stages' small files come back too (a lost machine then loses less)
     for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" "${d#outputs/}.partial" \
       2>/dev/null || true; done
-    cp /tmp/r/*.tgz /tmp/r/*.log "$OUT"/ 2>/dev/null || true
+    (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \
+      -name results.json -o -name log_history.json -o -name report.md \) 2>/dev/null) 2>/dev/null) || true
+    cp /tmp/r/*.tgz /tmp/r/*.log /tmp/r/*.json "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
 esac

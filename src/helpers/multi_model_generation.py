@@ -84,10 +84,12 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
 
     Each generator with shards to write is loaded once as a writer on ``backend`` (``writers.BACKENDS``); its
     tokenizer renders the prompts and its ``write`` answers them, each answer at most the response length
-    (``sampling``'s ``max_new_tokens``) long. ``workers`` > 1 (0: one per visible GPU; on a CPU one) splits each
-    generator's missing shards among that many worker processes (``helpers.workers``: one per GPU, or several on
-    one), each loading the generator once. A shard's answers depend only on its own rows and seed, so the shards are
-    the same however many workers write them, and a rerun resumes from whichever shards exist."""
+    (``sampling``'s ``max_new_tokens``) long. ``workers`` > 1 (0: one per visible GPU; on a CPU one) hands the
+    missing shards, one at a time, to that many worker processes (``helpers.workers``: one per GPU, or several on
+    one): a worker takes the next shard when it finishes one, so a short last shard or a generator with long answers
+    leaves no GPU waiting on another, and each worker loads a generator once (``_writer``). A shard's answers depend
+    only on its own rows and seed, so the shards are the same however many workers write them, and a rerun resumes
+    from whichever shards exist."""
     sampling = sampling or {}
     unknown = set(sampling) - {"default"} - set(generators)
     if unknown:
@@ -118,16 +120,18 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         stats[name] = {"chunks": len(chunks), "generated_chunks": len(todo[name]), "seconds": 0.0, "new_tokens": 0}
     plan = workers_service.plan(max([len(t) for t in todo.values()] + [1]), workers, workers_service.device())
     workers_service.refuse_autosized_sharing(plan, workers, batch_size, "generations")
-    tasks = []  # (name, args, kwargs): a generator's missing shards, split among the workers
+    tasks = []  # (label, args, kwargs): one per missing shard with several workers, else one per generator
     for name in generators:
-        k = min(plan.workers, len(todo[name]))
-        for part in range(k):
-            mine = [(c, chunks[c]) for c in todo[name][part::k]]
-            tasks.append((f"{name} part {part + 1}/{k}", (run_name, name, backend, mine, configs[name]["sampling"],
-                                                          batch_size, seed), {"progress": progress and k == 1}))
+        params, mine = configs[name]["sampling"], [(c, chunks[c]) for c in todo[name]]
+        if plan.workers == 1 and mine:
+            tasks.append((name, (run_name, name, backend, mine, params, batch_size, seed), {"progress": progress}))
+        else:  # a shard's rows and those after it decide whether compiling pays, as in one process: same shards
+            tasks += [(f"{name} shard {c}", (run_name, name, backend, [(c, chunk)], params, batch_size, seed),
+                       {"job_prompts": sum(len(later) for _, later in mine[i:]), "keep_loaded": True})
+                      for i, (c, chunk) in enumerate(mine)]
     if plan.workers > 1 and tasks:
         print(f"{plan.workers} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
-    bar = tqdm(total=len(tasks), desc="generator parts", disable=not progress or plan.workers == 1)
+    bar = tqdm(total=len(tasks), desc="shards", disable=not progress or plan.workers == 1)
     for (label, args, _), got in zip(tasks, workers_service.run(write_shards, tasks, plan,
                                                                 on_done=lambda *_: bar.update())):
         stats[args[1]]["seconds"] += got["seconds"]
@@ -136,17 +140,42 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     return stats, plan
 
 
+_LOADED: dict = {}  # in a worker process of generate_all: the writer its shards use now, by (run, model, backend)
+
+
+def _writer(run_name: str, name: str, backend: str, keep_loaded: bool):
+    """The writer for ``name``: loaded afresh, or (``keep_loaded``, in a worker process) kept for the worker's next
+    shard of the same generator; a worker holds one generator at a time, so one of another is let go first."""
+    if not keep_loaded:
+        return writers.load(run_name, name, backend)
+    key = (run_name, name, backend)
+    if key not in _LOADED:
+        _LOADED.clear()
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _LOADED[key] = writers.load(run_name, name, backend)
+    return _LOADED[key]
+
+
 def write_shards(run_name: str, name: str, backend: str, chunks: list[tuple[int, list]], params: dict,
-                 batch_size: int, seed: int, progress: bool = False) -> dict:
+                 batch_size: int, seed: int, progress: bool = False, job_prompts: int | None = None,
+                 keep_loaded: bool = False) -> dict:
     """Generator ``name``'s ``chunks`` (``(chunk number, jobs)``) answered by one writer, each written as its shard
-    file: what one worker of ``generate_all`` runs. Returns ``{"seconds", "new_tokens"}`` of the generation."""
+    file: what ``generate_all`` runs, in its process or in a worker (then one shard per call, ``keep_loaded``).
+    ``job_prompts``: the rows of the whole job this call is part of (default: its chunks'), from which the writer
+    decides whether compiling pays. Returns ``{"seconds", "new_tokens"}`` of the generation."""
     out = shard_dir(run_name, name)
-    writer = writers.load(run_name, name, backend)
+    writer = _writer(run_name, name, backend, keep_loaded)
     tokenizer = writer.tokenizer
     frame = frame_for(tokenizer, params["frame"])
     bar = tqdm(total=sum(len(chunk) for _, chunk in chunks), desc=name, disable=not progress)
     rendered: dict[int, str] = {}
-    left = sum(len(chunk) for _, chunk in chunks)  # the whole job decides whether compiling pays (generation_plan)
+    left = job_prompts or sum(len(chunk) for _, chunk in chunks)  # whether compiling pays (generation_plan)
     stats = {"seconds": 0.0, "new_tokens": 0}
     for c, chunk in chunks:
         for row, _ in chunk:  # rendering (Jinja) once per instruction, not once per sample

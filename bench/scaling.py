@@ -1,0 +1,157 @@
+"""Benchmark: the real track's stages on one GPU and on several of one machine, one after another in one run (issue 23).
+
+    python bench/scaling.py --run smollm2-gpu --gpus 1 2             # on a 2-GPU machine, after a run's 01-03
+    python bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 02 ddp
+
+Each measurement runs the pipeline (``python -m helpers.pipeline``, the preset ``--preset``) in a run of its own,
+``scale-<what>-<N>gpu``, on a copy of ``--run``'s earlier stages, with ``CUDA_VISIBLE_DEVICES`` naming the first N
+GPUs; the stage's wall time is the pipeline's own (``timings.json``). Measurements:
+
+* ``02``: notebook 02 (every generator, ``gen_workers: 0``: one worker per GPU taking shards in turn); its rows must
+  be the same on any number of GPUs (the rows that differ are counted).
+* ``06``: notebook 06 on adapters trained once for it (04, then 05 for ``--steps-06`` steps on every GPU: how well
+  they are trained does not matter here); its scores must be the same on any number of GPUs.
+* ``ddp``: notebook 05 for one arm and seed (``ours``, seed 0, ``--steps`` steps) with ``gpus_per_arm`` N: trained
+  tokens per second and the loss curve, at each ``--batches`` (rows per step, split among the ranks).
+
+Writes JSON (``--json``) after each measurement, so a run cut short keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from helpers.runs import run_dir  # noqa: E402
+
+
+def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) -> dict:
+    """Run ``stages`` of ``run`` on the first ``gpus`` GPUs; the pipeline's timings of those stages."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus))}
+    command = [sys.executable, "-m", "helpers.pipeline", "run", "--preset", preset, "--only", *stages,
+               "-p", f"run_name={run}"] + [a for k, v in params.items() for a in ("-p", f"{k}={json.dumps(v)}")]
+    print("$", " ".join(command), f"(GPUs: {env['CUDA_VISIBLE_DEVICES']})", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, cwd=ROOT)
+    timings = json.loads((run_dir(run) / "timings.json").read_text())
+    return {"wall_seconds": round(time.perf_counter() - start, 1),
+            "stage_seconds": {k: v for k, v in timings.items() if k[:2] in stages}}
+
+
+def fresh(run: str, source: str, stages: list[str]) -> str:
+    """A new run ``run`` holding a copy of ``source``'s ``stages`` (folder name prefixes such as "01")."""
+    target = run_dir(run)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for folder in sorted(run_dir(source).iterdir()):
+        if folder.is_dir() and folder.name[:2] in stages:
+            shutil.copytree(folder, target / folder.name)
+    return run
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def rows_differing(a: Path, b: Path) -> int:
+    """Lines of two JSONL files that differ (position by position), plus any difference in length."""
+    left, right = a.read_text().splitlines(), b.read_text().splitlines()
+    return sum(x != y for x, y in zip(left, right)) + abs(len(left) - len(right))
+
+
+def scores(run: str) -> dict:
+    """Notebook 06's headline numbers per model, from its results."""
+    results = json.loads((run_dir(run) / "06_evaluation" / "results.json").read_text())
+    return {k: results[k] for k in ("base", "arms")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="smollm2-gpu", help="the run whose 01-03 the measurements start from")
+    parser.add_argument("--preset", default="presets/smollm2-gpu.yaml")
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", nargs="+", default=["02", "ddp", "06"], choices=["02", "ddp", "06"])
+    parser.add_argument("--steps", type=int, default=80, help="training steps of each ddp measurement")
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="rows per step (ddp)")
+    parser.add_argument("--steps-06", type=int, default=30, help="training steps of the adapters 06 scores")
+    parser.add_argument("--json", default="outputs/bench/scaling.json")
+    args = parser.parse_args()
+    out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "measurements": {}}
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(what: str, result) -> None:
+        out["measurements"][what] = result
+        path.write_text(json.dumps(out, indent=2) + "\n")
+
+    one = args.gpus[0]
+    for what in args.only:
+        if what == "02":
+            got = {}
+            for n in args.gpus:
+                run = fresh(f"scale-02-{n}gpu", args.run, ["01"])
+                got[n] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
+                rows = run_dir(run) / "02_generation" / "generations.jsonl"
+                got[n].update(sha256=digest(rows), rows_differing_from_first=rows_differing(
+                    run_dir(f"scale-02-{one}gpu") / "02_generation" / "generations.jsonl", rows))
+                save("02", got)
+        elif what == "06":
+            trained = fresh("scale-06-trained", args.run, ["01", "02", "03"])
+            pipeline(args.preset, max(args.gpus), trained, ["04", "05"],
+                     {"budget": "steps", "max_steps": args.steps_06})
+            got = {}
+            for n in args.gpus:
+                run = fresh(f"scale-06-{n}gpu", trained, ["01", "02", "03", "04", "05"])
+                got[n] = pipeline(args.preset, n, run, ["06"], {})
+                got[n]["same_scores_as_first"] = scores(run) == scores(f"scale-06-{one}gpu")
+                save("06", got)
+        else:
+            got = out["measurements"].get("ddp", {})
+            base = fresh("scale-ddp-data", args.run, ["01", "02", "03"])
+            pipeline(args.preset, one, base, ["04"], {})
+            for batch in args.batches:
+                for n in args.gpus:
+                    run = fresh(f"scale-ddp-b{batch}-{n}gpu", base, ["01", "02", "03", "04"])
+                    result = pipeline(args.preset, n, run, ["05"], {
+                        "arms": ["ours"], "seeds": [0], "gpus_per_arm": n, "budget": "steps",
+                        "max_steps": args.steps, "train_batch_size": batch})
+                    m = json.loads((run_dir(run) / "05_training" / "arms" / "ours" / "seed0" / "metrics.json")
+                                   .read_text())
+                    result.update({k: m[k] for k in ("train_seconds", "tokens_seen", "steps", "final_loss",
+                                                     "loss_curve", "ranks", "batch_per_rank")},
+                                  tokens_per_second=round(m["tokens_seen"] / m["train_seconds"], 1),
+                                  speed=m["speed"])
+                    got[f"batch {batch}, {n} GPU(s)"] = result
+                    save("ddp", got)
+
+    print(f"\n{'measurement':<30} {'wall s':>8} {'stage s':>8} {'speed-up':>9}  output")
+    for what, got in out["measurements"].items():
+        first = {}
+        for label, r in got.items():
+            stage = sum(r["stage_seconds"].values())
+            if what == "ddp":  # tokens per second against the same batch on the first GPU count
+                batch = label.split(",")[0]
+                first.setdefault(batch, r["tokens_per_second"])
+                ratio, note = r["tokens_per_second"] / first[batch], (
+                    f"{r['tokens_per_second']:,.0f} tok/s, final loss {r['final_loss']:.3f}")
+            else:
+                first.setdefault(what, stage)
+                ratio = first[what] / stage
+                note = (f"rows differing: {r['rows_differing_from_first']}" if what == "02"
+                        else f"same scores: {r['same_scores_as_first']}")
+            print(f"{what + ' ' + str(label):<30} {r['wall_seconds']:>8.1f} {stage:>8.1f} {ratio:>8.2f}x  {note}")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
