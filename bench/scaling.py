@@ -5,7 +5,9 @@
 
 Each measurement runs the pipeline (``python -m helpers.pipeline``, the preset ``--preset``) in a run of its own,
 ``scale-<what>-<N>gpu``, on a copy of ``--run``'s earlier stages, with ``CUDA_VISIBLE_DEVICES`` naming the first N
-GPUs; the stage's wall time is the pipeline's own (``timings.json``). Measurements:
+GPUs and empty compile caches of its own (torch inductor's and Triton's: a run that found them filled by the one
+before would skip the compile the first paid); the stage's wall time is the pipeline's own (``timings.json``).
+Measurements:
 
 * ``02``: notebook 02 (every generator, ``gen_workers: 0``: one worker per GPU taking shards in turn); its rows must
   be the same on any number of GPUs (the rows that differ are counted).
@@ -26,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +39,9 @@ from helpers.runs import run_dir  # noqa: E402
 
 def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) -> dict:
     """Run ``stages`` of ``run`` on the first ``gpus`` GPUs; the pipeline's timings of those stages."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus))}
+    caches = Path(tempfile.mkdtemp(prefix=f"compile-{run}-"))  # empty: every run compiles as a fresh machine does
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus)),
+           "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton")}
     command = [sys.executable, "-m", "helpers.pipeline", "run", "--preset", preset, "--only", *stages,
                "-p", f"run_name={run}"] + [a for k, v in params.items() for a in ("-p", f"{k}={json.dumps(v)}")]
     print("$", " ".join(command), f"(GPUs: {env['CUDA_VISIBLE_DEVICES']})", flush=True)
