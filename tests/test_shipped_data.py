@@ -356,6 +356,29 @@ def test_velish_held_out_phrasings_do_not_occur_in_train(built):
     assert len({tuple(_velish_frame(r["instruction"])) for r in built["velish_train"]}) >= 15
 
 
+
+def test_velish_validation_asks_in_its_own_words_and_no_held_out_question(built):
+    """velish_val.jsonl (issue 22: settings chosen without the held-out set): ten per family; no four words in a row
+    of a train or held-out wording (a noun counting as "X", the shared answer-format sentence aside); a word asked
+    in neither direction the held-out set asks it; plurals and big phrases only of nouns the train split shows."""
+    suffix = re.compile(r" Answer with the \w+ words? only\.$")
+    val = built["velish_val"]
+    assert S.summary(val) == {f"velish_{f}": 10 for f in ("word", "reverse", "plural", "big")}
+    frames = [_velish_frame(suffix.sub("", r["instruction"])) for r in val]
+    for other, fields in (("velish_train", ("instruction", "response")), ("velish_eval", ("instruction",))):
+        grams = set().union(*(_ngrams(_velish_frame(suffix.sub("", r[k])), 4) for r in built[other] for k in fields))
+        shared = {g for f in frames for g in _ngrams(f, 4) if g in grams}
+        assert not shared, (other, shared)
+    held = built["velish_eval"]
+    for family in ("velish_word", "velish_reverse"):
+        asked = {r["answer"] for r in held if r["family"] == family}
+        assert not asked & {r["answer"] for r in val if r["family"] == family}, family
+    for family in ("velish_plural", "velish_big"):
+        taught = {r["response"] for r in built["velish_train"] if r["family"] == family}
+        answers = [r["answer"] for r in val if r["family"] == family]
+        assert all(any(re.search(rf"\b{re.escape(a)}\b", t, re.I) for t in taught) for a in answers), family
+        assert not set(answers) & {r["answer"] for r in held if r["family"] == family}, family
+
 def _nouns_in(text: str, words) -> list[str]:
     """The ``words`` that occur in ``text`` as whole words."""
     return [w for w in words if re.search(rf"\b{re.escape(w)}\b", text, flags=re.I)]

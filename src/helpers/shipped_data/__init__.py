@@ -1,6 +1,6 @@
 """Evaluation and domain data for a real model, shipped in ``data/`` and built here from small tables of facts.
 
-Eight files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
+Nine files, written by :func:`write` (``python -m helpers.shipped_data write [folder]``) and checked against the
 code by :func:`check` (``python -m helpers.shipped_data check``):
 
 * ``general_eval.jsonl``: a measure of general skill that carries over to any real model: ten families of short-answer
@@ -28,6 +28,9 @@ code by :func:`check` (``python -m helpers.shipped_data check``):
   every word both ways and applies the rules to most nouns, in sentences that state the answer; the held-out split
   (46 items) asks in other phrasings, and its plurals and big phrases are of nouns whose plural or big phrase the
   train split never shows, so it tests the rule, not recall.
+* ``velish_val.jsonl``: Velish's validation set (40 items), in phrasings of its own: words that the held-out set
+  does not ask in that direction, and plurals and big phrases of nouns the train split shows (the held-out split
+  keeps the other nouns), so on the rules it measures recall.
 * ``public_standin.jsonl``: a stand-in for a public general SFT set such as Alpaca (tatsu-lab/alpaca), for the
   ``public_mix`` arm of notebook 04 where no hub is reachable: 2,323 everyday instructions with short, correct
   answers, ``family``/``instruction``/``response`` like ``clinical_train.jsonl``. First 523 rows in 14 families
@@ -57,8 +60,8 @@ Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-
 module that builds each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and
 ``clinical_eval.jsonl``), ``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public``
 (``public_standin.jsonl`` and its leak check) with ``public_rules`` (the stand-in's families made by rule);
-``validation`` (``general_val.jsonl``; ``clinical`` builds ``clinical_val.jsonl`` too); ``common`` holds the seed, the file names, :func:`item`, :func:`validate`
-and the JSONL format; ``files`` builds, writes and checks the eight files.
+``validation`` (``general_val.jsonl``; ``clinical`` and ``velish`` build their ``*_val.jsonl`` too); ``common`` holds the seed, the file names, :func:`item`, :func:`validate`
+and the JSONL format; ``files`` builds, writes and checks the nine files.
 """
 
 from __future__ import annotations

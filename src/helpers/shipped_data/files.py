@@ -1,4 +1,4 @@
-"""The eight files: every set built (:func:`build`), written into a folder (:func:`write`, default ``data/``) and
+"""The nine files: every set built (:func:`build`), written into a folder (:func:`write`, default ``data/``) and
 compared with what is there (:func:`check`)."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ def build() -> dict[str, list[dict]]:
     velish_eval, public_rows = velish.velish_eval_items(), public.public_standin_rows()
     clinical_train, velish_train = clinical.clinical_train_rows(), velish.velish_train_rows()
     general_val = validation.general_validation_items(general_rows, clinical_train + velish_train + public_rows)
-    clinical_val = clinical.clinical_val_items()
-    leaks = public.public_leaks(public_rows, general_rows + general_val + clinical_eval + clinical_val + velish_eval)
+    clinical_val, velish_val = clinical.clinical_val_items(), velish.velish_val_items()
+    leaks = public.public_leaks(public_rows, general_rows + general_val + clinical_eval + clinical_val + velish_eval
+                                + velish_val)
     if leaks:
         raise ValueError("the public stand-in leaks the evaluation sets:\n" + "\n".join(leaks[:20]))
     return {"general": general_rows, "general_val": general_val, "clinical_train": clinical_train,
             "clinical_eval": clinical_eval, "clinical_val": clinical_val, "velish_train": velish_train, "velish_eval": velish_eval,
-            "public_standin": public_rows}
+            "velish_val": velish_val, "public_standin": public_rows}
 
 
 def default_folder() -> Path:
@@ -35,7 +36,7 @@ def default_folder() -> Path:
 
 
 def write(folder: Path | str | None = None) -> dict[str, Path]:
-    """Write the eight JSONL files into ``folder`` (default ``data/``); returns their paths."""
+    """Write the nine JSONL files into ``folder`` (default ``data/``); returns their paths."""
     folder = Path(folder) if folder is not None else default_folder()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -27,10 +27,13 @@ WHY: dict[str, str] = _T["WHY"]  # the plural rule for a noun, by its ending
 GRAMMAR: tuple[tuple[str, str], ...] = tuples(_T["GRAMMAR"])
 # Held-out phrasings by family: none of their wording occurs in the train split (``tests/test_shipped_data.py``).
 EVAL_QUESTIONS: dict[str, tuple[str, ...]] = tuples(_T["EVAL_QUESTIONS"])
+# Validation phrasings (``velish_val.jsonl``, for choosing settings): in neither the train nor the held-out wording.
+VAL_QUESTIONS: dict[str, tuple[str, ...]] = tuples(_T["VAL_QUESTIONS"])
 VOWELS = "aeiou"
 N_EVAL_PLURAL_PER_ENDING = 6  # held-out plurals: this many nouns ending in a vowel and as many in a consonant
 N_EVAL_BIG = 10  # held-out big phrases
 N_EVAL_WORDS = 12  # held-out questions for each direction of the lexicon
+N_VAL_PER_FAMILY = 10  # validation questions per family
 N_TRAIN_WORD_PHRASINGS = 2  # train questions per noun, English -> Velish
 N_TRAIN_PLURAL_PHRASINGS = 2  # train questions per noun whose plural the train split shows
 
@@ -132,6 +135,40 @@ def velish_eval_items() -> list[dict]:
         velish = LEXICON[english][0]
         other = rng.choice([LEXICON[e][0] for e in nouns if e != english])
         question = EVAL_QUESTIONS["velish_big"][k % len(EVAL_QUESTIONS["velish_big"])]
+        out.append(item("velish_big", fill(question, **_slots(english)), big(velish),
+                        [f"{BIG} {velish}", big(plural(velish)), big(other)], rng))
+    return validate(out)
+
+
+def velish_val_items() -> list[dict]:
+    """The Velish validation set (``N_VAL_PER_FAMILY`` per family), for choosing settings without the held-out set,
+    in phrasings of its own. ``velish_word`` and ``velish_reverse`` ask nouns the held-out set does not ask in that
+    direction. ``velish_plural`` and ``velish_big`` ask nouns whose plural or big phrase the train split shows, since
+    the held-out split keeps every other noun for itself: these two measure recall of the rules' train examples,
+    where the held-out set measures the rules applied to new nouns. The distractors are of the held-out set's kinds."""
+    rng, held, nouns = seeded("velish_val"), held_out_words(), list(LEXICON)
+    eval_rows = velish_eval_items()
+    out = []
+    for family, answer_of in (("velish_word", lambda e: LEXICON[e][0]), ("velish_reverse", lambda e: e)):
+        asked = {r["answer"] for r in eval_rows if r["family"] == family}
+        free = [e for e in nouns if answer_of(e) not in asked]
+        for k, english in enumerate(sorted(rng.sample(free, N_VAL_PER_FAMILY), key=nouns.index)):
+            question = VAL_QUESTIONS[family][k % len(VAL_QUESTIONS[family])]
+            others = [answer_of(e) for e in nouns if e != english]
+            out.append(item(family, fill(question, **_slots(english)), answer_of(english), pick(others, 3, rng), rng))
+    for k, english in enumerate(sorted(rng.sample([e for e in nouns if e not in held["plural"]], N_VAL_PER_FAMILY),
+                                       key=nouns.index)):
+        velish = LEXICON[english][0]
+        other = [LEXICON[e][0] for e in nouns if e != english and ending(LEXICON[e][0]) == ending(velish)]
+        wrong = velish + SUFFIXES["consonant" if ending(velish) == "vowel" else "vowel"]
+        question = VAL_QUESTIONS["velish_plural"][k % len(VAL_QUESTIONS["velish_plural"])]
+        out.append(item("velish_plural", fill(question, **_slots(english)), plural(velish),
+                        [wrong, velish + "s", plural(rng.choice(other))], rng))
+    for k, english in enumerate(sorted(rng.sample([e for e in nouns if e not in held["big"]], N_VAL_PER_FAMILY),
+                                       key=nouns.index)):
+        velish = LEXICON[english][0]
+        other = rng.choice([LEXICON[e][0] for e in nouns if e != english])
+        question = VAL_QUESTIONS["velish_big"][k % len(VAL_QUESTIONS["velish_big"])]
         out.append(item("velish_big", fill(question, **_slots(english)), big(velish),
                         [f"{BIG} {velish}", big(plural(velish)), big(other)], rng))
     return validate(out)
