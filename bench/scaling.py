@@ -74,6 +74,17 @@ def rows_differing(a: Path, b: Path) -> int:
     return sum(x != y for x, y in zip(left, right)) + abs(len(left) - len(right))
 
 
+def differing_by_model(a: Path, b: Path) -> dict:
+    """Per generator: rows of two runs' generations that differ, and how many rows it has."""
+    out: dict[str, list[int]] = {}
+    for x, y in zip(a.read_text().splitlines(), b.read_text().splitlines()):
+        model = json.loads(x)["model"]
+        out.setdefault(model, [0, 0])
+        out[model][0] += x != y
+        out[model][1] += 1
+    return {m: {"differing": d, "rows": n} for m, (d, n) in out.items()}
+
+
 def scores(run: str) -> dict:
     """Notebook 06's headline numbers per model, from its results."""
     results = json.loads((run_dir(run) / "06_evaluation" / "results.json").read_text())
@@ -84,7 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="smollm2-gpu", help="the run whose 01-03 the measurements start from")
     parser.add_argument("--preset", default="presets/smollm2-gpu.yaml")
-    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2],
+                        help="GPU counts, measured in this order (02 may repeat one: 1 1 2)")
     parser.add_argument("--only", nargs="+", default=["02", "ddp", "06"], choices=["02", "ddp", "06"])
     parser.add_argument("--steps", type=int, default=80, help="training steps of each ddp measurement")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="rows per step (ddp)")
@@ -102,13 +114,15 @@ def main() -> None:
     one = args.gpus[0]
     for what in args.only:
         if what == "02":
-            got = {}
-            for n in args.gpus:
-                run = fresh(f"scale-02-{n}gpu", args.run, ["01"])
-                got[n] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
+            got, first = {}, None
+            for i, n in enumerate(args.gpus):  # "--gpus 1 1 2": a second one-GPU run checks that 02 repeats itself
+                run = fresh(f"scale-02-{n}gpu" + (f"-{i}" if args.gpus.count(n) > 1 else ""), args.run, ["01"])
+                label = f"{n}" + (f" (run {i + 1})" if args.gpus.count(n) > 1 else "")
+                got[label] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
                 rows = run_dir(run) / "02_generation" / "generations.jsonl"
-                got[n].update(sha256=digest(rows), rows_differing_from_first=rows_differing(
-                    run_dir(f"scale-02-{one}gpu") / "02_generation" / "generations.jsonl", rows))
+                first = first or rows
+                got[label].update(sha256=digest(rows), rows_differing_from_first=rows_differing(first, rows),
+                                  differing_by_model=differing_by_model(first, rows))
                 save("02", got)
         elif what == "06":
             trained = fresh("scale-06-trained", args.run, ["01", "02", "03"])

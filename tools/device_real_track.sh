@@ -24,8 +24,9 @@
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
-#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02, one arm under DDP,
-#                                                    # 06; one GPU then both) on the clinical run's 01-03
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 twice on one GPU,
+#                                                    # then on both; 06 on one, then both) on the clinical run's
+#                                                    # 01-03; about 1,450 s estimated from 2026-11-29's run
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only
@@ -115,10 +116,11 @@ PY
       --json outputs/smollm2-gpu-retention/retention_sweep.json && pack smollm2-gpu-retention
     ;;
   scale)
-    # issue 23 on a machine of two GPUs (nvidia-h200-x2): 02, one arm under DDP and 06 on one GPU, then on both, one
-    # after another (bench/scaling.py), from the clinical run's 01-03 (carried)
+    # issue 23 on a machine of two GPUs (nvidia-h200-x2): 02 twice on one GPU (does it repeat itself? on 2026-11-29
+    # one GPU and two gave different rows) and once on both, then 06 on one GPU and on both (bench/scaling.py), from
+    # the clinical run's 01-03 (carried). One arm under DDP was measured on 2026-11-29: add `ddp` to --only for more
     mkdir -p /tmp/r
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 02 ddp 06 --json /tmp/r/scaling.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 06 --json /tmp/r/scaling.json
     touch /tmp/r/finished
     ;;
   more)
