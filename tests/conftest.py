@@ -31,6 +31,14 @@ def outputs(tmp_path, monkeypatch):
     return out
 
 
+@pytest.fixture(autouse=True)
+def _runs_outside_the_repository(tmp_path, monkeypatch):
+    """Every test's runs go to its own temporary folder, also in tests that do not ask for ``outputs``: a notebook's
+    parameters cell (``pipeline.settle_parameters``) marks the stage of the run it names unfinished, and a preset's
+    ``run_name`` (``smollm2``, ``lab``...) would otherwise be the user's own run in ``outputs/``."""
+    monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path / "outputs"))
+
+
 @pytest.fixture(scope="session")
 def lab_tokenizer():
     from helpers.lab.tokenizer import build_tokenizer
