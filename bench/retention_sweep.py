@@ -124,10 +124,20 @@ def real_row(name: str, changes: dict, scores: dict, base_general: float) -> dic
 
 
 def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> dict:
-    """Validation accuracies of the base (``adapter`` None) or one adapter (a job for ``helpers.workers``)."""
+    """Validation accuracies of the base (``adapter`` None) or one adapter (a job for ``helpers.workers``), with the
+    general families' own (``per_family``)."""
     model, tok = evaluation.load_for_eval(base_path, setup, adapter)
     s = scoring.score_sets(model, tok, sets, **options)
-    return {"general_accuracy": s["general_accuracy"], "domain_accuracy": s["domain_accuracy"]}
+    return {k: s[k] for k in ("general_accuracy", "domain_accuracy", "per_family")}
+
+
+def headlines(scored: list[dict], sets: dict) -> tuple[list[dict], dict]:
+    """Notebook 06's headline on validation: each model's general accuracy over the families where the base (first
+    of ``scored``) scores above chance (``scoring.informative_families``), not over every family; a family the base
+    cannot answer has nothing to forget and would dilute the forgetting the rule limits. Returns the models' scores
+    and those families."""
+    families = scoring.informative_families(scored[0], sets)
+    return [scoring.headline(s, families) for s in scored], families
 
 
 def real(args) -> None:
@@ -156,11 +166,14 @@ def real(args) -> None:
         f"{name}: {m['steps']} steps in {m['train_seconds']} s on {where}", flush=True))
     adapters = [None] + [evaluation.adapter_path(job[0], job[1], m) for (_, job, _), m in zip(jobs, done)]
     score_jobs = [(str(a), (base_path, setup, a, sets, options), {}) for a in adapters]
-    scored = workers.run(score_adapter, score_jobs, workers.plan(len(score_jobs), args.workers, setup.device))
+    scored, families = headlines(workers.run(score_adapter, score_jobs,
+                                             workers.plan(len(score_jobs), args.workers, setup.device)), sets)
     base, by_job = scored[0], dict(zip([label for label, _, _ in jobs], scored[1:]))
+    print(f"general accuracy over the base's informative families: {', '.join(families['match'])}", flush=True)
     meta = dict(run=args.run, seed=args.seed, hp=hp0, base_general=round(base["general_accuracy"], 3),
                 validation={"general": args.val_general, "domain": args.val_domain,
-                            "sizes": {k: len(v) for k, v in sets.items()}}, workers=plan.as_dict())
+                            "sizes": {k: len(v) for k, v in sets.items()}, "informative_families": families},
+                workers=plan.as_dict())
     rows = [real_row(name, REAL_CONFIGS[name], {arm: by_job[f"{name} {arm}"] for arm in ("domain_only", "ours")},
                      base["general_accuracy"]) for name in configs]
     winner, ok = choose(rows)

@@ -100,3 +100,20 @@ def test_the_retention_rule_picks_the_best_passing_setting_else_the_closest():
 
     assert not real_row("z", {}, scores(0.50, 0.0, 0.0), 0.50)["passes"]
     assert real_row("w", {}, scores(0.50, 0.6, 0.6), 0.50)["passes"]
+
+
+def test_the_real_sweep_scores_general_skill_over_the_families_the_base_can_answer():
+    """As notebook 06's headline: a family the base scores at chance in has nothing to forget, so it is left out of
+    the general accuracy the retention rule compares (it would halve the forgetting here)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from retention_sweep import headlines
+
+    from helpers.heldout import EvalItem
+
+    sets = {"general": [EvalItem("known", "q", "a"), EvalItem("unknown", "r", "b")], "domain": []}
+    base = {"general_accuracy": 0.3, "domain_accuracy": 0.0, "per_family": {"known": 0.6, "unknown": 0.0}}
+    tuned = {"general_accuracy": 0.2, "domain_accuracy": 0.5, "per_family": {"known": 0.4, "unknown": 0.0}}
+    (b, t), families = headlines([base, tuned], sets)
+    assert families["match"] == ["known"]
+    assert (b["general_accuracy"], t["general_accuracy"]) == (0.6, 0.4)  # forgetting 20 points, not 10
+    assert t["general_accuracy_all_families"] == 0.2
