@@ -172,20 +172,20 @@ def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
     trains until it has seen each of its domain rows ``domain_epochs`` times, as an epoch-based SFT run does: a mixed
     arm trains on all its rows that many times (more steps), ``domain_only`` on its distinct domain rows."""
     batch = recipe.sft.per_device_train_batch_size
-    domain = [row_key(r) for r, s in zip(rows, sources) if s == "domain"]
-    distinct = len(set(domain))
-    if recipe.budget == "steps" or not domain:
+    keys = {kind: [row_key(r) for r, s in zip(rows, sources) if (s == "domain") == (kind == "domain")]
+            for kind in ("domain", "general")}
+    distinct = {kind: len(set(k)) for kind, k in keys.items()}
+    if recipe.budget == "steps" or not keys["domain"]:
         steps = recipe.sft.max_steps
     else:
-        steps = max(1, math.ceil(recipe.domain_epochs * distinct * len(rows) / (len(domain) * batch)))
-    def passes(kind: str) -> tuple[int, float]:  # distinct rows of a kind, and how often training shows each
-        keys = domain if kind == "domain" else [row_key(r) for r, s in zip(rows, sources) if s != "domain"]
-        n = len(set(keys))
-        return n, round(steps * batch * len(keys) / len(rows) / n, 2) if n else 0.0
+        steps = max(1, math.ceil(recipe.domain_epochs * distinct["domain"] * len(rows) / (len(keys["domain"]) * batch)))
 
-    (n_domain, domain_passes), (n_general, general_passes) = passes("domain"), passes("general")
-    return {"steps": steps, "domain_rows": n_domain, "domain_exposures": domain_passes,
-            "general_rows": n_general, "general_exposures": general_passes}
+    def exposures(kind: str) -> float:  # how often training shows each distinct row of a kind
+        n = distinct[kind]
+        return round(steps * batch * len(keys[kind]) / len(rows) / n, 2) if n else 0.0
+
+    return {"steps": steps, "domain_rows": distinct["domain"], "domain_exposures": exposures("domain"),
+            "general_rows": distinct["general"], "general_exposures": exposures("general")}
 
 
 def check(recipe: Recipe, setup: Setup) -> None:
