@@ -118,25 +118,11 @@ def velish_eval_items() -> list[dict]:
     -s and another noun's plural; the wrong word order, the plural noun and another noun)."""
     rng, held, nouns = seeded("velish_eval"), held_out_words(), list(LEXICON)
     out = []
-    for family, answer_of in (("velish_word", lambda e: LEXICON[e][0]), ("velish_reverse", lambda e: e)):
+    for family in ("velish_word", "velish_reverse"):
         chosen = sorted(rng.sample(nouns, N_EVAL_WORDS), key=nouns.index)
-        for k, english in enumerate(chosen):
-            question = EVAL_QUESTIONS[family][k % len(EVAL_QUESTIONS[family])]
-            others = [answer_of(e) for e in nouns if e != english]
-            out.append(item(family, fill(question, **_slots(english)), answer_of(english), pick(others, 3, rng), rng))
-    for k, english in enumerate(held["plural"]):
-        velish = LEXICON[english][0]
-        other = [LEXICON[e][0] for e in nouns if e != english and ending(LEXICON[e][0]) == ending(velish)]
-        wrong = velish + SUFFIXES["consonant" if ending(velish) == "vowel" else "vowel"]
-        question = EVAL_QUESTIONS["velish_plural"][k % len(EVAL_QUESTIONS["velish_plural"])]
-        out.append(item("velish_plural", fill(question, **_slots(english)), plural(velish),
-                        [wrong, velish + "s", plural(rng.choice(other))], rng))
-    for k, english in enumerate(held["big"]):
-        velish = LEXICON[english][0]
-        other = rng.choice([LEXICON[e][0] for e in nouns if e != english])
-        question = EVAL_QUESTIONS["velish_big"][k % len(EVAL_QUESTIONS["velish_big"])]
-        out.append(item("velish_big", fill(question, **_slots(english)), big(velish),
-                        [f"{BIG} {velish}", big(plural(velish)), big(other)], rng))
+        out += _family_items(family, chosen, EVAL_QUESTIONS[family], rng)
+    out += _family_items("velish_plural", held["plural"], EVAL_QUESTIONS["velish_plural"], rng)
+    out += _family_items("velish_big", held["big"], EVAL_QUESTIONS["velish_big"], rng)
     return validate(out)
 
 
@@ -149,26 +135,36 @@ def velish_val_items() -> list[dict]:
     rng, held, nouns = seeded("velish_val"), held_out_words(), list(LEXICON)
     eval_rows = velish_eval_items()
     out = []
-    for family, answer_of in (("velish_word", lambda e: LEXICON[e][0]), ("velish_reverse", lambda e: e)):
+    for family in ("velish_word", "velish_reverse"):
         asked = {r["answer"] for r in eval_rows if r["family"] == family}
-        free = [e for e in nouns if answer_of(e) not in asked]
-        for k, english in enumerate(sorted(rng.sample(free, N_VAL_PER_FAMILY), key=nouns.index)):
-            question = VAL_QUESTIONS[family][k % len(VAL_QUESTIONS[family])]
-            others = [answer_of(e) for e in nouns if e != english]
-            out.append(item(family, fill(question, **_slots(english)), answer_of(english), pick(others, 3, rng), rng))
-    for k, english in enumerate(sorted(rng.sample([e for e in nouns if e not in held["plural"]], N_VAL_PER_FAMILY),
-                                       key=nouns.index)):
-        velish = LEXICON[english][0]
-        other = [LEXICON[e][0] for e in nouns if e != english and ending(LEXICON[e][0]) == ending(velish)]
-        wrong = velish + SUFFIXES["consonant" if ending(velish) == "vowel" else "vowel"]
-        question = VAL_QUESTIONS["velish_plural"][k % len(VAL_QUESTIONS["velish_plural"])]
-        out.append(item("velish_plural", fill(question, **_slots(english)), plural(velish),
-                        [wrong, velish + "s", plural(rng.choice(other))], rng))
-    for k, english in enumerate(sorted(rng.sample([e for e in nouns if e not in held["big"]], N_VAL_PER_FAMILY),
-                                       key=nouns.index)):
-        velish = LEXICON[english][0]
-        other = rng.choice([LEXICON[e][0] for e in nouns if e != english])
-        question = VAL_QUESTIONS["velish_big"][k % len(VAL_QUESTIONS["velish_big"])]
-        out.append(item("velish_big", fill(question, **_slots(english)), big(velish),
-                        [f"{BIG} {velish}", big(plural(velish)), big(other)], rng))
+        free = [e for e in nouns if _ANSWER_OF[family](e) not in asked]
+        out += _family_items(family, sorted(rng.sample(free, N_VAL_PER_FAMILY), key=nouns.index),
+                             VAL_QUESTIONS[family], rng)
+    for family, kind in (("velish_plural", "plural"), ("velish_big", "big")):
+        shown = [e for e in nouns if e not in held[kind]]
+        out += _family_items(family, sorted(rng.sample(shown, N_VAL_PER_FAMILY), key=nouns.index),
+                             VAL_QUESTIONS[family], rng)
     return validate(out)
+
+
+_ANSWER_OF = {"velish_word": lambda e: LEXICON[e][0], "velish_reverse": lambda e: e}  # a lexicon question's answer
+
+
+def _family_items(family: str, chosen: list[str], questions: tuple[str, ...], rng) -> list[dict]:
+    """Evaluation rows of one family for the English nouns ``chosen``, asked in ``questions`` in turn. Distractors:
+    other nouns' words (``velish_word``, ``velish_reverse``); the other suffix, an English-style -s and another
+    noun's plural (``velish_plural``); the wrong word order, the plural noun and another noun (``velish_big``)."""
+    nouns, out = list(LEXICON), []
+    for k, english in enumerate(chosen):
+        velish, question = LEXICON[english][0], fill(questions[k % len(questions)], **_slots(english))
+        if family in _ANSWER_OF:
+            others = [_ANSWER_OF[family](e) for e in nouns if e != english]
+            out.append(item(family, question, _ANSWER_OF[family](english), pick(others, 3, rng), rng))
+        elif family == "velish_plural":
+            other = [LEXICON[e][0] for e in nouns if e != english and ending(LEXICON[e][0]) == ending(velish)]
+            wrong = velish + SUFFIXES["consonant" if ending(velish) == "vowel" else "vowel"]
+            out.append(item(family, question, plural(velish), [wrong, velish + "s", plural(rng.choice(other))], rng))
+        else:
+            other = rng.choice([LEXICON[e][0] for e in nouns if e != english])
+            out.append(item(family, question, big(velish), [f"{BIG} {velish}", big(plural(velish)), big(other)], rng))
+    return out
