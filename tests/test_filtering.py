@@ -5,6 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from helpers import committee as C
 from helpers import filtering as F
 from helpers import runs
 from helpers.committee import LikelihoodCommittee
@@ -124,6 +125,33 @@ def test_candidates_split_among_workers_get_the_scores_of_one_process(outputs, c
     for name in params["committee"]:
         assert two_info["per_model"][name] == pytest.approx(one_info["per_model"][name], abs=1e-5)
 
+
+
+def test_judge_parts_add_up_to_one_process_report():
+    """LLM judges split among workers (score_workers): each part's parse failures add up, and each judge's readable
+    share is over all the rows, as one process reports it."""
+    done = [{"scores": [4.0, None], "per_model": {}, "n": 2, "parse_failures": {"a": 1, "b": 0}},
+            {"scores": [None, 3.0, 5.0], "per_model": {}, "n": 3, "parse_failures": {"a": 1, "b": 2}}]
+    values, per_model, extra = F.merge_parts(done)
+    assert values == [4.0, None, None, 3.0, 5.0] and per_model == {}
+    assert extra == {"parse_failures": {"a": 2, "b": 2}, "parse_rate": {"a": 0.6, "b": 0.6}}
+    likelihood = [{"scores": [1.0], "per_model": {"m": [0.5]}, "n": 1}, {"scores": [2.0], "per_model": {"m": [0.7]},
+                                                                         "n": 1}]
+    assert F.merge_parts(likelihood) == ([1.0, 2.0], {"m": [0.5, 0.7]}, {})
+
+
+@pytest.mark.slow
+def test_judges_are_split_among_workers_and_a_judge_that_cannot_rate_still_stops(outputs):
+    """LLM judges now run in score_workers' processes too. The lab's tiny models cannot follow the rubric, so the
+    first part's probe stops them, and the failure names the part and shows the judge's answers."""
+    run = prepared(outputs)
+    rows = [cand(i, f"The answer is {i}.") for i in range(8)]
+    mask = F.scorable(rows, max_response_words=200)
+    params = {"run_name": run, "judges": ["base"], "judge_max_new_tokens": 6, "scoring_batch_size": 4,
+              "progress": False, "backend": "hf"}
+    judge = C.JudgeCommittee(run, ["base"], max_new_tokens=6, batch_size=4, progress=False)
+    with pytest.raises(RuntimeError, match=r"(?s)judge part \d/2.*readable 1-5 rating for 0 of the first 4"):
+        F.cached_scores(run, judge, rows, mask, workers=2, build=("judge", params))
 
 def ablation_rows():
     rows = []

@@ -60,9 +60,10 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
     stamps because it is finer: a rerun of 03 with other filters reuses the scores, which the stamps cannot tell.
 
     ``workers`` > 1 (0: one per visible GPU; on a CPU one) splits the rows among worker processes
-    (``helpers.workers``), each building the scorer from ``build`` (its name and notebook 03's parameters). Only
-    scorers that score each row on its own split (the likelihood committee, a reward model); LLM judges, which
-    report parse rates over all their rows, run in this process."""
+    (``helpers.workers``), each building the scorer from ``build`` (its name and notebook 03's parameters) and
+    scoring its part: every scorer rates each row on its own. LLM judges then probe each part's first rows (a judge
+    that cannot rate fails in the first worker that finds out), and their parse reports are added up over the
+    parts (``merge_parts``)."""
     key = hashlib.sha256(json.dumps([scorer.name, scorer.config(), mask,
                                      [(r["instruction"], r["response"]) for r in rows]]).encode()).hexdigest()[:16]
     path = stage_dir(run_name, STAGE) / "scores" / f"{scorer.name}.json"
@@ -76,20 +77,19 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
         it = iter(values)
         return [next(it) if m else None for m in mask]
 
-    splittable = build is not None and not hasattr(scorer, "parse_rate")
-    plan = workers_service.plan(len(picked), workers if splittable else 1, workers_service.device())
+    plan = workers_service.plan(len(picked), workers if build is not None else 1, workers_service.device())
     if plan.workers > 1:
         k = plan.workers
         parts = [picked[len(picked) * i // k : len(picked) * (i + 1) // k] for i in range(k)]
         print(f"scoring in {k} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
-        done = workers_service.run(score_part, [(f"{scorer.name} part {i + 1}/{k}", (*build, part), {})
-                                                for i, part in enumerate(parts)], plan)
-        scores = spread([v for d in done for v in d["scores"]])
-        per_model = {name: [v for d in done for v in d["per_model"][name]] for name in done[0]["per_model"]}
+        values, per_model, extra = merge_parts(workers_service.run(
+            score_part, [(f"{scorer.name} part {i + 1}/{k}", (*build, part), {}) for i, part in enumerate(parts)],
+            plan))
+        scores = spread(values)
     else:
         scores = spread(scorer.score(picked) if picked else [])
         per_model = dict(getattr(scorer, "per_model", None) or {})
-    extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
+        extra = {k: dict(getattr(scorer, k)) for k in ("parse_rate", "parse_failures") if hasattr(scorer, k)}
     if per_model:  # the likelihood committee: each model's own scores (the ablation's)
         extra["per_model"] = {name: spread(v) for name, v in per_model.items()}
     write_json(path, {"key": key, "scorer": scorer.name, "n_scored": len(picked), **extra, "scores": scores})
@@ -98,9 +98,26 @@ def cached_scores(run_name: str, scorer, rows: list[dict], mask: list[bool],
 
 def score_part(name: str, params: dict, rows: list[dict]) -> dict:
     """One worker's share of ``cached_scores``: scorer ``name``, built from notebook 03's ``params``, on ``rows``:
-    ``{"scores", "per_model"}``."""
+    ``{"scores", "per_model"}``, and a judge's ``parse_failures`` with the rows it rated (``n``)."""
     scorer = committee.build(name, {**params, "progress": False})
-    return {"scores": scorer.score(rows), "per_model": dict(getattr(scorer, "per_model", None) or {})}
+    out = {"scores": scorer.score(rows), "per_model": dict(getattr(scorer, "per_model", None) or {}), "n": len(rows)}
+    if hasattr(scorer, "parse_failures"):
+        out["parse_failures"] = dict(scorer.parse_failures)
+    return out
+
+
+def merge_parts(done: list[dict]) -> tuple[list, dict, dict]:
+    """The workers' parts (``score_part``'s results, in order) as one process would report them: the scores and
+    each model's own in row order, and for judges the parse failures added up and each judge's readable share of
+    all the rows."""
+    values = [v for d in done for v in d["scores"]]
+    per_model = {name: [v for d in done for v in d["per_model"][name]] for name in done[0]["per_model"]}
+    if "parse_failures" not in done[0]:
+        return values, per_model, {}
+    failures = {j: sum(d["parse_failures"][j] for d in done) for j in done[0]["parse_failures"]}
+    n = sum(d["n"] for d in done)
+    return values, per_model, {"parse_rate": {j: 1 - f / max(n, 1) for j, f in failures.items()},
+                               "parse_failures": failures}
 
 
 def score_candidates(params: dict, rows: list[dict]) -> tuple[dict[str, list[float | None]], dict[str, dict]]:
