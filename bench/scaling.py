@@ -52,10 +52,17 @@ def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) 
             "stage_seconds": {k: v for k, v in timings.items() if k[:2] in stages}}
 
 
+REPLACE = [False]  # --replace: earlier runs of this bench may be deleted
+
+
 def fresh(run: str, source: str, stages: list[str]) -> str:
-    """A new run ``run`` holding a copy of ``source``'s ``stages`` (folder name prefixes such as "01")."""
+    """A new run ``run`` holding a copy of ``source``'s ``stages`` (folder name prefixes such as "01"). A run of that
+    name from an earlier measurement is deleted only with ``--replace``; else this stops, naming it."""
     target = run_dir(run)
     if target.exists():
+        if not REPLACE[0]:
+            raise SystemExit(f"{target} exists, from an earlier run of this bench: move it away, or pass --replace to "
+                             "delete it and the bench's other earlier runs")
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for folder in sorted(run_dir(source).iterdir()):
@@ -102,7 +109,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="rows per step (ddp)")
     parser.add_argument("--steps-06", type=int, default=30, help="training steps of the adapters 06 scores")
     parser.add_argument("--json", default="outputs/bench/scaling.json")
+    parser.add_argument("--replace", action="store_true", help="delete this bench's runs from an earlier call")
     args = parser.parse_args()
+    REPLACE[0] = args.replace
     out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "measurements": {}}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
