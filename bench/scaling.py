@@ -10,7 +10,10 @@ before would skip the compile the first paid); the stage's wall time is the pipe
 Measurements:
 
 * ``02``: notebook 02 (every generator, ``gen_workers: 0``: one worker per GPU taking shards in turn); its rows must
-  be the same on any number of GPUs (the rows that differ are counted).
+  be the same on any number of GPUs (the rows that differ are counted, per generator). ``--gpus 1 1 2`` runs one
+  GPU twice: do its rows even repeat? ``--instructions N`` asks that on a smaller job, and
+  ``--inductor-deterministic`` with torch inductor's deterministic mode, which skips the on-device tuning that can
+  pick other kernels, and so other numerics, in another process (pytorch/pytorch#163589, #189121).
 * ``06``: notebook 06 on adapters trained once for it (04, then 05 for ``--steps-06`` steps on every GPU: how well
   they are trained does not matter here); its scores must be the same on any number of GPUs.
 * ``ddp``: notebook 05 for one arm and seed (``ours``, seed 0, ``--steps`` steps) with ``gpus_per_arm`` N: trained
@@ -37,11 +40,16 @@ sys.path.insert(0, str(ROOT / "src"))
 from helpers.runs import run_dir  # noqa: E402
 
 
+DETERMINISTIC = [False]  # --inductor-deterministic
+
+
 def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) -> dict:
     """Run ``stages`` of ``run`` on the first ``gpus`` GPUs; the pipeline's timings of those stages."""
     caches = Path(tempfile.mkdtemp(prefix=f"compile-{run}-"))  # empty: every run compiles as a fresh machine does
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus)),
            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton")}
+    if DETERMINISTIC[0]:  # torch's own switch: inductor skips the on-device benchmarking that can change numerics
+        env["TORCHINDUCTOR_DETERMINISTIC"] = "1"
     command = [sys.executable, "-m", "helpers.pipeline", "run", "--preset", preset, "--only", *stages,
                "-p", f"run_name={run}"] + [a for k, v in params.items() for a in ("-p", f"{k}={json.dumps(v)}")]
     print("$", " ".join(command), f"(GPUs: {env['CUDA_VISIBLE_DEVICES']})", flush=True)
@@ -69,6 +77,13 @@ def fresh(run: str, source: str, stages: list[str]) -> str:
         if folder.is_dir() and folder.name[:2] in stages:
             shutil.copytree(folder, target / folder.name)
     return run
+
+
+def keep_instructions(run: str, n: int) -> None:
+    """Cut the copied 01's instructions to the first ``n`` (``--instructions``): a smaller 02 that still asks
+    whether its rows repeat. The copy's manifest is left as it was, so notebook 02 takes the cut file as 01's."""
+    path = run_dir(run) / "01_reconstruct" / "instructions.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:n]))
 
 
 def digest(path: Path) -> str:
@@ -110,9 +125,13 @@ def main() -> None:
     parser.add_argument("--steps-06", type=int, default=30, help="training steps of the adapters 06 scores")
     parser.add_argument("--json", default="outputs/bench/scaling.json")
     parser.add_argument("--replace", action="store_true", help="delete this bench's runs from an earlier call")
+    parser.add_argument("--instructions", type=int, default=0, help="02: only the first N of 01's instructions")
+    parser.add_argument("--inductor-deterministic", action="store_true",
+                        help="every run with TORCHINDUCTOR_DETERMINISTIC=1 (inductor skips numerics-changing tuning)")
     args = parser.parse_args()
-    REPLACE[0] = args.replace
-    out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "measurements": {}}
+    REPLACE[0], DETERMINISTIC[0] = args.replace, args.inductor_deterministic
+    out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "instructions": args.instructions or "all",
+           "inductor_deterministic": args.inductor_deterministic, "measurements": {}}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -126,6 +145,8 @@ def main() -> None:
             got, first = {}, None
             for i, n in enumerate(args.gpus):  # "--gpus 1 1 2": a second one-GPU run checks that 02 repeats itself
                 run = fresh(f"scale-02-{n}gpu" + (f"-{i}" if args.gpus.count(n) > 1 else ""), args.run, ["01"])
+                if args.instructions:
+                    keep_instructions(run, args.instructions)
                 label = f"{n}" + (f" (run {i + 1})" if args.gpus.count(n) > 1 else "")
                 got[label] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
                 rows = run_dir(run) / "02_generation" / "generations.jsonl"

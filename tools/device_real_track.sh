@@ -24,9 +24,11 @@
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
-#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 twice on one GPU,
-#                                                    # then on both; 06 on one, then both) on the clinical run's
-#                                                    # 01-03; about 1,450 s estimated from 2026-11-29's run
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 on 700
+#                                                    # instructions twice on one GPU, then with inductor's
+#                                                    # deterministic mode twice on one and once on both; 06 on one,
+#                                                    # then both) on the clinical run's 01-03; about 1,300 s
+#                                                    # estimated from 2026-11-29's run
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only
@@ -116,11 +118,14 @@ PY
       --json outputs/smollm2-gpu-retention/retention_sweep.json && pack smollm2-gpu-retention
     ;;
   scale)
-    # issue 23 on a machine of two GPUs (nvidia-h200-x2): 02 twice on one GPU (does it repeat itself? on 2026-11-29
-    # one GPU and two gave different rows) and once on both, then 06 on one GPU and on both (bench/scaling.py), from
-    # the clinical run's 01-03 (carried). One arm under DDP was measured on 2026-11-29: add `ddp` to --only for more
+    # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
+    # On 2026-11-29 one GPU and two gave 02 different rows. First, on 700 instructions (still compiled): does one
+    # GPU repeat itself, by default and with inductor's deterministic mode, and do two GPUs then match? Then 06 on
+    # one GPU and on both. One arm under DDP was measured on 2026-11-29: add `ddp` to --only for more
     mkdir -p /tmp/r
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 06 --json /tmp/r/scaling.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 --only 02 --instructions 700 --json /tmp/r/repeat.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 06 --instructions 700 \
+      --inductor-deterministic --replace --json /tmp/r/scaling.json
     touch /tmp/r/finished
     ;;
   more)
