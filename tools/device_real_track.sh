@@ -24,6 +24,7 @@
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
+#   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 on 700
 #                                                    # instructions twice on one GPU, then with inductor's
 #                                                    # deterministic mode twice on one and once on both; 06 on one,
@@ -127,6 +128,15 @@ PY
     python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 06 --instructions 700 \
       --inductor-deterministic --replace --json /tmp/r/scaling.json
     touch /tmp/r/finished
+    ;;
+  retention-velish)
+    # the same sweep on Velish (the second domain), chosen on data/velish_val.jsonl
+    mkdir -p /tmp/r outputs/smollm2-gpu-retention-velish
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-retention-velish/
+    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-retention-velish \
+      -p domain_data=data/velish_train.jsonl -p "seeds=[0]" -p "arms=[domain_only]"
+    python3 bench/retention_sweep.py --real --run smollm2-gpu-retention-velish --val-domain data/velish_val.jsonl \
+      --json outputs/smollm2-gpu-retention-velish/retention_sweep.json && pack smollm2-gpu-retention-velish
     ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
