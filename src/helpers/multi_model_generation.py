@@ -88,8 +88,9 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     missing shards, one at a time, to that many worker processes (``helpers.workers``: one per GPU, or several on
     one): a worker takes the next shard when it finishes one, so a short last shard or a generator with long answers
     leaves no GPU waiting on another, and each worker loads a generator once (``_writer``). A shard's answers depend
-    only on its own rows and seed, so the shards are the same however many workers write them, and a rerun resumes
-    from whichever shards exist."""
+    only on its own rows and seed, so on the CPU the shards are the same however many workers write them (tested);
+    on two H200s the rows differed, for a reason not yet known (docs/scale.md). A rerun resumes from whichever shards
+    exist."""
     sampling = sampling or {}
     unknown = set(sampling) - {"default"} - set(generators)
     if unknown:
