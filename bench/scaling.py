@@ -113,12 +113,19 @@ def scores(run: str) -> dict:
     return {k: results[k] for k in ("base", "arms")}
 
 
+def counts(gpus: list[int]) -> list[tuple[int, str, str]]:
+    """``(GPUs, run-name suffix, label)`` for each of ``--gpus`` in order; a count given twice gets a suffix and a
+    label of its own for each run, so that no run replaces another."""
+    return [(n, f"{n}gpu" + (f"-{i}" if gpus.count(n) > 1 else ""), f"{n}" + (f" (run {i + 1})" if gpus.count(n) > 1
+                                                                            else "")) for i, n in enumerate(gpus)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="smollm2-gpu", help="the run whose 01-03 the measurements start from")
     parser.add_argument("--preset", default="presets/smollm2-gpu.yaml")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2],
-                        help="GPU counts, measured in this order (02 may repeat one: 1 1 2)")
+                        help="GPU counts, measured in this order; one may repeat (1 1 2: does one GPU repeat itself?)")
     parser.add_argument("--only", nargs="+", default=["02", "ddp", "06"], choices=["02", "ddp", "06"])
     parser.add_argument("--steps", type=int, default=80, help="training steps of each ddp measurement")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="rows per step (ddp)")
@@ -143,11 +150,10 @@ def main() -> None:
     for what in args.only:
         if what == "02":
             got, first = {}, None
-            for i, n in enumerate(args.gpus):  # "--gpus 1 1 2": a second one-GPU run checks that 02 repeats itself
-                run = fresh(f"scale-02-{n}gpu" + (f"-{i}" if args.gpus.count(n) > 1 else ""), args.run, ["01"])
+            for n, suffix, label in counts(args.gpus):  # "--gpus 1 1 2": does one GPU even repeat itself?
+                run = fresh(f"scale-02-{suffix}", args.run, ["01"])
                 if args.instructions:
                     keep_instructions(run, args.instructions)
-                label = f"{n}" + (f" (run {i + 1})" if args.gpus.count(n) > 1 else "")
                 got[label] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
                 rows = run_dir(run) / "02_generation" / "generations.jsonl"
                 first = first or rows
@@ -158,19 +164,20 @@ def main() -> None:
             trained = fresh("scale-06-trained", args.run, ["01", "02", "03"])
             pipeline(args.preset, max(args.gpus), trained, ["04", "05"],
                      {"budget": "steps", "max_steps": args.steps_06})
-            got = {}
-            for n in args.gpus:
-                run = fresh(f"scale-06-{n}gpu", trained, ["01", "02", "03", "04", "05"])
-                got[n] = pipeline(args.preset, n, run, ["06"], {})
-                got[n]["same_scores_as_first"] = scores(run) == scores(f"scale-06-{one}gpu")
+            got, first = {}, None
+            for n, suffix, label in counts(args.gpus):
+                run = fresh(f"scale-06-{suffix}", trained, ["01", "02", "03", "04", "05"])
+                got[label] = pipeline(args.preset, n, run, ["06"], {})
+                first = first or run
+                got[label]["same_scores_as_first"] = scores(run) == scores(first)
                 save("06", got)
         else:
             got = out["measurements"].get("ddp", {})
             base = fresh("scale-ddp-data", args.run, ["01", "02", "03"])
             pipeline(args.preset, one, base, ["04"], {})
             for batch in args.batches:
-                for n in args.gpus:
-                    run = fresh(f"scale-ddp-b{batch}-{n}gpu", base, ["01", "02", "03", "04"])
+                for n, suffix, label in counts(args.gpus):
+                    run = fresh(f"scale-ddp-b{batch}-{suffix}", base, ["01", "02", "03", "04"])
                     result = pipeline(args.preset, n, run, ["05"], {
                         "arms": ["ours"], "seeds": [0], "gpus_per_arm": n, "budget": "steps",
                         "max_steps": args.steps, "train_batch_size": batch})
@@ -180,7 +187,7 @@ def main() -> None:
                                                      "loss_curve", "ranks", "batch_per_rank")},
                                   tokens_per_second=round(m["tokens_seen"] / m["train_seconds"], 1),
                                   speed=m["speed"])
-                    got[f"batch {batch}, {n} GPU(s)"] = result
+                    got[f"batch {batch}, {label} GPU(s)"] = result
                     save("ddp", got)
 
     print(f"\n{'measurement':<30} {'wall s':>8} {'stage s':>8} {'speed-up':>9}  output")
