@@ -16,8 +16,8 @@ Needs notebooks 00-04 for the run. Prints a table and writes JSON; about 100 s p
 Adapters go to ``outputs/<run>-retention-<setting>/`` (the run's own arms are untouched).
 
 The real track (issue 22): ``--real`` takes a real run (notebooks 01-05 done, e.g. ``smollm2-gpu``) and scores on the
-shipped validation splits, ``data/general_val.jsonl`` and ``data/clinical_val.jsonl`` (``--val-domain data/velish_val.jsonl``
-for Velish), with lenient answers, never reading the held-out files. Candidates are ``REAL_CONFIGS``; they are the
+shipped validation splits, ``data/general_val.jsonl`` and ``data/clinical_val.jsonl`` (``--val-domain
+data/velish_val.jsonl`` for Velish), with lenient answers, never reading the held-out files. Candidates are ``REAL_CONFIGS``; they are the
 rule written down in ``docs/notes/gpu-runs.md`` before any sweep. ``choose`` picks the winner: among the settings
 that pass, the highest domain accuracy wins; if none passes, the smallest sum of the two shortfalls wins, flagged as
 not passing. The winner is then run with three seeds on the held-out sets, outside this script (notebooks 05-06).

@@ -60,8 +60,9 @@ Where things are: the tables (facts, word lists, phrasings, the stand-in's hand-
 module that builds each set: ``general`` (``general_eval.jsonl``), ``clinical`` (``clinical_train.jsonl`` and
 ``clinical_eval.jsonl``), ``velish`` (``velish_train.jsonl`` and ``velish_eval.jsonl``), ``public``
 (``public_standin.jsonl`` and its leak check) with ``public_rules`` (the stand-in's families made by rule);
-``validation`` (``general_val.jsonl``; ``clinical`` and ``velish`` build their ``*_val.jsonl`` too); ``common`` holds the seed, the file names, :func:`item`, :func:`validate`
-and the JSONL format; ``files`` builds, writes and checks the nine files.
+``validation`` (``general_val.jsonl``; ``clinical`` and ``velish`` build their ``*_val.jsonl`` too); ``common`` holds
+the seed, the file names, :func:`item`, :func:`validate` and the JSONL format; ``files`` builds, writes and checks
+the nine files.
 """
 
 from __future__ import annotations

@@ -70,8 +70,7 @@ def clinical_val_items() -> list[dict]:
     held-out pairs are the held-out set's, and its train pairs are answered in the train split)."""
     rng = seeded("clinical_val")
     facts, out = _facts(), []
-    for family, slot, answer in (("clinical_diagnosis", "symptom", "condition"), ("clinical_treatment", "condition",
-                                                                                 "drug")):
+    for family, answer in (("clinical_diagnosis", "condition"), ("clinical_treatment", "drug")):
         for fact in facts:
             for question in VAL_QUESTIONS[family]:
                 others = [f[answer] for f in facts if f is not fact]

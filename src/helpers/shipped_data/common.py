@@ -13,10 +13,10 @@ from ..text import answer_tokens
 
 SEED = 2506_09428
 PER_FAMILY = 50
-FILES = {"general": "general_eval.jsonl", "general_val": "general_val.jsonl", "clinical_train": "clinical_train.jsonl",
-         "clinical_eval": "clinical_eval.jsonl", "clinical_val": "clinical_val.jsonl", "velish_train": "velish_train.jsonl",
-         "velish_eval": "velish_eval.jsonl", "velish_val": "velish_val.jsonl",
-         "public_standin": "public_standin.jsonl"}
+FILES = {"general": "general_eval.jsonl", "general_val": "general_val.jsonl",
+         "clinical_train": "clinical_train.jsonl", "clinical_eval": "clinical_eval.jsonl",
+         "clinical_val": "clinical_val.jsonl", "velish_train": "velish_train.jsonl", "velish_eval": "velish_eval.jsonl",
+         "velish_val": "velish_val.jsonl", "public_standin": "public_standin.jsonl"}
 FIELDS = ("family", "instruction", "answer", "aliases", "choices", "label")
 TABLES = Path(__file__).parent / "tables"
 

@@ -15,14 +15,14 @@ def build() -> dict[str, list[dict]]:
     velish_eval, public_rows = velish.velish_eval_items(), public.public_standin_rows()
     clinical_train, velish_train = clinical.clinical_train_rows(), velish.velish_train_rows()
     general_val = validation.general_validation_items(general_rows, clinical_train + velish_train + public_rows)
-    clinical_val, velish_val = clinical.clinical_val_items(), velish.velish_val_items()
+    clinical_val, velish_val = clinical.clinical_val_items(), velish.velish_val_items(velish_eval)
     leaks = public.public_leaks(public_rows, general_rows + general_val + clinical_eval + clinical_val + velish_eval
                                 + velish_val)
     if leaks:
         raise ValueError("the public stand-in leaks the evaluation sets:\n" + "\n".join(leaks[:20]))
     return {"general": general_rows, "general_val": general_val, "clinical_train": clinical_train,
-            "clinical_eval": clinical_eval, "clinical_val": clinical_val, "velish_train": velish_train, "velish_eval": velish_eval,
-            "velish_val": velish_val, "public_standin": public_rows}
+            "clinical_eval": clinical_eval, "clinical_val": clinical_val, "velish_train": velish_train,
+            "velish_eval": velish_eval, "velish_val": velish_val, "public_standin": public_rows}
 
 
 def default_folder() -> Path:
