@@ -105,22 +105,22 @@ def choose(rows: list[dict]) -> tuple[str, bool]:
     return min(rows, key=short)["setting"], False
 
 
-def sweep_row(name: str, changes: dict, scores: dict, base_general: float) -> dict:
-    """One setting's row from its two arms' validation scores."""
+def sweep_row(name: str, changes: dict, scores: dict, base_general: float, **extra) -> dict:
+    """One setting's row from its two arms' validation scores (``extra``: fields ``passes`` reads too)."""
     g, d = scores["ours"]["general_accuracy"], scores["ours"]["domain_accuracy"]
     d_only = scores["domain_only"]["domain_accuracy"]
     row = {"setting": name, "changes": changes, "ours_general": round(g, 3), "ours_domain": round(d, 3),
            "domain_only_domain": round(d_only, 3),
            "domain_only_general": round(scores["domain_only"]["general_accuracy"], 3),
-           "forgetting_pts": round(100 * (base_general - g), 1), "domain_gap_pts": round(100 * (d_only - d), 1)}
+           "forgetting_pts": round(100 * (base_general - g), 1), "domain_gap_pts": round(100 * (d_only - d), 1),
+           **extra}
     return row | {"passes": passes(row)}
 
 
 def real_row(name: str, changes: dict, scores: dict, base_general: float) -> dict:
     """``sweep_row`` for the real track, where ``domain_only`` must have learnt the domain for a setting to pass."""
-    row = sweep_row(name, changes, scores, base_general)
-    row["domain_learnt"] = scores["domain_only"]["domain_accuracy"] >= scoring.CHANCE_MARGIN
-    return row | {"passes": passes(row)}
+    return sweep_row(name, changes, scores, base_general,
+                     domain_learnt=scores["domain_only"]["domain_accuracy"] >= scoring.CHANCE_MARGIN)
 
 
 def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> dict:

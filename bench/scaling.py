@@ -40,15 +40,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from helpers.runs import run_dir  # noqa: E402
 
 
-DETERMINISTIC = [False]  # --inductor-deterministic
-
-
-def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) -> dict:
-    """Run ``stages`` of ``run`` on the first ``gpus`` GPUs; the pipeline's timings of those stages."""
+def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict, deterministic: bool) -> dict:
+    """Run ``stages`` of ``run`` on the first ``gpus`` GPUs (``deterministic``: in inductor's deterministic mode);
+    the pipeline's timings of those stages."""
     caches = Path(tempfile.mkdtemp(prefix=f"compile-{run}-"))  # empty: every run compiles as a fresh machine does
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus)),
            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton")}
-    if DETERMINISTIC[0]:  # torch's own switch: inductor skips the on-device benchmarking that can change numerics
+    if deterministic:  # torch's own switch: inductor skips the on-device benchmarking that can change numerics
         env["TORCHINDUCTOR_DETERMINISTIC"] = "1"
     command = [sys.executable, "-m", "helpers.pipeline", "run", "--preset", preset, "--only", *stages,
                "-p", f"run_name={run}"] + [a for k, v in params.items() for a in ("-p", f"{k}={json.dumps(v)}")]
@@ -60,15 +58,12 @@ def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict) 
             "stage_seconds": {k: v for k, v in timings.items() if k[:2] in stages}}
 
 
-REPLACE = [False]  # --replace: earlier runs of this bench may be deleted
-
-
-def fresh(run: str, source: str, stages: list[str]) -> str:
+def fresh(run: str, source: str, stages: list[str], replace: bool) -> str:
     """A new run ``run`` holding a copy of ``source``'s ``stages`` (folder name prefixes such as "01"). A run of that
-    name from an earlier measurement is deleted only with ``--replace``; else this stops, naming it."""
+    name from an earlier measurement is deleted only with ``replace`` (``--replace``); else this stops, naming it."""
     target = run_dir(run)
     if target.exists():
-        if not REPLACE[0]:
+        if not replace:
             raise SystemExit(f"{target} exists, from an earlier run of this bench: move it away, or pass --replace to "
                              "delete it and the bench's other earlier runs")
         shutil.rmtree(target)
@@ -90,21 +85,16 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def rows_differing(a: Path, b: Path) -> int:
-    """Lines of two JSONL files that differ (position by position), plus any difference in length."""
+def differing(a: Path, b: Path) -> tuple[int, dict]:
+    """Two runs' generations compared row by row: the rows that differ (plus any difference in length), and per
+    generator the rows that differ and how many rows it has."""
     left, right = a.read_text().splitlines(), b.read_text().splitlines()
-    return sum(x != y for x, y in zip(left, right)) + abs(len(left) - len(right))
-
-
-def differing_by_model(a: Path, b: Path) -> dict:
-    """Per generator: rows of two runs' generations that differ, and how many rows it has."""
-    out: dict[str, list[int]] = {}
-    for x, y in zip(a.read_text().splitlines(), b.read_text().splitlines()):
-        model = json.loads(x)["model"]
-        out.setdefault(model, [0, 0])
-        out[model][0] += x != y
-        out[model][1] += 1
-    return {m: {"differing": d, "rows": n} for m, (d, n) in out.items()}
+    by_model: dict[str, dict] = {}
+    for x, y in zip(left, right):
+        counts = by_model.setdefault(json.loads(x)["model"], {"differing": 0, "rows": 0})
+        counts["differing"] += x != y
+        counts["rows"] += 1
+    return sum(c["differing"] for c in by_model.values()) + abs(len(left) - len(right)), by_model
 
 
 def scores(run: str) -> dict:
@@ -136,7 +126,13 @@ def main() -> None:
     parser.add_argument("--inductor-deterministic", action="store_true",
                         help="every run with TORCHINDUCTOR_DETERMINISTIC=1 (inductor skips numerics-changing tuning)")
     args = parser.parse_args()
-    REPLACE[0], DETERMINISTIC[0] = args.replace, args.inductor_deterministic
+
+    def run_stages(gpus: int, run: str, stages: list[str], params: dict) -> dict:
+        return pipeline(args.preset, gpus, run, stages, params, args.inductor_deterministic)
+
+    def copy(run: str, source: str, stages: list[str]) -> str:
+        return fresh(run, source, stages, args.replace)
+
     out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "instructions": args.instructions or "all",
            "inductor_deterministic": args.inductor_deterministic, "measurements": {}}
     path = Path(args.json)
@@ -151,34 +147,34 @@ def main() -> None:
         if what == "02":
             got, first = {}, None
             for n, suffix, label in counts(args.gpus):  # "--gpus 1 1 2": does one GPU even repeat itself?
-                run = fresh(f"scale-02-{suffix}", args.run, ["01"])
+                run = copy(f"scale-02-{suffix}", args.run, ["01"])
                 if args.instructions:
                     keep_instructions(run, args.instructions)
-                got[label] = pipeline(args.preset, n, run, ["02"], {"gen_workers": 0})
+                got[label] = run_stages(n, run, ["02"], {"gen_workers": 0})
                 rows = run_dir(run) / "02_generation" / "generations.jsonl"
                 first = first or rows
-                got[label].update(sha256=digest(rows), rows_differing_from_first=rows_differing(first, rows),
-                                  differing_by_model=differing_by_model(first, rows))
+                total, by_model = differing(first, rows)
+                got[label].update(sha256=digest(rows), rows_differing_from_first=total, differing_by_model=by_model)
                 save("02", got)
         elif what == "06":
-            trained = fresh("scale-06-trained", args.run, ["01", "02", "03"])
-            pipeline(args.preset, max(args.gpus), trained, ["04", "05"],
+            trained = copy("scale-06-trained", args.run, ["01", "02", "03"])
+            run_stages(max(args.gpus), trained, ["04", "05"],
                      {"budget": "steps", "max_steps": args.steps_06})
             got, first = {}, None
             for n, suffix, label in counts(args.gpus):
-                run = fresh(f"scale-06-{suffix}", trained, ["01", "02", "03", "04", "05"])
-                got[label] = pipeline(args.preset, n, run, ["06"], {})
+                run = copy(f"scale-06-{suffix}", trained, ["01", "02", "03", "04", "05"])
+                got[label] = run_stages(n, run, ["06"], {})
                 first = first or run
                 got[label]["same_scores_as_first"] = scores(run) == scores(first)
                 save("06", got)
         else:
             got = out["measurements"].get("ddp", {})
-            base = fresh("scale-ddp-data", args.run, ["01", "02", "03"])
-            pipeline(args.preset, one, base, ["04"], {})
+            base = copy("scale-ddp-data", args.run, ["01", "02", "03"])
+            run_stages(one, base, ["04"], {})
             for batch in args.batches:
                 for n, suffix, label in counts(args.gpus):
-                    run = fresh(f"scale-ddp-b{batch}-{suffix}", base, ["01", "02", "03", "04"])
-                    result = pipeline(args.preset, n, run, ["05"], {
+                    run = copy(f"scale-ddp-b{batch}-{suffix}", base, ["01", "02", "03", "04"])
+                    result = run_stages(n, run, ["05"], {
                         "arms": ["ours"], "seeds": [0], "gpus_per_arm": n, "budget": "steps",
                         "max_steps": args.steps, "train_batch_size": batch})
                     m = json.loads((run_dir(run) / "05_training" / "arms" / "ours" / "seed0" / "metrics.json")
