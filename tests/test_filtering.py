@@ -126,7 +126,6 @@ def test_candidates_split_among_workers_get_the_scores_of_one_process(outputs, c
         assert two_info["per_model"][name] == pytest.approx(one_info["per_model"][name], abs=1e-5)
 
 
-
 def test_judge_parts_add_up_to_one_process_report():
     """LLM judges split among workers (score_workers): each part's parse failures add up, and each judge's readable
     share is over all the rows, as one process reports it."""
@@ -152,6 +151,7 @@ def test_judges_are_split_among_workers_and_a_judge_that_cannot_rate_still_stops
     judge = C.JudgeCommittee(run, ["base"], max_new_tokens=6, batch_size=4, progress=False)
     with pytest.raises(RuntimeError, match=r"(?s)judge part \d/2.*readable 1-5 rating for 0 of the first 4"):
         F.cached_scores(run, judge, rows, mask, workers=2, build=("judge", params))
+
 
 def ablation_rows():
     rows = []
