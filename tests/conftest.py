@@ -23,20 +23,20 @@ def write_jsonl(path, rows) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    """Send every stage's artifacts to a temporary outputs folder."""
-    out = tmp_path / "outputs"
-    monkeypatch.setenv("HELPERS_OUTPUTS", str(out))
-    return out
-
-
 @pytest.fixture(autouse=True)
 def _runs_outside_the_repository(tmp_path, monkeypatch):
     """Every test's runs go to its own temporary folder, also in tests that do not ask for ``outputs``: a notebook's
     parameters cell (``pipeline.settle_parameters``) marks the stage of the run it names unfinished, and a preset's
     ``run_name`` (``smollm2``, ``lab``...) would otherwise be the user's own run in ``outputs/``."""
-    monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path / "outputs"))
+    out = tmp_path / "outputs"
+    monkeypatch.setenv("HELPERS_OUTPUTS", str(out))
+    return out
+
+
+@pytest.fixture
+def outputs(_runs_outside_the_repository):
+    """The temporary outputs folder every stage's artifacts go to (``_runs_outside_the_repository``)."""
+    return _runs_outside_the_repository
 
 
 @pytest.fixture(scope="session")
