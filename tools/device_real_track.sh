@@ -48,6 +48,15 @@ pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
 }
+retention() {  # RUN DOMAIN_DATA VAL_DOMAIN: bench/retention_sweep.py --real on a copy of the clinical run's 01-03,
+  # after its 04 and one short 05 (the settings the sweep starts from), scored on the validation files only
+  mkdir -p /tmp/r "outputs/$1"
+  cp -r outputs/smollm2-gpu/0[123]_* "outputs/$1/"
+  python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p "run_name=$1" -p "domain_data=$2" \
+    -p "seeds=[0]" -p "arms=[domain_only]"
+  python3 bench/retention_sweep.py --real --run "$1" --val-domain "$3" --json "outputs/$1/retention_sweep.json" \
+    && pack "$1"
+}
 case "$1" in
   setup)
     if [ ! -f /tmp/site/.done ]; then
@@ -111,12 +120,7 @@ PY
       -p eval_workers=6 && pack smollm2-gpu-ablation
     ;;
   retention)
-    mkdir -p /tmp/r outputs/smollm2-gpu-retention
-    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-retention/
-    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-retention \
-      -p "seeds=[0]" -p "arms=[domain_only]"
-    python3 bench/retention_sweep.py --real --run smollm2-gpu-retention \
-      --json outputs/smollm2-gpu-retention/retention_sweep.json && pack smollm2-gpu-retention
+    retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl
     ;;
   scale)
     # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
@@ -130,13 +134,7 @@ PY
     touch /tmp/r/finished
     ;;
   retention-velish)
-    # the same sweep on Velish (the second domain), chosen on data/velish_val.jsonl
-    mkdir -p /tmp/r outputs/smollm2-gpu-retention-velish
-    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-retention-velish/
-    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-retention-velish \
-      -p domain_data=data/velish_train.jsonl -p "seeds=[0]" -p "arms=[domain_only]"
-    python3 bench/retention_sweep.py --real --run smollm2-gpu-retention-velish --val-domain data/velish_val.jsonl \
-      --json outputs/smollm2-gpu-retention-velish/retention_sweep.json && pack smollm2-gpu-retention-velish
+    retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl
     ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
