@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -71,6 +72,9 @@ REAL_CONFIGS = {
     "epochs_16": {"domain_epochs": 16},
     "epochs_16_lr_1e-4": {"domain_epochs": 16, "learning_rate": 0.0001},
 }
+# The validation headline's smallest family (added 2026-11-29 after the clinical sweep, whose headline still counted
+# two families of two questions each, and before any Velish sweep; docs/notes/gpu-runs.md)
+MIN_FAMILY_QUESTIONS = 10
 VALIDATION_SEED_OFFSET = 500  # the validation questions' seed: the held-out set's eval_seed + this
 
 
@@ -117,6 +121,11 @@ def sweep_row(name: str, changes: dict, scores: dict, base_general: float, **ext
     return row | {"passes": passes(row)}
 
 
+def rounded(per_family: dict) -> dict:
+    """Per-family accuracies to 3 decimals, for the JSON."""
+    return {f: round(a, 3) for f, a in per_family.items()}
+
+
 def real_row(name: str, changes: dict, scores: dict, base_general: float) -> dict:
     """``sweep_row`` for the real track, where ``domain_only`` must have learnt the domain for a setting to pass."""
     return sweep_row(name, changes, scores, base_general,
@@ -131,12 +140,16 @@ def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> 
     return {k: s[k] for k in ("general_accuracy", "domain_accuracy", "per_family")}
 
 
-def headlines(scored: list[dict], sets: dict) -> tuple[list[dict], dict]:
+def headlines(scored: list[dict], sets: dict, min_questions: int = MIN_FAMILY_QUESTIONS) -> tuple[list[dict], dict]:
     """Notebook 06's headline on validation: each model's general accuracy over the families where the base (first
     of ``scored``) scores above chance (``scoring.informative_families``), not over every family; a family the base
-    cannot answer has nothing to forget and would dilute the forgetting the rule limits. Returns the models' scores
-    and those families."""
+    cannot answer has nothing to forget and would dilute the forgetting the rule limits. Families with fewer than
+    ``min_questions`` validation questions are left out too: the headline is a mean over families, and one question
+    of a two-question family would move it by more than the rule's 1-point limit. Returns the models' scores and
+    those families."""
     families = scoring.informative_families(scored[0], sets)
+    size = Counter(e.family for e in sets["general"])
+    families = {measure: [f for f in names if size[f] >= min_questions] for measure, names in families.items()}
     return [scoring.headline(s, families) for s in scored], families
 
 
@@ -175,12 +188,19 @@ def real(args) -> None:
                                              workers.plan(len(score_jobs), args.workers, setup.device)), sets)
     base, by_job = scored[0], dict(zip([label for label, _, _ in jobs], scored[1:]))
     print(f"general accuracy over the base's informative families: {', '.join(families['match'])}", flush=True)
+    # the headline is a mean over families, so a family of two questions weighs as much as one of fifty: each
+    # family's size and every model's per-family accuracy are kept, to read a setting's verdict by
+    family_sizes = dict(sorted(Counter(e.family for e in sets["general"]).items()))
     meta = dict(run=args.run, seed=args.seed, hp=hp0, base_general=round(base["general_accuracy"], 3),
+                base_per_family=rounded(base["per_family"]),
                 validation={"general": args.val_general, "domain": args.val_domain,
-                            "sizes": {k: len(v) for k, v in sets.items()}, "informative_families": families},
+                            "sizes": {k: len(v) for k, v in sets.items()}, "family_sizes": family_sizes,
+                            "informative_families": families},
                 workers=plan.as_dict())
     rows = [real_row(name, REAL_CONFIGS[name], {arm: by_job[f"{name} {arm}"] for arm in ("domain_only", "ours")},
-                     base["general_accuracy"]) for name in configs]
+                     base["general_accuracy"])
+            | {f"{arm}_per_family": rounded(by_job[f"{name} {arm}"]["per_family"]) for arm in ("domain_only", "ours")}
+            for name in configs]
     winner, ok = choose(rows)
     print(f"chosen: {winner} ({'passes the rule' if ok else 'no setting passes; the closest'})")
     report(rows, ["setting", "ours_general", "forgetting_pts", "ours_domain", "domain_only_domain", "domain_gap_pts",

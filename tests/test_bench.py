@@ -113,7 +113,25 @@ def test_the_real_sweep_scores_general_skill_over_the_families_the_base_can_answ
     sets = {"general": [EvalItem("known", "q", "a"), EvalItem("unknown", "r", "b")], "domain": []}
     base = {"general_accuracy": 0.3, "domain_accuracy": 0.0, "per_family": {"known": 0.6, "unknown": 0.0}}
     tuned = {"general_accuracy": 0.2, "domain_accuracy": 0.5, "per_family": {"known": 0.4, "unknown": 0.0}}
-    (b, t), families = headlines([base, tuned], sets)
+    (b, t), families = headlines([base, tuned], sets, min_questions=1)
     assert families["match"] == ["known"]
     assert (b["general_accuracy"], t["general_accuracy"]) == (0.6, 0.4)  # forgetting 20 points, not 10
     assert t["general_accuracy_all_families"] == 0.2
+
+
+def test_the_real_sweep_leaves_families_too_small_to_measure_out_of_its_headline():
+    """One question of a two-question family moves a mean over four families by 12.5 points: the real sweep's
+    headline leaves it out (it stays in ``per_family``), so the 1-point rule is not decided by one question."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from retention_sweep import MIN_FAMILY_QUESTIONS, headlines
+
+    from helpers.heldout import EvalItem
+
+    n = MIN_FAMILY_QUESTIONS
+    sets = {"general": [EvalItem("big", f"q{i}", "a") for i in range(n)]
+            + [EvalItem("small", f"r{i}", "b") for i in range(n - 1)], "domain": []}
+    base = {"general_accuracy": 0.7, "domain_accuracy": 0.0, "per_family": {"big": 0.5, "small": 1.0}}
+    tuned = {"general_accuracy": 0.6, "domain_accuracy": 0.5, "per_family": {"big": 0.5, "small": 0.5}}
+    (b, t), families = headlines([base, tuned], sets)
+    assert families["match"] == ["big"]
+    assert b["general_accuracy"] == t["general_accuracy"] == 0.5

@@ -164,9 +164,12 @@ PY
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
-    # a run still going: its finished stages' small files come back too (a lost machine then loses less)
-    for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" "${d#outputs/}.partial" \
-      2>/dev/null || true; done
+    # a run still going: its finished stages' small files come back too (a lost machine then loses less), all in
+    # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
+    mkdir -p /tmp/r/partial
+    for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" \
+      "partial/${d#outputs/}" 2>/dev/null || true; done
+    tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
     (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \
       -name results.json -o -name log_history.json -o -name report.md \) 2>/dev/null) 2>/dev/null) || true
     cp /tmp/r/*.tgz /tmp/r/*.log /tmp/r/*.json "$OUT"/ 2>/dev/null || true
