@@ -344,3 +344,28 @@ def test_arms_carried_from_an_earlier_evaluation_get_their_uncertainty_back(outp
     assert r["arms"]["public_mix"]["general_se"] > 0.05
     verdicts = {c["target"]: c["verdict"] for c in evaluation.checks(r)}
     assert verdicts["ours beats public_mix on general accuracy"] == "not distinguishable"
+
+
+@pytest.mark.slow
+def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_path):
+    """bitsandbytes' CPU path dequantises every weight at every product; evaluation dequantises once instead. The
+    base and a base with an adapter (random LoRA weights, so the adapter changes the output) give the logits of
+    the 4-bit model exactly."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import models
+
+    setup = models.Setup("cpu", "float32", "nf4")
+    path = models.resolve("real", "smollm2-135m-instruct")
+    torch.manual_seed(0)
+    get_peft_model(models.load_base(path, setup), LoraConfig(r=4, target_modules="all-linear",
+                                                            init_lora_weights=False)).save_pretrained(tmp_path)
+    tok = models.load_tokenizer(path)
+    x = tok(["The capital of France is", "Two plus two makes"], return_tensors="pt", padding=True)
+    for adapter, reference in ((None, models.load_base(path, setup)),
+                               (tmp_path, models.load_adapter(path, tmp_path, setup))):
+        model, _ = evaluation.load_for_eval(path, setup, adapter)
+        assert not any(type(m).__name__ == "Linear4bit" for m in model.modules())
+        with torch.no_grad():
+            assert torch.equal(model(**x).logits, reference.eval()(**x).logits), adapter

@@ -248,11 +248,28 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused."""
     tokenizer = load_tokenizer(base_path)
     if adapter is None:
-        return load_base(base_path, setup).eval(), tokenizer
+        return _dequantized_on_cpu(load_base(base_path, setup), setup).eval(), tokenizer
     if expected_key is not None and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
         raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
                            "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb to finish it")
+    if setup.device == "cpu" and setup.quantization == "nf4":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(_dequantized_on_cpu(load_base(base_path, setup), setup), adapter).eval(), \
+            tokenizer
     return load_adapter(base_path, adapter, setup), tokenizer
+
+
+def _dequantized_on_cpu(model, setup: Setup):
+    """On a CPU, the 4-bit base with every weight dequantised once (transformers' ``dequantize``): bitsandbytes' CPU
+    path dequantises each weight to float32 at every matrix product and then multiplies, so the same weights
+    dequantised once give the same numbers (tests/test_evaluation.py checks the logits are equal) about a fifth
+    faster. On a GPU the 4-bit kernels stay, and so does the memory they save."""
+    if setup.device != "cpu" or setup.quantization != "nf4":
+        return model
+    import torch
+
+    return model.dequantize(dtype=torch.float32)
 
 
 OLD_HP_NAMES = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "batch_size": "train_batch_size"}
