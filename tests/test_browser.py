@@ -107,7 +107,8 @@ def test_notebooks_run_all_in_jupyterlab_in_a_real_browser(lab, monkeypatch):
             if notebook.startswith("06"):  # what 06 reads, made quickly: 01-05 at the smoke preset's sizes
                 monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp / "outputs"))
                 pipeline.run(ROOT / "presets" / "smoke.yaml", ["run_name=lab", "ablation=false", "sdft=false",
-                                                                 "sweep_shares=[]"], only=["01", "02", "03", "04", "05"])
+                                                                 "sweep_shares=[]", "arms=[]"],
+                             only=["01", "02", "03", "04", "05"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a fresh tab per notebook
             try:
                 got = run_all(page, url, notebook)
