@@ -346,26 +346,27 @@ def test_arms_carried_from_an_earlier_evaluation_get_their_uncertainty_back(outp
     assert verdicts["ours beats public_mix on general accuracy"] == "not distinguishable"
 
 
-@pytest.mark.slow
 def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_path):
     """bitsandbytes' CPU path dequantises every weight at every product; evaluation dequantises once instead. The
     base and a base with an adapter (random LoRA weights, so the adapter changes the output) give the logits of
-    the 4-bit model exactly."""
+    the 4-bit model exactly (the lab's base; on SmolLM2, 06's results were checked equal: docs/history.md)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     from helpers import models
+    from helpers.lab import zoo
 
-    setup = models.Setup("cpu", "float32", "nf4")
-    path = models.resolve("real", "smollm2-135m-instruct")
+    setup, path = models.Setup("cpu", "float32", "nf4"), str(zoo.ZOO_DIR / "base")
     torch.manual_seed(0)
     get_peft_model(models.load_base(path, setup), LoraConfig(r=4, target_modules="all-linear",
                                                             init_lora_weights=False)).save_pretrained(tmp_path)
     tok = models.load_tokenizer(path)
-    x = tok(["The capital of France is", "Two plus two makes"], return_tensors="pt", padding=True)
+    x = tok(["what is 2 plus 3 ?", "spell cat"], return_tensors="pt", padding=True)
     for adapter, reference in ((None, models.load_base(path, setup)),
                                (tmp_path, models.load_adapter(path, tmp_path, setup))):
         model, _ = evaluation.load_for_eval(path, setup, adapter)
         assert not any(type(m).__name__ == "Linear4bit" for m in model.modules())
+        assert any(type(m).__name__ == "Linear4bit" for m in reference.modules())
         with torch.no_grad():
-            assert torch.equal(model(**x).logits, reference.eval()(**x).logits), adapter
+            got, want = model(**x).logits, reference.eval()(**x).logits
+        assert torch.equal(got, want), adapter
