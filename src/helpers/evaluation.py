@@ -246,18 +246,13 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     """``(model, tokenizer)``: the base (``adapter`` None) or the base with the adapter saved in ``adapter``, loaded
     as stage 05 trained it (4-bit or not; the NF4 settings of ``models.bnb_config``). ``expected_key``: the settings
     key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused."""
-    tokenizer = load_tokenizer(base_path)
-    if adapter is None:
-        return _dequantized_on_cpu(load_base(base_path, setup), setup).eval(), tokenizer
-    if expected_key is not None and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
+    if adapter is not None and expected_key is not None \
+            and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
         raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
                            "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb to finish it")
-    if setup.device == "cpu" and setup.quantization == "nf4":
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(_dequantized_on_cpu(load_base(base_path, setup), setup), adapter).eval(), \
-            tokenizer
-    return load_adapter(base_path, adapter, setup), tokenizer
+    base = _dequantized_on_cpu(load_base(base_path, setup), setup)
+    model = base.eval() if adapter is None else load_adapter(base_path, adapter, setup, base=base)
+    return model, load_tokenizer(base_path)
 
 
 def _dequantized_on_cpu(model, setup: Setup):

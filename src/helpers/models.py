@@ -468,12 +468,12 @@ def load_base(path: str, setup: Setup, quantization_config=None):
     return model if setup.quantization == "nf4" else model.to(setup.device)
 
 
-def load_adapter(base_path: str, adapter_dir: str | Path, setup: Setup):
-    """The base model (loaded as it was trained: 4-bit or not) with the LoRA adapter saved in ``adapter_dir``, in
-    eval mode."""
+def load_adapter(base_path: str, adapter_dir: str | Path, setup: Setup, base=None):
+    """The base model (loaded as it was trained: 4-bit or not; ``base``: already loaded) with the LoRA adapter saved
+    in ``adapter_dir``, in eval mode."""
     from peft import PeftModel
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir} has no LoRA adapter (adapter_config.json)")
-    return PeftModel.from_pretrained(load_base(base_path, setup), adapter_dir).eval()
+    return PeftModel.from_pretrained(load_base(base_path, setup) if base is None else base, adapter_dir).eval()
