@@ -17,10 +17,11 @@ Adapters go to ``outputs/<run>-retention-<setting>/`` (the run's own arms are un
 
 The real track (issue 22): ``--real`` takes a real run (notebooks 01-05 done, e.g. ``smollm2-gpu``) and scores on the
 shipped validation splits, ``data/general_val.jsonl`` and ``data/clinical_val.jsonl`` (``--val-domain
-data/velish_val.jsonl`` for Velish), with lenient answers, never reading the held-out files. Candidates are ``REAL_CONFIGS``; they are the
-rule written down in ``docs/notes/gpu-runs.md`` before any sweep. ``choose`` picks the winner: among the settings
-that pass, the highest domain accuracy wins; if none passes, the smallest sum of the two shortfalls wins, flagged as
-not passing. The winner is then run with three seeds on the held-out sets, outside this script (notebooks 05-06).
+data/velish_val.jsonl`` for Velish), with lenient answers, never reading the held-out files. Candidates are
+``REAL_CONFIGS``; they are the rule written down in ``docs/notes/gpu-runs.md`` before any sweep. ``choose`` picks
+the winner: among the settings that pass, the highest domain accuracy wins; if none passes, the smallest sum of the
+two shortfalls wins, flagged as not passing. The winner is then run with three seeds on the held-out sets, outside
+this script (notebooks 04-06; ``tools/device_real_track.sh retention`` does both).
 
     python bench/retention_sweep.py --real --run smollm2-gpu [--configs NAME ...]
 """

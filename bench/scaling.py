@@ -158,8 +158,7 @@ def main() -> None:
                 save("02", got)
         elif what == "06":
             trained = copy("scale-06-trained", args.run, ["01", "02", "03"])
-            run_stages(max(args.gpus), trained, ["04", "05"],
-                     {"budget": "steps", "max_steps": args.steps_06})
+            run_stages(max(args.gpus), trained, ["04", "05"], {"budget": "steps", "max_steps": args.steps_06})
             got, first = {}, None
             for n, suffix, label in counts(args.gpus):
                 run = copy(f"scale-06-{suffix}", trained, ["01", "02", "03", "04", "05"])

@@ -23,6 +23,7 @@ def write_jsonl(path, rows) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
+
 @pytest.fixture(autouse=True)
 def _runs_outside_the_repository(tmp_path, monkeypatch):
     """Every test's runs go to its own temporary folder, also in tests that do not ask for ``outputs``: a notebook's

@@ -129,9 +129,10 @@ def velish_eval_items() -> list[dict]:
 def velish_val_items(held_out: list[dict]) -> list[dict]:
     """The Velish validation set (``N_VAL_PER_FAMILY`` per family), for choosing settings without the held-out set
     (``held_out``: ``velish_eval_items``' rows), in phrasings of its own. ``velish_word`` and ``velish_reverse`` ask
-    nouns the held-out set does not ask in that direction. ``velish_plural`` and ``velish_big`` ask nouns whose plural or big phrase the train split shows, since
-    the held-out split keeps every other noun for itself: these two measure recall of the rules' train examples,
-    where the held-out set measures the rules applied to new nouns. The distractors are of the held-out set's kinds."""
+    nouns the held-out set does not ask in that direction. ``velish_plural`` and ``velish_big`` ask nouns whose
+    plural or big phrase the train split shows, since the held-out split keeps every other noun for itself: these
+    two measure recall of the rules' train examples, where the held-out set measures the rules applied to new nouns.
+    The distractors are of the held-out set's kinds."""
     rng, held, nouns = seeded("velish_val"), held_out_words(), list(LEXICON)
     out = []
     for family in ("velish_word", "velish_reverse"):
