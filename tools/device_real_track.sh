@@ -25,11 +25,10 @@
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
-#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 on 700
-#                                                    # instructions twice on one GPU, then with inductor's
-#                                                    # deterministic mode twice on one and once on both; 06 on one,
-#                                                    # then both) on the clinical run's 01-03; about 1,300 s
-#                                                    # estimated from 2026-11-29's run
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (02 on 200
+#                                                    # instructions, uncompiled, twice on one GPU; 06 on one GPU,
+#                                                    # then both) on the clinical run's 01-03; about 700 s
+#                                                    # estimated from 2026-11-29's fifth session
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -136,13 +135,14 @@ PY
     ;;
   scale)
     # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
-    # On 2026-11-29 one GPU and two gave 02 different rows. First, on 700 instructions (still compiled): does one
-    # GPU repeat itself, by default and with inductor's deterministic mode, and do two GPUs then match? Then 06 on
-    # one GPU and on both. One arm under DDP was measured on 2026-11-29: add `ddp` to --only for more
+    # 2026-11-29, fifth session (docs/bench/h200x2-determinism/): on ONE GPU two runs of 02 on 700 instructions gave
+    # different SmolLM2 rows (1,581 of 2,100), with or without inductor's deterministic mode; gemma's (uncompiled: too
+    # few decode steps) were identical. Now: 02 on 200 instructions (600 rows a generator, one batch, so SmolLM2 is
+    # not compiled either) twice on one GPU: identical rows point at the compiled decode. Then 06 on one GPU and on
+    # both (neither earlier session finished it). About 700 s estimated
     mkdir -p /tmp/r
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 --only 02 --instructions 700 --json /tmp/r/repeat.json
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 06 --instructions 700 \
-      --inductor-deterministic --replace --json /tmp/r/scaling.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 --only 02 --instructions 200 --json /tmp/r/uncompiled.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 06 --replace --json /tmp/r/scaling06.json
     touch /tmp/r/finished
     ;;
   retention-velish)
