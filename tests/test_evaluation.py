@@ -370,3 +370,41 @@ def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_pa
         with torch.no_grad():
             got, want = model(**x).logits, reference.eval()(**x).logits
         assert torch.equal(got, want), adapter
+
+
+def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a_changed_folder_reloads(
+        tmp_path, monkeypatch):
+    """Notebook 06 scores the base and every adapter: on a CPU the base is loaded (and dequantised) once, and each
+    caller gets a copy, so an adapter never reaches the base's scores; a base converted again is loaded again."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import models
+    from helpers.lab import zoo
+
+    setup, path = models.Setup("cpu", "float32", "nf4"), str(tmp_path / "base")
+    shutil.copytree(zoo.ZOO_DIR / "base", path)
+    torch.manual_seed(0)
+    get_peft_model(models.load_base(path, setup), LoraConfig(r=4, target_modules="all-linear",
+                                                            init_lora_weights=False)).save_pretrained(tmp_path / "a")
+    loads = []
+    monkeypatch.setattr(evaluation, "load_base", lambda *a, **k: loads.append(a) or models.load_base(*a, **k))
+    evaluation._cpu_base.cache_clear()
+    tok = models.load_tokenizer(path)
+    x = tok(["what is 2 plus 3 ?"], return_tensors="pt")
+
+    def logits(adapter=None):
+        model, _ = evaluation.load_for_eval(path, setup, adapter)
+        with torch.no_grad():
+            return model(**x).logits
+
+    base, adapted, base_again = logits(), logits(tmp_path / "a"), logits()
+    assert len(loads) == 1
+    assert not torch.equal(base, adapted) and torch.equal(base, base_again)
+    weights = next(f for f in Path(path).iterdir() if f.suffix == ".safetensors")
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert torch.equal(logits(), base) and len(loads) == 2

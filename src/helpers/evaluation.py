@@ -8,9 +8,11 @@ deviation beside them. The figures and ``report.md`` are ``report``'s.
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections import defaultdict
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 from . import report as reporting
@@ -250,9 +252,29 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
             and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
         raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
                            "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb to finish it")
-    base = _dequantized_on_cpu(load_base(base_path, setup), setup)
+    if setup.device == "cpu":  # a copy of the base this process loaded once (the adapter changes the model it wraps)
+        base = copy.deepcopy(_cpu_base(base_path, setup, _folder_stamp(base_path)))
+    else:
+        base = load_base(base_path, setup)
     model = base.eval() if adapter is None else load_adapter(base_path, adapter, setup, base=base)
     return model, load_tokenizer(base_path)
+
+
+def _folder_stamp(path: str) -> tuple:
+    """The files of a model folder with their sizes and modification times: a base converted again is loaded again."""
+    folder = Path(path)
+    if not folder.is_dir():  # a hub name: its files are the hub cache's, which do not change under one name
+        return (path,)
+    return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()))
+
+
+@lru_cache(maxsize=1)
+def _cpu_base(base_path: str, setup: Setup, stamp: tuple):
+    """On a CPU, the base as ``load_for_eval`` serves it, loaded once per process and ``stamp`` (``_folder_stamp``):
+    notebook 06 scores the base and every adapter on it, and on the 2-core CPU each load of SmolLM2 (4-bit
+    quantising, then ``_dequantized_on_cpu``) took about 3 s, a third of a smoke run's 06 (docs/performance.md).
+    Callers get copies (``load_for_eval``), never this model."""
+    return _dequantized_on_cpu(load_base(base_path, setup), setup)
 
 
 def _dequantized_on_cpu(model, setup: Setup):
