@@ -13,7 +13,9 @@ Measurements:
   be the same on any number of GPUs (the rows that differ are counted, per generator). ``--gpus 1 1 2`` runs one
   GPU twice: do its rows even repeat? ``--instructions N`` asks that on a smaller job, and
   ``--inductor-deterministic`` with torch inductor's deterministic mode, which skips the on-device tuning that can
-  pick other kernels, and so other numerics, in another process (pytorch/pytorch#163589, #189121).
+  pick other kernels, and so other numerics, in another process (pytorch/pytorch#163589, #189121); ``--env
+  KEY=VALUE`` with any other setting of the environment, such as ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS's
+  reproducible workspace when streams or CUDA graphs share a handle, as torch's reproducibility notes advise).
 * ``06``: notebook 06 on adapters trained once for it (04, then 05 for ``--steps-06`` steps on every GPU: how well
   they are trained does not matter here); its scores must be the same on any number of GPUs.
 * ``ddp``: notebook 05 for one arm and seed (``ours``, seed 0, ``--steps`` steps) with ``gpus_per_arm`` N: trained
@@ -40,11 +42,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from helpers.runs import run_dir  # noqa: E402
 
 
-def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict, deterministic: bool) -> dict:
-    """Run ``stages`` of ``run`` on the first ``gpus`` GPUs (``deterministic``: in inductor's deterministic mode);
-    the pipeline's timings of those stages."""
+def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict, deterministic: bool,
+             extra_env: dict | None = None) -> dict:
+    """Run ``stages`` of ``run`` on the first ``gpus`` GPUs (``deterministic``: in inductor's deterministic mode;
+    ``extra_env``: more environment variables); the pipeline's timings of those stages."""
     caches = Path(tempfile.mkdtemp(prefix=f"compile-{run}-"))  # empty: every run compiles as a fresh machine does
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus)),
+    env = {**os.environ, **(extra_env or {}), "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus)),
            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"), "TRITON_CACHE_DIR": str(caches / "triton")}
     if deterministic:  # torch's own switch: inductor skips the on-device benchmarking that can change numerics
         env["TORCHINDUCTOR_DETERMINISTIC"] = "1"
@@ -125,16 +128,22 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=0, help="02: only the first N of 01's instructions")
     parser.add_argument("--inductor-deterministic", action="store_true",
                         help="every run with TORCHINDUCTOR_DETERMINISTIC=1 (inductor skips numerics-changing tuning)")
+    parser.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="every run with these environment variables, e.g. CUBLAS_WORKSPACE_CONFIG=:4096:8")
     args = parser.parse_args()
+    bad = [e for e in args.env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        parser.error(f"--env takes KEY=VALUE pairs, got {bad}")
+    extra_env = dict(e.split("=", 1) for e in args.env)
 
     def run_stages(gpus: int, run: str, stages: list[str], params: dict) -> dict:
-        return pipeline(args.preset, gpus, run, stages, params, args.inductor_deterministic)
+        return pipeline(args.preset, gpus, run, stages, params, args.inductor_deterministic, extra_env)
 
     def copy(run: str, source: str, stages: list[str]) -> str:
         return fresh(run, source, stages, args.replace)
 
     out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "instructions": args.instructions or "all",
-           "inductor_deterministic": args.inductor_deterministic, "measurements": {}}
+           "inductor_deterministic": args.inductor_deterministic, "env": extra_env, "measurements": {}}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
 

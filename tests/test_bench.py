@@ -135,3 +135,25 @@ def test_the_real_sweep_leaves_families_too_small_to_measure_out_of_its_headline
     (b, t), families = headlines([base, tuned], sets)
     assert families["match"] == ["big"]
     assert b["general_accuracy"] == t["general_accuracy"] == 0.5
+
+
+def test_the_scaling_bench_runs_each_measurement_on_its_gpus_with_fresh_caches_and_the_environment_asked(
+        tmp_path, monkeypatch):
+    """bench/scaling.py (GPU only, issue 23): every run sees the first N GPUs, empty compile caches of its own and
+    the environment given by --inductor-deterministic and --env (a determinism switch under test)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    proc = subprocess.run([sys.executable, "bench/scaling.py", "--env", "NOEQUALS"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--env takes KEY=VALUE" in proc.stderr
+    seen = []
+    monkeypatch.setattr(scaling.subprocess, "run", lambda command, env, check, cwd: seen.append(env))
+    monkeypatch.setattr(scaling, "run_dir", lambda run: tmp_path)
+    (tmp_path / "timings.json").write_text('{"02_multi_model_generation": 1.5, "06_evaluation": 2.0}')
+    got = [scaling.pipeline("p.yaml", n, "r", ["02"], {}, True, {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"})
+           for n in (1, 2)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in seen] == ["0", "0,1"]
+    assert all(e["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and e["TORCHINDUCTOR_DETERMINISTIC"] == "1" for e in seen)
+    assert seen[0]["TORCHINDUCTOR_CACHE_DIR"] != seen[1]["TORCHINDUCTOR_CACHE_DIR"]
+    assert got[0]["stage_seconds"] == {"02_multi_model_generation": 1.5}
