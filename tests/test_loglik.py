@@ -239,3 +239,23 @@ def test_kl_of_a_lora_model_uses_its_own_base(base, drift_prompts):
     with pytest.raises(TypeError, match="pass the base model as reference="):
         loglik.drift_kl(model, tok, drift_prompts[:1])
 
+
+
+def test_the_base_pass_run_once_gives_every_arm_the_drift_it_gets_with_its_own(base, drift_prompts):
+    """Notebook 06 on a CPU runs the drift's base pass once (``base_logprobs``) for all the adapters it scores: each
+    adapter's KL is then exactly the one it gets running the base itself; a reference of other batches is refused."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = base
+    answers = loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    reference = loglik.base_logprobs(model, tok, drift_prompts, answers)
+    assert loglik.base_logprobs_bytes(model, answers) == sum(r.numel() for r in reference) * 4
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        arm = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                              init_lora_weights=False))
+        own = loglik.drift_kl(arm, tok, drift_prompts, answers=answers)
+        shared = loglik.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference)
+        assert own["kl"] > 1e-4 and (own["kl"], own["per_prompt"]) == (shared["kl"], shared["per_prompt"])
+    with pytest.raises(ValueError, match="compute it with base_logprobs"):
+        loglik.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference[:-1])

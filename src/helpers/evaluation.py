@@ -21,9 +21,14 @@ from . import workers as workers_service
 from .datafiles import fingerprint
 from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
-from .scoring import CHANCE_MARGIN, drift, headline, informative_families, score_sets
+from .loglik import base_logprobs_bytes
+from .scoring import CHANCE_MARGIN, drift, drift_reference, headline, informative_families, score_sets
 
 STAGE = "06_evaluation"
+# On a CPU, one process scores every adapter; it runs the base's side of the KL drift once when that fits in this
+# much memory (presets/smollm2.yaml: at most 40 answers x 32 tokens x 49,152 x 4 bytes, 0.25 GB; its 06 went from
+# 148.3 s and 148.9 s to 136.3 s and 136.2 s: docs/performance.md)
+DRIFT_REFERENCE_BYTES = 2 << 30
 
 
 def seen_masks(sets: dict[str, list], train_rows) -> dict[str, list[bool]]:
@@ -314,12 +319,17 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
     families = {} if lab else informative_families(s, sets)
     scores = {(None, None): {"seed": None, **headline(s, families)}}
-    del model
     base_answers = s["general_answer_ids"] if kl else None
     listed = adapters(run_name, training)
+    plan = workers_service.plan(len(listed), workers, setup.device)
+    reference = None  # the base's pass of the KL drift, run once here for every adapter when it is cheap to keep
+    if kl and listed and setup.device == "cpu" and plan.workers <= 1 \
+            and base_logprobs_bytes(model, base_answers) <= DRIFT_REFERENCE_BYTES:
+        reference = drift_reference(model, tokenizer, sets, base_answers)
+    del model
     jobs = [(f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, families, base_answers),
-             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc}) for arm, seed, adapter, key in listed]
-    plan = workers_service.plan(len(jobs), workers, setup.device)
+             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "drift_reference": reference})
+            for arm, seed, adapter, key in listed]
     bar = tqdm(total=len(jobs) + 1, initial=1, desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
@@ -335,13 +345,15 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 
 
 def score_adapter(base_path: str, setup, adapter: Path, key: str, sets: dict[str, list], families: dict,
-                  base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool) -> dict:
+                  base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
+                  drift_reference: list | None = None) -> dict:
     """One (arm, seed) adapter's headline scores on ``sets``, and its KL drift from the base on the base's own
-    general answers (``base_answers``; None: no drift)."""
+    general answers (``base_answers``; None: no drift), with the base's side computed before (``drift_reference``)
+    or here."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key)
     s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
     if base_answers is not None:
-        s.update(drift(model, tokenizer, sets, base_answers))
+        s.update(drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference))
     return headline(s, families)
 
 

@@ -326,8 +326,44 @@ def _logprobs_at(model, ids, mask, predicts):
     return logits[predicts.to(device)].float().log_softmax(-1)
 
 
+def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]], batch_size: int):
+    """``drift_kl``'s batches: ``(prompt indices, ids, mask, answer-token positions)``, prompts with an answer only,
+    by total length (``scoring_batches``), and the number of prompts."""
+    pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
+    lengths = [sum(map(len, p)) for p in pairs]
+    batches = [(idx, *_padded([pairs[i] for i in idx], pad))
+               for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size)]
+    return batches, len(order)
+
+
+DRIFT_BATCH = 16  # rows per batch of drift_kl (fewer when the logits would pass scoring_batches' budget)
+
+
+def base_logprobs(base, tokenizer, prompts: list[str], answers: list[list[int]],
+                  batch_size: int = DRIFT_BATCH) -> list:
+    """``drift_kl``'s base pass on its own, for ``reference_logprobs``: per batch of ``drift_kl``'s batching, the
+    base model's log-distributions at its answers' tokens. The same for every arm, so an evaluation that scores
+    several arms in one process can run it once; it holds answer tokens x vocabulary float32 values
+    (``base_logprobs_bytes``)."""
+    was_training = base.training
+    base.eval()
+    try:
+        batches, _ = _drift_batches(base, tokenizer, list(prompts), answers, batch_size)
+        return [_logprobs_at(base, ids, mask, predicts) for _, ids, mask, predicts in batches]
+    finally:
+        base.train(was_training)
+
+
+def base_logprobs_bytes(model, answers: list[list[int]]) -> int:
+    """What ``base_logprobs`` holds for ``answers``: one float32 distribution over the vocabulary per answer token."""
+    return sum(map(len, answers)) * model.config.vocab_size * 4
+
+
 def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: list[list[int]] | None = None,
-             max_new_tokens: int = 32, batch_size: int = 16, progress: bool | str = False) -> dict:
+             max_new_tokens: int = 32, batch_size: int = DRIFT_BATCH, progress: bool | str = False,
+             reference_logprobs: list | None = None) -> dict:
     """How far a fine-tuned model's next-token distribution moved from the base's, where the base is at home: the
     mean per-token KL(base || tuned) over the base's own greedy answers to ``prompts``.
 
@@ -336,7 +372,8 @@ def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: l
     full next-token distributions is taken. The base is ``reference`` if given (a separate model), else ``model``
     with its peft adapter switched off (``with model.disable_adapter():``, one model in memory). A model against
     itself gives 0 (up to float error); the number grows as training moves the model on the base's own text, which
-    general-skill accuracy only sees when a greedy answer flips.
+    general-skill accuracy only sees when a greedy answer flips. ``reference_logprobs``: the base's pass computed
+    before for these prompts and answers (``base_logprobs``), used instead of running the base again.
 
     Returns ``{"kl": mean over all answer tokens, "per_prompt": mean KL per prompt, "n_tokens", "answers"}``.
     """
@@ -348,22 +385,24 @@ def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: l
                                   batch_size=batch_size, progress=progress and "base answers")
     if len(answers) != len(prompts):
         raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
-    pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
-    sums, counts = [0.0] * len(pairs), [0] * len(pairs)
+    batches, n_answered = _drift_batches(model, tokenizer, prompts, answers, batch_size)
+    if reference_logprobs is not None and len(reference_logprobs) != len(batches):
+        raise ValueError(f"reference_logprobs has {len(reference_logprobs)} batches, drift_kl makes {len(batches)}: "
+                         "compute it with base_logprobs for the same prompts, answers and batch_size")
+    sums, counts = [0.0] * len(prompts), [0] * len(prompts)
     models = [model] + ([reference] if reference is not None else [])
     was_training = [m.training for m in models]
     for m in models:
         m.eval()
     try:
-        bar = tqdm(total=len(order), disable=not progress, desc=progress if isinstance(progress, str) else "drift KL")
-        lengths = [sum(map(len, p)) for p in pairs]
-        for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+        bar = tqdm(total=n_answered, disable=not progress, desc=progress if isinstance(progress, str) else "drift KL")
+        for k_batch, (idx, ids, mask, predicts) in enumerate(batches):
             bar.update(len(idx))
-            ids, mask, predicts = _padded([pairs[i] for i in idx], pad)
-            with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
-                lb = _logprobs_at(base, ids, mask, predicts)
+            if reference_logprobs is not None:
+                lb = reference_logprobs[k_batch]
+            else:
+                with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
+                    lb = _logprobs_at(base, ids, mask, predicts)
             lt = _logprobs_at(model, ids, mask, predicts)
             kl = (lb.exp() * (lb - lt.to(lb.device))).sum(-1).cpu()
             counts_here = predicts.sum(1).tolist()

@@ -10,7 +10,7 @@ import statistics
 from collections import defaultdict
 
 from .chat import render_prompt
-from .loglik import _check_lengths, _family_means, _get, drift_kl, multiple_choice
+from .loglik import _check_lengths, _family_means, _get, base_logprobs, drift_kl, multiple_choice
 from .text import answer_tokens, normalise_answer
 from .writers import HFWriter
 
@@ -93,18 +93,26 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
     return out
 
 
-def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False
-          ) -> dict:
+def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False,
+          reference_logprobs: list | None = None) -> dict:
     """KL drift of an arm from the base (``drift_kl``) on the base's own greedy answers to the general held-out
-    questions; the base is the arm's model with its adapter switched off, as it was scored. Returns ``kl_drift``
-    and ``kl_drift_se_questions``, the standard error of its mean over questions (``uncertainty``)."""
+    questions; the base is the arm's model with its adapter switched off, as it was scored, or its pass computed
+    once before (``reference_logprobs``: ``drift_reference``). Returns ``kl_drift`` and ``kl_drift_se_questions``,
+    the standard error of its mean over questions (``uncertainty``)."""
     prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
-    r = drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress)
+    r = drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress,
+                 reference_logprobs=reference_logprobs)
     # the mean is over answer tokens, so its error is a ratio estimator's: prompts weighted by their tokens
     pairs = [(m, len(a)) for m, a in zip(r["per_prompt"], base_answer_ids) if a]
     total = sum(c for _, c in pairs)
     se = math.sqrt(sum((c * (m - r["kl"])) ** 2 for m, c in pairs)) / total if len(pairs) > 1 else 0.0
     return {"kl_drift": r["kl"], "kl_drift_se_questions": se}
+
+
+def drift_reference(base, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]]) -> list:
+    """The base's side of ``drift`` for every arm at once (``loglik.base_logprobs``)."""
+    prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
+    return base_logprobs(base, tokenizer, prompts, base_answer_ids)
 
 
 CHANCE_MARGIN = 0.10
