@@ -327,8 +327,8 @@ def _logprobs_at(model, ids, mask, predicts):
 
 
 def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]], batch_size: int):
-    """``drift_kl``'s batches: ``(prompt indices, ids, mask, answer-token positions)``, prompts with an answer only,
-    by total length (``scoring_batches``), and the number of prompts."""
+    """``drift_kl``'s batches, ``(prompt indices, ids, mask, answer-token positions)`` of the prompts that have an
+    answer, by total length (``scoring_batches``); and how many prompts have one."""
     pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
