@@ -141,6 +141,11 @@ def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> 
     return {k: s[k] for k in ("general_accuracy", "domain_accuracy", "per_family")}
 
 
+def family_sizes(sets: dict) -> dict[str, int]:
+    """Validation questions per general family."""
+    return dict(sorted(Counter(e.family for e in sets["general"]).items()))
+
+
 def headlines(scored: list[dict], sets: dict, min_questions: int = MIN_FAMILY_QUESTIONS) -> tuple[list[dict], dict]:
     """Notebook 06's headline on validation: each model's general accuracy over the families where the base (first
     of ``scored``) scores above chance (``scoring.informative_families``), not over every family; a family the base
@@ -149,8 +154,8 @@ def headlines(scored: list[dict], sets: dict, min_questions: int = MIN_FAMILY_QU
     of a two-question family would move it by more than the rule's 1-point limit. Returns the models' scores and
     those families."""
     families = scoring.informative_families(scored[0], sets)
-    size = Counter(e.family for e in sets["general"])
-    families = {measure: [f for f in names if size[f] >= min_questions] for measure, names in families.items()}
+    size = family_sizes(sets)
+    families = {measure: [f for f in names if size.get(f, 0) >= min_questions] for measure, names in families.items()}
     return [scoring.headline(s, families) for s in scored], families
 
 
@@ -191,11 +196,10 @@ def real(args) -> None:
     print(f"general accuracy over the base's informative families: {', '.join(families['match'])}", flush=True)
     # the headline is a mean over families, so a family of two questions weighs as much as one of fifty: each
     # family's size and every model's per-family accuracy are kept, to read a setting's verdict by
-    family_sizes = dict(sorted(Counter(e.family for e in sets["general"]).items()))
     meta = dict(run=args.run, seed=args.seed, hp=hp0, base_general=round(base["general_accuracy"], 3),
                 base_per_family=rounded(base["per_family"]),
                 validation={"general": args.val_general, "domain": args.val_domain,
-                            "sizes": {k: len(v) for k, v in sets.items()}, "family_sizes": family_sizes,
+                            "sizes": {k: len(v) for k, v in sets.items()}, "family_sizes": family_sizes(sets),
                             "informative_families": families},
                 workers=plan.as_dict())
     rows = [real_row(name, REAL_CONFIGS[name], {arm: by_job[f"{name} {arm}"] for arm in ("domain_only", "ours")},

@@ -240,7 +240,6 @@ def test_kl_of_a_lora_model_uses_its_own_base(base, drift_prompts):
         loglik.drift_kl(model, tok, drift_prompts[:1])
 
 
-
 def test_the_base_pass_run_once_gives_every_arm_the_drift_it_gets_with_its_own(base, drift_prompts):
     """Notebook 06 on a CPU runs the drift's base pass once (``base_logprobs``) for all the adapters it scores: each
     adapter's KL is then exactly the one it gets running the base itself; a reference of other batches is refused."""

@@ -99,8 +99,7 @@ def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[in
     questions; the base is the arm's model with its adapter switched off, as it was scored, or its pass computed
     once before (``reference_logprobs``: ``drift_reference``). Returns ``kl_drift`` and ``kl_drift_se_questions``,
     the standard error of its mean over questions (``uncertainty``)."""
-    prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
-    r = drift_kl(model, tokenizer, prompts, answers=base_answer_ids, progress=progress,
+    r = drift_kl(model, tokenizer, _drift_prompts(tokenizer, sets), answers=base_answer_ids, progress=progress,
                  reference_logprobs=reference_logprobs)
     # the mean is over answer tokens, so its error is a ratio estimator's: prompts weighted by their tokens
     pairs = [(m, len(a)) for m, a in zip(r["per_prompt"], base_answer_ids) if a]
@@ -111,8 +110,13 @@ def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[in
 
 def drift_reference(base, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]]) -> list:
     """The base's side of ``drift`` for every arm at once (``loglik.base_logprobs``)."""
-    prompts = [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
-    return base_logprobs(base, tokenizer, prompts, base_answer_ids)
+    return base_logprobs(base, tokenizer, _drift_prompts(tokenizer, sets), base_answer_ids)
+
+
+def _drift_prompts(tokenizer, sets: dict[str, list]) -> list[str]:
+    """The prompts ``drift`` measures on, and ``drift_reference`` precomputes the base's side of: one definition, so
+    the two batch the same rows."""
+    return [render_prompt(tokenizer, e.instruction) for e in sets["general"]]
 
 
 CHANCE_MARGIN = 0.10
