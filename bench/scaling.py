@@ -15,7 +15,9 @@ Measurements:
   ``--inductor-deterministic`` with torch inductor's deterministic mode, which skips the on-device tuning that can
   pick other kernels, and so other numerics, in another process (pytorch/pytorch#163589, #189121); ``--env
   KEY=VALUE`` with any other setting of the environment, such as ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS's
-  reproducible workspace when streams or CUDA graphs share a handle, as torch's reproducibility notes advise).
+  reproducible workspace when streams or CUDA graphs share a handle, as torch's reproducibility notes advise);
+  ``--param KEY=VALUE`` with a pipeline parameter for every run, such as ``compile_decode=false`` (an uncompiled
+  decode: on one GPU the compiled one did not repeat its rows, docs/bench/h200x2-determinism/).
 * ``06``: notebook 06 on adapters trained once for it (04, then 05 for ``--steps-06`` steps on every GPU: how well
   they are trained does not matter here); its scores must be the same on any number of GPUs.
 * ``ddp``: notebook 05 for one arm and seed (``ours``, seed 0, ``--steps`` steps) with ``gpus_per_arm`` N: trained
@@ -59,6 +61,14 @@ def pipeline(preset: str, gpus: int, run: str, stages: list[str], params: dict, 
     timings = json.loads((run_dir(run) / "timings.json").read_text())
     return {"wall_seconds": round(time.perf_counter() - start, 1),
             "stage_seconds": {k: v for k, v in timings.items() if k[:2] in stages}}
+
+
+def json_or_text(value: str):
+    """A ``--param`` value: JSON (false, 256, [0, 1]) when it parses, else the text itself."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def fresh(run: str, source: str, stages: list[str], replace: bool) -> str:
@@ -130,20 +140,26 @@ def main() -> None:
                         help="every run with TORCHINDUCTOR_DETERMINISTIC=1 (inductor skips numerics-changing tuning)")
     parser.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="every run with these environment variables, e.g. CUBLAS_WORKSPACE_CONFIG=:4096:8")
+    parser.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="every run with these pipeline parameters (VALUE as JSON, else text), e.g. "
+                             "compile_decode=false")
     args = parser.parse_args()
-    bad = [e for e in args.env if "=" not in e or not e.split("=", 1)[0]]
+    bad = [e for e in args.env + args.param if "=" not in e or not e.split("=", 1)[0]]
     if bad:
-        parser.error(f"--env takes KEY=VALUE pairs, got {bad}")
+        parser.error(f"--env and --param take KEY=VALUE pairs, got {bad}")
     extra_env = dict(e.split("=", 1) for e in args.env)
+    extra_params = {k: json_or_text(v) for k, v in (e.split("=", 1) for e in args.param)}
 
     def run_stages(gpus: int, run: str, stages: list[str], params: dict) -> dict:
-        return pipeline(args.preset, gpus, run, stages, params, args.inductor_deterministic, extra_env)
+        return pipeline(args.preset, gpus, run, stages, {**extra_params, **params}, args.inductor_deterministic,
+                        extra_env)
 
     def copy(run: str, source: str, stages: list[str]) -> str:
         return fresh(run, source, stages, args.replace)
 
     out = {"gpus": args.gpus, "run": args.run, "preset": args.preset, "instructions": args.instructions or "all",
-           "inductor_deterministic": args.inductor_deterministic, "env": extra_env, "measurements": {}}
+           "inductor_deterministic": args.inductor_deterministic, "env": extra_env, "params": extra_params,
+           "measurements": {}}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
 

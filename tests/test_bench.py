@@ -140,13 +140,15 @@ def test_the_real_sweep_leaves_families_too_small_to_measure_out_of_its_headline
 def test_the_scaling_bench_runs_each_measurement_on_its_gpus_with_fresh_caches_and_the_environment_asked(
         tmp_path, monkeypatch):
     """bench/scaling.py (GPU only, issue 23): every run sees the first N GPUs, empty compile caches of its own and
-    the environment given by --inductor-deterministic and --env (a determinism switch under test)."""
+    the environment given by --inductor-deterministic and --env (a determinism switch under test); --param's values
+    are JSON where they parse."""
     sys.path.insert(0, str(ROOT / "bench"))
     import scaling
 
     proc = subprocess.run([sys.executable, "bench/scaling.py", "--env", "NOEQUALS"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
-    assert proc.returncode == 2 and "--env takes KEY=VALUE" in proc.stderr
+    assert proc.returncode == 2 and "--env and --param take KEY=VALUE" in proc.stderr
+    assert [scaling.json_or_text(v) for v in ("false", "256", "text")] == [False, 256, "text"]  # --param's values
     seen = []
     monkeypatch.setattr(scaling.subprocess, "run", lambda command, env, check, cwd: seen.append(env))
     monkeypatch.setattr(scaling, "run_dir", lambda run: tmp_path)

@@ -11,6 +11,7 @@ import pytest
 
 from helpers import multi_model_generation as mmg
 from helpers import runs, writers
+from helpers.generate import compile_choice
 from helpers.lab import tasks, zoo
 
 
@@ -210,3 +211,26 @@ def test_unfinished_answers_are_a_sign_of_trouble(capsys):
     assert m["warnings"] == ["73% of g's answers hit max_new_tokens before they ended, and notebook 03 drops "
                              "unfinished answers: raise max_new_tokens for g in sampling"]
     assert capsys.readouterr().out.count("WARNING: ") == 1
+
+
+def test_an_explicit_decode_compile_choice_reaches_the_writer_and_keeps_its_own_shards(outputs, monkeypatch):
+    """``compile_decode`` (notebooks 01 and 02): a GPU's compiled decode samples rows that do not repeat
+    (docs/bench/h200x2-determinism/), so a user asks for it uncompiled. The choice reaches every write; an explicit
+    one enters the shards' config and hash (shards asked for uncompiled are never reused compiled ones), None leaves
+    the hash as it was; a value that is not None/"auto"/true/false is refused, naming the parameter."""
+    seen = []
+    monkeypatch.setitem(writers.BACKENDS, "hf", type("Seeing", (writers.HFWriter,), {
+        "write": lambda self, prompts, **options: seen.append(options["compile"]) or
+        writers.HFWriter.write(self, prompts, **options)}))
+    instructions = prepare("compiled", n=4)
+    args = dict(generators=["base"], samples_per_model=1, batch_size=8, shard_size=2, seed=0, progress=False)
+    mmg.generate_all("compiled", instructions, **args)
+    auto = runs.read_json(mmg.shard_dir("compiled", "base") / "config.json")
+    mmg.generate_all("compiled", instructions, **args, compile=False)
+    never = runs.read_json(mmg.shard_dir("compiled", "base") / "config.json")
+    assert seen == [None, None, False, False]  # two shards a call: the second found the first's stale, wrote anew
+    assert "compile" not in auto and never["compile"] is False and never["hash"] != auto["hash"]
+    assert len(list((mmg.stage_dir("compiled", mmg.STAGE) / "replaced").iterdir())) == 1
+    assert compile_choice("auto") is None and compile_choice(None) is None and compile_choice(True) is True
+    with pytest.raises(ValueError, match="compile_decode = 'no'"):
+        mmg.generate_all("compiled", instructions, **args, compile="no")

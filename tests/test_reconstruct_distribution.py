@@ -98,8 +98,10 @@ def test_sampling_asks_the_writer_with_the_prequery_template(lab_tokenizer):
     (prompts, options), = writer.calls
     assert prompts == [pq["prefix"]] * 3 and pq["stop_token"] == "<|im_end|>"
     assert options == dict(max_new_tokens=12, batch_size=2, do_sample=True, temperature=0.9, top_p=1.0, seed=4,
-                           stop_token="<|im_end|>", progress=False, job_prompts=3)
+                           stop_token="<|im_end|>", progress=False, job_prompts=3, compile=None)
     assert samples[2] == {"id": 2, "text": "Spell word 2", "finished": True, "new_tokens": 3}
+    rd.sample_instructions(writer, 3, progress=False, compile=False)  # notebook 01's compile_decode
+    assert writer.calls[-1][1]["compile"] is False
 
 
 @pytest.mark.slow

@@ -100,6 +100,20 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
             "equal_batches": bool(compile), "decode_steps": steps}
 
 
+def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
+    """A notebook's ``compile_decode`` parameter as ``generate``'s ``compile``: None or ``"auto"`` (``generation_plan``
+    decides by the job's size), ``True`` or ``False``. On a GPU the compiled decode does not repeat its sampled rows bit for bit: two
+    runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced to compile, none uncompiled
+    (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a fixed ``batch_size``: the
+    batches decide each draw's seed)."""
+    if value in ("auto", None):
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{parameter} = {value!r}: use null (compile a GPU decode when it pays), true (always) or false "
+                     "(never: sampled rows repeat on a GPU)")
+
+
 def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:
     """Top-p's nucleus of each row of ``scores`` (logits after temperature), as groups ``(rows, token ids,
     probabilities)``, ids and probabilities in descending order and those of tokens outside the nucleus set to 0

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from . import workers as workers_service
 from . import writers
 from .chat import frame_for
+from .generate import compile_choice
 from .runs import (read_json, read_jsonl, require, safe_name, save_figure, stage_dir, trouble, write_json,
                    write_jsonl)
 
@@ -62,14 +63,16 @@ def chunk_seed(seed: int, model: str, chunk: int) -> int:
 
 
 def _config_hash(instructions: list[dict], model: str, params: dict, k: int, shard_size: int, seed: int,
-                 backend: str = "hf") -> str:
+                 backend: str = "hf", compile: bool | None = None) -> str:
     """What a generator's shards were made from (its ``config.json``).
 
     It stays beside the manifest stamps: a stamp names the finished stage 01 a finished stage 02 read, but resuming
     decides per shard folder, before stage 02 has a manifest, whether the shards on disk may be reused.
     A backend other than ``"hf"`` enters the hash (another backend samples other rows); ``"hf"`` leaves it as it was,
-    so existing shard folders stay valid."""
-    key = [model, params, k, shard_size, seed] + ([backend] if backend != "hf" else [])
+    so existing shard folders stay valid. So does ``compile``: an explicit choice enters it (a GPU's compiled decode
+    samples rows that do not repeat, so shards asked for uncompiled are never ones compiled), ``None`` does not."""
+    key = [model, params, k, shard_size, seed] + ([backend] if backend != "hf" else []) \
+        + ([{"compile": compile}] if compile is not None else [])
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for row in instructions:
         h.update(f"{row['id']}\x00{row['instruction']}\x01".encode())
@@ -78,7 +81,7 @@ def _config_hash(instructions: list[dict], model: str, params: dict, k: int, sha
 
 def generate_all(run_name: str, instructions: list[dict], generators: list[str], samples_per_model: int = 3,
                  sampling: dict | None = None, batch_size: int = 256, shard_size: int = 1024, seed: int = 0,
-                 progress: bool = True, backend: str = "hf", workers: int = 1) -> dict:
+                 progress: bool = True, backend: str = "hf", workers: int = 1, compile: bool | str | None = None) -> dict:
     """Generate every missing shard; return ``(stats, plan)``: per-model stats of this call (``generated_chunks``,
     ``seconds``...) and where it ran (``helpers.workers.Plan``).
 
@@ -89,9 +92,10 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     one): a worker takes the next shard when it finishes one, so a short last shard or a generator with long answers
     leaves no GPU waiting on another, and each worker loads a generator once (``_writer``). A shard's answers depend
     only on its own rows and seed, so on the CPU the shards are the same however many workers write them (tested);
-    on two H200s the rows differed, for a reason not yet known (docs/scale.md). A rerun resumes from whichever shards
-    exist."""
-    sampling = sampling or {}
+    on a GPU they are too when the decode runs uncompiled, but a compiled decode's rows do not repeat even on one GPU
+    (``compile``: ``generate.generation_plan``'s choice, None deciding by the job's size; docs/scale.md). A rerun
+    resumes from whichever shards exist."""
+    sampling, compile = sampling or {}, compile_choice(compile)
     unknown = set(sampling) - {"default"} - set(generators)
     if unknown:
         raise ValueError(f"sampling names {sorted(unknown)}, which are not generators {generators}")
@@ -102,7 +106,9 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
         params = sampling_for(name, sampling)
         configs[name] = {"model": name, "sampling": params, "samples_per_model": samples_per_model,
                          "shard_size": shard_size, "seed": seed, **({"backend": backend} if backend != "hf" else {}),
-                         "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed, backend)}
+                         **({"compile": compile} if compile is not None else {}),
+                         "hash": _config_hash(instructions, name, params, samples_per_model, shard_size, seed, backend,
+                                              compile)}
     recorded = {name: shard_dir(run_name, name) / "config.json" for name in generators}
     stale = [path.parent for name, path in recorded.items()
              if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
@@ -125,10 +131,12 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     for name in generators:
         params, mine = configs[name]["sampling"], [(c, chunks[c]) for c in todo[name]]
         if plan.workers == 1 and mine:
-            tasks.append((name, (run_name, name, backend, mine, params, batch_size, seed), {"progress": progress}))
+            tasks.append((name, (run_name, name, backend, mine, params, batch_size, seed),
+                          {"progress": progress, "compile": compile}))
         else:  # a shard's rows and those after it decide whether compiling pays, as in one process: same shards
             tasks += [(f"{name} shard {c}", (run_name, name, backend, [(c, chunk)], params, batch_size, seed),
-                       {"job_prompts": sum(len(later) for _, later in mine[i:]), "keep_loaded": True})
+                       {"job_prompts": sum(len(later) for _, later in mine[i:]), "keep_loaded": True,
+                        "compile": compile})
                       for i, (c, chunk) in enumerate(mine)]
     if plan.workers > 1 and tasks:
         print(f"{plan.workers} workers on {', '.join(sorted(set(plan.devices)))} ({plan.reason})")
@@ -165,11 +173,11 @@ def _writer(run_name: str, name: str, backend: str, keep_loaded: bool):
 
 def write_shards(run_name: str, name: str, backend: str, chunks: list[tuple[int, list]], params: dict,
                  batch_size: int, seed: int, progress: bool = False, job_prompts: int | None = None,
-                 keep_loaded: bool = False) -> dict:
+                 keep_loaded: bool = False, compile: bool | None = None) -> dict:
     """Generator ``name``'s ``chunks`` (``(chunk number, jobs)``) answered by one writer, each written as its shard
     file: what ``generate_all`` runs, in its process or in a worker (then one shard per call, ``keep_loaded``).
     ``job_prompts``: the rows of the whole job this call is part of (default: its chunks'), from which the writer
-    decides whether compiling pays. Returns ``{"seconds", "new_tokens"}`` of the generation."""
+    decides whether compiling pays (``compile`` None), or ``compile`` says. Returns ``{"seconds", "new_tokens"}`` of the generation."""
     out = shard_dir(run_name, name)
     writer = _writer(run_name, name, backend, keep_loaded)
     tokenizer = writer.tokenizer
@@ -186,7 +194,8 @@ def write_shards(run_name: str, name: str, backend: str, chunks: list[tuple[int,
         t0 = time.perf_counter()
         outs = writer.write(prompts, max_new_tokens=params["max_new_tokens"], batch_size=batch_size,
                             do_sample=True, temperature=params["temperature"], top_p=params["top_p"],
-                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left)
+                            seed=chunk_seed(seed, name, c), stop_strings=frame.stop_strings, job_prompts=left,
+                            compile=compile)
         left -= len(chunk)
         seconds = time.perf_counter() - t0
         rows = [{"instruction_id": row["id"], "instruction": row["instruction"], "model": name, "sample": s,

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import workers as workers_service
 from .chat import prequery_template  # noqa: F401  (re-exported for the notebook)
+from .generate import compile_choice
 from .runs import read_jsonl, require, save_figure, stage_dir, trouble, write_json, write_jsonl
 from .text import normalise
 from .writers import Writer
@@ -45,8 +46,8 @@ def chunk_seed(seed: int, chunk: int) -> int:
 def sample_instructions(writer: Writer, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
                         max_new_tokens: int = 64, batch_size: int = 256, seed: int = 0,
                         system_prompt: str | None = None, template_kwargs: dict | None = None,
-                        progress: bool = True, workers: int = 1,
-                        chunk_size: int = SAMPLE_CHUNK) -> tuple[list[dict], dict]:
+                        progress: bool = True, workers: int = 1, chunk_size: int = SAMPLE_CHUNK,
+                        compile: bool | str | None = None) -> tuple[list[dict], dict]:
     """``n`` instructions written by the model after its pre-query template. Returns rows and the template used
     (with ``workers``: the plan of where the chunks were sampled).
 
@@ -54,11 +55,13 @@ def sample_instructions(writer: Writer, n: int, *, temperature: float = 1.0, top
     ``max_new_tokens`` is the instruction length (notebook 01's ``instruction_max_new_tokens``). The samples are
     drawn in chunks of ``chunk_size``, each with its own seed (``chunk_seed``); ``workers`` > 1 (0: one per visible
     GPU; on a CPU one) splits the chunks among worker processes, each loading the model again from
-    ``writer.source``, and gives the same rows as one process."""
+    ``writer.source``, and gives the same rows as one process (on a GPU when the decode runs uncompiled: ``compile``,
+    ``generate.generation_plan``'s choice; None decides by the job's size)."""
     pq = prequery_template(writer.tokenizer, system_prompt, **(template_kwargs or {}))
     sizes = [min(chunk_size, n - start) for start in range(0, n, chunk_size)]
     options = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "do_sample": True,
-               "temperature": temperature, "top_p": top_p, "stop_token": pq.stop_token, "job_prompts": n}
+               "temperature": temperature, "top_p": top_p, "stop_token": pq.stop_token, "job_prompts": n,
+               "compile": compile_choice(compile)}
     plan = workers_service.plan(len(sizes), workers, workers_service.device())
     if plan.workers > 1 and getattr(writer, "source", None) is None:
         raise ValueError(f"workers = {workers}: the worker processes load the model again, and this writer was not "

@@ -22,7 +22,7 @@ class Writer(Protocol):
     def write(self, prompts: Sequence[str], *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0,
               top_p: float = 1.0, seed: int = 0, stop_token: str | None = None,
               stop_strings: Sequence[str] | None = None, batch_size: int | None = None, progress: bool | str = False,
-              job_prompts: int | None = None) -> list[dict]:
+              job_prompts: int | None = None, compile: bool | None = None) -> list[dict]:
         """One continuation per prompt, in order: dicts with ``text``, ``prompt_tokens``, ``new_tokens``,
         ``finished`` and ``ids`` (see ``generate.generate``)."""
 
