@@ -102,10 +102,10 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
 
 def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
     """A notebook's ``compile_decode`` parameter as ``generate``'s ``compile``: None or ``"auto"`` (``generation_plan``
-    decides by the job's size), ``True`` or ``False``. On a GPU the compiled decode does not repeat its sampled rows bit for bit: two
-    runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced to compile, none uncompiled
-    (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a fixed ``batch_size``: the
-    batches decide each draw's seed)."""
+    decides by the job's size), ``True`` or ``False``. On a GPU the compiled decode does not repeat its sampled rows
+    bit for bit: two runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced to compile,
+    none uncompiled (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a fixed
+    ``batch_size``: the batches decide each draw's seed)."""
     if value in ("auto", None):
         return None
     if isinstance(value, bool):

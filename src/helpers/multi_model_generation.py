@@ -81,7 +81,8 @@ def _config_hash(instructions: list[dict], model: str, params: dict, k: int, sha
 
 def generate_all(run_name: str, instructions: list[dict], generators: list[str], samples_per_model: int = 3,
                  sampling: dict | None = None, batch_size: int = 256, shard_size: int = 1024, seed: int = 0,
-                 progress: bool = True, backend: str = "hf", workers: int = 1, compile: bool | str | None = None) -> dict:
+                 progress: bool = True, backend: str = "hf", workers: int = 1,
+                 compile: bool | str | None = None) -> dict:
     """Generate every missing shard; return ``(stats, plan)``: per-model stats of this call (``generated_chunks``,
     ``seconds``...) and where it ran (``helpers.workers.Plan``).
 
@@ -177,7 +178,8 @@ def write_shards(run_name: str, name: str, backend: str, chunks: list[tuple[int,
     """Generator ``name``'s ``chunks`` (``(chunk number, jobs)``) answered by one writer, each written as its shard
     file: what ``generate_all`` runs, in its process or in a worker (then one shard per call, ``keep_loaded``).
     ``job_prompts``: the rows of the whole job this call is part of (default: its chunks'), from which the writer
-    decides whether compiling pays (``compile`` None), or ``compile`` says. Returns ``{"seconds", "new_tokens"}`` of the generation."""
+    decides whether compiling pays (``compile`` None), or ``compile`` says. Returns ``{"seconds", "new_tokens"}`` of
+    the generation."""
     out = shard_dir(run_name, name)
     writer = _writer(run_name, name, backend, keep_loaded)
     tokenizer = writer.tokenizer
