@@ -111,6 +111,14 @@ CALLS = {
     # helpers/lmeval.py: the hf model's arguments (model_args); HFLM.__init__ takes them by name
     "lm_eval HFLM": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.__init__,
                      {"pretrained", "dtype", "peft", "tokenizer", "batch_size"}),
+    # helpers/lmeval.py: _quiet() -- the request types' progress bars, off when notebook 06's progress is
+    "lm_eval HFLM.loglikelihood": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.loglikelihood,
+                                   {"requests", "disable_tqdm"}),
+    "lm_eval HFLM.loglikelihood_rolling": (
+        __import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.loglikelihood_rolling,
+        {"requests", "disable_tqdm"}),
+    "lm_eval HFLM.generate_until": (__import__("lm_eval.models.huggingface", fromlist=["HFLM"]).HFLM.generate_until,
+                                    {"requests", "disable_tqdm"}),
     # helpers/lmeval.py: task_manager() -- include_defaults=False when only the shipped sets are scored
     "lm_eval TaskManager": (__import__("lm_eval.tasks", fromlist=["TaskManager"]).TaskManager.__init__,
                             {"include_path", "include_defaults", "verbosity"}),
@@ -316,3 +324,17 @@ def test_the_cache_calls_of_the_shared_prefix_scorer():
     cache.update(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1), 0)
     cache.batch_select_indices(torch.tensor([0, 0, 1]))  # repeats rows: one copy of a context per option
     assert cache.layers[0].keys.flatten().tolist() == [0.0, 0.0, 1.0]
+
+
+def test_the_warnings_lm_eval_gives_when_handed_a_model_are_the_ones_dropped():
+    """helpers/lmeval.evaluate_loaded drops lm-eval's two warnings about being handed a loaded model by their
+    opening words, from HFLM's module logger: both must still be worded so, and logged there."""
+    import logging
+
+    from lm_eval.models import huggingface
+
+    from helpers.lmeval import HANDED_A_MODEL
+
+    source = inspect.getsource(huggingface.HFLM.__init__)
+    assert all(text in source for text in HANDED_A_MODEL)
+    assert huggingface.eval_logger is logging.getLogger(huggingface.HFLM.__module__)

@@ -2,6 +2,7 @@
 on real SmolLM2 lm-eval's multiple choice and lenient answers give notebook 06's scorers' numbers question by
 question (offline, CPU)."""
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_lm_eval_lenient_answers_equal_ours_question_by_question(smollm2):
     assert theirs == [float(c) for c in ours["correct"]] and 0 < sum(theirs) < n  # some right, some wrong
 
 
-def test_an_adapter_is_scored_through_peft_as_notebook_06_loads_it(tmp_path, outputs):
+def test_an_adapter_is_scored_through_peft_as_notebook_06_loads_it(tmp_path, outputs, capsys, caplog):
     """A LoRA adapter trained on the lab's base (plain LoRA, adapters only, CPU): lm-eval's hf model with ``peft=`` gives the
     option log-probabilities our scorer gives the base with that adapter loaded, and they differ from the base's."""
     from test_training import BASE, CPU_PLAIN, HP, recipe, rows
@@ -117,6 +118,12 @@ def test_an_adapter_is_scored_through_peft_as_notebook_06_loads_it(tmp_path, out
     ours = loglik.multiple_choice(model, tok, [render_prompt(tok, it["instruction"]) for it in items], items,
                                   delimiter="")["logprobs"]
     assert np.max(np.abs(np.array(ours) - np.array(logprobs(tuned)))) < 1e-3
-    loaded = lmeval.evaluate_loaded(model, tok, task)  # notebook 06's path: its own loaded model handed over
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING):
+        loaded = lmeval.evaluate_loaded(model, tok, task)  # notebook 06's path: its own loaded model handed over
     assert np.max(np.abs(np.array(ours) - np.array(logprobs(loaded)))) < 1e-4
+    assert "Running loglikelihood requests" in capsys.readouterr().err  # lm-eval's bar, as progress=True asks
+    quiet = lmeval.evaluate_loaded(model, tok, task, progress=False)  # notebook 06 with progress = False
+    assert logprobs(quiet) == logprobs(loaded) and "Running loglikelihood requests" not in capsys.readouterr().err
+    assert not [r for r in caplog.records if str(r.msg).startswith(lmeval.HANDED_A_MODEL)]  # dropped: ours to make
     assert np.max(np.abs(np.array(logprobs(base)) - np.array(logprobs(tuned)))) > 1e-2  # the adapter counts

@@ -377,7 +377,7 @@ def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: 
     for arm, seed, adapter, key in tqdm([("base", None, None, None)] + adapters(run_name, training), desc="lm-eval",
                                         disable=not progress):
         model, tokenizer = load_for_eval(base_path, setup, adapter, key)  # as notebook 05 trained it
-        got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None)
+        got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None, progress=progress)
         del model
         write_json(out / (arm if seed is None else f"{arm}_seed{seed}") / "results.json",
                    {k: got[k] for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples") if k in got})

@@ -27,6 +27,7 @@ per question (``per_question``), or average lm-eval's per-question results by fa
 
 from __future__ import annotations
 
+import logging
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -101,13 +102,49 @@ def evaluate(model_path: str, tasks: list, *, adapter: str | Path | None = None,
     return _simple_evaluate("hf", tasks, limit, model_args=args, device=device, batch_size=batch_size)
 
 
-def evaluate_loaded(model, tokenizer, tasks: list, *, batch_size: int = 16, limit: int | None = None) -> dict:
+# What lm-eval's Hugging Face model warns whenever it is handed a loaded model, as evaluate_loaded always does, in
+# one process: a warning about this module's own choice, not about the user's run
+HANDED_A_MODEL = ("`pretrained` model kwarg is not of type `str`", "Passed an already-initialized model")
+
+
+class _HandedAModel(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(HANDED_A_MODEL)
+
+
+def evaluate_loaded(model, tokenizer, tasks: list, *, batch_size: int = 16, limit: int | None = None,
+                    progress: bool = True) -> dict:
     """``evaluate`` for a model already loaded (notebook 06's: the base 4-bit as notebook 05 trained it, its
     adapter on top), handed to lm-eval's Hugging Face model as it is: lm-eval's own loading takes no 4-bit
-    settings (``load_in_4bit`` is gone from transformers 5's ``from_pretrained``)."""
+    settings (``load_in_4bit`` is gone from transformers 5's ``from_pretrained``). lm-eval's two warnings about
+    being handed a model (``HANDED_A_MODEL``) are dropped; ``progress=False`` turns off its progress bars over the
+    requests, as the notebook's ``progress`` does ours."""
     from lm_eval.models.huggingface import HFLM
 
-    return _simple_evaluate(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), tasks, limit)
+    log = logging.getLogger(HFLM.__module__)
+    quiet = _HandedAModel()
+    log.addFilter(quiet)
+    try:
+        lm = (HFLM if progress else _quiet(HFLM))(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    finally:
+        log.removeFilter(quiet)
+    return _simple_evaluate(lm, tasks, limit)
+
+
+def _quiet(hflm: type) -> type:
+    """lm-eval's Hugging Face model with the progress bars of its three request types off (lm-eval's evaluator
+    calls them without their ``disable_tqdm``)."""
+    class Quiet(hflm):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return super().generate_until(requests, disable_tqdm=True)
+
+    return Quiet
 
 
 def _simple_evaluate(model, tasks: list, limit: int | None, **kwargs) -> dict:
