@@ -312,9 +312,13 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     informative families)``. The base comes first: on real sets it decides which families can show forgetting
     (``scoring.informative_families``), and its own general answers are the text the arms' KL drift is measured on.
     The adapters are independent: ``workers`` > 1 scores that many side by side in worker processes
-    (``helpers.workers``; on GPUs spread over them), with the same results."""
+    (``helpers.workers``; on GPUs spread over them), with the same results. Prints how long the base took, alone,
+    and the adapters (on two H200s 06 gained 1.13x: docs/bench/h200x2-determinism/)."""
+    import time
+
     from tqdm.auto import tqdm
 
+    start = time.perf_counter()
     model, tokenizer = load_for_eval(base_path, setup)
     s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
     families = {} if lab else informative_families(s, sets)
@@ -327,12 +331,16 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
             and base_logprobs_bytes(model, base_answers) <= DRIFT_REFERENCE_BYTES:
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
+    base_seconds, start = time.perf_counter() - start, time.perf_counter()
     jobs = [(f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, families, base_answers),
              {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "drift_reference": reference})
             for arm, seed, adapter, key in listed]
     bar = tqdm(total=len(jobs) + 1, initial=1, desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
+    print(f"the base: {base_seconds:.1f} s, alone (loaded, scored{', the drift reference' if reference else ''}); "
+          f"{len(jobs)} adapters: {time.perf_counter() - start:.1f} s on {plan.workers} worker(s) "
+          f"({', '.join(sorted(set(plan.devices)))})")
     for (arm, seed, _, _), headline_scores in zip(listed, done):
         scores[(arm, seed)] = {"seed": seed, **headline_scores}
     return scores, families
