@@ -110,8 +110,8 @@ def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
         return None
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{parameter} = {value!r}: use null (compile a GPU decode when it pays), true (always) or false "
-                     "(never: sampled rows repeat on a GPU)")
+    raise ValueError(f"{parameter} = {value!r}: use None (null in YAML: compile a GPU decode when it pays), True "
+                     "(always) or False (never: sampled rows repeat on a GPU)")
 
 
 def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:

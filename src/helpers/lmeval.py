@@ -131,9 +131,10 @@ def evaluate_loaded(model, tokenizer, tasks: list, *, batch_size: int = 16, limi
     return _simple_evaluate(lm, tasks, limit)
 
 
+@lru_cache(maxsize=None)
 def _quiet(hflm: type) -> type:
     """lm-eval's Hugging Face model with the progress bars of its three request types off (lm-eval's evaluator
-    calls them without their ``disable_tqdm``)."""
+    calls them without their ``disable_tqdm``); one class per process."""
     class Quiet(hflm):
         def loglikelihood(self, requests, disable_tqdm: bool = False):
             return super().loglikelihood(requests, disable_tqdm=True)
