@@ -408,3 +408,37 @@ def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a
     weights = next(f for f in Path(path).iterdir() if f.suffix == ".safetensors")
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     assert torch.equal(logits(), base) and len(loads) == 2
+
+
+def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_same_results(outputs, monkeypatch,
+                                                                                           capsys):
+    """Notebook 06 with ``eval_workers`` > 1: only the base's general answers (the drift's text) come first, alone;
+    its whole scoring is then one job beside the adapters' (on two H200s the base scored whole first held 06 to
+    1.13x). The scores and the drift are those of one worker. The worker pool itself
+    (processes, GPUs) is tested in tests/test_workers.py; here its jobs run in this process, in order. The lab's sets
+    and base, random adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import models, runs, workers
+
+    setup, base = models.Setup("cpu", "float32", "none"), str(zoo.ZOO_DIR / "base")
+    training = {"arms": {}}
+    for i, arm in enumerate(("domain_only", "ours")):
+        folder = runs.stage_dir("beside", "05_training") / "arms" / arm / "seed0"
+        torch.manual_seed(i)
+        get_peft_model(models.load_base(base, setup), LoraConfig(r=4, target_modules="all-linear",
+                                                                init_lora_weights=False)).save_pretrained(folder)
+        training["arms"][arm] = [{"seed": 0, "settings_key": None}]
+    sets, _ = heldout.held_out(lab=True, n_per_family=2, seed=3)
+    ran = []
+    monkeypatch.setattr(evaluation.workers_service, "run", lambda fn, jobs, plan, on_done=None: [
+        ran.append(name) or fn(*args, **kwargs) for name, args, kwargs in jobs])
+    kwargs = dict(lab=True, max_new_tokens=16, match="exact", mc=True, kl=True, progress=False)
+    one = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=1)
+    assert ran == ["domain_only seed 0", "ours seed 0"] and "alone" in capsys.readouterr().out
+    ran.clear()
+    two = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=2)
+    assert ran == ["base", "domain_only seed 0", "ours seed 0"]
+    assert "the base, alone" in capsys.readouterr().out and workers.plan(3, 2, "cpu").workers == 2
+    assert two == one and all(s["kl_drift"] > 0 for k, s in one[0].items() if k != (None, None))

@@ -25,9 +25,9 @@
 #                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
 #                                                    # took 334 s, and 18 trainings of up to 474 steps)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
-#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (the preset's 02
-#                                                    # uncompiled, twice on one GPU, then on two) on the clinical
-#                                                    # run's 01-03; about 700 s
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (06 on one GPU, then
+#                                                    # two; the preset's 02 uncompiled, twice on one GPU, then on
+#                                                    # two) on the clinical run's 01-03; about 1,100 s
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -136,9 +136,11 @@ PY
     # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
     # 2026-11-29, sixth session (docs/bench/h200x2-determinism/): on one GPU notebook 02 repeats its rows uncompiled
     # and not compiled (forced on the same 200 instructions: 393 and 414 of 600 rows differed), cuBLAS's workspace
-    # setting made no difference; 06 on two GPUs 1.13x (a serial base first). Now: the whole preset's 02 uncompiled
-    # (compile_decode=false) on one GPU twice, then on two: do the rows repeat, and at what speed? About 700 s
+    # setting made no difference; 06 on two GPUs 1.13x (a serial base first). Now: 06 on one GPU and on two, the
+    # base's scoring now beside the adapters' (about 420 s); then the whole preset's 02 uncompiled
+    # (compile_decode=false) on one GPU twice, then on two: do the rows repeat, and at what speed? About 1,100 s
     mkdir -p /tmp/r
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 06 --json /tmp/r/scaling06.json
     python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 --param compile_decode=false \
       --json /tmp/r/uncompiled-all.json
     touch /tmp/r/finished

@@ -22,7 +22,8 @@ from .datafiles import fingerprint
 from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
-from .scoring import CHANCE_MARGIN, drift, drift_reference, headline, informative_families, score_sets
+from .scoring import (CHANCE_MARGIN, drift, drift_reference, exact_match, headline, informative_families,
+                      score_sets)
 
 STAGE = "06_evaluation"
 # On a CPU, one process scores every adapter; it runs the base's side of the KL drift once when that fits in this
@@ -309,40 +310,50 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
                  max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True,
                  workers: int = 1) -> tuple[dict, dict]:
     """Score the base and every (arm, seed) adapter of notebook 05 on ``sets``: ``({(arm, seed): headline scores},
-    informative families)``. The base comes first: on real sets it decides which families can show forgetting
-    (``scoring.informative_families``), and its own general answers are the text the arms' KL drift is measured on.
-    The adapters are independent: ``workers`` > 1 scores that many side by side in worker processes
-    (``helpers.workers``; on GPUs spread over them), with the same results. Prints how long the base took, alone,
-    and the adapters (on two H200s 06 gained 1.13x: docs/bench/h200x2-determinism/)."""
+    informative families)``. The base decides which families can show forgetting (``scoring.informative_families``,
+    on real sets), and its own general answers are the text the arms' KL drift is measured on.
+    The adapters are independent: ``workers`` > 1 scores that many models side by side in worker processes
+    (``helpers.workers``; on GPUs spread over them), with the same results. The base is then one of them: only its
+    general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base scored whole
+    first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it."""
     import time
 
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    model, tokenizer = load_for_eval(base_path, setup)
-    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
-    families = {} if lab else informative_families(s, sets)
-    scores = {(None, None): {"seed": None, **headline(s, families)}}
-    base_answers = s["general_answer_ids"] if kl else None
     listed = adapters(run_name, training)
-    plan = workers_service.plan(len(listed), workers, setup.device)
+    plan = workers_service.plan(len(listed) + 1, workers, setup.device)
+    beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
+    model, tokenizer = load_for_eval(base_path, setup)
+    if beside:
+        base = None
+        base_answers = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
+                                   match=match)["answer_ids"] if kl else None  # as score_sets answers them
+    else:
+        base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
+        base_answers = base["general_answer_ids"] if kl else None
     reference = None  # the base's pass of the KL drift, run once here for every adapter when it is cheap to keep
-    if kl and listed and setup.device == "cpu" and plan.workers <= 1 \
+    if kl and listed and setup.device == "cpu" and not beside \
             and base_logprobs_bytes(model, base_answers) <= DRIFT_REFERENCE_BYTES:
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
-    base_seconds, start = time.perf_counter() - start, time.perf_counter()
-    jobs = [(f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, families, base_answers),
-             {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "drift_reference": reference})
-            for arm, seed, adapter, key in listed]
-    bar = tqdm(total=len(jobs) + 1, initial=1, desc="models", disable=not progress)
+    alone, start = time.perf_counter() - start, time.perf_counter()
+    options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc}
+    jobs = ([("base", (base_path, setup, None, None, sets, None), options)] if beside else []) + [
+        (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
+         {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]
+    bar = tqdm(total=len(listed) + 1, initial=len(listed) + 1 - len(jobs), desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
-    print(f"the base: {base_seconds:.1f} s, alone (loaded, scored{', the drift reference' if reference else ''}); "
-          f"{len(jobs)} adapters: {time.perf_counter() - start:.1f} s on {plan.workers} worker(s) "
-          f"({', '.join(sorted(set(plan.devices)))})")
-    for (arm, seed, _, _), headline_scores in zip(listed, done):
-        scores[(arm, seed)] = {"seed": seed, **headline_scores}
+    print(f"the base, alone: {alone:.1f} s ({'its general answers' if beside else 'scored'}"
+          f"{', the drift reference' if reference else ''}); then {len(jobs)} model(s): "
+          f"{time.perf_counter() - start:.1f} s on {plan.workers} worker(s) ({', '.join(sorted(set(plan.devices)))})")
+    if beside:
+        base = done.pop(0)
+    families = {} if lab else informative_families(base, sets)
+    scores = {(None, None): {"seed": None, **headline(base, families)}}
+    for (arm, seed, _, _), raw in zip(listed, done):
+        scores[(arm, seed)] = {"seed": seed, **headline(raw, families)}
     return scores, families
 
 
@@ -352,17 +363,17 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
             for arm, ms in training["arms"].items() for m in ms]
 
 
-def score_adapter(base_path: str, setup, adapter: Path, key: str, sets: dict[str, list], families: dict,
+def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
                   drift_reference: list | None = None) -> dict:
-    """One (arm, seed) adapter's headline scores on ``sets``, and its KL drift from the base on the base's own
-    general answers (``base_answers``; None: no drift), with the base's side computed before (``drift_reference``)
-    or here."""
+    """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
+    and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
+    base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key)
     s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
     if base_answers is not None:
         s.update(drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference))
-    return headline(s, families)
+    return s
 
 
 def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: list[str], limit: int = 0,
