@@ -232,5 +232,10 @@ def test_an_explicit_decode_compile_choice_reaches_the_writer_and_keeps_its_own_
     assert "compile" not in auto and never["compile"] is False and never["hash"] != auto["hash"]
     assert len(list((mmg.stage_dir("compiled", mmg.STAGE) / "replaced").iterdir())) == 1
     assert compile_choice("auto") is None and compile_choice(None) is None and compile_choice(True) is True
+    monkeypatch.setattr(mmg.time, "strftime", lambda fmt: "20261129-000000")  # set-asides within one second
+    mmg.generate_all("compiled", instructions, **args, compile=True)
+    mmg.generate_all("compiled", instructions, **args)
+    kept = {p.name for p in (mmg.stage_dir("compiled", mmg.STAGE) / "replaced").iterdir()}
+    assert len(kept) == 3 and {"base-20261129-000000", "base-20261129-000000-2"} <= kept  # no crash, nothing lost
     with pytest.raises(ValueError, match="compile_decode = 'no'"):
         mmg.generate_all("compiled", instructions, **args, compile="no")

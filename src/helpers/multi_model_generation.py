@@ -114,7 +114,9 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     stale = [path.parent for name, path in recorded.items()
              if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
     for folder in stale:  # made from other instructions (01 rerun) or parameters: set aside, never reused or lost
-        kept = stage_dir(run_name, STAGE) / "replaced" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = stage_dir(run_name, STAGE) / "replaced" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        kept = next(p for i in range(1, 10**6) if not (p := stamp.with_name(f"{stamp.name}-{i}" if i > 1 else
+                                                                                stamp.name)).exists())
         kept.parent.mkdir(exist_ok=True)
         folder.rename(kept)
         print(f"NOTE: {folder} held shards made with other instructions or parameters; they are kept in {kept} "
