@@ -24,6 +24,7 @@ figures, metrics.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shlex
 import time
@@ -114,9 +115,11 @@ def generate_all(run_name: str, instructions: list[dict], generators: list[str],
     stale = [path.parent for name, path in recorded.items()
              if path.exists() and read_json(path).get("hash") != configs[name]["hash"]]
     for folder in stale:  # made from other instructions (01 rerun) or parameters: set aside, never reused or lost
-        stamp = stage_dir(run_name, STAGE) / "replaced" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        kept = next(p for i in range(1, 10**6) if not (p := stamp.with_name(f"{stamp.name}-{i}" if i > 1 else
-                                                                                stamp.name)).exists())
+        kept = stamp = stage_dir(run_name, STAGE) / "replaced" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for i in itertools.count(2):  # a second set-aside within the same second gets its own folder
+            if not kept.exists():
+                break
+            kept = stamp.with_name(f"{stamp.name}-{i}")
         kept.parent.mkdir(exist_ok=True)
         folder.rename(kept)
         print(f"NOTE: {folder} held shards made with other instructions or parameters; they are kept in {kept} "
