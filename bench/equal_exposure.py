@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from helpers import evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt
+from helpers import eval_models, evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     for arm, steps in [("domain_only", hp["max_steps"] // factor), ("ours", hp["max_steps"] * factor)]:
         recipe = qc.from_parameters(setup, base, {**hp, "max_steps": steps})
         m = qt.train_arm(f"{args.run}-exposure", arm, arms[arm], base, setup, recipe, seed, progress=False)
-        model, tok = evaluation.load_for_eval(base, setup, evaluation.adapter_path(f"{args.run}-exposure", arm, m))
+        model, tok = eval_models.load_for_eval(base, setup, evaluation.adapter_path(f"{args.run}-exposure", arm, m))
         r = scoring.score_sets(model, tok, sets)
         rows.append({"arm": arm, "steps": steps, "domain_examples_seen": round(steps * hp["train_batch_size"] * share[arm]),
                      "train_seconds": m["train_seconds"], "general": round(r["general_accuracy"], 3),

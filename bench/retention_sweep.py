@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import report  # noqa: E402
 
-from helpers import evaluation, heldout, mixing, scoring, models, qlora_configs as qc, qlora_training as qt  # noqa: E402
+from helpers import eval_models, evaluation, heldout, mixing, scoring, models, qlora_configs as qc  # noqa: E402
+from helpers import qlora_training as qt  # noqa: E402
 from helpers import speed as sp  # noqa: E402
 from helpers.runs import read_json, stage_dir, write_json  # noqa: E402
 
@@ -136,7 +137,7 @@ def real_row(name: str, changes: dict, scores: dict, base_general: float) -> dic
 def score_adapter(base_path: str, setup, adapter, sets: dict, options: dict) -> dict:
     """Validation accuracies of the base (``adapter`` None) or one adapter (a job for ``helpers.workers``), with the
     general families' own (``per_family``)."""
-    model, tok = evaluation.load_for_eval(base_path, setup, adapter)
+    model, tok = eval_models.load_for_eval(base_path, setup, adapter)
     s = scoring.score_sets(model, tok, sets, **options)
     return {k: s[k] for k in ("general_accuracy", "domain_accuracy", "per_family")}
 
@@ -235,7 +236,7 @@ def main() -> None:
     sets, dropped = validation_sets(lab["n_eval_per_family"], lab["eval_seed"])
     print(f"validation: {len(sets['general'])} general, {len(sets['domain'])} domain questions "
           f"({dropped} dropped for being in the held-out set)")
-    model, tok = evaluation.load_for_eval(base_path, setup)
+    model, tok = eval_models.load_for_eval(base_path, setup)
     base = scoring.score_sets(model, tok, sets, mc=False)
     columns = ["setting", "ours_general", "forgetting_pts", "ours_domain", "domain_only_domain", "domain_gap_pts",
                "domain_only_general", "passes"]
@@ -250,7 +251,7 @@ def main() -> None:
         scores = {}
         for arm in ("domain_only", "ours"):
             m = qt.train_arm(run, arm, arms[arm], base_path, setup, recipe, args.seed, progress=False)
-            model, tok = evaluation.load_for_eval(base_path, setup, evaluation.adapter_path(run, arm, m))
+            model, tok = eval_models.load_for_eval(base_path, setup, evaluation.adapter_path(run, arm, m))
             scores[arm] = scoring.score_sets(model, tok, sets, mc=False)
             row[f"{arm}_train_s"] = m["train_seconds"]
         row |= sweep_row(name, CONFIGS[name], scores, base["general_accuracy"])

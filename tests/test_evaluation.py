@@ -2,7 +2,7 @@
 import datasets
 import pytest
 
-from helpers import datafiles, evaluation, heldout, report, scoring
+from helpers import datafiles, eval_models, evaluation, heldout, report, scoring
 from helpers.lab import zoo
 from tests.conftest import write_jsonl
 
@@ -76,7 +76,7 @@ def test_scoring_uses_the_held_out_references():
     sets = heldout.heldout_sets(2, seed=5)
     assert len(sets["general"]) == 2 * 10 and len(sets["domain"]) == 2 * 3
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
-    model, tok = evaluation.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
+    model, tok = eval_models.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
     got = scoring.score_sets(model, tok, sets)
     assert got["domain_accuracy"] == 0.0  # the base model never saw the domain
     assert got["general_accuracy"] > 0.5 and set(got["per_family"]) >= {"arithmetic", "dosing"}
@@ -92,7 +92,7 @@ def test_eval_files_score_like_the_lab_sets(tmp_path):
     assert [(e.family, e.instruction, e.response) for e in loaded["general"]] == \
         [(e.family, e.instruction, e.response) for e in sets["general"]]
     setup = evaluation.eval_setup({"device": "cpu", "compute_dtype": "float32", "quantization": "none"})
-    model, tok = evaluation.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
+    model, tok = eval_models.load_for_eval(str(zoo.ZOO_DIR / "base"), setup)
     a, b = scoring.score_sets(model, tok, sets), scoring.score_sets(model, tok, loaded)
     assert a["per_family"] == b["per_family"] and a["general_accuracy"] == b["general_accuracy"]
 
@@ -364,7 +364,7 @@ def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_pa
     x = tok(["what is 2 plus 3 ?", "spell cat"], return_tensors="pt", padding=True)
     for adapter, reference in ((None, models.load_base(path, setup)),
                                (tmp_path, models.load_adapter(path, tmp_path, setup))):
-        model, _ = evaluation.load_for_eval(path, setup, adapter)
+        model, _ = eval_models.load_for_eval(path, setup, adapter)
         assert not any(type(m).__name__ == "Linear4bit" for m in model.modules())
         assert any(type(m).__name__ == "Linear4bit" for m in reference.modules())
         with torch.no_grad():
@@ -392,13 +392,13 @@ def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a
     get_peft_model(models.load_base(path, setup), LoraConfig(r=4, target_modules="all-linear",
                                                             init_lora_weights=False)).save_pretrained(tmp_path / "a")
     loads = []
-    monkeypatch.setattr(evaluation, "load_base", lambda *a, **k: loads.append(a) or models.load_base(*a, **k))
-    evaluation._cpu_base.cache_clear()
+    monkeypatch.setattr(eval_models, "load_base", lambda *a, **k: loads.append(a) or models.load_base(*a, **k))
+    eval_models._cpu_base.cache_clear()
     tok = models.load_tokenizer(path)
     x = tok(["what is 2 plus 3 ?"], return_tensors="pt")
 
     def logits(adapter=None):
-        model, _ = evaluation.load_for_eval(path, setup, adapter)
+        model, _ = eval_models.load_for_eval(path, setup, adapter)
         with torch.no_grad():
             return model(**x).logits
 

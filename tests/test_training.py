@@ -112,10 +112,10 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     assert "kept from an earlier run with the same settings: ['domain_only']" in capsys.readouterr().out
 
     # stage 06 refuses an adapter whose settings differ from what stage 05 recorded
-    from helpers import evaluation
+    from helpers import eval_models
 
     with pytest.raises(RuntimeError, match="other settings"):
-        evaluation.load_for_eval(BASE, CPU_NF4, qt.arm_dir("t", "domain_only", 0), expected_key="something else")
+        eval_models.load_for_eval(BASE, CPU_NF4, qt.arm_dir("t", "domain_only", 0), expected_key="something else")
 
 
 def _with_other_weights(folder):

@@ -8,18 +8,17 @@ deviation beside them. The figures and ``report.md`` are ``report``'s.
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections import defaultdict
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 
 from . import report as reporting
 from . import uncertainty
 from . import workers as workers_service
 from .datafiles import fingerprint
-from .models import Setup, bnb_4bit_works, load_adapter, load_base, load_tokenizer
+from .eval_models import load_for_eval
+from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
 from .scoring import (CHANCE_MARGIN, drift, drift_reference, exact_match, headline, informative_families,
@@ -248,51 +247,6 @@ def check_trained_data(run_name: str, training: dict, arm_data: dict) -> None:
             if recorded != current:
                 raise RuntimeError(f"arm {arm!r} (seed {m['seed']}): notebook 04's data changed after notebook 05 "
                                    f"trained it; rerun notebooks/05_qlora_training.ipynb for run {run_name!r}")
-
-
-def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, expected_key: str | None = None):
-    """``(model, tokenizer)``: the base (``adapter`` None) or the base with the adapter saved in ``adapter``, loaded
-    as stage 05 trained it (4-bit or not; the NF4 settings of ``models.bnb_config``). ``expected_key``: the settings
-    key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused."""
-    if adapter is not None and expected_key is not None \
-            and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
-        raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
-                           "(an interrupted rerun?): rerun notebooks/05_qlora_training.ipynb to finish it")
-    if setup.device == "cpu":  # a copy of the base this process loaded once (the adapter changes the model it wraps)
-        base = copy.deepcopy(_cpu_base(base_path, setup, _folder_stamp(base_path)))
-    else:
-        base = load_base(base_path, setup)
-    model = base.eval() if adapter is None else load_adapter(base_path, adapter, setup, base=base)
-    return model, load_tokenizer(base_path)
-
-
-def _folder_stamp(path: str) -> tuple:
-    """The files of a model folder with their sizes and modification times: a base converted again is loaded again."""
-    folder = Path(path)
-    if not folder.is_dir():  # a hub name: its files are the hub cache's, which do not change under one name
-        return (path,)
-    return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()))
-
-
-@lru_cache(maxsize=1)
-def _cpu_base(base_path: str, setup: Setup, stamp: tuple):
-    """On a CPU, the base as ``load_for_eval`` serves it, loaded once per process and ``stamp`` (``_folder_stamp``):
-    notebook 06 scores the base and every adapter on it, and on the 2-core CPU each load of SmolLM2 (4-bit
-    quantising, then ``_dequantized_on_cpu``) took about 3 s, a third of a smoke run's 06 (docs/performance.md).
-    Callers get copies (``load_for_eval``), never this model."""
-    return _dequantized_on_cpu(load_base(base_path, setup), setup)
-
-
-def _dequantized_on_cpu(model, setup: Setup):
-    """On a CPU, the 4-bit base with every weight dequantised once (transformers' ``dequantize``): bitsandbytes' CPU
-    path dequantises each weight to float32 at every matrix product and then multiplies, so the same weights
-    dequantised once give the same numbers (tests/test_evaluation.py checks the logits are equal) about a fifth
-    faster. On a GPU the 4-bit kernels stay, and so does the memory they save."""
-    if setup.device != "cpu" or setup.quantization != "nf4":
-        return model
-    import torch
-
-    return model.dequantize(dtype=torch.float32)
 
 
 OLD_HP_NAMES = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "batch_size": "train_batch_size"}
