@@ -22,8 +22,9 @@
 #   bash tools/device_real_track.sh ablation         # the paper's ablation on SmolLM2 (issue 22): 03 again with the
 #                                                    # ablation answers (needs `setup smollm2-135m-instruct
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
-#                                                    # domain_only and ours; not run yet (estimated 20+ minutes: 03
-#                                                    # took 334 s, and 18 trainings of up to 474 steps)
+#                                                    # domain_only and ours; not run on a GPU yet (checked on the
+#                                                    # CPU preset; an estimated 15-20 minutes with setup:
+#                                                    # docs/notes/gpu-runs.md)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (06 on one GPU, then
 #                                                    # two; the preset's 02 uncompiled, twice on one GPU, then on

@@ -21,7 +21,7 @@ from .eval_models import load_for_eval
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
-from .scoring import (CHANCE_MARGIN, drift, drift_reference, exact_match, headline, informative_families,
+from .scoring import (CHANCE_MARGIN, drift, drift_reference, general_answers, headline, informative_families,
                       score_sets)
 
 STAGE = "06_evaluation"
@@ -281,8 +281,8 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     model, tokenizer = load_for_eval(base_path, setup)
     if beside:
         base = None
-        base_answers = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
-                                   match=match)["answer_ids"] if kl else None  # as score_sets answers them
+        base_answers = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens,
+                                       match=match)["answer_ids"] if kl else None
     else:
         base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
         base_answers = base["general_answer_ids"] if kl else None
@@ -296,7 +296,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     jobs = ([("base", (base_path, setup, None, None, sets, None), options)] if beside else []) + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
          {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]
-    bar = tqdm(total=len(listed) + 1, initial=len(listed) + 1 - len(jobs), desc="models", disable=not progress)
+    bar = tqdm(total=len(listed) + 1, initial=0 if beside else 1, desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
     print(f"the base, alone: {alone:.1f} s ({'its general answers' if beside else 'scored'}"

@@ -74,8 +74,8 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
     answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
     (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm)."""
     label = progress if isinstance(progress, str) else "evaluate"
-    g = exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens,
-                    progress=progress and f"{label}: general", match=match)
+    g = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                        progress=progress and f"{label}: general")
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
                     progress=progress and f"{label}: domain", match=match)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
@@ -91,6 +91,15 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
                 out[f"mc_{name}_accuracy"] = r["accuracy_norm"]
                 out.setdefault("per_family_mc", {}).update(r["per_family_norm"])
     return out
+
+
+def general_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
+                    progress: bool | str = False) -> dict:
+    """The general set's greedy answers, scored (``exact_match``): ``score_sets``' general half, and the text the KL
+    drift is measured on (its ``answer_ids``), which notebook 06 needs alone before it scores the base beside the
+    adapters. One definition, so both are the same answers."""
+    return exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens, progress=progress,
+                       match=match)
 
 
 def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False,
