@@ -25,6 +25,7 @@
 #                                                    # domain_only and ours; not run on a GPU yet (checked on the
 #                                                    # CPU preset; an estimated 15-20 minutes with setup:
 #                                                    # docs/notes/gpu-runs.md)
+#   bash tools/device_real_track.sh ablation-full    # the same from 01, on every visible GPU (no carried 01-03)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (06 on one GPU, then
 #                                                    # two; the preset's 02 uncompiled, twice on one GPU, then on
@@ -129,6 +130,18 @@ PY
     python3 -m helpers.pipeline run --preset $PRESET --from 03 -p run_name=smollm2-gpu-ablation -p ablation=true \
       -p weak_generator=gemma-3-270m -p "arms=[domain_only, ours, ours_1x1, ours_1x3_self, ours_weak, uniform_ours]" \
       -p eval_workers=6 && pack smollm2-gpu-ablation
+    ;;
+  ablation-full)
+    # the same from an empty run, for a session without the clinical run's 01-03 to carry: 01-06 in one pipeline
+    # run on every visible GPU (01-03's workers 0: one per GPU; 05 and 06 spread their jobs over the GPUs), the
+    # decode uncompiled so that 02's rows repeat (docs/bench/h200x2-determinism/); 01-03 packed as soon as 03 ends
+    mkdir -p /tmp/r
+    python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03 -p run_name=smollm2-gpu-ablation \
+      -p ablation=true -p weak_generator=gemma-3-270m -p compile_decode=false && pack smollm2-gpu-ablation ablation-0103
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-ablation -p ablation=true \
+      -p "arms=[domain_only, ours, ours_1x1, ours_1x3_self, ours_weak, uniform_ours]" -p eval_workers=12 \
+      && pack smollm2-gpu-ablation
+    touch /tmp/r/finished
     ;;
   retention)
     retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl data/clinical_eval.jsonl
