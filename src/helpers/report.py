@@ -115,20 +115,22 @@ def ablation_table(results: dict) -> list[dict]:
 
 
 def plot_ablation(results: dict, path: Path) -> Path:
-    """General accuracy of each ablation row (mean and seed std), the base as a line: which part of the method
-    keeps what the base knew."""
+    """General and domain accuracy of each ablation row (mean and seed std), the base as a dashed line: which part of
+    the method keeps what the base knew, and what each costs the domain."""
     import matplotlib.pyplot as plt
 
     rows = [r for r in ablation_table(results) if r["arm"] != "base"]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.8), sharey=True)
     y = np.arange(len(rows))[::-1]
-    ax.barh(y, [r["general"] for r in rows], xerr=[r["general_std"] or 0 for r in rows], capsize=3,
-            color=[registry.get(r["arm"]).colour for r in rows])
-    ax.axvline(results["base"]["general_accuracy"], color="k", ls="--", lw=1, label="base model")
-    ax.set_yticks(y, [f"{r['label']}: {r['what']}" for r in rows], fontsize=8)
-    ax.set(xlim=(0, 1.05), xlabel="general accuracy (held-out, mean ± std over seeds)",
-           title="The ablation: what keeps the base model's general skill")
-    ax.legend(loc="lower right", fontsize=8)
+    for ax, key in zip(axes, ("general", "domain")):
+        ax.barh(y, [r[key] for r in rows], xerr=[r[f"{key}_std"] or 0 for r in rows], capsize=3,
+                color=[registry.get(r["arm"]).colour for r in rows])
+        ax.axvline(results["base"][f"{key}_accuracy"], color="k", ls="--", lw=1, label="base model")
+        ax.set(xlim=(0, 1.05), xlabel=f"{key} accuracy")
+    axes[0].set_yticks(y, [f"{r['label']}: {r['what']}" for r in rows], fontsize=8)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("The ablation: what keeps the base model's general skill, and what it costs the domain "
+                 "(held-out sets, mean ± std over seeds)", fontsize=10)
     return save_figure(fig, path)
 
 
