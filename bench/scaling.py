@@ -16,8 +16,12 @@ Measurements:
   pick other kernels, and so other numerics, in another process (pytorch/pytorch#163589, #189121); ``--env
   KEY=VALUE`` with any other setting of the environment, such as ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS's
   reproducible workspace when streams or CUDA graphs share a handle, as torch's reproducibility notes advise);
-  ``--param KEY=VALUE`` with a pipeline parameter for every run, such as ``compile_decode=false`` (an uncompiled
-  decode: on one GPU the compiled one did not repeat its rows, docs/bench/h200x2-determinism/).
+  ``--param KEY=VALUE`` with a pipeline parameter for every run whose stages read it, such as
+  ``compile_decode=false`` (an uncompiled decode: on one GPU the compiled one did not repeat its rows,
+  docs/bench/h200x2-determinism/) or, for 06, ``eval_workers=10``.
+* ``05``: notebook 05, the preset's trainings (every arm and seed, ``train_workers: 0``: side by side, spread over
+  the GPUs) on 04's mixes made once; each training's final loss is compared with the first run's (GPU training
+  is not bit-reproducible, so the largest difference is reported, not a yes or no).
 * ``06``: notebook 06 on adapters trained once for it (04, then 05 for ``--steps-06`` steps on every GPU: how well
   they are trained does not matter here); its scores must be the same on any number of GPUs.
 * ``ddp``: notebook 05 for one arm and seed (``ours``, seed 0, ``--steps`` steps) with ``gpus_per_arm`` N: trained
@@ -94,6 +98,32 @@ def keep_instructions(run: str, n: int) -> None:
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:n]))
 
 
+# the stages each measurement runs
+MEASURED_STAGES = {"02": ["02"], "05": ["04", "05"], "06": ["04", "05", "06"], "ddp": ["04", "05"]}
+
+
+def declared_by_stage() -> dict[str, set[str]]:
+    """Each notebook's parameter names, by its number ("02")."""
+    from helpers.pipeline import discover, notebook_parameters
+
+    return {nb.stem[:2]: set(notebook_parameters(nb)) for nb in discover(ROOT / "notebooks")}
+
+
+def read_by(stages: list[str], params: dict, declared: dict[str, set[str]]) -> dict:
+    """The ``--param`` pairs that ``stages`` read. A parameter of other notebooks only is left out of the run (06's
+    ``eval_workers`` is not given to the 04-05 run that trains 06's adapters: the pipeline refuses a parameter no
+    selected notebook reads); one that no notebook has stays, so the pipeline names it."""
+    known = set().union(*declared.values())
+    return {k: v for k, v in params.items() if k not in known or any(k in declared.get(s, set()) for s in stages)}
+
+
+def unread(measurements: list[str], params: dict, declared: dict[str, set[str]]) -> list[str]:
+    """The ``--param`` names that no stage of ``measurements`` reads (they would change nothing: refused)."""
+    stages = [s for m in measurements for s in MEASURED_STAGES[m]]
+    known = set().union(*declared.values())
+    return [k for k in params if k in known and not any(k in declared.get(s, set()) for s in stages)]
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -116,6 +146,12 @@ def scores(run: str) -> dict:
     return {k: results[k] for k in ("base", "arms")}
 
 
+def final_losses(run: str) -> dict[str, float]:
+    """Notebook 05's final training loss of each arm and seed ("ours/0"), from its metrics."""
+    arms = json.loads((run_dir(run) / "05_training" / "metrics.json").read_text())["arms"]
+    return {f"{arm}/{m['seed']}": m["final_loss"] for arm, runs in arms.items() for m in runs}
+
+
 def counts(gpus: list[int]) -> list[tuple[int, str, str]]:
     """``(GPUs, run-name suffix, label)`` for each of ``--gpus`` in order; a count given twice gets a suffix and a
     label of its own for each run, so that no run replaces another."""
@@ -129,7 +165,7 @@ def main() -> None:
     parser.add_argument("--preset", default="presets/smollm2-gpu.yaml")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2],
                         help="GPU counts, measured in this order; one may repeat (1 1 2: does one GPU repeat itself?)")
-    parser.add_argument("--only", nargs="+", default=["02", "ddp", "06"], choices=["02", "ddp", "06"])
+    parser.add_argument("--only", nargs="+", default=["02", "ddp", "06"], choices=["02", "05", "ddp", "06"])
     parser.add_argument("--steps", type=int, default=80, help="training steps of each ddp measurement")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="rows per step (ddp)")
     parser.add_argument("--steps-06", type=int, default=30, help="training steps of the adapters 06 scores")
@@ -141,18 +177,21 @@ def main() -> None:
     parser.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="every run with these environment variables, e.g. CUBLAS_WORKSPACE_CONFIG=:4096:8")
     parser.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="every run with these pipeline parameters (VALUE as JSON, else text), e.g. "
-                             "compile_decode=false")
+                        help="every run whose stages read them gets these pipeline parameters (VALUE as JSON, "
+                             "else text), e.g. compile_decode=false, eval_workers=10")
     args = parser.parse_args()
     bad = [e for e in args.env + args.param if "=" not in e or not e.split("=", 1)[0]]
     if bad:
         parser.error(f"--env and --param take KEY=VALUE pairs, got {bad}")
     extra_env = dict(e.split("=", 1) for e in args.env)
     extra_params = {k: json_or_text(v) for k, v in (e.split("=", 1) for e in args.param)}
+    declared = declared_by_stage()
+    if ignored := unread(args.only, extra_params, declared):
+        parser.error(f"--param {', '.join(ignored)}: no stage of the measurements {args.only} reads it")
 
     def run_stages(gpus: int, run: str, stages: list[str], params: dict) -> dict:
-        return pipeline(args.preset, gpus, run, stages, {**extra_params, **params}, args.inductor_deterministic,
-                        extra_env)
+        return pipeline(args.preset, gpus, run, stages, {**read_by(stages, extra_params, declared), **params},
+                        args.inductor_deterministic, extra_env)
 
     def copy(run: str, source: str, stages: list[str]) -> str:
         return fresh(run, source, stages, args.replace)
@@ -181,6 +220,19 @@ def main() -> None:
                 total, by_model = differing(first, rows)
                 got[label].update(sha256=digest(rows), rows_differing_from_first=total, differing_by_model=by_model)
                 save("02", got)
+        elif what == "05":
+            mixed = copy("scale-05-data", args.run, ["01", "02", "03"])
+            run_stages(one, mixed, ["04"], {})
+            got, first = {}, None
+            for n, suffix, label in counts(args.gpus):
+                run = copy(f"scale-05-{suffix}", mixed, ["01", "02", "03", "04"])
+                got[label] = run_stages(n, run, ["05"], {"train_workers": 0})
+                losses = final_losses(run)
+                first = first or losses
+                got[label].update(final_losses=losses, trainings=len(losses),
+                                  largest_loss_difference_from_first=max(
+                                      (abs(v - first[k]) for k, v in losses.items() if k in first), default=None))
+                save("05", got)
         elif what == "06":
             trained = copy("scale-06-trained", args.run, ["01", "02", "03"])
             run_stages(max(args.gpus), trained, ["04", "05"], {"budget": "steps", "max_steps": args.steps_06})
@@ -223,8 +275,10 @@ def main() -> None:
             else:
                 first.setdefault(what, stage)
                 ratio = first[what] / stage
-                note = (f"rows differing: {r['rows_differing_from_first']}" if what == "02"
-                        else f"same scores: {r['same_scores_as_first']}")
+                note = {"02": lambda: f"rows differing: {r['rows_differing_from_first']}",
+                        "05": lambda: (f"{r['trainings']} trainings, final losses within "
+                                       f"{r['largest_loss_difference_from_first']:.4f} of the first run's"),
+                        "06": lambda: f"same scores: {r['same_scores_as_first']}"}[what]()
             print(f"{what + ' ' + str(label):<30} {r['wall_seconds']:>8.1f} {stage:>8.1f} {ratio:>8.2f}x  {note}")
     print(f"\nwrote {path}")
 

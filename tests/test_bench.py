@@ -159,3 +159,60 @@ def test_the_scaling_bench_runs_each_measurement_on_its_gpus_with_fresh_caches_a
     assert all(e["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and e["TORCHINDUCTOR_DETERMINISTIC"] == "1" for e in seen)
     assert seen[0]["TORCHINDUCTOR_CACHE_DIR"] != seen[1]["TORCHINDUCTOR_CACHE_DIR"]
     assert got[0]["stage_seconds"] == {"02_multi_model_generation": 1.5}
+
+
+def test_the_scaling_bench_gives_a_parameter_only_to_the_runs_whose_stages_read_it():
+    """bench/scaling.py --param: 06's eval_workers reaches the 06 runs but not the 04-05 run that trains their adapters
+    (the pipeline refuses a parameter no selected notebook reads: this stopped a GPU session's 06 measurement); a
+    parameter no measured stage reads is refused before any run; an unknown name is passed on for the pipeline to
+    name."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    declared = scaling.declared_by_stage()
+    params = {"eval_workers": 10, "compile_decode": False, "no_such_parameter": 1}
+    assert scaling.read_by(["06"], params, declared) == {"eval_workers": 10, "no_such_parameter": 1}
+    assert scaling.read_by(["04", "05"], params, declared) == {"no_such_parameter": 1}
+    assert scaling.read_by(["02"], params, declared) == {"compile_decode": False, "no_such_parameter": 1}
+    assert scaling.unread(["06"], params, declared) == ["compile_decode"]
+    assert scaling.unread(["02", "06"], params, declared) == []
+    proc = subprocess.run([sys.executable, "bench/scaling.py", "--only", "02", "--param", "eval_workers=10"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--param eval_workers: no stage of the measurements ['02'] reads it" in proc.stderr
+
+
+def test_the_scaling_bench_times_notebook_05_on_each_gpu_count_and_compares_final_losses(tmp_path, monkeypatch):
+    """bench/scaling.py --only 05: 04 once, then notebook 05 (every arm and seed, train_workers 0) in a run of its own
+    per GPU count, each training's final loss compared with the first run's (GPU training is not bit-reproducible,
+    so the largest difference is reported)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    runs = tmp_path / "outputs"
+    for stage in ("01_reconstruct", "02_generation", "03_filtering"):
+        (runs / "source" / stage).mkdir(parents=True)
+    monkeypatch.setattr(scaling, "run_dir", lambda run: runs / run)
+    calls = []
+
+    def fake_pipeline(preset, gpus, run, stages, params, deterministic, extra_env=None):
+        calls.append((gpus, run, stages, params))
+        if stages == ["05"]:
+            (runs / run / "05_training").mkdir()
+            arms = {"ours": [{"seed": 0, "final_loss": 0.5 + 0.001 * gpus}],
+                    "domain_only": [{"seed": 1, "final_loss": 0.3}]}
+            (runs / run / "05_training" / "metrics.json").write_text(json.dumps({"arms": arms}))
+        return {"wall_seconds": 1.0, "stage_seconds": {f"{stages[0]}_x": 10.0 / gpus}}
+
+    monkeypatch.setattr(scaling, "pipeline", fake_pipeline)
+    monkeypatch.setattr(sys, "argv", ["scaling.py", "--run", "source", "--gpus", "1", "2", "--only", "05",
+                                      "--json", str(tmp_path / "scaling.json")])
+    scaling.main()
+    assert [(c[0], c[1], c[2]) for c in calls] == [(1, "scale-05-data", ["04"]), (1, "scale-05-1gpu", ["05"]),
+                                                  (2, "scale-05-2gpu", ["05"])]
+    assert calls[1][3]["train_workers"] == 0
+    assert sorted(p.name for p in (runs / "scale-05-2gpu").iterdir())[:3] == ["01_reconstruct", "02_generation",
+                                                                             "03_filtering"]
+    got = json.loads((tmp_path / "scaling.json").read_text())["measurements"]["05"]
+    assert got["2"]["final_losses"] == {"ours/0": 0.502, "domain_only/1": 0.3} and got["2"]["trainings"] == 2
+    assert got["1"]["largest_loss_difference_from_first"] == 0
+    assert abs(got["2"]["largest_loss_difference_from_first"] - 0.001) < 1e-9

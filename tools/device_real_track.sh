@@ -22,14 +22,13 @@
 #   bash tools/device_real_track.sh ablation         # the paper's ablation on SmolLM2 (issue 22): 03 again with the
 #                                                    # ablation answers (needs `setup smollm2-135m-instruct
 #                                                    # gemma-3-270m`), then 04-06 with the four ablation arms beside
-#                                                    # domain_only and ours; not run on a GPU yet (checked on the
-#                                                    # CPU preset; an estimated 15-20 minutes with setup:
-#                                                    # docs/notes/gpu-runs.md)
-#   bash tools/device_real_track.sh ablation-full    # the same from 01, on every visible GPU (no carried 01-03)
+#                                                    # domain_only and ours (checked on the CPU preset)
+#   bash tools/device_real_track.sh ablation-full    # the same from 01, on every visible GPU (no carried 01-03):
+#                                                    # 843 s of notebooks on two H200s (docs/bench/smollm2-gpu-ablation)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
-#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: bench/scaling.py (06 on one GPU, then
-#                                                    # two; the preset's 02 uncompiled, twice on one GPU, then on
-#                                                    # two) on the clinical run's 01-03; about 1,100 s
+#   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: the clinical run's 01-03, then
+#                                                    # bench/scaling.py (06 with a worker per model, then 05, each
+#                                                    # on one GPU and on two); about 1,200 s
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -49,11 +48,16 @@ pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
 }
+clinical0103() {  # the clinical run's 01-03 that the later verbs start from: made here when not carried (nothing
+  # ignored survives between sessions; on two H200s 01-03 took about 400 s uncompiled, 2026-11-29)
+  [ -d outputs/smollm2-gpu/03_filtering ] || python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03
+}
 retention() {  # RUN DOMAIN_DATA VAL_DOMAIN EVAL_DOMAIN: bench/retention_sweep.py --real on a copy of the clinical
   # run's 01-03, after its 04 and one short 05 (the settings the sweep starts from), scored on the validation files
   # only; then the chosen setting's 04-06 with three seeds on the held-out sets, in the run RUN-chosen (skipped when
   # the sweep keeps the preset's settings: that run exists)
   mkdir -p /tmp/r "outputs/$1"
+  clinical0103
   cp -r outputs/smollm2-gpu/0[123]_* "outputs/$1/"
   python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p "run_name=$1" -p "domain_data=$2" \
     -p "seeds=[0]" -p "arms=[domain_only]"
@@ -98,6 +102,7 @@ PY
     ;;
   velish)
     mkdir -p /tmp/r outputs/smollm2-gpu-velish
+    clinical0103
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-velish/
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-velish \
       -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-velish
@@ -106,6 +111,7 @@ PY
   sweep)
     # train_workers 6 and eval_workers 4: beside `velish`'s nine on the 16 cores
     mkdir -p /tmp/r outputs/smollm2-gpu-sweep
+    clinical0103
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sweep/
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sweep \
       -p "sweep_shares=[0.5, 0.95]" -p "arms=[domain_only, ours, ours_g50, ours_g95]" -p train_workers=6 \
@@ -113,6 +119,7 @@ PY
     ;;
   velish16)
     mkdir -p /tmp/r outputs/smollm2-gpu-velish16
+    clinical0103
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-velish16/
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-velish16 -p domain_epochs=16 \
       -p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p train_workers=9 \
@@ -120,12 +127,14 @@ PY
     ;;
   sweep95)
     mkdir -p /tmp/r outputs/smollm2-gpu-sweep95
+    clinical0103
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sweep95/
     python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sweep95 \
       -p "sweep_shares=[0.95]" -p "arms=[ours_g95]" -p train_workers=3 -p eval_workers=3 && pack smollm2-gpu-sweep95
     ;;
   ablation)
     mkdir -p /tmp/r outputs/smollm2-gpu-ablation
+    clinical0103
     cp -r outputs/smollm2-gpu/0[12]_* outputs/smollm2-gpu-ablation/
     python3 -m helpers.pipeline run --preset $PRESET --from 03 -p run_name=smollm2-gpu-ablation -p ablation=true \
       -p weak_generator=gemma-3-270m -p "arms=[domain_only, ours, ours_1x1, ours_1x3_self, ours_weak, uniform_ours]" \
@@ -147,27 +156,29 @@ PY
     retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl data/clinical_eval.jsonl
     ;;
   scale)
-    # issue 23 on a machine of two GPUs (nvidia-h200-x2), from the clinical run's 01-03 (carried; bench/scaling.py).
-    # 2026-11-29, sixth session (docs/bench/h200x2-determinism/): on one GPU notebook 02 repeats its rows uncompiled
-    # and not compiled (forced on the same 200 instructions: 393 and 414 of 600 rows differed), cuBLAS's workspace
-    # setting made no difference; 06 on two GPUs 1.13x (a serial base first). Now: 06 on one GPU and on two, the
-    # base's scoring now beside the adapters' (about 420 s); then the whole preset's 02 uncompiled
-    # (compile_decode=false) on one GPU twice, then on two: do the rows repeat, and at what speed? About 1,100 s
+    # issue 23 on a machine of two GPUs (nvidia-h200-x2), from an empty outputs/ (nothing carried): the clinical
+    # run's 01-03 on both GPUs, uncompiled (the preset's compile_decode; about 400 s: 01 53 s, 02 112 s, 03 235 s on
+    # 2026-11-29, docs/bench/smollm2-gpu-ablation/), packed; then bench/scaling.py: 06 on one GPU and on two with a
+    # worker for every model (eval_workers 10: nine adapters and the base; with 12 workers for 19 models it ran two
+    # rounds, 1.22x), then the preset's 05 (nine trainings side by side) on one GPU and on two. About 1,200 s
     mkdir -p /tmp/r
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 06 --json /tmp/r/scaling06.json
-    python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 2 --only 02 --param compile_decode=false \
-      --json /tmp/r/uncompiled-all.json
+    clinical0103
+    pack smollm2-gpu
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 06 --param eval_workers=10 --json /tmp/r/scaling06.json
+    python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 05 --json /tmp/r/scaling05.json
     touch /tmp/r/finished
     ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
   more)
+    clinical0103  # once, before the two runs that start from it
     bash "$0" sweep95 > /tmp/r/sweep95.log 2>&1 &
     bash "$0" velish16
     wait
     ;;
   rest)
+    clinical0103  # once, before the two runs that start from it
     bash "$0" sweep > /tmp/r/sweep.log 2>&1 &
     bash "$0" velish
     wait
