@@ -50,6 +50,20 @@ def test_judge_study_smoke(tmp_path):
     assert all(0 <= r["pair_accuracy"] <= 1 for r in result["rows"]) and likelihood["ties"] < 1
 
 
+def test_scoring_bench_committee_paths_agree(tmp_path):
+    """bench/scoring.py --committee on the lab's base model (the fallback for a model that is not installed): notebook
+    03's likelihood scorer through the full logits and with the head at the scored positions only, the same means."""
+    out = tmp_path / "scoring.json"
+    proc = subprocess.run([sys.executable, "bench/scoring.py", "--committee", "--model", "not-installed", "--n", "12",
+                           "--batch-size", "4", "--device", "cpu", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [r["path"] for r in result["rows"]] == ["full logits", "head at the scored positions"]
+    assert result["model"] == "lab:base" and result["head_only_type"] and result["n_rows"] == 12
+    assert float(result["rows"][0]["max_abs_diff"]) < 1e-4
+
+
 def test_pair_accuracy_counts_ties_and_silence_as_half():
     sys.path.insert(0, str(ROOT / "bench"))
     from judge_study import candidate_pairs, pair_accuracy

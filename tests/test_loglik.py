@@ -115,6 +115,62 @@ def test_shared_prefix_scores_equal_the_full_pass_on_the_lab_model(base):
     assert default == loglik.option_logprobs(model, tok, prompts, options, batch_size=4, shared_prefix=True)
 
 
+def _tiny(model_type: str, **extra):
+    """A random causal LM of ``model_type``'s architecture, 2 layers wide enough to differ from a pass-through."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, **extra)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(loglik.HEAD_TYPES | {"mistral"}))
+def test_target_logprobs_equal_the_full_logits(model_type):
+    """``target_logprobs`` at scattered positions of a padded batch: for every architecture of HEAD_TYPES (the API
+    drift check of its decoder-then-head contract) the head runs only there, in chunks (a budget of one position
+    per chunk, and the default), with Gemma's soft cap applied; another architecture (mistral) goes through the
+    full logits. The full pass's numbers to 1e-5 either way."""
+    model = _tiny(model_type, **({"final_logit_softcapping": 3.0} if model_type.startswith("gemma") else {}))
+    ids = torch.randint(0, 300, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    predicts = torch.zeros_like(ids, dtype=torch.bool)
+    predicts[0, 2:8] = predicts[1, 1:5] = predicts[2, 7] = True
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+    rows, cols = predicts.nonzero(as_tuple=True)
+    reference = full[rows, cols].gather(-1, ids[rows, cols + 1][:, None])[:, 0]
+    assert (model_type in loglik.HEAD_TYPES) == (model_type != "mistral")
+    for budget in (300, None):
+        got = loglik.target_logprobs(model, ids, mask, predicts, budget=budget)
+        assert got.shape == reference.shape and torch.allclose(got, reference, atol=1e-5)
+    assert loglik.batch_width(model) == (48 if model_type != "mistral" else 300)
+
+
+def test_target_logprobs_of_a_lora_model_equal_its_full_logits():
+    """Through peft (notebook 06 scores adapters): the decoder and head reached through the PeftModel carry the
+    adapter, and switching it off gives the base's numbers."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny("llama"), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    ids, mask = torch.randint(0, 300, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    predicts = torch.zeros(2, 7, dtype=torch.bool)
+    predicts[:, 2:6] = True
+    rows, cols = predicts.nonzero(as_tuple=True)
+
+    def reference():
+        with torch.no_grad():
+            logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        return logp[rows, cols].gather(-1, ids[rows, cols + 1][:, None])[:, 0]
+
+    tuned = loglik.target_logprobs(model, ids, mask, predicts)
+    assert torch.allclose(tuned, reference(), atol=1e-5)
+    with model.disable_adapter():
+        base = loglik.target_logprobs(model, ids, mask, predicts)
+        assert torch.allclose(base, reference(), atol=1e-5) and not torch.allclose(base, tuned, atol=1e-3)
+
+
 def test_shared_prefix_batches_bound_rows_and_keep_contexts_whole():
     contexts = [(1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)]
     n_options = dict(zip(contexts, [2, 5, 3, 1]))

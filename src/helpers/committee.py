@@ -259,8 +259,8 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     from tqdm.auto import tqdm
 
     from .generate import scoring_batches
+    from .loglik import batch_width, target_logprobs
 
-    device = next(model.parameters()).device
     asked = frame_for(tokenizer, frame)
     suffix, prefix = asked.answer_suffix(tokenizer, stop_token), asked.answer_prefix()
     instructions = list(dict.fromkeys(r["instruction"] for r in rows))  # each prompt rendered and encoded once
@@ -272,7 +272,7 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     out = [0.0] * len(rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     bar = tqdm(total=len(order), desc=progress if isinstance(progress, str) else "log-probs", disable=not progress)
-    for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
+    for idx in scoring_batches(lengths, order, batch_size, batch_width(model)):
         bar.update(len(idx))
         width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -283,13 +283,11 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
             ids[row, : len(p) + len(a)] = torch.tensor(p + a)
             mask[row, : len(p) + len(a)] = 1
             target[row, len(p) : len(p) + len(a)] = True
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()
-        tgt = target[:, 1:]
-        means = (logp * tgt).sum(1) / tgt.sum(1)
-        for i, v in zip(idx, means.tolist()):
-            out[i] = v
+        predicts = torch.zeros_like(target)  # the positions whose next token is a response token
+        predicts[:, :-1] = target[:, 1:]
+        logp = target_logprobs(model, ids, mask, predicts).split(predicts.sum(1).tolist())
+        for i, v in zip(idx, logp):
+            out[i] = float(v.mean())
     bar.close()
     return out
 

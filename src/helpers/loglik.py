@@ -99,17 +99,54 @@ def _padded(pairs: list[tuple[list[int], list[int]]], pad: int):
 
 def _token_logprobs(model, ids, mask, predicts) -> list[float]:
     """Per row: the summed log-probability of the tokens that follow the ``predicts`` positions."""
+    return [float(v.sum()) for v in target_logprobs(model, ids, mask, predicts).split(predicts.sum(1).tolist())]
+
+
+# Architectures whose output head ``target_logprobs`` runs only at the positions it scores (their causal-LM forward is
+# the decoder's last hidden state through the output head, with Gemma's optional soft cap; tested against the full
+# pass, tests/test_loglik.py); any other model is scored through its full logits.
+HEAD_TYPES = frozenset({"llama", "qwen2", "gemma3_text"})
+
+
+def batch_width(model) -> int:
+    """Elements per token that bound a scoring batch's memory (``scoring_batches``' ``vocab_size``): the vocabulary
+    where the full logits are made; for ``HEAD_TYPES``, whose head runs on a few positions at a time, the widest
+    activation of a layer."""
+    config = model.config
+    if getattr(config, "model_type", None) in HEAD_TYPES:
+        return max(config.hidden_size, getattr(config, "intermediate_size", 0) or 0)
+    return config.vocab_size
+
+
+def target_logprobs(model, ids, mask, predicts, budget: int | None = None):
+    """``log p(ids[r, t + 1] | ids[r, : t + 1])`` at every position ``(r, t)`` where ``predicts`` is True, in row
+    order, as a float32 tensor on the CPU.
+
+    For ``HEAD_TYPES`` the output head runs only at those positions, ``budget`` logits at a time (default
+    ``generate.LOGITS_BUDGET``), so a large vocabulary (gemma-3's 262k) no longer bounds how many rows a batch
+    holds; otherwise the model's full logits are taken."""
     import torch
 
+    from .generate import LOGITS_BUDGET
+
     device = next(model.parameters()).device
+    rows, cols = predicts.nonzero(as_tuple=True)
+    targets = ids[rows, cols + 1].to(device)[:, None]
     with torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    out = []
-    for row in range(ids.shape[0]):
-        pos = predicts[row].nonzero()[:, 0]
-        logp = torch.log_softmax(logits[row, pos.to(device)].float(), dim=-1)
-        out.append(float(logp.gather(-1, ids[row, pos + 1].to(device)[:, None]).sum()))
-    return out
+        if getattr(model.config, "model_type", None) not in HEAD_TYPES:
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            return logits[rows.to(device), cols.to(device)].float().log_softmax(-1).gather(-1, targets)[:, 0].cpu()
+        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        picked = hidden[rows.to(device), cols.to(device)]
+        head, cap = model.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
+        step = max(1, (budget or LOGITS_BUDGET) // model.config.vocab_size)
+        out = []
+        for s in range(0, len(picked), step):
+            logits = head(picked[s : s + step]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            out.append(logits.log_softmax(-1).gather(-1, targets[s : s + step])[:, 0])
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 # Architectures whose KV cache the shared-prefix scorer reuses (tested against the full pass, tests/test_loglik.py);
