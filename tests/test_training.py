@@ -210,6 +210,11 @@ def test_an_arm_with_its_own_steps_stretches_the_schedule():
     assert (args.max_steps, args.warmup_steps, args.logging_steps) == (900, 30, 30)
     assert qc.arm_sft_config(r.sft, Path("/o"), 0, speed, True, progress=False, steps=300).to_dict() == \
         qc.arm_sft_config(r.sft, Path("/o"), 0, speed, True, progress=False).to_dict()
+    # an arm of its own steps keeps the speed plan's micro-batches (the stretch once replaced them: the full batch
+    # in one pass, past the memory budget the plan had split it for)
+    split = qc.arm_sft_config(r.sft, Path("/o"), 0, sp.Speed("float32", False, 0, 4, 0.0, 0.0, accumulation=2), True,
+                              progress=False, steps=900)
+    assert (split.max_steps, split.per_device_train_batch_size, split.gradient_accumulation_steps) == (900, 2, 2)
 
 
 @pytest.mark.slow
@@ -312,6 +317,11 @@ def test_sdft_arms_train_by_self_distillation_with_the_same_settings(outputs):
     first = qt.sdft_dataset(rows(2))[0]
     assert first["prompt"] == [{"role": "user", "content": "Which drug treats Osk disease?"}]
     assert first["privileged_context"] == "calvexa"
+    # fewer distinct rows than a batch: TRL's sampler would drop the batch and train 0 steps (seen on the SmolLM2
+    # smoke with sdft: an adapter saved untrained, then a crash on its missing loss); refused before training
+    with pytest.raises(ValueError, match=r"SDFT has 3 distinct row\(s\), fewer than one batch of 4"):
+        qt.train_arm("r", "sdft", rows(3), BASE, CPU_NF4, recipe(), seed=1, progress=False)
+    assert not (qt.arm_dir("r", "sdft", 1) / "adapter_model.safetensors").exists()
 
 
 def test_embedding_rows_domain_trains_only_the_domain_tokens_rows(tmp_path):

@@ -230,8 +230,8 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     if steps is not None and steps != sft.max_steps:
         def stretch(value):
             return value if 0 < value < 1 else max(1 if value else 0, round(value * steps / sft.max_steps))
-        schedule = {"max_steps": steps, "warmup_steps": stretch(sft.warmup_steps),
-                    "logging_steps": stretch(sft.logging_steps)}
+        schedule.update(max_steps=steps, warmup_steps=stretch(sft.warmup_steps),
+                        logging_steps=stretch(sft.logging_steps))
     return replace(sft, output_dir=str(output_dir), seed=seed, data_seed=seed, disable_tqdm=not progress,
                    assistant_only_loss=assistant_only_loss, activation_checkpointing=bool(speed.checkpointed_layers),
                    activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger,

@@ -224,7 +224,11 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
                       data_seed=seed, disable_tqdm=not progress, activation_checkpointing=bool(speed.checkpointed_layers),
                       max_prompt_length=sft.max_length, max_completion_length=sdft_completion_length(sft.max_length),
                       **SDFT)
-    trainer = SDFTTrainer(model=model, args=args, train_dataset=sdft_dataset(dataset), processing_class=tokenizer,
+    data, batch = sdft_dataset(dataset), args.generation_batch_size // args.num_generations
+    if len(data) < batch:  # TRL's RepeatSampler drops an incomplete batch: no step would run
+        raise ValueError(f"SDFT has {len(data)} distinct row(s), fewer than one batch of {batch} (train_batch_size), "
+                         "so it would train 0 steps: give notebook 04 more domain rows, or 05 a smaller batch")
+    trainer = SDFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                           peft_config=copy.deepcopy(recipe.lora))
     return _finish_trainer(trainer, progress, speed, rows)
 
@@ -408,6 +412,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         start = time.perf_counter()
         trainer.train()
     seconds = time.perf_counter() - start
+    if trainer.state.global_step == 0:  # an adapter that never trained would be scored as if it had
+        raise RuntimeError(f"arm {arm!r} seed {seed} trained 0 steps: nothing saved (check its rows, train_batch_size)")
     logs = [h for h in trainer.state.log_history if "loss" in h]
     if rank == 0:  # under DDP the ranks hold the same adapter: one saves it
         _archive_current(out)  # only now that a new adapter exists: one trained with other settings is kept, not lost
