@@ -25,6 +25,8 @@
 #                                                    # domain_only and ours (checked on the CPU preset)
 #   bash tools/device_real_track.sh ablation-full    # the same from 01, on every visible GPU (no carried 01-03):
 #                                                    # 843 s of notebooks on two H200s (docs/bench/smollm2-gpu-ablation)
+#   bash tools/device_real_track.sh sdft             # the SDFT arm beside domain_only and ours (issue 22); not run on
+#                                                    # a GPU yet
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: the clinical run's 01-03, then
 #                                                    # bench/scaling.py (06 with a worker per model, then 05, each
@@ -152,6 +154,18 @@ PY
       && pack smollm2-gpu-ablation
     touch /tmp/r/finished
     ;;
+  sdft)
+    # issue 22's SDFT arm on SmolLM2 (a model that can read a demonstration in context, unlike the lab's): 04-06
+    # with sdft on, beside domain_only and ours, three seeds. sdft_ours is left out: 474 on-policy steps, each
+    # generating 16 answers of up to 128 tokens, would take most of a session. Not run on a GPU yet; on the CPU the
+    # sdft arm trained one step on SmolLM2 (the smoke preset's run, train_batch_size 1: 94 s, loss 0.027)
+    mkdir -p /tmp/r outputs/smollm2-gpu-sdft
+    clinical0103
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/
+    python3 -m helpers.pipeline run --preset $PRESET --from 04 -p run_name=smollm2-gpu-sdft -p sdft=true \
+      -p "arms=[domain_only, ours, sdft]" && pack smollm2-gpu-sdft
+    touch /tmp/r/finished
+    ;;
   retention)
     retention smollm2-gpu-retention data/clinical_train.jsonl data/clinical_val.jsonl data/clinical_eval.jsonl
     ;;
@@ -185,7 +199,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention|scale)" > /dev/null; do
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention|scale|sdft)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done
