@@ -174,6 +174,19 @@ def test_from_config_dtype_keyword():
     assert next(AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).parameters()).dtype == torch.bfloat16
 
 
+def test_minhash_update_batch_gives_the_hash_values_of_one_update_per_item():
+    """helpers/filtering.py: minhash_duplicates() hashes a text's n-grams in one ``update_batch``; the signatures must
+    be those of the per-item ``update`` (which it replaced), or dedup decisions would change."""
+    import numpy as np
+
+    grams = [g.encode() for g in ("the c", "he ca", "e cat", " cat ", "cat s", "at sa", "t sat")]
+    one, batch = MinHash(num_perm=128, seed=1), MinHash(num_perm=128, seed=1)
+    for g in grams:
+        one.update(g)
+    batch.update_batch(grams)
+    assert np.array_equal(one.hashvalues, batch.hashvalues)
+
+
 def test_hub_constants_exist():
     # helpers/models.py: hub_reachable() reads the hub's offline flag and endpoint
     from huggingface_hub import constants

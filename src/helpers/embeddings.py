@@ -27,8 +27,16 @@ def load_encoder(name: str = "all-MiniLM-L6-v2", device: str = "cpu"):
     return SentenceTransformer(name, device=device)
 
 
-def embed(texts: list[str], name: str = "all-MiniLM-L6-v2", batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """Unit-normalised embeddings, one row per text (cosine similarity is a dot product)."""
-    encoder = load_encoder(name)
+def embed(texts: list[str], name: str = "all-MiniLM-L6-v2", batch_size: int = 128, progress: bool = False,
+          device: str | None = None) -> np.ndarray:
+    """Unit-normalised embeddings, one row per text (cosine similarity is a dot product), computed on ``device``
+    (default: the GPU when there is one; on the CPU of the GPU machine, notebook 03's dedup of 2,344 answers took
+    about 30 s). Numbers from a GPU and a CPU differ in the last digits, so a pair within that of a dedup threshold
+    may fall on the other side of it on another machine."""
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(name, device)
     return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                           show_progress_bar=progress)

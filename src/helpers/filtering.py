@@ -153,9 +153,8 @@ def minhash_duplicates(texts: list[str], threshold: float = 0.9, num_perm: int =
     dup = []
     for i, text in enumerate(texts):
         t = normalise(text)
-        m = MinHash(num_perm=num_perm, seed=1)
-        for g in {t[j : j + ngram] for j in range(max(1, len(t) - ngram + 1))}:
-            m.update(g.encode())
+        m = MinHash(num_perm=num_perm, seed=1)  # one vectorised update: the same hash values as one per n-gram
+        m.update_batch([g.encode() for g in {t[j : j + ngram] for j in range(max(1, len(t) - ngram + 1))}])
         hit = bool(lsh.query(m))
         dup.append(hit)
         if not hit:
