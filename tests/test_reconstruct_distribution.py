@@ -51,6 +51,25 @@ def test_bundled_minilm_is_real():
     assert vec[0] @ vec[1] > vec[0] @ vec[2] + 0.2  # paraphrases are close, unrelated requests are not
 
 
+def test_embeddings_run_on_the_gpu_when_there_is_one(monkeypatch):
+    """``embed`` asks for the encoder on "cuda" when torch sees a GPU (on the GPU machine it ran on the CPU: 03's
+    selection took 30 s), on "cpu" otherwise, and on the device given."""
+    import torch
+
+    asked = []
+
+    class Encoder:
+        def encode(self, texts, **kwargs):
+            return np.zeros((len(texts), 2))
+
+    monkeypatch.setattr(embeddings, "load_encoder", lambda name, device: asked.append(device) or Encoder())
+    for gpu in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        embeddings.embed(["a"])
+    embeddings.embed(["a"], device="cpu")
+    assert asked == ["cuda", "cpu", "cpu"]
+
+
 def test_sampling_from_base_recovers_the_mixture():
     """Lab check on a small sample: the base model writes well-formed instructions in roughly the hidden mix."""
     samples, pq = rd.sample_instructions(writers.HFWriter(*zoo.load("base")), 400, seed=3, progress=False)
