@@ -255,11 +255,10 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     With a chat template (``frame`` ``"auto"`` or ``"chat"``) the prompt is the rendered instruction and the response
     ends with the end-of-turn token; a model without one (a pretrained model) is asked in the few-shot frame, and the
     response ends where the frame's next question starts (``chat.Frame``)."""
-    import torch
     from tqdm.auto import tqdm
 
     from .generate import scoring_batches
-    from .loglik import batch_width, target_logprobs
+    from .loglik import batch_width, padded, target_logprobs
 
     asked = frame_for(tokenizer, frame)
     suffix, prefix = asked.answer_suffix(tokenizer, stop_token), asked.answer_prefix()
@@ -274,17 +273,7 @@ def response_logprobs(model, tokenizer, rows: list[dict], batch_size: int = 256,
     bar = tqdm(total=len(order), desc=progress if isinstance(progress, str) else "log-probs", disable=not progress)
     for idx in scoring_batches(lengths, order, batch_size, batch_width(model)):
         bar.update(len(idx))
-        width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        target = torch.zeros((len(idx), width), dtype=torch.bool)
-        for row, i in enumerate(idx):
-            p, a = pairs[i]
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, : len(p) + len(a)] = 1
-            target[row, len(p) : len(p) + len(a)] = True
-        predicts = torch.zeros_like(target)  # the positions whose next token is a response token
-        predicts[:, :-1] = target[:, 1:]
+        ids, mask, predicts = padded([pairs[i] for i in idx], pad)  # predicts: where a response token comes next
         logp = target_logprobs(model, ids, mask, predicts).split(predicts.sum(1).tolist())
         for i, v in zip(idx, logp):
             out[i] = float(v.mean())

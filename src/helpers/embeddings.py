@@ -31,8 +31,8 @@ def embed(texts: list[str], name: str = "all-MiniLM-L6-v2", batch_size: int = 12
           device: str | None = None) -> np.ndarray:
     """Unit-normalised embeddings, one row per text (cosine similarity is a dot product), computed on ``device``
     (default: the GPU when there is one; with the CPU's embeddings, notebook 03's selection cell took 30 s on the
-    GPU machine, mostly embedding 2,344 answers). Numbers from a GPU and a CPU differ in the last digits, so a pair within that of a dedup threshold
-    may fall on the other side of it on another machine."""
+    GPU machine, mostly embedding 2,344 answers). Numbers from a GPU and a CPU differ in the last digits, so a pair
+    within that of a dedup threshold may fall on the other side of it on another machine."""
     if device is None:
         import torch
 

@@ -82,8 +82,9 @@ def _continuation_ids(tokenizer, prompts: list[str], options: list[list[str]],
     return pairs
 
 
-def _padded(pairs: list[tuple[list[int], list[int]]], pad: int):
-    """Right-padded ids, attention mask and a mask of the positions whose next token is a continuation token."""
+def padded(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """Right-padded ids, attention mask and a mask of the positions whose next token is a continuation token (the
+    ``predicts`` of ``target_logprobs``), for ``(prompt ids, continuation ids)`` pairs."""
     import torch
 
     width = max(len(p) + len(a) for p, a in pairs)
@@ -277,7 +278,7 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
             lengths = [len(p) + len(a) for p, a in pairs]
             for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size):
                 bar.update(len(idx))
-                for i, v in zip(idx, _token_logprobs(model, *_padded([pairs[i] for i in idx], pad))):
+                for i, v in zip(idx, _token_logprobs(model, *padded([pairs[i] for i in idx], pad))):
                     flat[i] = v
         bar.close()
     finally:
@@ -370,7 +371,7 @@ def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
     lengths = [sum(map(len, p)) for p in pairs]
-    batches = [(idx, *_padded([pairs[i] for i in idx], pad))
+    batches = [(idx, *padded([pairs[i] for i in idx], pad))
                for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size)]
     return batches, len(order)
 
