@@ -174,10 +174,14 @@ PY
     # run's 01-03 on both GPUs, uncompiled (the preset's compile_decode; about 400 s: 01 53 s, 02 112 s, 03 235 s on
     # 2026-11-29, docs/bench/smollm2-gpu-ablation/), packed; then bench/scaling.py: 06 on one GPU and on two with a
     # worker for every model (eval_workers 10: nine adapters and the base; with 12 workers for 19 models it ran two
-    # rounds, 1.22x), then the preset's 05 (nine trainings side by side) on one GPU and on two. About 1,200 s
+    # rounds, 1.22x), then the preset's 05 (nine trainings side by side) on one GPU and on two. About 1,200 s. Between
+    # 03 and 06, bench/scoring.py --committee on gemma-3-270m (issue 24)
     mkdir -p /tmp/r
     clinical0103
     pack smollm2-gpu
+    # issue 24: 03's likelihood committee through the full logits and with the head only where it scores, gemma-3
+    python3 bench/scoring.py --committee --model gemma-3-270m --device cuda --n 1024 --batch-size 128 \
+      --json /tmp/r/committee-gemma.json || true
     python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 06 --param eval_workers=10 --json /tmp/r/scaling06.json
     python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 05 --json /tmp/r/scaling05.json
     touch /tmp/r/finished
