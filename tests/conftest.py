@@ -82,7 +82,18 @@ def lab_questions(base):
     return examples, prompts, [o["text"] for o in outs]
 
 
+LONGEST_FIRST = ("end_to_end_smollm2", "end_to_end_lab")  # the two end-to-end runs, about 240 s and 210 s
+
+
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end tests (marked ``xdist_group``, one group each) first: under ``--dist loadgroup`` each starts on
-    its own worker at once and the short tests fill in around them, instead of the two long ones queueing last."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable: the rest keep their order
+    """The end-to-end tests (marked ``xdist_group``, one group each) first, the longest first: under ``--dist
+    loadgroup`` the workers take them at once, one each, instead of the two long ones queueing last. Then the other
+    ``slow`` tests, then the rest, so that short tests, not a 20-s one, end each worker's share."""
+    def order(item):
+        group = item.get_closest_marker("xdist_group")
+        if group is not None:
+            name = group.args[0] if group.args else group.kwargs.get("name")
+            return (0, LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST))
+        return (1 if item.get_closest_marker("slow") else 2, 0)
+
+    items.sort(key=order)  # stable: tests of one rank keep their order

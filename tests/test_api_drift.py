@@ -303,16 +303,17 @@ def test_a_weightless_model_names_its_input_embedding():
 
 
 def test_papermill_reaches_the_kernel_manager_class_and_ipc_transport():
-    """helpers/execute.py: execute() passes kernel_manager_class through papermill to nbclient's NotebookClient;
-    kernel_manager() sets the manager's transport trait to ipc and overrides the async start_kernel (to put its
-    Ctrl-C handler in nbclient's place, which nbclient installs with the event loop's add_signal_handler) and calls
-    the async interrupt_kernel."""
+    """helpers/execute.py: execute() passes kernel_manager_class and shutdown_kernel through papermill to nbclient's
+    NotebookClient; kernel_manager() sets the manager's transport trait to ipc and overrides the async start_kernel
+    (to put its Ctrl-C handler in nbclient's place, which nbclient installs with the event loop's
+    add_signal_handler) and calls the async interrupt_kernel."""
     import inspect
 
     from jupyter_client import AsyncKernelManager
     from nbclient import NotebookClient
 
     assert "kernel_manager_class" in NotebookClient.class_trait_names()
+    assert "immediate" in NotebookClient.class_traits()["shutdown_kernel"].values  # execute()'s shutdown
     assert "transport" in AsyncKernelManager.class_trait_names()
     assert inspect.iscoroutinefunction(AsyncKernelManager.start_kernel)
     assert AsyncKernelManager.start_kernel is AsyncKernelManager._async_start_kernel

@@ -102,8 +102,11 @@ def kernel_log(manager, path: Path):
             print(f"[pipeline] the kernel process printed outside the notebook; kept in {path}", flush=True)
 
 
-# jupyter_client interrupts every kernel as it shuts it down (``shutdown_kernel`` sends SIGINT before the shutdown
-# request); an idle ipykernel sometimes logs this line about it. It says nothing about the notebook.
+# The kernel is stopped at once after the last cell (``shutdown_kernel="immediate"``: its process group killed),
+# not asked to shut down: by then nbclient has every output, and a kernel holding torch took 1-3 s to exit, once per
+# notebook. Asked to shut down (papermill's default), jupyter_client first interrupts it (``shutdown_kernel`` sends
+# SIGINT before the shutdown request) and an idle ipykernel sometimes logs this line about it, which says nothing
+# about the notebook; it is dropped from the kernel's log in case a kernel is shut down that way.
 SHUTDOWN_NOISE = "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."
 
 
@@ -127,7 +130,7 @@ def execute(nb: Path, out: Path, parameters: dict, log_output: bool = False) -> 
         with kernel_log(manager, log):
             papermill.execute_notebook(str(nb), str(running), parameters=parameters, kernel_name=KERNEL,
                                        cwd=str(nb.parent), progress_bar=False, log_output=log_output,
-                                       kernel_manager_class=manager)
+                                       kernel_manager_class=manager, shutdown_kernel="immediate")
     except PapermillExecutionError as err:
         if getattr(manager, "ctrl_c", False):
             raise stopped() from None

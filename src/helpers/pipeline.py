@@ -27,11 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-import nbformat
-import papermill
 import yaml
 
-from .execute import NotebookFailed, execute
 from .runs import BadRunName, mark_unfinished, repo_root, run_dir, stage_of, stage_warnings, write_json
 from .sources import absolute_paths, preflight
 
@@ -52,40 +49,47 @@ def discover(notebooks_dir: Path) -> list[Path]:
 
 
 def _inspected(path: Path) -> dict:
-    """papermill's reading of a notebook's parameters cell, read once per version of the file: the runner and every
-    notebook's ``settle_parameters`` ask for the same notebooks several times (defaults, nullable names, owners)."""
+    """papermill's reading of a notebook's parameters cell, read once per version of the file (the runner asks for
+    the same notebooks several times)."""
     stat = Path(path).stat()
     return _inspect_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=64)
 def _inspect_cached(path: str, mtime_ns: int, size: int) -> dict:
+    import papermill  # here, not at the top: papermill imports nbformat and jsonschema, about 2 s that every
+    # notebook's kernel would pay for its settle_parameters, which does not need them
     return papermill.inspect_notebook(path)
 
 
-def notebook_parameters(path: Path) -> dict[str, object]:
-    """The names and default values of a notebook's single ``parameters`` cell (plain literals only)."""
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+def notebook_parameters(path: Path, papermill_check: bool = True) -> dict[str, object]:
+    """The names and default values of a notebook's single ``parameters`` cell (plain literals only). With
+    ``papermill_check`` (the runner's reading), also that papermill parses every line of it; a notebook's own
+    ``settle_parameters`` skips that check, and with it papermill's import."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))  # nbformat 4's JSON, read without nbformat's import
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
+             and "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise PipelineError(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    source = cells[0]["source"] if isinstance(cells[0]["source"], str) else "".join(cells[0]["source"])
     try:
-        assigned = [t.id for stmt in ast.parse(cells[0].source).body if isinstance(stmt, ast.Assign)
+        assigned = [(t.id, stmt.value) for stmt in ast.parse(source).body if isinstance(stmt, ast.Assign)
                     for t in stmt.targets if isinstance(t, ast.Name)]
     except SyntaxError as err:
         raise PipelineError(f"{path.name}: the parameters cell is not valid Python: {err}") from None
-    inspected = _inspected(path)
-    unparsed = [name for name in assigned if name not in inspected]
-    if unparsed:
-        raise PipelineError(f"{path.name}: papermill cannot parse the parameter line(s) for {unparsed}; keep one "
-                            "`name = literal  # comment` per line, with no '=' or quotes in the comment")
+    if papermill_check:
+        inspected = _inspected(path)
+        unparsed = [name for name, _ in assigned if name not in inspected]
+        if unparsed:
+            raise PipelineError(f"{path.name}: papermill cannot parse the parameter line(s) for {unparsed}; keep "
+                                "one `name = literal  # comment` per line, with no '=' or quotes in the comment")
     params = {}
-    for name, info in inspected.items():
+    for name, value in assigned:
         try:
-            params[name] = ast.literal_eval(info["default"])
+            params[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise PipelineError(f"{path.name}: parameter {name} = {info['default']} is not a plain literal "
-                                "(papermill and YAML presets can only set literals)") from None
+            raise PipelineError(f"{path.name}: parameter {name} = {ast.get_source_segment(source, value)} is not a "
+                                "plain literal (papermill and YAML presets can only set literals)") from None
     return params
 
 
@@ -213,7 +217,7 @@ BASE_KEY = "base"  # a preset's key naming the preset it extends
 
 def nullable(path: Path) -> set[str]:
     """The parameters of the notebook at ``path`` that may be None (``NULLABLE``)."""
-    return set(NULLABLE) & set(notebook_parameters(path))
+    return set(NULLABLE) & set(notebook_parameters(path, papermill_check=False))
 
 
 TYPE_NAMES = {bool: "true/false", int: "a whole number", float: "a number", str: "a string (text)",
@@ -287,14 +291,14 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
     import difflib
 
     path = repo_root() / "notebooks" / f"{notebook}.ipynb"
-    declared = notebook_parameters(path)
+    declared = notebook_parameters(path, papermill_check=False)  # the runner checked papermill's reading
     injected = injected_names(ns.get("In", []))
     allow_none = nullable(path)
     unknown = [name for name in injected if name not in declared]
     if unknown:
         owners: dict[str, list[str]] = {}
         for nb in discover(path.parent):
-            for key in notebook_parameters(nb):
+            for key in notebook_parameters(nb, papermill_check=False):
                 owners.setdefault(key, []).append(nb.stem[:2])
         hints = []
         for name in unknown:
@@ -318,7 +322,7 @@ def settle_parameters(ns: dict, notebook: str) -> dict:
             params = load_preset(Path(preset))
             if "preset" in params:
                 raise PipelineError(f"preset {preset}: a preset cannot name another preset (key `preset`)")
-            every = {nb.stem: notebook_parameters(nb) for nb in discover(path.parent)}
+            every = {nb.stem: notebook_parameters(nb, papermill_check=False) for nb in discover(path.parent)}
             check_keys(params, every)
             numbers_from_text(params, every)
             wrong += check_types(params, [path], {path.stem: declared})
@@ -402,6 +406,7 @@ def run(preset: Path | None = None, overrides: list[str] = (), start: str | None
         # them (our `progress` parameters, and the libraries' bars through their environment switches) unless the
         # preset asks for them.
         quiet = not params.get("progress", False)
+        from .execute import NotebookFailed, execute  # here: papermill's import is the runner's alone (2 s)
         with mock.patch.dict(os.environ, {name: "1" for name in QUIET_ENV} if quiet else {}):  # restored on exit
             for nb in chosen:
                 nb_params = {k: v for k, v in params.items() if k in declared[nb.stem]}
