@@ -203,6 +203,23 @@ def test_gguf_loading_keyword():
     assert "gguf_file" in inspect.getsource(transformers.AutoTokenizer.from_pretrained)
 
 
+def test_transformers_takes_the_gguf_reader_from_the_gguf_module_when_it_loads(tmp_path):
+    """helpers/models.py: one_gguf_reader() replaces gguf.GGUFReader for the length of a conversion; transformers'
+    load_gguf_checkpoint must look it up there at each call (it imports it inside the function), and a reader is
+    built from a path alone."""
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils
+
+    assert "from gguf import GGUFReader" in inspect.getsource(modeling_gguf_pytorch_utils.load_gguf_checkpoint)
+    writer = gguf.GGUFWriter(tmp_path / "x.gguf", "llama")
+    writer.add_uint32("test.value", 7)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert gguf.GGUFReader(tmp_path / "x.gguf").fields["test.value"].contents() == 7
+
+
 def test_from_pretrained_dtype_keyword(tmp_path):
     # helpers/models.py: load() passes dtype= (transformers 5 renamed torch_dtype)
     import torch

@@ -30,6 +30,19 @@ def test_smollm2_loads_from_its_package_with_its_chat_template(smol):
 
 
 @pytest.mark.slow
+def test_while_a_conversion_runs_each_gguf_file_is_parsed_once(tmp_path, monkeypatch):
+    import gguf
+
+    built = []
+    monkeypatch.setattr(gguf, "GGUFReader", lambda path, *a, **k: built.append(path) or object())
+    original = gguf.GGUFReader
+    with models.one_gguf_reader():
+        first, again, other = (gguf.GGUFReader(p) for p in (tmp_path / "a.gguf", str(tmp_path / "a.gguf"),
+                                                             tmp_path / "b.gguf"))
+    assert first is again and first is not other and built == [tmp_path / "a.gguf", tmp_path / "b.gguf"]
+    assert gguf.GGUFReader is original  # restored: a later conversion reads the file anew
+
+
 def test_conversion_is_cached_and_keyed_by_the_gguf_content(monkeypatch):
     path = models.resolve("real", SMOL)
     source = models.read_json(models.models_dir() / SMOL / "source.json")

@@ -215,7 +215,7 @@ def test_two_runs_at_once_start_their_kernels_without_colliding(nbdir, outputs, 
     import subprocess
     import sys
 
-    for i in range(2, 6):  # six short notebooks per run: many kernel starts side by side
+    for i in range(2, 4):  # four short notebooks per run: eight kernel starts side by side
         make_nb(nbdir / f"0{i}_more.ipynb", 'run_name = "toy"', "print('ok')")
     procs = []
     for name in ("one", "two"):
@@ -229,7 +229,7 @@ def test_two_runs_at_once_start_their_kernels_without_colliding(nbdir, outputs, 
         assert proc.returncode == 0, out[-2000:]
     for name in ("one", "two"):
         assert set(json.loads((outputs / name / "timings.json").read_text())) == {
-            "00_first", "01_second", "02_more", "03_more", "04_more", "05_more"}
+            "00_first", "01_second", "02_more", "03_more"}
 
 
 @pytest.mark.slow
