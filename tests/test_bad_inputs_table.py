@@ -197,6 +197,9 @@ ROWS = [
     # --- what a notebook reads must be there before it starts
     Row("evaluation of a run never trained", [*LAB, "-p", "run_name=empty", "--only", "06"], r"06_evaluation.ipynb "
         r"reads what 05_qlora_training.ipynb writes, and run 'empty' has none .*run 05_qlora_training.ipynb first"),
+    Row("no rows per answer batch", lambda f: evaluation.score_models("x", {"arms": {}}, {}, "", None, lab=True,
+        max_new_tokens=16, match="exact", mc=False, kl=False, batch_size=0),
+        r"answer_batch_size = 0: give the rows answered per batch, a whole number >= 1", error=ValueError),
     Row("a stage that failed half-way", lambda f: unfinished_then_require(f), r"03_filtering is from a run of "
         r"notebooks/03_filtering.ipynb that began rewriting its files and did not finish .*--only 03", 1,
         runs.StaleArtifact),

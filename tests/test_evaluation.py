@@ -2,7 +2,7 @@
 import datasets
 import pytest
 
-from helpers import datafiles, eval_models, evaluation, heldout, report, scoring
+from helpers import datafiles, eval_models, evaluation, heldout, report, scoring, writers
 from helpers.lab import zoo
 from tests.conftest import write_jsonl
 
@@ -431,14 +431,18 @@ def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_sa
                                                                 init_lora_weights=False)).save_pretrained(folder)
         training["arms"][arm] = [{"seed": 0, "settings_key": None}]
     sets, _ = heldout.held_out(lab=True, n_per_family=2, seed=3)
-    ran = []
+    ran, batches = [], []
     monkeypatch.setattr(evaluation.workers_service, "run", lambda fn, jobs, plan, on_done=None: [
         ran.append(name) or fn(*args, **kwargs) for name, args, kwargs in jobs])
-    kwargs = dict(lab=True, max_new_tokens=16, match="exact", mc=True, kl=True, progress=False)
+    write = writers.HFWriter.write
+    monkeypatch.setattr(writers.HFWriter, "write", lambda self, prompts, **kw: batches.append(kw["batch_size"])
+                        or write(self, prompts, **kw))
+    kwargs = dict(lab=True, max_new_tokens=16, match="exact", mc=True, kl=True, progress=False, batch_size=5)
     one = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=1)
     assert ran == ["domain_only seed 0", "ours seed 0"] and "alone" in capsys.readouterr().out
+    assert len(batches) == 2 * 3 and set(batches) == {5}  # answer_batch_size: both sets' answers, every model
     ran.clear()
     two = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=2)
-    assert ran == ["base", "domain_only seed 0", "ours seed 0"]
+    assert ran == ["base", "domain_only seed 0", "ours seed 0"] and set(batches) == {5}
     assert "the base, alone" in capsys.readouterr().out and workers.plan(3, 2, "cpu").workers == 2
     assert two == one and all(s["kl_drift"] > 0 for k, s in one[0].items() if k != (None, None))

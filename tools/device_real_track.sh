@@ -31,6 +31,8 @@
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: the clinical run's 01-03, then
 #                                                    # bench/scaling.py (06 with a worker per model, then 05, each
 #                                                    # on one GPU and on two); about 1,200 s
+#   bash tools/device_real_track.sh evalbatch        # issue 24: 06 on one GPU with answer_batch_size 128 and 1,024,
+#                                                    # on the clinical run's adapters (01-05 made first); not run yet
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -187,6 +189,20 @@ PY
     python3 bench/scaling.py --run smollm2-gpu --gpus 1 2 --only 05 --json /tmp/r/scaling05.json
     touch /tmp/r/finished
     ;;
+  evalbatch)
+    # issue 24: notebook 06's greedy answers in batches of 128 rows (the default) and of 1,024 (all 578 questions of
+    # the clinical run's sets at once) on one GPU, with a worker per model, on the same adapters: an uncompiled
+    # 135M model's decode step waits on Python, so 48 steps a model instead of 240 should take less. One run each
+    mkdir -p /tmp/r
+    clinical0103
+    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && pack smollm2-gpu
+    for b in 128 1024; do
+      mkdir -p "outputs/smollm2-gpu-eb$b" && cp -r outputs/smollm2-gpu/0[1-5]_* "outputs/smollm2-gpu-eb$b/"
+      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-eb$b" \
+        -p eval_workers=10 -p "answer_batch_size=$b" && pack "smollm2-gpu-eb$b"
+    done
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -204,7 +220,8 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh (both|velish|sweep|rest|more|ablation|retention|scale|sdft)" > /dev/null; do
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch"
+    while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
     for f in /tmp/r/*.log; do echo "== $f"; tail -n 25 "$f"; done

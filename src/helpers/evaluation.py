@@ -262,18 +262,21 @@ def inputs(run_name: str) -> tuple[dict, dict]:
 
 def score_models(run_name: str, training: dict, sets: dict[str, list], base_path: str, setup, *, lab: bool,
                  max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True,
-                 workers: int = 1) -> tuple[dict, dict]:
+                 workers: int = 1, batch_size: int = 128) -> tuple[dict, dict]:
     """Score the base and every (arm, seed) adapter of notebook 05 on ``sets``: ``({(arm, seed): headline scores},
     informative families)``. The base decides which families can show forgetting (``scoring.informative_families``,
     on real sets), and its own general answers are the text the arms' KL drift is measured on.
     The adapters are independent: ``workers`` > 1 scores that many models side by side in worker processes
     (``helpers.workers``; on GPUs spread over them), with the same results. The base is then one of them: only its
     general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base scored whole
-    first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it."""
+    first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it.
+    ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``)."""
     import time
 
     from tqdm.auto import tqdm
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"answer_batch_size = {batch_size!r}: give the rows answered per batch, a whole number >= 1")
     start = time.perf_counter()
     listed = adapters(run_name, training)
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
@@ -281,10 +284,11 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     model, tokenizer = load_for_eval(base_path, setup)
     if beside:
         base = None
-        base_answers = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens,
-                                       match=match)["answer_ids"] if kl else None
+        base_answers = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                                       batch_size=batch_size)["answer_ids"] if kl else None
     else:
-        base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
+        base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc,
+                          batch_size=batch_size)
         base_answers = base["general_answer_ids"] if kl else None
     reference = None  # the base's pass of the KL drift, run once here for every adapter when it is cheap to keep
     if kl and listed and setup.device == "cpu" and not beside \
@@ -292,7 +296,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
     alone, start = time.perf_counter() - start, time.perf_counter()
-    options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc}
+    options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size}
     jobs = ([("base", (base_path, setup, None, None, sets, None), options)] if beside else []) + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
          {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]
@@ -319,12 +323,12 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 
 def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
-                  drift_reference: list | None = None) -> dict:
+                  drift_reference: list | None = None, batch_size: int = 128) -> dict:
     """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
     and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key)
-    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc)
+    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size)
     if base_answers is not None:
         s.update(drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference))
     return s

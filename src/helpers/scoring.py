@@ -67,17 +67,18 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
 
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
-               max_new_tokens: int = 16, match: str = "exact", mc: bool = True) -> dict:
+               max_new_tokens: int = 16, match: str = "exact", mc: bool = True, batch_size: int = 128) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
     answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
     answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
-    (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm)."""
+    (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm).
+    ``batch_size``: rows per batch of the greedy answers."""
     label = progress if isinstance(progress, str) else "evaluate"
     g = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                        progress=progress and f"{label}: general")
+                        progress=progress and f"{label}: general", batch_size=batch_size)
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
-                    progress=progress and f"{label}: domain", match=match)
+                    progress=progress and f"{label}: domain", match=match, batch_size=batch_size)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"],
@@ -94,12 +95,12 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
 
 
 def general_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
-                    progress: bool | str = False) -> dict:
+                    progress: bool | str = False, batch_size: int = 128) -> dict:
     """The general set's greedy answers, scored (``exact_match``): ``score_sets``' general half, and the text the KL
     drift is measured on (its ``answer_ids``), which notebook 06 needs alone before it scores the base beside the
     adapters. One definition, so both are the same answers."""
     return exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens, progress=progress,
-                       match=match)
+                       match=match, batch_size=batch_size)
 
 
 def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False,
