@@ -231,8 +231,10 @@ PY
     for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" \
       "partial/${d#outputs/}" 2>/dev/null || true; done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
+    # bench/scaling.py's runs: their JSON, reports and executed notebooks (06 prints its split of the time there)
     (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \
-      -name results.json -o -name log_history.json -o -name report.md \) 2>/dev/null) 2>/dev/null) || true
+      -name results.json -o -name log_history.json -o -name report.md -o -name '*.ipynb' \) 2>/dev/null) \
+      2>/dev/null) || true
     cp /tmp/r/*.tgz /tmp/r/*.log /tmp/r/*.json "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
