@@ -52,9 +52,9 @@ def test_bundled_minilm_is_real():
 
 
 def test_embeddings_run_on_the_gpu_when_there_is_one(monkeypatch):
-    """``embed`` asks for the encoder on "cuda" when torch sees a GPU (on the GPU machine it ran on the CPU: 03's
-    selection took 30 s), on "cpu" otherwise, and on the device given."""
-    import torch
+    """``embed`` asks for the encoder on "cuda" when this process sees a GPU (on the GPU machine it ran on the CPU:
+    03's selection took 30 s), on "cpu" otherwise, and on the device given."""
+    from helpers import workers
 
     asked = []
 
@@ -63,8 +63,8 @@ def test_embeddings_run_on_the_gpu_when_there_is_one(monkeypatch):
             return np.zeros((len(texts), 2))
 
     monkeypatch.setattr(embeddings, "load_encoder", lambda name, device: asked.append(device) or Encoder())
-    for gpu in (True, False):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+    for gpus in (["0"], []):
+        monkeypatch.setattr(workers, "visible_gpus", lambda gpus=gpus: gpus)
         embeddings.embed(["a"])
     embeddings.embed(["a"], device="cpu")
     assert asked == ["cuda", "cpu", "cpu"]

@@ -68,7 +68,7 @@ def test_trainings_side_by_side_give_the_adapters_trained_one_after_another(tmp_
         monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path / f"out{n}"))
         # here the threads each of two workers gets (workers.run): with another count, sums reduce in another
         # order and the weights differ past the tolerance (seen without pytest-xdist's one thread per worker)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+        torch.set_num_threads(workers.cores_each(2))
         try:
             results, plan = qt.train_all("t", chosen, [0], BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), progress=False,
                                          workers=n)

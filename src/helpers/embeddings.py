@@ -33,10 +33,8 @@ def embed(texts: list[str], name: str = "all-MiniLM-L6-v2", batch_size: int = 12
     (default: the GPU when there is one; with the CPU's embeddings, notebook 03's selection cell took 30 s on the
     GPU machine, mostly embedding 2,344 answers). Numbers from a GPU and a CPU differ in the last digits, so a pair
     within that of a dedup threshold may fall on the other side of it on another machine."""
-    if device is None:
-        import torch
+    from .workers import device as visible_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(name, device)
+    encoder = load_encoder(name, device or visible_device())
     return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                           show_progress_bar=progress)

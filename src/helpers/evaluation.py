@@ -21,8 +21,8 @@ from .eval_models import load_for_eval
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
-from .scoring import (CHANCE_MARGIN, drift, drift_reference, general_answers, headline, informative_families,
-                      score_sets)
+from .scoring import (ANSWER_BATCH, CHANCE_MARGIN, drift, drift_reference, general_answers, headline,
+                      informative_families, score_sets)
 
 STAGE = "06_evaluation"
 # On a CPU, one process scores every adapter; it runs the base's side of the KL drift once when that fits in this
@@ -262,7 +262,7 @@ def inputs(run_name: str) -> tuple[dict, dict]:
 
 def score_models(run_name: str, training: dict, sets: dict[str, list], base_path: str, setup, *, lab: bool,
                  max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True,
-                 workers: int = 1, batch_size: int = 128) -> tuple[dict, dict]:
+                 workers: int = 1, batch_size: int = ANSWER_BATCH) -> tuple[dict, dict]:
     """Score the base and every (arm, seed) adapter of notebook 05 on ``sets``: ``({(arm, seed): headline scores},
     informative families)``. The base decides which families can show forgetting (``scoring.informative_families``,
     on real sets), and its own general answers are the text the arms' KL drift is measured on.
@@ -323,7 +323,7 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 
 def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
-                  drift_reference: list | None = None, batch_size: int = 128) -> dict:
+                  drift_reference: list | None = None, batch_size: int = ANSWER_BATCH) -> dict:
     """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
     and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself."""

@@ -16,9 +16,10 @@ from .writers import HFWriter
 
 
 MATCHES = ("exact", "lenient")
+ANSWER_BATCH = 128  # rows per batch of greedy answers (notebook 06's answer_batch_size)
 
 
-def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_new_tokens: int = 16,
+def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BATCH, max_new_tokens: int = 16,
                 progress: bool | str = False, samples_per_family: int = 2, match: str = "exact", writer=None) -> dict:
     """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
 
@@ -67,7 +68,8 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = 128, max_
 
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
-               max_new_tokens: int = 16, match: str = "exact", mc: bool = True, batch_size: int = 128) -> dict:
+               max_new_tokens: int = 16, match: str = "exact", mc: bool = True,
+               batch_size: int = ANSWER_BATCH) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
     answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
@@ -95,7 +97,7 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
 
 
 def general_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
-                    progress: bool | str = False, batch_size: int = 128) -> dict:
+                    progress: bool | str = False, batch_size: int = ANSWER_BATCH) -> dict:
     """The general set's greedy answers, scored (``exact_match``): ``score_sets``' general half, and the text the KL
     drift is measured on (its ``answer_ids``), which notebook 06 needs alone before it scores the base beside the
     adapters. One definition, so both are the same answers."""

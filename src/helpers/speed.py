@@ -9,7 +9,6 @@ settings); checkpointing only recomputes. docs/performance.md has the measuremen
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -134,7 +133,7 @@ def side_by_side(jobs: int, workers: int, base_path: str, setup: Setup, hp: dict
     cuda = setup.device == "cuda"
     estimate = speed_plan(base_path, setup, hp, memory_budget_gib).estimate_gib if cuda else 0.0
     free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
-    cpus = max(1, (os.cpu_count() or 1) // gpus_per_arm)
+    cpus = workers_service.cores_each(gpus_per_arm)
     plan = workers_service.plan(jobs, workers, setup.device, estimate, free, cpus=cpus,
                                 gpus=workers_service.gpu_groups(gpus_per_arm, setup.device))
     return plan, memory_budget_gib or plan.memory_budget_gib

@@ -44,6 +44,11 @@ def visible_gpus() -> list[str]:
     return named[:torch.cuda.device_count()] if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
+def cores_each(processes: int) -> int:
+    """The CPU cores each of ``processes`` processes side by side gets (at least one): its torch threads."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def device() -> str:
     """"cuda" when this process sees a GPU, else "cpu": what ``plan`` is given by stages that pick no device."""
     return "cuda" if visible_gpus() else "cpu"
@@ -142,7 +147,7 @@ def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) ->
     slots = ctx.Queue()
     for device in workers.devices:
         slots.put(device)
-    threads = max(1, (os.cpu_count() or 1) // workers.workers)
+    threads = cores_each(workers.workers)
     results: dict[int, object] = {}
     with ProcessPoolExecutor(workers.workers, mp_context=ctx, initializer=_start, initargs=(slots, threads)) as pool:
         futures = {pool.submit(_call, fn, args, kwargs): i for i, (_, args, kwargs) in enumerate(jobs)}
