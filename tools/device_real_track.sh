@@ -33,6 +33,7 @@
 #                                                    # on one GPU and on two); about 1,200 s
 #   bash tools/device_real_track.sh evalbatch        # issue 24: 06 on one GPU with answer_batch_size 128 and 1,024,
 #                                                    # on the clinical run's adapters (01-05 made first); not run yet
+#   bash tools/device_real_track.sh sdft-evalbatch   # `sdft`'s 04-05, then `evalbatch`'s two 06 on its ten models
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -49,9 +50,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PRESET=presets/smollm2-gpu.yaml
-pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz
+pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz; a third argument leaves out its 01-03 (copies
+  # of another run's, packed once with that run: a call brings back at most 64 MiB)
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
-    --exclude='checkpoint-*' --exclude='_models' "outputs/$1"
+    --exclude='checkpoint-*' --exclude='_models' ${3:+--exclude="outputs/$1/0[123]_*"} "outputs/$1"
 }
 clinical0103() {  # the clinical run's 01-03 that the later verbs start from: made here when not carried (nothing
   # ignored survives between sessions; on two H200s 01-03 took about 400 s uncompiled, 2026-11-29)
@@ -77,6 +79,14 @@ for k, v in next(r for r in d["rows"] if r["setting"] == d["chosen"])["changes"]
   cp -r outputs/smollm2-gpu/0[123]_* "outputs/$1-chosen/"
   python3 -m helpers.pipeline run --preset $PRESET --from 04 -p "run_name=$1-chosen" -p "domain_data=$2" \
     -p "eval_domain=$4" "${params[@]}" && pack "$1-chosen"
+}
+evalbatch() {  # RUN: 06 of RUN's 01-05 on GPU 0 with a worker per model, in batches of 128 and of 1,024 answer rows,
+  # each in a copy of the run (RUN-eb128, RUN-eb1024), one after the other
+  for b in 128 1024; do
+    mkdir -p "outputs/$1-eb$b" && cp -r "outputs/$1"/0[1-5]_* "outputs/$1-eb$b/"
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$1-eb$b" \
+      -p eval_workers=10 -p "answer_batch_size=$b" && pack "$1-eb$b" "$1-eb$b" copies
+  done
 }
 case "$1" in
   setup)
@@ -196,11 +206,23 @@ PY
     mkdir -p /tmp/r
     clinical0103
     python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && pack smollm2-gpu
-    for b in 128 1024; do
-      mkdir -p "outputs/smollm2-gpu-eb$b" && cp -r outputs/smollm2-gpu/0[1-5]_* "outputs/smollm2-gpu-eb$b/"
-      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-eb$b" \
-        -p eval_workers=10 -p "answer_batch_size=$b" && pack "smollm2-gpu-eb$b"
-    done
+    evalbatch smollm2-gpu
+    touch /tmp/r/finished
+    ;;
+  sdft-evalbatch)
+    # `sdft`'s 04-05 (issue 22), then `evalbatch`'s two 06 on its ten models (issue 24): the first (batches of 128,
+    # the default) is the SDFT run's result. If the sdft arm fails, the preset's own arms are trained instead, so
+    # that the 06 comparison still runs
+    mkdir -p /tmp/r outputs/smollm2-gpu-sdft
+    clinical0103
+    pack smollm2-gpu
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/
+    if python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-sdft -p sdft=true \
+        -p "arms=[domain_only, ours, sdft]"; then
+      pack smollm2-gpu-sdft smollm2-gpu-sdft copies; evalbatch smollm2-gpu-sdft
+    else
+      python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && evalbatch smollm2-gpu
+    fi
     touch /tmp/r/finished
     ;;
   retention-velish)
@@ -220,7 +242,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|sdft-evalbatch"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
@@ -229,7 +251,7 @@ PY
     # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
     mkdir -p /tmp/r/partial
     for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" \
-      "partial/${d#outputs/}" 2>/dev/null || true; done
+      "partial/${d#outputs/}" copies 2>/dev/null || true; done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
     # bench/scaling.py's runs: their JSON, reports and executed notebooks (06 prints its split of the time there)
     (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \
