@@ -414,7 +414,7 @@ def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_sa
                                                                                            capsys):
     """Notebook 06 with ``eval_workers`` > 1: only the base's general answers (the drift's text) come first, alone;
     its whole scoring is then one job beside the adapters' (on two H200s the base scored whole first held 06 to
-    1.13x). The scores and the drift are those of one worker. The worker pool itself
+    1.13x), which reuses those answers. The scores and the drift are those of one worker. The worker pool itself
     (processes, GPUs) is tested in tests/test_workers.py; here its jobs run in this process, in order. The lab's sets
     and base, random adapters."""
     import torch
@@ -444,5 +444,6 @@ def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_sa
     ran.clear()
     two = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=2)
     assert ran == ["base", "domain_only seed 0", "ours seed 0"] and set(batches) == {5}
+    assert len(batches) == 2 * 2 * 3  # the base's general answers once: its worker reuses those made alone first
     assert "the base, alone" in capsys.readouterr().out and workers.plan(3, 2, "cpu").workers == 2
     assert two == one and all(s["kl_drift"] > 0 for k, s in one[0].items() if k != (None, None))

@@ -282,10 +282,10 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup)
-    if beside:
-        base = None
-        base_answers = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                                       batch_size=batch_size)["answer_ids"] if kl else None
+    if beside:  # the base's general answers, which its own scoring in a worker then reuses
+        base = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                               batch_size=batch_size) if kl else None
+        base_answers = base["answer_ids"] if kl else None
     else:
         base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc,
                           batch_size=batch_size)
@@ -297,7 +297,8 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     del model
     alone, start = time.perf_counter() - start, time.perf_counter()
     options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size}
-    jobs = ([("base", (base_path, setup, None, None, sets, None), options)] if beside else []) + [
+    first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": base})] if beside else []
+    jobs = first + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
          {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]
     bar = tqdm(total=len(listed) + 1, initial=0 if beside else 1, desc="models", disable=not progress)
@@ -323,12 +324,15 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 
 def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
-                  drift_reference: list | None = None, batch_size: int = ANSWER_BATCH) -> dict:
+                  drift_reference: list | None = None, batch_size: int = ANSWER_BATCH,
+                  general: dict | None = None) -> dict:
     """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
     and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
-    base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself."""
+    base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself, reusing its
+    ``general`` answers when they were computed before."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key)
-    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size)
+    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size,
+                   general=general)
     if base_answers is not None:
         s.update(drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference))
     return s

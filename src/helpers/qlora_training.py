@@ -251,7 +251,6 @@ def token_lengths(tokenizer, dataset) -> list[int]:
     return [len(tokenizer.apply_chat_template(row, tokenize=True, return_dict=False)) for row in dataset["messages"]]
 
 
-
 def _settings(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, method: str = "sft") -> dict:
     """Everything an adapter depends on: the base model's content, the setup, the recipe (its hyperparameters under
     notebook 05's names, and every setting its configs hold), seed and data, and the parts of the speed plan that
@@ -494,7 +493,8 @@ def plot_loss_curves(results: dict[str, list[dict]], path: Path) -> Path:
             sdft = method_of(arm) == "sdft"  # its loss is a divergence from the teacher, not cross-entropy
             ax.plot(steps, losses, color=f"C{i}", alpha=0.9 if j == 0 else 0.4, ls="--" if sdft else "-",
                     label=(f"{arm} (SDFT loss)" if sdft else arm) if j == 0 else None)
-    ax.set(xlabel="step", ylabel="training loss (assistant tokens)", yscale="log",
-           title="QLoRA training loss per arm (same steps, same hyperparameters)")
+    same = len({m["steps"] for runs in results.values() for m in runs}) == 1  # else each arm's budget (05's `budget`)
+    ax.set(xlabel="step", ylabel="training loss (assistant tokens)", yscale="log", title="QLoRA training loss per arm "
+           f"({'same steps' if same else 'steps by domain exposure'}, same hyperparameters)")
     ax.legend()
     return save_figure(fig, path)

@@ -69,16 +69,17 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
                max_new_tokens: int = 16, match: str = "exact", mc: bool = True,
-               batch_size: int = ANSWER_BATCH) -> dict:
+               batch_size: int = ANSWER_BATCH, general: dict | None = None) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
     answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
     answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
     (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm).
-    ``batch_size``: rows per batch of the greedy answers."""
+    ``batch_size``: rows per batch of the greedy answers. ``general``: this model's ``general_answers``, computed
+    before with the same settings (notebook 06 needs the base's alone first), so not computed again."""
     label = progress if isinstance(progress, str) else "evaluate"
-    g = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                        progress=progress and f"{label}: general", batch_size=batch_size)
+    g = general or general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                                   progress=progress and f"{label}: general", batch_size=batch_size)
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
                     progress=progress and f"{label}: domain", match=match, batch_size=batch_size)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
