@@ -139,3 +139,20 @@ def test_several_jobs_on_one_gpu_with_batches_sized_to_its_free_memory_are_refus
     workers.refuse_autosized_sharing(shared, 0, 64, "samplers")
     workers.refuse_autosized_sharing(workers.Plan(2, ("0", "1"), 0.0, ""), 0, 0, "samplers")
     workers.refuse_autosized_sharing(workers.Plan(2, ("cpu", "cpu"), 0.0, ""), 2, 0, "samplers")
+
+
+def _visible(i):
+    return i, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_with_a_worker_for_every_job_the_jobs_are_dealt_to_the_gpus_in_turn():
+    """Job i runs on the plan's i-th device, so an arm's seeds (listed one after another) land on different GPUs.
+    On a CPU the GPU names are only pinned, never used: what each job saw is the placement."""
+    plan = workers.Plan(5, ("0", "1", "0", "1", "0"), 0.0, "test")
+    seen = []
+    out = workers.run(_visible, [(f"job{i}", (i,), {}) for i in range(5)], plan,
+                      on_done=lambda name, r, where: seen.append((name, where)))
+    assert out == [(i, d) for i, d in enumerate(plan.devices)]
+    assert sorted(seen) == [(f"job{i}", d) for i, d in enumerate(plan.devices)]
+    fewer = workers.run(_visible, [(f"job{i}", (i,), {}) for i in range(5)], workers.Plan(2, ("0", "1"), 0.0, "t"))
+    assert [i for i, _ in fewer] == list(range(5)) and {d for _, d in fewer} <= {"0", "1"}  # shared: next free

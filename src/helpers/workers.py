@@ -8,8 +8,9 @@ it), pinned to its GPU by ``CUDA_VISIBLE_DEVICES`` before torch starts CUDA ther
 ``cuda:0``, as it would alone. On a CPU one worker is the default: the cores are shared, and two trainings on two
 cores finish no sooner than one after the other.
 
-What a job warns is re-issued in the calling process (a notebook shows it under the cell); what it prints goes to
-the worker's standard output. One failed job stops the jobs not yet started; those running finish (their results
+With a worker for every job, job i runs on the plan's i-th device, so where each job runs is known before it
+starts. What a job warns is re-issued in the calling process (a notebook shows it under the cell); what it prints
+goes to the worker's standard output. One failed job stops the jobs not yet started; those running finish (their results
 are saved, so a rerun resumes), then the failure is raised, naming the job.
 """
 
@@ -19,6 +20,7 @@ import multiprocessing
 import os
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -144,13 +146,11 @@ def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) ->
             out.append(result)
         return out
     ctx = multiprocessing.get_context("spawn")
-    slots = ctx.Queue()
-    for device in workers.devices:
-        slots.put(device)
     threads = cores_each(workers.workers)
     results: dict[int, object] = {}
-    with ProcessPoolExecutor(workers.workers, mp_context=ctx, initializer=_start, initargs=(slots, threads)) as pool:
-        futures = {pool.submit(_call, fn, args, kwargs): i for i, (_, args, kwargs) in enumerate(jobs)}
+    with ExitStack() as stack:
+        submit, pools = _pools(stack, ctx, workers, len(jobs), threads)
+        futures = {submit(i, _call, fn, args, kwargs): i for i, (_, args, kwargs) in enumerate(jobs)}
         pending = set(futures)
         try:
             while pending:
@@ -170,9 +170,29 @@ def run(fn, jobs: list[tuple[str, tuple, dict]], workers: Plan, on_done=None) ->
         except KeyboardInterrupt:
             for process in multiprocessing.active_children():  # the jobs running now stop too
                 process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
             raise
     return [results[i] for i in range(len(jobs))]
+
+
+def _pools(stack: ExitStack, ctx, workers: Plan, jobs: int, threads: int):
+    """``(submit, pools)``: ``submit(i, fn, *args)`` starts job i. With a worker for every job and several devices,
+    job i runs on ``workers.devices[i]``, through one pool per device: the jobs are dealt to the GPUs in turn, so an
+    arm's seeds, listed one after another, land on different GPUs (with one shared pool, whichever worker started
+    first took the next job: on 2026-11-30 the three slowest trainings all ran on one of two GPUs). Otherwise one
+    pool whose workers take the next job as they free up, so that uneven jobs balance themselves."""
+    def pool(devices):
+        slots = ctx.Queue()
+        for device in devices:
+            slots.put(device)
+        return stack.enter_context(ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_start,
+                                                       initargs=(slots, threads)))
+    if workers.workers >= jobs and len(set(workers.devices)) > 1:
+        by_device = {d: pool([d] * workers.devices[:jobs].count(d)) for d in dict.fromkeys(workers.devices[:jobs])}
+        return (lambda i, *call: by_device[workers.devices[i]].submit(*call)), list(by_device.values())
+    shared = pool(workers.devices)
+    return (lambda i, *call: shared.submit(*call)), [shared]
 
 
 # One job over several ranks (data parallel): torch's launcher starts ``ranks`` processes, each runs the job, and
