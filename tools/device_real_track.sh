@@ -25,15 +25,16 @@
 #                                                    # domain_only and ours (checked on the CPU preset)
 #   bash tools/device_real_track.sh ablation-full    # the same from 01, on every visible GPU (no carried 01-03):
 #                                                    # 843 s of notebooks on two H200s (docs/bench/smollm2-gpu-ablation)
-#   bash tools/device_real_track.sh sdft             # the SDFT arm beside domain_only and ours (issue 22); not run on
-#                                                    # a GPU yet
+#   bash tools/device_real_track.sh sdft             # the SDFT arm beside domain_only and ours (issue 22); its 05
+#                                                    # took 960 s on two H200s (sdft: about 11 s a step)
 #   bash tools/device_real_track.sh retention-velish # the same on Velish, chosen on data/velish_val.jsonl
 #   bash tools/device_real_track.sh scale            # issue 23 on 2 GPUs: the clinical run's 01-03, then
 #                                                    # bench/scaling.py (06 with a worker per model, then 05, each
 #                                                    # on one GPU and on two); about 1,200 s
 #   bash tools/device_real_track.sh evalbatch        # issue 24: 06 on one GPU with answer_batch_size 128 and 1,024,
-#                                                    # on the clinical run's adapters (01-05 made first); not run yet
-#   bash tools/device_real_track.sh sdft-evalbatch   # `sdft`'s 04-05, then `evalbatch`'s two 06 on its ten models
+#                                                    # on the clinical run's adapters (01-05 made first)
+#   bash tools/device_real_track.sh sdft-evalbatch   # `sdft`'s 04-05, then `evalbatch`'s two 06 on its ten models:
+#                                                    # 1,676 s of device time, 2026-11-30 (docs/bench/smollm2-gpu-sdft)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -170,8 +171,8 @@ PY
   sdft)
     # issue 22's SDFT arm on SmolLM2 (a model that can read a demonstration in context, unlike the lab's): 04-06
     # with sdft on, beside domain_only and ours, three seeds. sdft_ours is left out: 474 on-policy steps, each
-    # generating 16 answers of up to 128 tokens, would take most of a session. Not run on a GPU yet; on the CPU the
-    # sdft arm trained one step on SmolLM2 (the smoke preset's run, train_batch_size 1: 94 s, loss 0.027)
+    # generating 16 answers of up to 128 tokens, would take about 90 minutes a seed: `sdft`'s 81 steps took 878-914 s on
+    # two H200s (2026-11-30, with sdft-evalbatch)
     mkdir -p /tmp/r outputs/smollm2-gpu-sdft
     clinical0103
     cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/
