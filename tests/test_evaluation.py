@@ -442,8 +442,12 @@ def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_sa
     assert ran == ["domain_only seed 0", "ours seed 0"] and "alone" in capsys.readouterr().out
     assert len(batches) == 2 * 3 and set(batches) == {5}  # answer_batch_size: both sets' answers, every model
     ran.clear()
+    batches.clear()
     two = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=2)
     assert ran == ["base", "domain_only seed 0", "ours seed 0"] and set(batches) == {5}
-    assert len(batches) == 2 * 2 * 3  # the base's general answers once: its worker reuses those made alone first
+    assert len(batches) == 2 * 3  # the base's general answers once: its worker reuses those made alone first
     assert "the base, alone" in capsys.readouterr().out and workers.plan(3, 2, "cpu").workers == 2
     assert two == one and all(s["kl_drift"] > 0 for k, s in one[0].items() if k != (None, None))
+    no_kl = {**kwargs, "kl": False}  # no drift: nothing comes first, the base's worker answers on its own
+    assert evaluation.score_models("beside", training, sets, base, setup, **no_kl, workers=2) == \
+        evaluation.score_models("beside", training, sets, base, setup, **no_kl, workers=1)

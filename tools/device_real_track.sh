@@ -52,7 +52,7 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PRESET=presets/smollm2-gpu.yaml
 pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz; a third argument leaves out its 01-03 (copies
-  # of another run's, packed once with that run: a call brings back at most 64 MiB)
+  # of another run's, marked .copied0103, packed once with that run: a call brings back at most 64 MiB)
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' ${3:+--exclude="outputs/$1/0[123]_*"} "outputs/$1"
 }
@@ -84,9 +84,9 @@ for k, v in next(r for r in d["rows"] if r["setting"] == d["chosen"])["changes"]
 evalbatch() {  # RUN: 06 of RUN's 01-05 on GPU 0 with a worker per model, in batches of 128 and of 1,024 answer rows,
   # each in a copy of the run (RUN-eb128, RUN-eb1024), one after the other
   for b in 128 1024; do
-    mkdir -p "outputs/$1-eb$b" && cp -r "outputs/$1"/0[1-5]_* "outputs/$1-eb$b/"
+    mkdir -p "outputs/$1-eb$b" && cp -r "outputs/$1"/0[1-5]_* "outputs/$1-eb$b/" && touch "outputs/$1-eb$b/.copied0103"
     CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$1-eb$b" \
-      -p eval_workers=10 -p "answer_batch_size=$b" && pack "$1-eb$b" "$1-eb$b" copies
+      -p eval_workers=10 -p "answer_batch_size=$b" && pack "$1-eb$b" "$1-eb$b" copies || echo "06 at $b failed" >&2
   done
 }
 case "$1" in
@@ -217,7 +217,7 @@ PY
     mkdir -p /tmp/r outputs/smollm2-gpu-sdft
     clinical0103
     pack smollm2-gpu
-    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/
+    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/ && touch outputs/smollm2-gpu-sdft/.copied0103
     if python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-sdft -p sdft=true \
         -p "arms=[domain_only, ours, sdft]"; then
       pack smollm2-gpu-sdft smollm2-gpu-sdft copies; evalbatch smollm2-gpu-sdft
@@ -251,8 +251,12 @@ PY
     # a run still going: its finished stages' small files come back too (a lost machine then loses less), all in
     # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
     mkdir -p /tmp/r/partial
-    for d in outputs/smollm2-gpu-*; do [ -f "/tmp/r/${d#outputs/}.tgz" ] || pack "${d#outputs/}" \
-      "partial/${d#outputs/}" copies 2>/dev/null || true; done
+    # (a run's 01-03 left out only where they are marked as copies of another run's, packed with that run)
+    for d in outputs/smollm2-gpu outputs/smollm2-gpu-*; do
+      [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] || continue
+      copies=""; [ -f "$d/.copied0103" ] && copies=copies
+      pack "${d#outputs/}" "partial/${d#outputs/}" $copies 2>/dev/null || true
+    done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
     # bench/scaling.py's runs: their JSON, reports and executed notebooks (06 prints its split of the time there)
     (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \

@@ -493,8 +493,8 @@ def plot_loss_curves(results: dict[str, list[dict]], path: Path) -> Path:
             sdft = method_of(arm) == "sdft"  # its loss is a divergence from the teacher, not cross-entropy
             ax.plot(steps, losses, color=f"C{i}", alpha=0.9 if j == 0 else 0.4, ls="--" if sdft else "-",
                     label=(f"{arm} (SDFT loss)" if sdft else arm) if j == 0 else None)
-    same = len({m["steps"] for runs in results.values() for m in runs}) == 1  # else each arm's budget (05's `budget`)
+    same = len({m["steps"] for runs in results.values() for m in runs}) == 1  # not so under equal domain exposure
     ax.set(xlabel="step", ylabel="training loss (assistant tokens)", yscale="log", title="QLoRA training loss per arm "
-           f"({'same steps' if same else 'steps by domain exposure'}, same hyperparameters)")
+           f"({'same steps' if same else 'each arm its own steps'}, same hyperparameters)")
     ax.legend()
     return save_figure(fig, path)

@@ -78,8 +78,9 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
     ``batch_size``: rows per batch of the greedy answers. ``general``: this model's ``general_answers``, computed
     before with the same settings (notebook 06 needs the base's alone first), so not computed again."""
     label = progress if isinstance(progress, str) else "evaluate"
-    g = general or general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                                   progress=progress and f"{label}: general", batch_size=batch_size)
+    g = general if general is not None else general_answers(
+        model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, progress=progress and f"{label}: general",
+        batch_size=batch_size)
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
                     progress=progress and f"{label}: domain", match=match, batch_size=batch_size)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],

@@ -188,7 +188,7 @@ def _pools(stack: ExitStack, ctx, workers: Plan, jobs: int, threads: int):
             slots.put(device)
         return stack.enter_context(ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_start,
                                                        initargs=(slots, threads)))
-    if workers.workers >= jobs and len(set(workers.devices)) > 1:
+    if workers.workers >= jobs and len(set(workers.devices[:jobs])) > 1:
         by_device = {d: pool([d] * workers.devices[:jobs].count(d)) for d in dict.fromkeys(workers.devices[:jobs])}
         return (lambda i, *call: by_device[workers.devices[i]].submit(*call)), list(by_device.values())
     shared = pool(workers.devices)
