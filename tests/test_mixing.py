@@ -162,6 +162,14 @@ def test_a_domain_of_a_few_rows_is_a_warning(capsys):
     assert plan["warnings"] == []
 
 
+def test_too_few_general_rows_for_one_domain_row_is_a_clear_error():
+    """One selected general row at 83% general leaves room for no domain row: was a ZeroDivisionError in 04."""
+    with pytest.raises(ValueError, match=r"1 general row\(s\) at general_share=0.83 leave room for no domain row \(5 "
+                                         r"general rows per domain row\): generate more general rows"):
+        mixing.build_arms([{"messages": msgs("d", "x")}], {"ours": [{"messages": msgs("o", "y")}]}, 0.83, 0)
+    assert mixing.sizes(5, 5, 0.83)["n_domain"] == 1  # five are enough for one
+
+
 def test_an_empty_ours_pool_is_a_clear_error():
     with pytest.raises(ValueError, match=r"arm 'ours': no general rows \(notebook 03 selected none\)"):
         mixing.build_arms([{"messages": msgs("d", "x")}], {"ours": []}, 0.8, 0)

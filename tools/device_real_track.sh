@@ -35,6 +35,8 @@
 #                                                    # on the clinical run's adapters (01-05 made first)
 #   bash tools/device_real_track.sh sdft-evalbatch   # `sdft`'s 04-05, then `evalbatch`'s two 06 on its ten models:
 #                                                    # 1,676 s of device time, 2026-11-30 (docs/bench/smollm2-gpu-sdft)
+#   bash tools/device_real_track.sh claim            # issue 22's whole run on two GPUs: clinical 04-06 with every
+#                                                    # arm and the share sweep beside Velish's 04-06; not run yet
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -226,6 +228,30 @@ PY
     fi
     touch /tmp/r/finished
     ;;
+  claim)
+    # issue 22's whole GPU run in one verb, for a machine of two GPUs (on one, both halves share it): the clinical
+    # run's 01-03, then side by side the clinical 04-06 with every arm and the share sweep (domain_only = 0,
+    # ours_g50, ours = 0.83, ours_g95; public_mix) on the first GPU and Velish's 04-06 on the second. Estimated
+    # about 17 minutes after setup (the longest training, ours_g95's 1,610 steps, about 10 of them); not run yet
+    mkdir -p /tmp/r
+    clinical0103
+    pack smollm2-gpu
+    for r in claim-clinical claim-velish; do
+      mkdir -p "outputs/smollm2-gpu-$r" && cp -r outputs/smollm2-gpu/0[123]_* "outputs/smollm2-gpu-$r/"
+      touch "outputs/smollm2-gpu-$r/.copied0103"
+    done
+    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
+    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 \
+      -p run_name=smollm2-gpu-claim-clinical -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
+      -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" > /tmp/r/claim-clinical.log 2>&1 \
+      && pack smollm2-gpu-claim-clinical smollm2-gpu-claim-clinical copies) &
+    CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 \
+      -p run_name=smollm2-gpu-claim-velish -p domain_data=data/velish_train.jsonl \
+      -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-claim-velish smollm2-gpu-claim-velish copies \
+      || echo "the Velish run failed" >&2
+    wait
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -243,7 +269,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|sdft-evalbatch"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done

@@ -61,6 +61,10 @@ def sizes(n_domain_available: int, n_general_available: int, general_share: floa
     fit = int(n_general_available * (1 - general_share) / general_share + 1e-9)  # 120 * 0.2 / 0.8 is 29.99...
     if n_domain == 0:
         n_domain = min(n_domain_available, fit)
+        if n_domain == 0:
+            raise ValueError(f"{n_general_available} general row(s) at general_share={general_share} leave room for no "
+                             f"domain row ({math.ceil(general_share / (1 - general_share) - 1e-9)} general rows per "
+                             f"domain row): generate more general rows in notebooks 01-03, or lower general_share")
     if n_domain > n_domain_available:
         raise ValueError(f"n_domain={n_domain} but the domain data has {n_domain_available} rows; lower n_domain")
     total = round(n_domain / (1 - general_share))
