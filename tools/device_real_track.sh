@@ -53,10 +53,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PRESET=presets/smollm2-gpu.yaml
-pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz; a third argument leaves out its 01-03 (copies
-  # of another run's, marked .copied0103, packed once with that run: a call brings back at most 64 MiB)
+pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz, without its 01-03 where `copy_stages` made
+  # them (copies of another run's, packed once with that run: a call brings back at most 64 MiB)
+  local copies=(); [ -f "outputs/$1/.copied0103" ] && copies=(--exclude="outputs/$1/0[123]_*")
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
-    --exclude='checkpoint-*' --exclude='_models' ${3:+--exclude="outputs/$1/0[123]_*"} "outputs/$1"
+    --exclude='checkpoint-*' --exclude='_models' "${copies[@]}" "outputs/$1"
+}
+copy_stages() {  # SRC DST STAGES: SRC's stages STAGES (a glob, such as 0[123]) copied into run DST, marked for pack
+  mkdir -p "outputs/$2" && cp -r "outputs/$1"/$3_* "outputs/$2/" && touch "outputs/$2/.copied0103"
 }
 clinical0103() {  # the clinical run's 01-03 that the later verbs start from: made here when not carried (nothing
   # ignored survives between sessions; on two H200s 01-03 took about 400 s uncompiled, 2026-11-29)
@@ -86,9 +90,9 @@ for k, v in next(r for r in d["rows"] if r["setting"] == d["chosen"])["changes"]
 evalbatch() {  # RUN: 06 of RUN's 01-05 on GPU 0 with a worker per model, in batches of 128 and of 1,024 answer rows,
   # each in a copy of the run (RUN-eb128, RUN-eb1024), one after the other
   for b in 128 1024; do
-    mkdir -p "outputs/$1-eb$b" && cp -r "outputs/$1"/0[1-5]_* "outputs/$1-eb$b/" && touch "outputs/$1-eb$b/.copied0103"
+    copy_stages "$1" "$1-eb$b" "0[1-5]"
     CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$1-eb$b" \
-      -p eval_workers=10 -p "answer_batch_size=$b" && pack "$1-eb$b" "$1-eb$b" copies || echo "06 at $b failed" >&2
+      -p eval_workers=10 -p "answer_batch_size=$b" && pack "$1-eb$b" || echo "06 at $b failed" >&2
   done
 }
 case "$1" in
@@ -216,13 +220,13 @@ PY
     # `sdft`'s 04-05 (issue 22), then `evalbatch`'s two 06 on its ten models (issue 24): the first (batches of 128,
     # the default) is the SDFT run's result. If the sdft arm fails, the preset's own arms are trained instead, so
     # that the 06 comparison still runs
-    mkdir -p /tmp/r outputs/smollm2-gpu-sdft
+    mkdir -p /tmp/r
     clinical0103
     pack smollm2-gpu
-    cp -r outputs/smollm2-gpu/0[123]_* outputs/smollm2-gpu-sdft/ && touch outputs/smollm2-gpu-sdft/.copied0103
+    copy_stages smollm2-gpu smollm2-gpu-sdft "0[123]"
     if python3 -m helpers.pipeline run --preset $PRESET --only 04 05 -p run_name=smollm2-gpu-sdft -p sdft=true \
         -p "arms=[domain_only, ours, sdft]"; then
-      pack smollm2-gpu-sdft smollm2-gpu-sdft copies; evalbatch smollm2-gpu-sdft
+      pack smollm2-gpu-sdft; evalbatch smollm2-gpu-sdft
     else
       python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && evalbatch smollm2-gpu
     fi
@@ -236,19 +240,15 @@ PY
     mkdir -p /tmp/r
     clinical0103
     pack smollm2-gpu
-    for r in claim-clinical claim-velish; do
-      mkdir -p "outputs/smollm2-gpu-$r" && cp -r outputs/smollm2-gpu/0[123]_* "outputs/smollm2-gpu-$r/"
-      touch "outputs/smollm2-gpu-$r/.copied0103"
-    done
+    for r in claim-clinical claim-velish; do copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"; done
     second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
     (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 \
       -p run_name=smollm2-gpu-claim-clinical -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
       -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" > /tmp/r/claim-clinical.log 2>&1 \
-      && pack smollm2-gpu-claim-clinical smollm2-gpu-claim-clinical copies) &
+      && pack smollm2-gpu-claim-clinical) &
     CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 \
       -p run_name=smollm2-gpu-claim-velish -p domain_data=data/velish_train.jsonl \
-      -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-claim-velish smollm2-gpu-claim-velish copies \
-      || echo "the Velish run failed" >&2
+      -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-claim-velish || echo "the Velish run failed" >&2
     wait
     touch /tmp/r/finished
     ;;
@@ -277,11 +277,9 @@ PY
     # a run still going: its finished stages' small files come back too (a lost machine then loses less), all in
     # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
     mkdir -p /tmp/r/partial
-    # (a run's 01-03 left out only where they are marked as copies of another run's, packed with that run)
     for d in outputs/smollm2-gpu outputs/smollm2-gpu-*; do
       [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] || continue
-      copies=""; [ -f "$d/.copied0103" ] && copies=copies
-      pack "${d#outputs/}" "partial/${d#outputs/}" $copies 2>/dev/null || true
+      pack "${d#outputs/}" "partial/${d#outputs/}" 2>/dev/null || true
     done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
     # bench/scaling.py's runs: their JSON, reports and executed notebooks (06 prints its split of the time there)

@@ -282,10 +282,11 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup)
-    if beside:  # the base's general answers, which its own scoring in a worker then reuses
-        base = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                               batch_size=batch_size) if kl else None
-        base_answers = base["answer_ids"] if kl else None
+    general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
+    if beside:
+        general = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                                  batch_size=batch_size) if kl else None
+        base_answers = general["answer_ids"] if kl else None
     else:
         base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc,
                           batch_size=batch_size)
@@ -297,7 +298,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     del model
     alone, start = time.perf_counter() - start, time.perf_counter()
     options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size}
-    first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": base})] if beside else []
+    first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": general})] if beside else []
     jobs = first + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
          {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]

@@ -10,8 +10,8 @@ cores finish no sooner than one after the other.
 
 With a worker for every job, job i runs on the plan's i-th device, so where each job runs is known before it
 starts. What a job warns is re-issued in the calling process (a notebook shows it under the cell); what it prints
-goes to the worker's standard output. One failed job stops the jobs not yet started; those running finish (their results
-are saved, so a rerun resumes), then the failure is raised, naming the job.
+goes to the worker's standard output. One failed job stops the jobs not yet started; those running finish (their
+results are saved, so a rerun resumes), then the failure is raised, naming the job.
 """
 
 from __future__ import annotations
@@ -188,9 +188,10 @@ def _pools(stack: ExitStack, ctx, workers: Plan, jobs: int, threads: int):
             slots.put(device)
         return stack.enter_context(ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_start,
                                                        initargs=(slots, threads)))
-    if workers.workers >= jobs and len(set(workers.devices[:jobs])) > 1:
-        by_device = {d: pool([d] * workers.devices[:jobs].count(d)) for d in dict.fromkeys(workers.devices[:jobs])}
-        return (lambda i, *call: by_device[workers.devices[i]].submit(*call)), list(by_device.values())
+    used = workers.devices[:jobs]
+    if workers.workers >= jobs and len(set(used)) > 1:
+        by_device = {d: pool([d] * used.count(d)) for d in dict.fromkeys(used)}
+        return (lambda i, *call: by_device[used[i]].submit(*call)), list(by_device.values())
     shared = pool(workers.devices)
     return (lambda i, *call: shared.submit(*call)), [shared]
 
