@@ -274,6 +274,11 @@ ROWS = [
         [{"messages": [{"role": "user", "content": "d"}, {"role": "assistant", "content": "a"}]}],
         {"ours": [{"messages": [{"role": "user", "content": "o"}, {"role": "assistant", "content": "y"}]}]}, 0.83, 0),
         r"1 general row\(s\) at general_share=0.83 leave room for no domain row .*generate more general rows"),
+    Row("no passes of general rows", lambda f: mixing.build_arms(
+        [{"messages": [{"role": "user", "content": "d"}, {"role": "assistant", "content": "a"}]}],
+        {"ours": [{"messages": [{"role": "user", "content": f"o{i}"}, {"role": "assistant", "content": "y"}]}
+                  for i in range(40)]}, 0.8, 0, general_passes=0),
+        r"general_passes = 0: give a whole number of at least 1 .*notebook 05's domain_epochs"),
     Row("evaluation sets cut", lambda f: warned(lambda: heldout.held_out(
         False, 2, 0, "data/general_eval.jsonl", "data/clinical_eval.jsonl")[1]), r"general set \(data/general_eval"
         r".jsonl\): 20 of its 488 questions scored \(n_eval_per_family = 2", 0),

@@ -26,7 +26,7 @@ def test_arms_share_domain_rows_and_size():
     arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1)
     assert plan.pop("warnings")[0].startswith("only 30 of the 50 domain rows are used")
     assert plan == {"n_domain": 30, "n_general": 120, "total": 150, "n_domain_unused": 20, "sweep": {}, "ablation": {},
-                    "general_reused": {}}
+                    "general_reused": {}, "general_passes": 1}
     assert {len(rows) for rows in arms.values()} == {150}
     dom = {name: sorted(r["messages"][0]["content"] for r in rows if r["source"] == "domain")
            for name, rows in arms.items() if name != "domain_only"}
@@ -56,6 +56,36 @@ def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
         mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[1.0])
     with pytest.raises(ValueError, match="twice"):
         mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.951, 0.954])
+
+
+def test_general_passes_give_each_pass_over_the_domain_new_general_rows():
+    """Issue 22 (Velish at 16 passes: `ours` saw each of its 1,025 general rows 16 times, from a pool of 2,362):
+    with general_passes = 3 each arm holds its domain rows 3 times and 3 passes' worth of general rows, drawn so that
+    a row repeats only when the pool runs out; notebook 05 at domain_epochs = 3 then trains the same steps as on one
+    draw, and sees each general row 1.8 times instead of 3."""
+    domain = [{"messages": msgs(f"d{i}", "x")} for i in range(30)]
+    general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(200)],
+               "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(100)]}
+    one, plan1 = mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.5])
+    arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.5], general_passes=3)
+    assert (plan["n_domain"], plan["n_general"], plan["general_passes"]) == (30, 120, 3)
+    for name in arms:
+        assert len(arms[name]) == 3 * len(one[name]), name
+        domain_seen = Counter(r["messages"][0]["content"] for r in arms[name] if r["source"] == "domain")
+        assert set(domain_seen.values()) == ({15} if name == "domain_only" else {3}), name  # 450 / 30 rows
+    for name, distinct in (("ours", 200), ("public_mix", 100), ("ours_g50", 90)):  # ours_g50: 3 x 30 of 200 rows
+        seen = Counter(r["messages"][0]["content"] for r in arms[name] if r["source"] == "general")
+        assert len(seen) == distinct and max(seen.values()) - min(seen.values()) <= 1, name  # no row before its turn
+    # one draw repeats 120 of the 200 rows on every pass; three draws use all 200, each 1.8 times (notebook 05's
+    # exposures for these arms: tests/test_training.py)
+    assert plan["general_reused"] == {"ours": 1.8, "public_mix": 3.6} and plan1["general_reused"] == {"public_mix": 1.2}
+    # stratified to cluster shares, `ours` still uses every row before any row twice where the shares allow it
+    strat, _ = mixing.build_arms(domain, general, 0.8, 0, seed=1, ours_clusters=[i % 2 for i in range(200)],
+                                 cluster_shares={0: 0.5, 1: 0.5}, general_passes=3)
+    seen = Counter(r["messages"][0]["content"] for r in strat["ours"] if r["source"] == "general")
+    assert len(seen) == 200 and set(seen.values()) == {1, 2}
+    with pytest.raises(ValueError, match=r"general_passes = 0: give a whole number of at least 1"):
+        mixing.build_arms(domain, general, 0.8, 0, general_passes=0)
 
 
 def test_stratified_sample_follows_shares():

@@ -10,7 +10,7 @@ import torch
 import trl
 from datasets import Dataset
 
-from helpers import models, qlora_configs as qc, qlora_training as qt, speed as sp
+from helpers import mixing, models, qlora_configs as qc, qlora_training as qt, speed as sp
 from helpers.lab import standins, zoo
 
 BASE = str(zoo.ZOO_DIR / "base")
@@ -197,6 +197,13 @@ def test_equal_domain_exposure_gives_the_mixed_arm_more_steps():
     sources, rows = budget_rows(10, 50)
     rows = rows[:10] + rows[10:35] * 2
     assert qc.arm_steps(exposure, sources, rows)["general_exposures"] == 8.0
+    # notebook 04's general_passes = 4 (new general rows for each pass): the same 60 steps and domain exposures,
+    # each of a 200-row pool's general rows seen 1.0 times instead of 50 rows 4 times
+    pool = [{"messages": m} for m in budget_rows(0, 200)[1]]
+    arms, _ = mixing.build_arms([{"messages": m} for m in only[1][:10]], {"ours": pool}, 50 / 60, 10, general_passes=4)
+    rows = arms["ours"]
+    assert qc.arm_steps(exposure, [r["source"] for r in rows], [r["messages"] for r in rows]) == {
+        "steps": 60, "domain_rows": 10, "domain_exposures": 4.0, "general_rows": 200, "general_exposures": 1.0}
     with pytest.raises(ValueError, match=r"domain_epochs = 0: with budget = 'domain_epochs' it must be above 0"):
         qc.check_hp({**HP, "budget": "domain_epochs", "domain_epochs": 0})
     with pytest.raises(ValueError, match=r"budget = 'epochs': must be one of \('steps', 'domain_epochs'\)"):

@@ -35,8 +35,9 @@
 #                                                    # on the clinical run's adapters (01-05 made first)
 #   bash tools/device_real_track.sh sdft-evalbatch   # `sdft`'s 04-05, then `evalbatch`'s two 06 on its ten models:
 #                                                    # 1,676 s of device time, 2026-11-30 (docs/bench/smollm2-gpu-sdft)
-#   bash tools/device_real_track.sh claim            # issue 22's whole run on two GPUs: clinical 04-06 with every
-#                                                    # arm and the share sweep beside Velish's 04-06; not run yet
+#   bash tools/device_real_track.sh claim            # issue 22's whole run on two GPUs, general rows drawn anew each
+#                                                    # pass: clinical 04-06 with every arm and the share sweep beside
+#                                                    # Velish's 04-06 at 16 passes, each with its one-draw control
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -233,23 +234,38 @@ PY
     touch /tmp/r/finished
     ;;
   claim)
-    # issue 22's whole GPU run in one verb, for a machine of two GPUs (on one, both halves share it): the clinical
-    # run's 01-03, then side by side the clinical 04-06 with every arm and the share sweep (domain_only = 0,
-    # ours_g50, ours = 0.83, ours_g95; public_mix) on the first GPU and Velish's 04-06 on the second. Estimated
-    # about 17 minutes after setup (the longest training, ours_g95's 1,610 steps, about 10 of them); not run yet
+    # issue 22's whole GPU run in one verb, for a machine of two GPUs (on one, both halves share it), with general
+    # rows drawn anew for every domain pass (04's general_passes = the passes): the clinical run's 01-03, then side by
+    # side on the first GPU the clinical 04-06 at 4 passes with every arm and the share sweep (domain_only = 0,
+    # ours_g50, ours = 0.83, ours_g95; public_mix), and on the second Velish's 04-06 at 16 passes (at 4 no arm learnt
+    # it). Beside each, the control on the same 01-03: `ours` with one draw of general rows repeated every pass
+    # (general_passes 1, the runs before), three seeds. Estimated about 17 minutes after setup (the longest
+    # training, ours_g95's 1,610 steps, about 10 of them)
     mkdir -p /tmp/r
     clinical0103
     pack smollm2-gpu
-    for r in claim-clinical claim-velish; do copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"; done
+    for r in claim-clinical claim-velish claim-clinical-p1 claim-velish-p1; do
+      copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"
+    done
     second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
-    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 \
-      -p run_name=smollm2-gpu-claim-clinical -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
+    clinical=(-p domain_data=data/clinical_train.jsonl -p eval_domain=data/clinical_eval.jsonl -p domain_epochs=4)
+    velish=(-p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p domain_epochs=16)
+    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+      -p run_name=smollm2-gpu-claim-clinical -p general_passes=4 -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
       -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" > /tmp/r/claim-clinical.log 2>&1 \
       && pack smollm2-gpu-claim-clinical) &
-    CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 \
-      -p run_name=smollm2-gpu-claim-velish -p domain_data=data/velish_train.jsonl \
-      -p eval_domain=data/velish_eval.jsonl && pack smollm2-gpu-claim-velish || echo "the Velish run failed" >&2
+    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+      -p run_name=smollm2-gpu-claim-clinical-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-clinical.log \
+      2>&1 && pack smollm2-gpu-claim-clinical-p1) &
+    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+      -p run_name=smollm2-gpu-claim-velish-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-velish.log \
+      2>&1 && pack smollm2-gpu-claim-velish-p1) &
+    CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+      -p run_name=smollm2-gpu-claim-velish -p general_passes=16 && pack smollm2-gpu-claim-velish \
+      || echo "the Velish run failed" >&2
     wait
+    # one file for the five packs (a call brings back at most 8 files)
+    (cd /tmp/r && tar cf claim-runs.tar smollm2-gpu*.tgz && rm smollm2-gpu*.tgz)
     touch /tmp/r/finished
     ;;
   retention-velish)
@@ -278,7 +294,7 @@ PY
     # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
     mkdir -p /tmp/r/partial
     for d in outputs/smollm2-gpu outputs/smollm2-gpu-*; do
-      [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] || continue
+      [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] && [ ! -f /tmp/r/finished ] || continue
       pack "${d#outputs/}" "partial/${d#outputs/}" 2>/dev/null || true
     done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial
@@ -286,7 +302,7 @@ PY
     (cd outputs && tar czf /tmp/r/scale-small.tgz $(find scale-* \( -name timings.json -o -name metrics.json -o \
       -name results.json -o -name log_history.json -o -name report.md -o -name '*.ipynb' \) 2>/dev/null) \
       2>/dev/null) || true
-    cp /tmp/r/*.tgz /tmp/r/*.log /tmp/r/*.json "$OUT"/ 2>/dev/null || true
+    cp /tmp/r/*.tgz /tmp/r/*.tar /tmp/r/*.log /tmp/r/*.json "$OUT"/ 2>/dev/null || true
     ls -la "$OUT"
     ;;
 esac

@@ -11,6 +11,12 @@ Arms (all in TRL's ``messages`` format, saved with ``datasets``; same domain row
 
 With ``general_share = s`` and ``n_domain`` domain rows, every arm has ``N = round(n_domain / (1 - s))`` rows.
 ``n_domain = 0`` takes the largest ``n_domain`` for which no mixed arm needs repeated general rows.
+
+``general_passes = P`` (default 1) makes every arm ``P`` times as large: its domain rows ``P`` times, beside ``P``
+times as many general rows, drawn together so that a general row repeats only where its pool (or, stratified, its
+cluster) runs out. Notebook 05, training until each domain row was seen ``domain_epochs = P`` times, then meets
+general rows it has not seen in every pass the pool allows, instead of one draw ``P`` times (``general_passes = 1``:
+an epoch-based run over one mixed set, as the paper trains).
 """
 
 from __future__ import annotations
@@ -147,7 +153,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                seed: int = 0, ours_clusters: list[int] | None = None, cluster_shares: dict[int, float] | None = None,
                sweep_shares: list[float] = (), unused_domain_expected: bool = False,
                ablation: dict[str, tuple[list[dict], list[int], dict[int, float] | None, bool]] | None = None,
-               sdft: bool = False) -> tuple[dict[str, list[dict]], dict]:
+               sdft: bool = False, general_passes: int = 1) -> tuple[dict[str, list[dict]], dict]:
     """``general`` maps arm name (``public_mix``, ``ours``, ``oracle``...) to its pool of general rows.
 
     ``sweep_shares`` adds one arm ``ours_g<percent>`` per general share: the same domain rows plus as many of ``ours``
@@ -165,7 +171,15 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     smaller than the arm reuses rows, recorded in the plan's ``ablation``.
 
     ``sdft`` adds ``sdft`` and ``sdft_ours``: the rows of ``domain_only`` and ``ours``, which notebook 05 trains with
-    self-distillation (SDFT) instead of SFT (``arms.ARMS``' ``method``)."""
+    self-distillation (SDFT) instead of SFT (``arms.ARMS``' ``method``).
+
+    ``general_passes``: how many passes' worth of rows every arm holds (module docstring); ``general_reused`` then
+    records, for every arm whose draw is larger than its pool, how often each of its general rows is used."""
+    if isinstance(general_passes, bool) or not isinstance(general_passes, int) or general_passes < 1:
+        raise ValueError(f"general_passes = {general_passes!r}: give a whole number of at least 1 (1: one draw of "
+                         "general rows that every pass of notebook 05 repeats; notebook 05's domain_epochs: new "
+                         "general rows for each pass over the domain rows, as far as the pool reaches)")
+    passes = general_passes
     rng = random.Random(seed)
     # every mixed arm gets the same general rows count, set by the method's own pool (`ours`): a baseline's smaller
     # pool (a small public set) is reused to that size rather than capping every arm and dropping domain rows
@@ -187,31 +201,35 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
            f"least {FEW_DOMAIN_ROWS} domain rows for results that say something")
     plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected,
                                 few: plan["n_domain"] < FEW_DOMAIN_ROWS, **reused})
-    plan["general_reused"] = {name: round(plan["n_general"] / n, 2) for name, n in short.items()}
+    plan["general_reused"] = {name: round(plan["n_general"] * passes / len(pool), 2) for name, pool in general.items()
+                              if pool and plan["n_general"] * passes > len(pool)}
+    plan["general_passes"] = passes
     if plan["n_domain_unused"] and unused_domain_expected:
         print(f"NOTE: {unused}.")
     domain_rows = rng.sample(domain, plan["n_domain"])
-    repeated = (domain_rows * -(-plan["total"] // len(domain_rows)))[: plan["total"]]
+    repeated = (domain_rows * -(-plan["total"] * passes // len(domain_rows)))[: plan["total"] * passes]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}
 
     def with_domain(picked: list[dict]) -> list[dict]:
-        return [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows]
+        return [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows] * passes
+
+    n_draw = plan["n_general"] * passes  # every mixed arm's general rows
 
     for name, pool in general.items():
         if name == "ours" and cluster_shares:
-            picked = stratified_sample(pool, ours_clusters, cluster_shares, plan["n_general"], seed)
+            picked = stratified_sample(pool, ours_clusters, cluster_shares, n_draw, seed)
         elif not pool:
             raise ValueError(f"arm {name!r}: no general rows")
-        elif name in short:
-            picked = _pick(pool, None, None, plan["n_general"], seed)  # reused, as the warning says
+        elif n_draw > len(pool):
+            picked = _pick(pool, None, None, n_draw, seed)  # reused: as the warning says, or over the passes
         else:
-            picked = random.Random(seed + 1).sample(pool, plan["n_general"])
+            picked = random.Random(seed + 1).sample(pool, n_draw)
         arms[name] = with_domain(picked)
     plan["ablation"] = {}
     for name, (pool, clusters, arm_shares, exact) in (ablation or {}).items():
         if not pool:
             raise ValueError(f"ablation arm {name!r}: notebook 03 selected no answers for it")
-        picked = _pick(pool, clusters, arm_shares, plan["n_general"], seed, exact)
+        picked = _pick(pool, clusters, arm_shares, n_draw, seed, exact)
         arms[name] = with_domain(picked)
         plan["ablation"][name] = {"pool": len(pool), "rows_reused": len(picked) - len({id(r) for r in picked})}
     plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
@@ -224,15 +242,15 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
         if name in arms:
             raise ValueError(f"sweep_shares: {share} gives the arm name {name!r} twice or collides with "
                              f"general_share={general_share}; use shares at least a percent apart")
-        arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general, seed))
+        arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general * passes, seed))
         plan["sweep"][name] = share
         pool = len(general["ours"])
         plan["warnings"] += trouble({
             f"{name} (general share {share}) needs {n_general} general rows and ours has {pool}: each is used about "
             f"{n_general / pool:.1f} times, so this point of the trade-off mixes the share with repeated general "
             "rows; generate more general rows (n_samples in 01, samples in 02) to separate them": n_general > pool})
-        if n_general > pool:
-            plan["general_reused"][name] = round(n_general / pool, 2)
+        if n_general * passes > pool:
+            plan["general_reused"][name] = round(n_general * passes / pool, 2)
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for arm in registry.with_option("sdft") if sdft else ():
         arms[arm.name] = list(arms[arm.source])
