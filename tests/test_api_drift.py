@@ -300,6 +300,9 @@ def test_the_configs_stage_05_reads_and_copies():
     sft = SFTConfig(max_steps=3, use_cpu=True, bf16=False, report_to=[])
     assert dataclasses.is_dataclass(sft) and sft.to_dict()["max_steps"] == 3
     assert dataclasses.replace(sft, seed=5, output_dir="o").seed == 5
+    # ... and sets train_sampling_strategy="sequential" for an arm of notebook 04's passes (the Trainer then builds a
+    # SequentialSampler: tests/test_training.py)
+    assert dataclasses.replace(sft, train_sampling_strategy="sequential").train_sampling_strategy == "sequential"
     assert dataclasses.is_dataclass(LoraConfig) and LoraConfig(r=4).to_dict()["r"] == 4
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
     assert bnb.to_diff_dict()["bnb_4bit_quant_type"] == "nf4"

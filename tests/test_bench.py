@@ -230,3 +230,28 @@ def test_the_scaling_bench_times_notebook_05_on_each_gpu_count_and_compares_fina
     assert got["2"]["final_losses"] == {"ours/0": 0.502, "domain_only/1": 0.3} and got["2"]["trainings"] == 2
     assert got["1"]["largest_loss_difference_from_first"] == 0
     assert abs(got["2"]["largest_loss_difference_from_first"] - 0.001) < 1e-9
+
+
+def test_compare_arms_gives_each_difference_its_interval_and_side(tmp_path, monkeypatch):
+    """bench/compare_arms.py: A - B per measure, its 95% half-width from both arms' standard errors, and which side
+    of 0 it lies on; a run or arm that is not there is an error naming it."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import compare_arms
+
+    monkeypatch.setenv("HELPERS_OUTPUTS", str(tmp_path))
+    stage = tmp_path / "r" / "06_evaluation"
+    stage.mkdir(parents=True)
+    arm = {"general_accuracy": 0.60, "general_se": 0.01, "kl_drift": 0.5, "kl_drift_se": 0.01}
+    (stage / "results.json").write_text(json.dumps({"base": {"general_accuracy": 0.50, "general_se": 0.02},
+                                                    "arms": {"ours": arm}}))
+    out = compare_arms.compare(compare_arms.arm_results("r:ours")[1], compare_arms.arm_results("r:base")[1])
+    assert set(out) == {"general_accuracy"}  # the base has no KL drift
+    assert out["general_accuracy"]["diff"] == pytest.approx(0.10)
+    assert out["general_accuracy"]["se"] == pytest.approx((0.01 ** 2 + 0.02 ** 2) ** 0.5, abs=1e-4)
+    assert out["general_accuracy"]["verdict"] == "A > B"  # 10 points, +- 4.4
+    close = compare_arms.compare({**arm, "general_accuracy": 0.51}, {"general_accuracy": 0.50, "general_se": 0.02})
+    assert close["general_accuracy"]["verdict"] == "not distinguishable"
+    with pytest.raises(SystemExit, match=r"'r:oracle': run r has no arm 'oracle'; it has \['ours'\]"):
+        compare_arms.arm_results("r:oracle")
+    with pytest.raises(SystemExit, match="give RUN:ARM"):
+        compare_arms.arm_results("r")

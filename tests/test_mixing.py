@@ -60,30 +60,46 @@ def test_ratio_sweep_keeps_the_domain_rows_and_scales_the_general_part():
 
 def test_general_passes_give_each_pass_over_the_domain_new_general_rows():
     """Issue 22 (Velish at 16 passes: `ours` saw each of its 1,025 general rows 16 times, from a pool of 2,362):
-    with general_passes = 3 each arm holds its domain rows 3 times and 3 passes' worth of general rows, drawn so that
-    a row repeats only when the pool runs out; notebook 05 at domain_epochs = 3 then trains the same steps as on one
-    draw, and sees each general row 1.8 times instead of 3."""
+    with general_passes = 3 each arm holds 3 passes in order, each with every domain row once beside its own draw of
+    general rows; a row comes back only after the rest of its pool."""
     domain = [{"messages": msgs(f"d{i}", "x")} for i in range(30)]
     general = {"ours": [{"messages": msgs(f"o{i}", "y")} for i in range(200)],
                "public_mix": [{"messages": msgs(f"p{i}", "z")} for i in range(100)]}
     one, plan1 = mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.5])
     arms, plan = mixing.build_arms(domain, general, 0.8, 0, seed=1, sweep_shares=[0.5], general_passes=3)
     assert (plan["n_domain"], plan["n_general"], plan["general_passes"]) == (30, 120, 3)
-    for name in arms:
+    assert "pass" not in one["ours"][0] and Counter(r["source"] for r in arms["domain_only"]) == {"domain": 450}
+    for name in set(arms) - {"domain_only"}:
         assert len(arms[name]) == 3 * len(one[name]), name
-        domain_seen = Counter(r["messages"][0]["content"] for r in arms[name] if r["source"] == "domain")
-        assert set(domain_seen.values()) == ({15} if name == "domain_only" else {3}), name  # 450 / 30 rows
+        passes = [r["pass"] for r in arms[name]]
+        assert passes == sorted(passes) and set(passes) == {0, 1, 2}, name  # in order
+        for p in range(3):
+            block = [r for r in arms[name] if r["pass"] == p]
+            assert sorted(r["messages"][0]["content"] for r in block if r["source"] == "domain") == \
+                sorted(f"d{i}" for i in range(30)), name  # every domain row once a pass
+            assert Counter(r["source"] for r in block) == Counter(r["source"] for r in one[name]), name
+            if name != "public_mix":  # public_mix's 100 rows cannot fill a pass of 120 without repeats
+                assert len({r["messages"][0]["content"] for r in block}) == len(block), name
     for name, distinct in (("ours", 200), ("public_mix", 100), ("ours_g50", 90)):  # ours_g50: 3 x 30 of 200 rows
         seen = Counter(r["messages"][0]["content"] for r in arms[name] if r["source"] == "general")
         assert len(seen) == distinct and max(seen.values()) - min(seen.values()) <= 1, name  # no row before its turn
-    # one draw repeats 120 of the 200 rows on every pass; three draws use all 200, each 1.8 times (notebook 05's
-    # exposures for these arms: tests/test_training.py)
+    # one draw repeats 120 of the 200 rows on every pass; three draws use all 200, each 1.8 times
     assert plan["general_reused"] == {"ours": 1.8, "public_mix": 3.6} and plan1["general_reused"] == {"public_mix": 1.2}
-    # stratified to cluster shares, `ours` still uses every row before any row twice where the shares allow it
-    strat, _ = mixing.build_arms(domain, general, 0.8, 0, seed=1, ours_clusters=[i % 2 for i in range(200)],
-                                 cluster_shares={0: 0.5, 1: 0.5}, general_passes=3)
-    seen = Counter(r["messages"][0]["content"] for r in strat["ours"] if r["source"] == "general")
-    assert len(seen) == 200 and set(seen.values()) == {1, 2}
+    assert any(w.startswith("public_mix has 100 general rows for the 360 of every mixed arm over 3 passes: each is "
+                            "used about 3.6 times") for w in plan["warnings"])
+    # stratified: each pass keeps the one-pass draw's cluster counts, and a cluster its share empties (20 rows for
+    # 90% of the draws) repeats its rows while the other goes on through its own: 200 rows used, not 44 (the first
+    # version drew all passes at once, and the exact shares reused the small cluster's rows)
+    clusters, shares = [0] * 20 + [1] * 180, {0: 0.9, 1: 0.1}
+    strat1, _ = mixing.build_arms(domain, general, 0.8, 0, seed=1, ours_clusters=clusters, cluster_shares=shares)
+    strat, _ = mixing.build_arms(domain, general, 0.8, 0, seed=1, ours_clusters=clusters, cluster_shares=shares,
+                                 general_passes=3)
+    small = {f"o{i}" for i in range(20)}
+    in_small = Counter(r["messages"][0]["content"] in small for r in strat1["ours"] if r["source"] == "general")
+    for p in range(3):
+        block = [r["messages"][0]["content"] for r in strat["ours"] if r["source"] == "general" and r["pass"] == p]
+        assert Counter(q in small for q in block) == in_small and len(set(block)) == len(block)
+    assert len({r["messages"][0]["content"] for r in strat["ours"] if r["source"] == "general"}) == 200
     with pytest.raises(ValueError, match=r"general_passes = 0: give a whole number of at least 1"):
         mixing.build_arms(domain, general, 0.8, 0, general_passes=0)
 

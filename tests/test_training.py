@@ -152,6 +152,18 @@ def test_same_code_trains_a_stand_in_with_a_real_template(tmp_path):
     assert trainer.state.global_step == 3
 
 
+def test_an_arm_of_passes_trains_them_in_order(tmp_path):
+    """Notebook 04's general_passes: an arm of several passes (a ``pass`` column, shuffled within each pass) trains
+    its rows in order, one pass after the other; every other arm in the Trainer's random order."""
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    passes = rows().add_column("pass", [i // 6 for i in range(12)])
+    ordered = qt.make_trainer(passes, BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / "a", progress=False)
+    plain = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / "b", progress=False)
+    assert isinstance(ordered._get_train_sampler(), SequentialSampler)
+    assert isinstance(plain._get_train_sampler(), RandomSampler)
+
+
 def test_loss_is_logged_at_the_last_step(tmp_path):
     """final_loss is the loss at the end even when logging_steps does not divide max_steps."""
     hp = {**HP, "max_steps": 31, "train_batch_size": 2}

@@ -113,7 +113,7 @@ print({n: m.resolve('smollm2-gpu', n) for n in sys.argv[1:]})
 PY
     ;;
   start)
-    mkdir -p /tmp/r
+    mkdir -p /tmp/r && rm -f /tmp/r/finished  # a flag left by an earlier verb would hide this one's partials
     setsid nohup bash "$0" "${2:-both}" > "/tmp/r/${2:-both}.log" 2>&1 < /dev/null &
     pgrep -x nvidia-smi > /dev/null || setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
     sleep 5; cat "/tmp/r/${2:-both}.log"
@@ -239,8 +239,9 @@ PY
     # side on the first GPU the clinical 04-06 at 4 passes with every arm and the share sweep (domain_only = 0,
     # ours_g50, ours = 0.83, ours_g95; public_mix), and on the second Velish's 04-06 at 16 passes (at 4 no arm learnt
     # it). Beside each, the control on the same 01-03: `ours` with one draw of general rows repeated every pass
-    # (general_passes 1, the runs before), three seeds. Estimated about 17 minutes after setup (the longest
-    # training, ours_g95's 1,610 steps, about 10 of them)
+    # (general_passes 1, the runs before), three seeds. At ca93335 (passes shuffled together, before they trained in
+    # order) it took 1,135 s after setup on two H200s: 01-03 218 s, then the clinical side 906 s (05 772 s, its 15
+    # trainings beside the others' 15 on 32 cores); docs/bench/smollm2-gpu-claim/
     mkdir -p /tmp/r
     clinical0103
     pack smollm2-gpu
@@ -253,19 +254,21 @@ PY
     (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
       -p run_name=smollm2-gpu-claim-clinical -p general_passes=4 -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
       -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" > /tmp/r/claim-clinical.log 2>&1 \
-      && pack smollm2-gpu-claim-clinical) &
+      && pack smollm2-gpu-claim-clinical || echo "the clinical run failed" >&2) &
     (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
       -p run_name=smollm2-gpu-claim-clinical-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-clinical.log \
-      2>&1 && pack smollm2-gpu-claim-clinical-p1) &
+      2>&1 && pack smollm2-gpu-claim-clinical-p1 || echo "the clinical control failed" >&2) &
     (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
       -p run_name=smollm2-gpu-claim-velish-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-velish.log \
-      2>&1 && pack smollm2-gpu-claim-velish-p1) &
+      2>&1 && pack smollm2-gpu-claim-velish-p1 || echo "the Velish control failed" >&2) &
     CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
       -p run_name=smollm2-gpu-claim-velish -p general_passes=16 && pack smollm2-gpu-claim-velish \
       || echo "the Velish run failed" >&2
     wait
-    # one file for the five packs (a call brings back at most 8 files)
-    (cd /tmp/r && tar cf claim-runs.tar smollm2-gpu*.tgz && rm smollm2-gpu*.tgz)
+    # one file for the four runs' packs (a call brings back at most 8 files, 16 MiB each: the 01-03 stay apart),
+    # listed in packed.list so that `wait` packs no partial copy of them
+    (cd /tmp/r && ls smollm2-gpu-claim-*.tgz > packed.list && tar cf claim-runs.tar $(cat packed.list) \
+      && rm $(cat packed.list))
     touch /tmp/r/finished
     ;;
   retention-velish)
@@ -294,7 +297,8 @@ PY
     # one partials.tgz (a call returns at most 8 files: on 2026-11-29 the sweep's runs' packs crowded out its JSON)
     mkdir -p /tmp/r/partial
     for d in outputs/smollm2-gpu outputs/smollm2-gpu-*; do
-      [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] && [ ! -f /tmp/r/finished ] || continue
+      [ -d "$d" ] && [ ! -f "/tmp/r/${d#outputs/}.tgz" ] || continue
+      grep -qx "${d#outputs/}.tgz" /tmp/r/packed.list 2>/dev/null && continue
       pack "${d#outputs/}" "partial/${d#outputs/}" 2>/dev/null || true
     done
     tar czf /tmp/r/partials.tgz -C /tmp/r partial && rm -rf /tmp/r/partial

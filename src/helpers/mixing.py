@@ -10,13 +10,15 @@ Arms (all in TRL's ``messages`` format, saved with ``datasets``; same domain row
 * ``oracle`` (lab only): domain + data drawn from the base model's true hidden mixture.
 
 With ``general_share = s`` and ``n_domain`` domain rows, every arm has ``N = round(n_domain / (1 - s))`` rows.
-``n_domain = 0`` takes the largest ``n_domain`` for which no mixed arm needs repeated general rows.
+``n_domain = 0`` takes the largest ``n_domain`` for which no mixed arm needs repeated general rows in one pass.
 
-``general_passes = P`` (default 1) makes every arm ``P`` times as large: its domain rows ``P`` times, beside ``P``
-times as many general rows, drawn together so that a general row repeats only where its pool (or, stratified, its
-cluster) runs out. Notebook 05, training until each domain row was seen ``domain_epochs = P`` times, then meets
-general rows it has not seen in every pass the pool allows, instead of one draw ``P`` times (``general_passes = 1``:
-an epoch-based run over one mixed set, as the paper trains).
+``general_passes = P`` (default 1) makes every arm ``P`` passes long, in order: pass ``p`` holds every domain row once
+beside its own draw of general rows (the one-pass draw's size and cluster shares), shuffled within the pass, each
+row marked with its ``pass``. The draws go round each pool (stratified: each cluster) in a shuffled order, so that a
+general row comes back only after the rest of its pool. Notebook 05 trains such an arm pass after pass (a sequential
+sampler) and, at ``domain_epochs = P``, sees each domain row once per pass as before, but meets general rows it has
+not seen in every pass the pool allows, instead of one draw ``P`` times (``general_passes = 1``: an epoch-based run
+over one mixed set, as the paper trains).
 """
 
 from __future__ import annotations
@@ -98,6 +100,14 @@ def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, f
     ``rows`` has ``n`` or more: a cluster with fewer rows than its share asks for gives them all, and the rest of its
     quota goes to the other clusters in proportion to their shares. Rows are reused only when ``n > len(rows)``, or
     with ``exact_shares``, where a short cluster reuses its rows to keep its share."""
+    return stratified_passes(rows, clusters, shares, n, seed, exact_shares)[0]
+
+
+def stratified_passes(rows: list[dict], clusters: list[int], shares: dict[int, float], n: int, seed: int,
+                      exact_shares: bool = False, passes: int = 1) -> list[list[dict]]:
+    """``passes`` draws of ``n`` rows, each with ``stratified_sample``'s cluster counts: each cluster's rows in a
+    shuffled order, taken round and round, so that within a cluster no row comes back before all the others were
+    used (the first draw is ``stratified_sample``'s)."""
     rng = random.Random(seed)
     by = defaultdict(list)
     for r, c in zip(rows, clusters):
@@ -115,23 +125,35 @@ def stratified_sample(rows: list[dict], clusters: list[int], shares: dict[int, f
                 {c: 1.0 for c in by if c not in full}
             for c, k in _apportion(open_, over).items():
                 counts[c] += k
-    out = []
+    out: list[list[dict]] = [[] for _ in range(passes)]
     for c in sorted(by):
         pool = by[c][:]
         rng.shuffle(pool)
         k = counts[c]
-        out += pool[:k] if k <= len(pool) else pool * (k // len(pool)) + pool[: k % len(pool)]
-    rng.shuffle(out)
+        cycle = [pool[i % len(pool)] for i in range(k * passes)]
+        for p in range(passes):
+            out[p] += cycle[p * k:(p + 1) * k]
+    for picked in out:
+        rng.shuffle(picked)
     return out
 
 
 def _pick(pool: list[dict], clusters: list[int] | None, shares: dict[int, float] | None, n: int, seed: int,
-          exact_shares: bool = False) -> list[dict]:
-    """``n`` rows of ``pool`` for an arm that may reuse rows (the sweep, the ablation): by ``shares`` over the
-    clusters (``stratified_sample``), else a seeded shuffle of the pool, repeated as often as ``n`` needs."""
+          exact_shares: bool = False, passes: int = 1) -> list[list[dict]]:
+    """``passes`` draws of ``n`` rows of ``pool`` for an arm that may reuse rows (the sweep, the ablation, a short
+    pool, several passes): by ``shares`` over the clusters (``stratified_passes``), else a seeded shuffle of the pool
+    taken round and round."""
     if shares:
-        return stratified_sample(pool, clusters, shares, n, seed, exact_shares)
-    return (random.Random(seed + 1).sample(pool, len(pool)) * -(-n // len(pool)))[:n]
+        return stratified_passes(pool, clusters, shares, n, seed, exact_shares, passes)
+    order = random.Random(seed + 1).sample(pool, len(pool))
+    cycle = [order[i % len(order)] for i in range(n * passes)]
+    return [cycle[p * n:(p + 1) * n] for p in range(passes)]
+
+
+def reuse(draws: list[list[dict]]) -> float:
+    """How often each general row the draws use is used, on average (1.0: none twice)."""
+    rows = [id(r) for picked in draws for r in picked]
+    return round(len(rows) / len(set(rows)), 2) if rows else 0.0
 
 
 def cluster_shares_sampled(run_name: str) -> dict[int, float]:
@@ -173,8 +195,8 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     ``sdft`` adds ``sdft`` and ``sdft_ours``: the rows of ``domain_only`` and ``ours``, which notebook 05 trains with
     self-distillation (SDFT) instead of SFT (``arms.ARMS``' ``method``).
 
-    ``general_passes``: how many passes' worth of rows every arm holds (module docstring); ``general_reused`` then
-    records, for every arm whose draw is larger than its pool, how often each of its general rows is used."""
+    ``general_passes``: how many passes every arm holds, in order (module docstring; rows marked with their
+    ``pass``). ``general_reused`` records every arm whose general rows repeat, with how often each is used."""
     if isinstance(general_passes, bool) or not isinstance(general_passes, int) or general_passes < 1:
         raise ValueError(f"general_passes = {general_passes!r}: give a whole number of at least 1 (1: one draw of "
                          "general rows that every pass of notebook 05 repeats; notebook 05's domain_epochs: new "
@@ -193,16 +215,17 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
               f"they need {plan['n_general']} general rows in every mixed arm, {sizer} has {len(general[sizer])}"
               f", and more domain rows would need more. To use more domain data, {fix} or lower general_share")
     short = {name: len(pool) for name, pool in general.items() if 0 < len(pool) < plan["n_general"]}
-    reused = {f"{name} has {n} general rows for the {plan['n_general']} of every mixed arm: each is used about "
-              f"{plan['n_general'] / n:.1f} times (its arm compares less varied general data); give it a larger set "
-              "to compare at full variety": True for name, n in short.items()}
+    over = f" over {passes} passes" if passes > 1 else ""
+    reused = {f"{name} has {n} general rows for the {plan['n_general'] * passes} of every mixed arm{over}: each is "
+              f"used about {plan['n_general'] * passes / n:.1f} times (its arm compares less varied general data); "
+              "give it a larger set to compare at full variety": True for name, n in short.items()}
     few = (f"the arms hold only {plan['n_domain']} domain row(s), so domain_only repeats each about "
-           f"{plan['total'] // max(plan['n_domain'], 1)} times and the domain results rest on that few facts; bring at "
+           f"{plan['total'] * passes // max(plan['n_domain'], 1)} times and the domain results rest on that few facts; "
+           "bring at "
            f"least {FEW_DOMAIN_ROWS} domain rows for results that say something")
     plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected,
                                 few: plan["n_domain"] < FEW_DOMAIN_ROWS, **reused})
-    plan["general_reused"] = {name: round(plan["n_general"] * passes / len(pool), 2) for name, pool in general.items()
-                              if pool and plan["n_general"] * passes > len(pool)}
+    plan["general_reused"] = {}
     plan["general_passes"] = passes
     if plan["n_domain_unused"] and unused_domain_expected:
         print(f"NOTE: {unused}.")
@@ -210,27 +233,45 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
     repeated = (domain_rows * -(-plan["total"] * passes // len(domain_rows)))[: plan["total"] * passes]
     arms = {"domain_only": [{**r, "source": "domain"} for r in repeated]}
 
-    def with_domain(picked: list[dict]) -> list[dict]:
-        return [{**r, "source": "general"} for r in picked] + [{**r, "source": "domain"} for r in domain_rows] * passes
+    def with_domain(name: str, draws: list[list[dict]]) -> list[dict]:
+        """The arm's rows: one pass (shuffled at the end, below), or ``passes`` passes in order, each shuffled."""
+        if (times := reuse(draws)) > 1 and name not in (ablation or {}):  # those: plan["ablation"]
+            plan["general_reused"][name] = times
+        if passes == 1:
+            return [{**r, "source": "general"} for r in draws[0]] + [{**r, "source": "domain"} for r in domain_rows]
+        rows = []
+        for p, picked in enumerate(draws):
+            block = ([{**r, "source": "general", "pass": p} for r in picked]
+                     + [{**r, "source": "domain", "pass": p} for r in domain_rows])
+            random.Random(seed + 2 + p).shuffle(block)
+            rows += block
+        return rows
 
-    n_draw = plan["n_general"] * passes  # every mixed arm's general rows
-
+    n_draw = plan["n_general"]  # every mixed arm's general rows in one pass
     for name, pool in general.items():
         if name == "ours" and cluster_shares:
-            picked = stratified_sample(pool, ours_clusters, cluster_shares, n_draw, seed)
+            draws = stratified_passes(pool, ours_clusters, cluster_shares, n_draw, seed, passes=passes)
         elif not pool:
             raise ValueError(f"arm {name!r}: no general rows")
-        elif n_draw > len(pool):
-            picked = _pick(pool, None, None, n_draw, seed)  # reused: as the warning says, or over the passes
+        elif n_draw > len(pool) or passes > 1:
+            draws = _pick(pool, None, None, n_draw, seed, passes=passes)  # reused, as the warning says
         else:
-            picked = random.Random(seed + 1).sample(pool, n_draw)
-        arms[name] = with_domain(picked)
+            draws = [random.Random(seed + 1).sample(pool, n_draw)]
+        arms[name] = with_domain(name, draws)
+    if passes > 1:  # a baseline whose general rows come back more often than ours' compares less varied data
+        base_reuse = plan["general_reused"].get(sizer, 1.0)
+        plan["warnings"] += trouble({
+            f"at general_passes={passes}, {name} uses each of its general rows about {times:.1f} times and {sizer} "
+            f"about {base_reuse:.1f} times (its arm compares less varied general data); give it a larger set to "
+            "compare at the same variety": times > 1.1 * base_reuse
+            for name, times in plan["general_reused"].items() if name != sizer and name not in short})
     plan["ablation"] = {}
     for name, (pool, clusters, arm_shares, exact) in (ablation or {}).items():
         if not pool:
             raise ValueError(f"ablation arm {name!r}: notebook 03 selected no answers for it")
-        picked = _pick(pool, clusters, arm_shares, n_draw, seed, exact)
-        arms[name] = with_domain(picked)
+        draws = _pick(pool, clusters, arm_shares, n_draw, seed, exact, passes)
+        arms[name] = with_domain(name, draws)
+        picked = [r for d in draws for r in d]
         plan["ablation"][name] = {"pool": len(pool), "rows_reused": len(picked) - len({id(r) for r in picked})}
     plan["sweep"] = {"domain_only": 0.0, "ours": general_share} if sweep_shares else {}
     for share in sweep_shares:
@@ -242,20 +283,21 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
         if name in arms:
             raise ValueError(f"sweep_shares: {share} gives the arm name {name!r} twice or collides with "
                              f"general_share={general_share}; use shares at least a percent apart")
-        arms[name] = with_domain(_pick(general["ours"], ours_clusters, cluster_shares, n_general * passes, seed))
+        arms[name] = with_domain(name, _pick(general["ours"], ours_clusters, cluster_shares, n_general, seed,
+                                             passes=passes))
         plan["sweep"][name] = share
-        pool = len(general["ours"])
+        pool, times = len(general["ours"]), plan["general_reused"].get(name, 1.0)
         plan["warnings"] += trouble({
-            f"{name} (general share {share}) needs {n_general} general rows and ours has {pool}: each is used about "
-            f"{n_general / pool:.1f} times, so this point of the trade-off mixes the share with repeated general "
-            "rows; generate more general rows (n_samples in 01, samples in 02) to separate them": n_general > pool})
-        if n_general * passes > pool:
-            plan["general_reused"][name] = round(n_general * passes / pool, 2)
+            f"{name} (general share {share}) needs {n_general * passes} general rows{over} and ours has {pool}: each "
+            f"is used about {times:.1f} times, so this point of the trade-off mixes the share with repeated general "
+            "rows; generate more general rows (n_samples in 01, samples in 02) to separate them":
+            (n_general > pool if passes == 1 else times > 1.1 * plan["general_reused"].get("ours", 1.0))})
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for arm in registry.with_option("sdft") if sdft else ():
         arms[arm.name] = list(arms[arm.source])
     for rows in arms.values():
-        random.Random(seed + 2).shuffle(rows)
+        if not rows or "pass" not in rows[0]:  # passes keep their order
+            random.Random(seed + 2).shuffle(rows)
     return arms, plan
 
 

@@ -211,14 +211,15 @@ def check_ranks(gpus_per_arm, batch: int) -> int:
 
 
 def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_only_loss: bool, progress: bool = True,
-                   steps: int | None = None):
+                   steps: int | None = None, in_order: bool = False):
     """Notebook 05's ``SFTConfig`` for one arm and seed (``PER_ARM``): its output folder and seed, the loss on the
     assistant's tokens where the template allows (``loss_format``), checkpointing and Liger as the speed plan says,
     and its ``steps`` (``arm_steps``): where they differ from the config's ``max_steps``, the warm-up and the logging
     interval, when given in steps, stretch with them. Under DDP each of the ``WORLD_SIZE`` ranks takes an equal share
     of the config's batch, in ``speed.accumulation`` micro-batches, so the effective batch (and ``arm_steps``' count)
-    stays the one the notebook set."""
-    schedule = {}
+    stays the one the notebook set. ``in_order``: the rows are trained in the dataset's order (a sequential sampler:
+    notebook 04's arms of several ``general_passes``, already shuffled within each pass)."""
+    schedule = {"train_sampling_strategy": "sequential"} if in_order else {}
     # under DDP (train_arm's ranks) each rank takes a share of a batch, and the speed plan may split that share into
     # micro-batches (gradient accumulation) to fit the memory budget: the effective batch stays the notebook's
     from .workers import world

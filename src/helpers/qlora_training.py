@@ -17,8 +17,7 @@ other template (SmolLM2's ChatML, for one) the conversations are handed to TRL a
 and TRL trains on the completion: the answer and the tokens that end its turn. Which one ran is recorded.
 
 Where and how it runs (``models.choose_setup``): bf16 on GPUs that support it, fp16 on older ones (T4), fp32 on CPU;
-the 4-bit NF4 base wherever bitsandbytes can quantise on the device, plain LoRA otherwise, with a notice.
-"""
+the 4-bit NF4 base wherever bitsandbytes can quantise on the device, plain LoRA otherwise, with a notice."""
 
 from __future__ import annotations
 
@@ -151,14 +150,15 @@ def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=No
 def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, output_dir: Path,
                  progress: bool = True, speed: Speed | None = None, steps: int | None = None):
     """An ``SFTTrainer`` for one arm: the recipe's base model (4-bit or not), LoRA and SFT configs, loss on the
-    answers (``loss_format``), adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``), and
-    ``steps`` (the arm's budget, ``arm_steps``; default: the SFTConfig's ``max_steps``)."""
+    answers (``loss_format``), adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``), ``steps``
+    (the arm's budget, ``arm_steps``; default: ``max_steps``), rows in order where 04 made passes (a ``pass`` column)."""
     from trl import SFTTrainer
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset)
     fmt = loss_format(tokenizer)
-    args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress, steps)
+    args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress, steps,
+                          in_order="pass" in dataset.column_names)
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
     if fmt == "prompt_completion":
         dataset = to_prompt_completion(dataset)
