@@ -45,8 +45,11 @@ def compare(a: dict, b: dict) -> dict:
     out = {}
     for key in MEASURES:
         if key in a and key in b:
-            se = uncertainty.difference_se(a.get(uncertainty.spread_key(key, "se"), 0.0),
-                                           b.get(uncertainty.spread_key(key, "se"), 0.0))
+            missing = [k for k in (uncertainty.spread_key(key, "se"),) for m in (a, b) if k not in m]
+            if missing:
+                raise SystemExit(f"{key}: a result without its standard error ({missing[0]}), from before notebook 06 "
+                                 "recorded them: rerun 06 for that run")
+            se = uncertainty.difference_se(a[uncertainty.spread_key(key, "se")], b[uncertainty.spread_key(key, "se")])
             diff = a[key] - b[key]
             out[key] = {"a": round(a[key], 4), "b": round(b[key], 4), "diff": round(diff, 4), "se": round(se, 4),
                         "verdict": SIDES[uncertainty.decide(diff, se, 0.0, strict=True)]}
@@ -64,10 +67,10 @@ def main() -> None:
     for spec_a, spec_b in zip(args.pairs[::2], args.pairs[1::2]):
         (label_a, a), (label_b, b) = arm_results(spec_a), arm_results(spec_b)
         for key, c in compare(a, b).items():
-            scale = 1 if key == "kl_drift" else 100  # accuracies in points
+            scale, digits = (1, 3) if key == "kl_drift" else (100, 2)  # accuracies in points, KL in nats
             rows.append({"a": label_a, "b": label_b, "measure": key, "A": c["a"], "B": c["b"],
-                         "A-B": round(scale * c["diff"], 2),
-                         "95%": round(scale * uncertainty.Z95 * c["se"], 2), "which": c["verdict"]})
+                         "A-B": round(scale * c["diff"], digits),
+                         "95%": round(scale * uncertainty.Z95 * c["se"], digits), "which": c["verdict"]})
     report(rows, ["a", "b", "measure", "A", "B", "A-B", "95%", "which"], args.json,
            note="A-B and its 95% half-width in points for accuracies, in nats for KL drift")
 

@@ -66,7 +66,7 @@ CALLS = {
                                      "modules_to_save", "ensure_weight_tying"}),
     # helpers/qlora_configs.py: from_parameters(), notebooks/05_qlora_training.ipynb's cell, and arm_sft_config()'s
     # dataclasses.replace (PER_ARM) -- SFTConfig is a dataclass, so its signature lists every field
-    "trl.SFTConfig": (SFTConfig, {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
+    "trl.SFTConfig": (SFTConfig, {"train_sampling_strategy", "output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",
                                   "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to",
                                   "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
                                   "disable_tqdm", "activation_checkpointing", "activation_checkpointing_kwargs",
@@ -78,7 +78,7 @@ CALLS = {
                                           "report_to", "seed", "data_seed", "use_cpu", "bf16", "fp16",
                                           "dataloader_num_workers", "disable_tqdm", "activation_checkpointing",
                                           "max_prompt_length", "max_completion_length", "num_generations",
-                                          "teacher_model_kind"}),
+                                          "teacher_model_kind", "shuffle_dataset"}),
     "trl.experimental.sdft.SDFTTrainer": (__import__("trl.experimental.sdft", fromlist=["SDFTTrainer"]).SDFTTrainer
                                           .__init__, {"model", "args", "train_dataset", "processing_class",
                                                       "peft_config"}),

@@ -162,6 +162,16 @@ def test_an_arm_of_passes_trains_them_in_order(tmp_path):
     plain = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / "b", progress=False)
     assert isinstance(ordered._get_train_sampler(), SequentialSampler)
     assert isinstance(plain._get_train_sampler(), RandomSampler)
+    # SDFT (sdft_ours copies ours' rows, passes included): TRL's sampler then keeps the dataset's order too
+    sdft = qt.make_sdft_trainer(passes, BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / "c", progress=False)
+    assert sdft.args.shuffle_dataset is False and sdft._get_train_sampler().shuffle is False
+    # a budget that would not train whole passes is a warning naming the arm and the fix
+    exposure = {**HP, "budget": "domain_epochs"}
+    assert qc.pass_warnings(recipe({**exposure, "domain_epochs": 4}), {"ours": passes, "other": rows()}) == []
+    for hp in ({**exposure, "domain_epochs": 3}, HP):
+        warned = qc.pass_warnings(recipe(hp), {"ours": passes})
+        assert len(warned) == 1 and warned[0].startswith("arm 'ours' holds 2 passes of notebook 04") and \
+            "set budget = 'domain_epochs' and domain_epochs = 2 (or a multiple)" in warned[0]
 
 
 def test_loss_is_logged_at_the_last_step(tmp_path):

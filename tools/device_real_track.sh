@@ -113,7 +113,7 @@ print({n: m.resolve('smollm2-gpu', n) for n in sys.argv[1:]})
 PY
     ;;
   start)
-    mkdir -p /tmp/r && rm -f /tmp/r/finished  # a flag left by an earlier verb would hide this one's partials
+    mkdir -p /tmp/r && rm -f /tmp/r/finished /tmp/r/packed.list  # an earlier verb's markers
     setsid nohup bash "$0" "${2:-both}" > "/tmp/r/${2:-both}.log" 2>&1 < /dev/null &
     pgrep -x nvidia-smi > /dev/null || setsid nohup nvidia-smi dmon -s um -d 5 > /tmp/r/dmon.log 2>&1 < /dev/null &
     sleep 5; cat "/tmp/r/${2:-both}.log"
@@ -240,7 +240,7 @@ PY
     # ours_g50, ours = 0.83, ours_g95; public_mix), and on the second Velish's 04-06 at 16 passes (at 4 no arm learnt
     # it). Beside each, the control on the same 01-03: `ours` with one draw of general rows repeated every pass
     # (general_passes 1, the runs before), three seeds. At ca93335 (passes shuffled together, before they trained in
-    # order) it took 1,135 s after setup on two H200s: 01-03 218 s, then the clinical side 906 s (05 772 s, its 15
+    # order) it took 1,124 s of notebooks after setup on two H200s: 01-03 218 s, then the clinical side 906 s (05 772 s, its 15
     # trainings beside the others' 15 on 32 cores); docs/bench/smollm2-gpu-claim/
     mkdir -p /tmp/r
     clinical0103
@@ -267,8 +267,8 @@ PY
     wait
     # one file for the four runs' packs (a call brings back at most 8 files, 16 MiB each: the 01-03 stay apart),
     # listed in packed.list so that `wait` packs no partial copy of them
-    (cd /tmp/r && ls smollm2-gpu-claim-*.tgz > packed.list && tar cf claim-runs.tar $(cat packed.list) \
-      && rm $(cat packed.list))
+    (cd /tmp/r && shopt -s nullglob && packed=(smollm2-gpu-claim-*.tgz) && [ ${#packed[@]} -gt 0 ] \
+      && printf '%s\n' "${packed[@]}" > packed.list && tar cf claim-runs.tar "${packed[@]}" && rm "${packed[@]}") || true
     touch /tmp/r/finished
     ;;
   retention-velish)

@@ -287,10 +287,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
                                              passes=passes))
         plan["sweep"][name] = share
         pool, times = len(general["ours"]), plan["general_reused"].get(name, 1.0)
+        ours_times = f" (ours' about {plan['general_reused'].get('ours', 1.0):.1f})" if passes > 1 else ""
         plan["warnings"] += trouble({
             f"{name} (general share {share}) needs {n_general * passes} general rows{over} and ours has {pool}: each "
-            f"is used about {times:.1f} times, so this point of the trade-off mixes the share with repeated general "
-            "rows; generate more general rows (n_samples in 01, samples in 02) to separate them":
+            f"is used about {times:.1f} times{ours_times}, so this point of the trade-off mixes the share with "
+            "repeated general rows; generate more general rows (n_samples in 01, samples in 02) to separate them":
             (n_general > pool if passes == 1 else times > 1.1 * plan["general_reused"].get("ours", 1.0))})
     plan["sweep"] = dict(sorted(plan["sweep"].items(), key=lambda kv: kv[1]))
     for arm in registry.with_option("sdft") if sdft else ():

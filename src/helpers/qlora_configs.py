@@ -188,6 +188,25 @@ def arm_steps(recipe: Recipe, sources: list[str], rows: list) -> dict:
             "general_rows": distinct["general"], "general_exposures": exposures("general")}
 
 
+def pass_warnings(recipe: Recipe, datasets: dict) -> list[str]:
+    """Notebook 04's arms of several passes (a ``pass`` column; ``general_passes``) train in order, pass after pass:
+    a warning for each that the budget would cut short or run past unevenly (the ``steps`` budget, or
+    ``domain_epochs`` no multiple of its passes), where its domain rows would not be seen ``domain_epochs`` times
+    each and notebook 06 would count the untrained passes' general questions as seen."""
+    from .runs import trouble
+
+    signs = {}
+    for name, data in datasets.items():
+        if "pass" in data.column_names and (passes := max(data["pass"]) + 1) > 1:
+            budget = (f"budget = {recipe.budget!r}" if recipe.budget != "domain_epochs" else
+                      f"domain_epochs = {recipe.domain_epochs}")
+            signs[f"arm {name!r} holds {passes} passes of notebook 04 (general_passes = {passes}), trained in order, "
+                  f"but {budget} does not train whole passes of it: set budget = 'domain_epochs' and domain_epochs "
+                  f"= {passes} (or a multiple), or rerun 04 with general_passes = domain_epochs"] = (
+                recipe.budget != "domain_epochs" or recipe.domain_epochs % passes != 0)
+    return trouble(signs)
+
+
 def check(recipe: Recipe, setup: Setup) -> None:
     """Refuse a recipe whose hyperparameters make no sense (``check_hp``) or whose quantisation is not the setup's."""
     check_hp(recipe.hp)

@@ -223,7 +223,7 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
                       data_seed=seed, disable_tqdm=not progress, activation_checkpointing=bool(speed.checkpointed_layers),
                       max_prompt_length=sft.max_length, max_completion_length=sdft_completion_length(sft.max_length),
-                      **SDFT)
+                      shuffle_dataset="pass" not in dataset.column_names, **SDFT)  # 04's passes stay in order
     data, batch = sdft_dataset(dataset), args.generation_batch_size // args.num_generations
     if len(data) < batch:  # TRL's RepeatSampler drops an incomplete batch: no step would run
         raise ValueError(f"SDFT has {len(data)} distinct row(s), fewer than one batch of {batch} (train_batch_size), "
