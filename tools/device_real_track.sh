@@ -38,6 +38,9 @@
 #   bash tools/device_real_track.sh claim            # issue 22's whole run on two GPUs, general rows drawn anew each
 #                                                    # pass: clinical 04-06 with every arm and the share sweep beside
 #                                                    # Velish's 04-06 at 16 passes, each with its one-draw control
+#   bash tools/device_real_track.sh pool             # issue 22: 01-03 at 3x the instructions, then Velish at 16
+#                                                    # passes with new general rows each pass beside its one-draw
+#                                                    # control (about 1,350 s after setup, estimated; not run yet)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -271,6 +274,29 @@ PY
       && printf '%s\n' "${packed[@]}" > packed.list && tar cf claim-runs.tar "${packed[@]}" && rm "${packed[@]}") || true
     touch /tmp/r/finished
     ;;
+  pool)
+    # issue 22, "a general pool as large as the exposure": 01-03 at three times the preset's instructions (n_samples
+    # 9,000, run smollm2-gpu-pool), then Velish at 16 passes on it, side by side: on GPU 0 every arm with new general
+    # rows for each pass (ours then uses each general row about 2.3 times, against 7 on the preset's pool,
+    # docs/bench/smollm2-gpu-claim), on GPU 1 `ours` with one draw repeated 16 times. Estimated from `claim`'s
+    # times: 01-03 about 650 s, then about 700 s. Only the runs' small files come back (01-03's full pack would pass
+    # a call's 16 MiB per file)
+    mkdir -p /tmp/r && echo smollm2-gpu-pool.tgz >> /tmp/r/packed.list  # wait: no partial pack of its big 01-03
+    python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03 -p run_name=smollm2-gpu-pool -p n_samples=9000
+    for r in pool-velish pool-velish-p1; do copy_stages smollm2-gpu-pool "smollm2-gpu-$r" "0[123]"; done
+    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
+    velish=(-p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p domain_epochs=16)
+    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+      -p run_name=smollm2-gpu-pool-velish-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/pool-p1.log 2>&1 \
+      && pack smollm2-gpu-pool-velish-p1 || echo "the Velish control failed" >&2) &
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+      -p run_name=smollm2-gpu-pool-velish -p general_passes=16 && pack smollm2-gpu-pool-velish \
+      || echo "the Velish run failed" >&2
+    wait
+    (cd outputs/smollm2-gpu-pool && tar czf /tmp/r/pool-0103.tgz timings.json 0[123]_*/metrics.json 0[123]_*/*.png) \
+      || true
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -288,7 +314,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
