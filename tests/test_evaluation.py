@@ -228,6 +228,10 @@ def test_the_report_lists_every_notebooks_warnings(outputs):
                        "train_embeddings": True}, "seeds": [0]}
     text = report.report("r", r, training, []).read_text()
     assert "## Warnings from the notebooks" in text and "- 04: only 4 of 322 domain rows" in text
+    assert "passes of new general rows" not in text
+    # notebook 04's general_passes (arms of several passes) is named in the training sentence
+    text = report.report("r", {**r, "general_passes": 4}, training, []).read_text()
+    assert "300 steps of batch 32 for every arm, in 4 passes of new general rows each (notebook 04's" in text
 
 
 def small_run(n_per_family: int, arms: dict, seeds=1, kl=None):

@@ -165,6 +165,10 @@ def test_an_arm_of_passes_trains_them_in_order(tmp_path):
     # SDFT (sdft_ours copies ours' rows, passes included): TRL's sampler then keeps the dataset's order too
     sdft = qt.make_sdft_trainer(passes, BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / "c", progress=False)
     assert sdft.args.shuffle_dataset is False and sdft._get_train_sampler().shuffle is False
+    # notebook 06 records the passes for its report (evaluation.collect), from the same column
+    from helpers.datafiles import passes_of
+
+    assert (passes_of(passes), passes_of(rows())) == (2, 1)
     # a budget that would not train whole passes is a warning naming the arm and the fix
     exposure = {**HP, "budget": "domain_epochs"}
     assert qc.pass_warnings(recipe({**exposure, "domain_epochs": 4}), {"ours": passes, "other": rows()}) == []

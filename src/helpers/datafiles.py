@@ -160,6 +160,11 @@ def row_problems(source: str, kind: str, limit: int = 20) -> list[str]:
     return problems[:limit] + ([f"{source}: {more} more bad rows"] if more > 0 else [])
 
 
+def passes_of(dataset) -> int:
+    """How many passes notebook 04 wrote into an arm (its ``pass`` column: ``general_passes``); 1 without one."""
+    return max(dataset["pass"]) + 1 if "pass" in dataset.column_names else 1
+
+
 def fingerprint(dataset) -> str:
     """``datasets``' own content fingerprint (kept by save_to_disk / load_from_disk), or a hash of the rows: what
     notebook 05 records per adapter and notebook 06 checks against notebook 04's current arms."""

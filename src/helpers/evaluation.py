@@ -16,7 +16,7 @@ from pathlib import Path
 from . import report as reporting
 from . import uncertainty
 from . import workers as workers_service
-from .datafiles import fingerprint
+from .datafiles import fingerprint, passes_of
 from .eval_models import load_for_eval
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
@@ -382,6 +382,8 @@ def collect(scores: dict, families: dict, sets: dict[str, list], training: dict,
                "base": {k: v for k, v in base.items() if k not in ("seed", "correct", "general_answer_ids")},
                "arms": {arm: arm_result([scores[(arm, m["seed"])] for m in ms], base, sets, arm_data[arm])
                         for arm, ms in training["arms"].items()}}
+    if (passes := max(map(passes_of, arm_data.values()), default=1)) > 1:
+        results["general_passes"] = passes  # notebook 04's, named in the report
     return add_uncertainty(add_forgetting(results), sets)
 
 

@@ -221,8 +221,7 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
               "give it a larger set to compare at full variety": True for name, n in short.items()}
     few = (f"the arms hold only {plan['n_domain']} domain row(s), so domain_only repeats each about "
            f"{plan['total'] * passes // max(plan['n_domain'], 1)} times and the domain results rest on that few facts; "
-           "bring at "
-           f"least {FEW_DOMAIN_ROWS} domain rows for results that say something")
+           f"bring at least {FEW_DOMAIN_ROWS} domain rows for results that say something")
     plan["warnings"] = trouble({unused: plan["n_domain_unused"] > 0 and not unused_domain_expected,
                                 few: plan["n_domain"] < FEW_DOMAIN_ROWS, **reused})
     plan["general_reused"] = {}

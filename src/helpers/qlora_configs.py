@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .datafiles import passes_of
 from .models import Setup, bnb_config
 from .speed import Speed
 
@@ -197,7 +198,7 @@ def pass_warnings(recipe: Recipe, datasets: dict) -> list[str]:
 
     signs = {}
     for name, data in datasets.items():
-        if "pass" in data.column_names and (passes := max(data["pass"]) + 1) > 1:
+        if (passes := passes_of(data)) > 1:
             budget = (f"budget = {recipe.budget!r}" if recipe.budget != "domain_epochs" else
                       f"domain_epochs = {recipe.domain_epochs}")
             signs[f"arm {name!r} holds {passes} passes of notebook 04 (general_passes = {passes}), trained in order, "

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import arms as registry
 from . import uncertainty
-from .runs import read_json, run_dir, save_figure, stage_warnings
+from .runs import run_dir, save_figure, stage_warnings
 from .scoring import CHANCE_MARGIN
 
 STAGE = "06_evaluation"
@@ -146,16 +146,16 @@ def _points(m: dict, key: str) -> str:
     return f"{100 * m[key]:+.1f}" if key in m else "-"
 
 
-def _setup_lines(results: dict, training: dict, passes: int = 1) -> list[str]:
-    """The report's first paragraph: model, training settings (``passes``: notebook 04's ``general_passes``), sets."""
+def _setup_lines(results: dict, training: dict) -> list[str]:
+    """The report's first paragraph: model, training settings (with notebook 04's ``general_passes``), sets."""
     setup, hp = training["setup"], training["hp"]
     rows = " (only the domain tokens' rows)" if hp.get("embedding_rows") == "domain" else ""  # check_hp: with embeddings
     budget = (f"{hp['max_steps']} steps of batch {hp['train_batch_size']} for every arm"
               if hp.get("budget", "steps") == "steps" else
               f"batches of {hp['train_batch_size']} until each arm has seen each of its domain rows "
               f"{hp['domain_epochs']} times (equal domain exposure; each arm's steps below)")
-    if passes > 1:
-        budget += f", in {passes} passes of new general rows each (notebook 04's general_passes)"
+    if results.get("general_passes", 1) > 1:
+        budget += f", in {results['general_passes']} passes of new general rows each (notebook 04's general_passes)"
     return [f"Base model `{training['model']}`; {setup['quantization']} base, {setup['compute_dtype']} compute on "
             f"{setup['device']}; LoRA rank {hp['lora_rank']}, {budget}, learning rate {hp['learning_rate']}, "
             "embeddings trained: "
@@ -328,9 +328,7 @@ def in_notebook(text: str) -> str:
 def report(run_name: str, results: dict, training: dict, figures: list[str], warnings: list[str] = ()) -> Path:
     """``outputs/<run>/report.md``: what was trained, the results tables, how sure they are, the warnings of every
     notebook (``warnings``: notebook 06's own) and the targets' verdicts."""
-    mixed = run_dir(run_name) / "04_mixing" / "metrics.json"
-    passes = read_json(mixed).get("general_passes", 1) if mixed.exists() else 1
-    lines = [f"# Run `{run_name}`: forgetting and its mitigation", "", *_setup_lines(results, training, passes),
+    lines = [f"# Run `{run_name}`: forgetting and its mitigation", "", *_setup_lines(results, training),
              *_main_table(results, training), *_mc_kl_table(results), *_notes(results), *_benchmark_lines(results), *_sets_table(results),
              *_ablation_lines(results), *_warning_lines(run_name, list(warnings)), *_target_lines(results),
              "## Figures", "", *[f"![{f}]({STAGE}/{f})" for f in figures]]
