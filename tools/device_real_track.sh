@@ -40,7 +40,8 @@
 #                                                    # Velish's 04-06 at 16 passes, each with its one-draw control
 #   bash tools/device_real_track.sh pool             # issue 22: 01-03 at 3x the instructions, then Velish at 16
 #                                                    # passes with new general rows each pass beside its one-draw
-#                                                    # control (about 1,350 s after setup, estimated; not run yet)
+#                                                    # control (1,094 s of notebooks on two H200s, 2026-11-30:
+#                                                    # docs/bench/smollm2-gpu-pool)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -278,9 +279,9 @@ PY
     # issue 22, "a general pool as large as the exposure": 01-03 at three times the preset's instructions (n_samples
     # 9,000, run smollm2-gpu-pool), then Velish at 16 passes on it, side by side: on GPU 0 every arm with new general
     # rows for each pass (ours then uses each general row about 2.3 times, against 7 on the preset's pool,
-    # docs/bench/smollm2-gpu-claim), on GPU 1 `ours` with one draw repeated 16 times. Estimated from `claim`'s
-    # times: 01-03 about 650 s, then about 700 s. Only the runs' small files come back (01-03's full pack would pass
-    # a call's 16 MiB per file)
+    # docs/bench/smollm2-gpu-claim), on GPU 1 `ours` with one draw repeated 16 times. On two H200s (2026-11-30,
+    # ae3b783): 01-03 408 s, then 686 s (docs/bench/smollm2-gpu-pool). Only the runs' small files come back
+    # (01-03's full pack would pass a call's 16 MiB per file)
     mkdir -p /tmp/r && echo smollm2-gpu-pool.tgz >> /tmp/r/packed.list  # wait: no partial pack of its big 01-03
     python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03 -p run_name=smollm2-gpu-pool -p n_samples=9000
     for r in pool-velish pool-velish-p1; do copy_stages smollm2-gpu-pool "smollm2-gpu-$r" "0[123]"; done
