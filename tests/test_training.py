@@ -236,6 +236,34 @@ def test_equal_domain_exposure_gives_the_mixed_arm_more_steps():
         qc.check_hp({**HP, "budget": "epochs"})
 
 
+def test_general_rows_shown_too_often_are_a_warning_naming_the_fix():
+    """05 warns when a mixed arm's budget shows each general row more than MAX_GENERAL_REPEATS (6) times (on SmolLM2 at
+    16 Velish passes, 16 showings forgot 26.0 points and 2.3 showings 5.9, docs/bench/smollm2-gpu-pool/)."""
+    def arm(n_domain, n_general, passes=1):
+        rows = [{"messages": m} for m in budget_rows(n_domain, 0)[1]]
+        pool = [{"messages": m} for m in budget_rows(0, n_general)[1]]
+        built = mixing.build_arms(rows, {"ours": pool}, 50 / 60, 10, general_passes=passes)[0]["ours"]
+        return Dataset.from_list(built)
+
+    def epochs(n):
+        return qc.from_parameters(CPU_NF4, BASE, {**HP, "budget": "domain_epochs", "domain_epochs": n})
+
+    one_draw, passes = arm(10, 50), arm(10, 400, passes=8)
+    assert qc.repeat_warnings(epochs(6), {"ours": one_draw}) == []  # up to 6 showings: no warning
+    only = Dataset.from_list([{"messages": m, "source": "domain"} for m in budget_rows(10, 0)[1]])
+    warned = qc.repeat_warnings(epochs(8), {"ours": one_draw, "domain_only": only})
+    assert len(warned) == 1 and warned[0].startswith("arm 'ours' shows each of its 50 general rows about 8 times "
+                                                     "(more than 6)") and "general_passes = 8" in warned[0]
+    # new rows for each pass from a pool large enough: each shown once, no warning
+    assert qc.repeat_warnings(epochs(8), {"ours": passes}) == []
+    # passes from a pool too small: the fix is a larger pool, not more passes
+    small = arm(10, 50, passes=8)  # 400 general draws from 50 rows
+    warned = qc.repeat_warnings(epochs(8), {"ours": small})
+    assert len(warned) == 1 and "its 50 general rows about 8 times" in warned[0] and "larger general pool" in warned[0]
+    # the steps budget: 3 steps of 4 rows show 60 rows' general ones less than once
+    assert qc.repeat_warnings(recipe(), {"ours": one_draw}) == []
+
+
 def test_an_arm_with_its_own_steps_stretches_the_schedule():
     r = recipe({**HP, "max_steps": 300})  # warm-up 10 steps, a loss logged every 10 (notebook 05's cell)
     speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0)

@@ -208,6 +208,35 @@ def pass_warnings(recipe: Recipe, datasets: dict) -> list[str]:
     return trouble(signs)
 
 
+# more than this many showings of each general row is a warning (repeat_warnings): on SmolLM2, 4 kept general skill on
+# the clinical domain and 7 lost 16.1 points on Velish (docs/bench/smollm2-gpu-claim/); the lab's 300 steps show its
+# mixed arms' rows 4.9-5.7 times
+MAX_GENERAL_REPEATS = 6
+
+
+def repeat_warnings(recipe: Recipe, datasets: dict) -> list[str]:
+    """A warning for each mixed arm whose budget shows each of its general rows more than ``MAX_GENERAL_REPEATS``
+    times (``arm_steps``' ``general_exposures``), naming the fix: new general rows for each pass (04's
+    ``general_passes``) from a pool large enough (01's ``n_samples`` for ``ours``, a larger ``public_data`` for
+    ``public_mix``). Measured on SmolLM2 at 16 Velish passes (docs/bench/smollm2-gpu-pool/): ``ours`` forgot 26.0
+    points with each general row shown 16 times and 5.9 with each shown 2.3 times, on the same 01-03."""
+    from .runs import trouble
+
+    signs = {}
+    for name, data in datasets.items():
+        if "source" not in data.column_names:
+            continue
+        budget = arm_steps(recipe, data["source"], data["messages"])
+        times, passes = budget["general_exposures"], passes_of(data)
+        fix = (f"rerun 04 with general_passes = {recipe.domain_epochs} (new general rows for each pass)"
+               if recipe.budget == "domain_epochs" and passes < recipe.domain_epochs else
+               "give it a larger general pool (01's n_samples for ours, a larger public_data for public_mix)")
+        signs[f"arm {name!r} shows each of its {budget['general_rows']} general rows about {times:g} times (more than "
+              f"{MAX_GENERAL_REPEATS}): a model may learn them by heart and forget more; {fix} "
+              "(docs/qlora.md, 'New general rows for each pass')"] = times > MAX_GENERAL_REPEATS
+    return trouble(signs)
+
+
 def check(recipe: Recipe, setup: Setup) -> None:
     """Refuse a recipe whose hyperparameters make no sense (``check_hp``) or whose quantisation is not the setup's."""
     check_hp(recipe.hp)
