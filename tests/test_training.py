@@ -260,6 +260,15 @@ def test_general_rows_shown_too_often_are_a_warning_naming_the_fix():
     small = arm(10, 50, passes=8)  # 400 general draws from 50 rows
     warned = qc.repeat_warnings(epochs(8), {"ours": small})
     assert len(warned) == 1 and "its 50 general rows about 8 times" in warned[0] and "larger general pool" in warned[0]
+    # one draw that already repeats its rows (30 distinct of its 50 general rows): more passes cannot help
+    sources, msgs = budget_rows(10, 30)
+    reused = Dataset.from_list([{"messages": m, "source": s}
+                                for s, m in zip(sources + sources[10:30], msgs + msgs[10:30])])
+    warned = qc.repeat_warnings(epochs(8), {"public_mix": reused})
+    assert len(warned) == 1 and "its 30 general rows about 13.33 times" in warned[0] and \
+        "general_passes" not in warned[0] and "larger general pool" in warned[0]
+    # SDFT arms train on generated answers: left out
+    assert qc.repeat_warnings(epochs(8), {"sdft_ours": one_draw}) == []
     # the steps budget: 3 steps of 4 rows show 60 rows' general ones less than once
     assert qc.repeat_warnings(recipe(), {"ours": one_draw}) == []
 

@@ -208,29 +208,39 @@ def pass_warnings(recipe: Recipe, datasets: dict) -> list[str]:
     return trouble(signs)
 
 
-# more than this many showings of each general row is a warning (repeat_warnings): on SmolLM2, 4 kept general skill on
-# the clinical domain and 7 lost 16.1 points on Velish (docs/bench/smollm2-gpu-claim/); the lab's 300 steps show its
+# more than this many showings of each general row is a warning (repeat_warnings). A heuristic, not a measured limit:
+# on SmolLM2 no arm shown its rows 4 times or fewer lost general skill, 16 showings lost 26.0 points on Velish, but 10.4
+# (the clinical sweep's 0.95 share, one draw) kept it (docs/bench/smollm2-gpu-sweep/); the lab's 300 steps show its
 # mixed arms' rows 4.9-5.7 times
 MAX_GENERAL_REPEATS = 6
 
 
 def repeat_warnings(recipe: Recipe, datasets: dict) -> list[str]:
-    """A warning for each mixed arm whose budget shows each of its general rows more than ``MAX_GENERAL_REPEATS``
-    times (``arm_steps``' ``general_exposures``), naming the fix: new general rows for each pass (04's
-    ``general_passes``) from a pool large enough (01's ``n_samples`` for ``ours``, a larger ``public_data`` for
-    ``public_mix``). Measured on SmolLM2 at 16 Velish passes (docs/bench/smollm2-gpu-pool/): ``ours`` forgot 26.0
-    points with each general row shown 16 times and 5.9 with each shown 2.3 times, on the same 01-03."""
+    """A warning for each mixed arm trained by SFT whose budget shows each of its general rows more than
+    ``MAX_GENERAL_REPEATS`` times (``arm_steps``' ``general_exposures``), naming the fix: new general rows for each
+    pass (04's ``general_passes`` = ``domain_epochs``) where one pass's draw does not already repeat rows, else a
+    larger pool (01's ``n_samples`` for ``ours``, a larger ``public_data`` for ``public_mix``). On SmolLM2 at 16
+    Velish passes, on the same 01-03, ``ours`` forgot 26.0 points with each general row shown 16 times and 5.9 with
+    each shown 2.3 times (docs/bench/smollm2-gpu-pool/). SDFT arms are left out: they train on generated answers."""
+    from . import arms
     from .runs import trouble
 
     signs = {}
     for name, data in datasets.items():
-        if "source" not in data.column_names:
+        try:
+            method = arms.get(name).method
+        except KeyError:  # an arm this registry does not know: trained by SFT
+            method = "sft"
+        if "source" not in data.column_names or method != "sft":
             continue
         budget = arm_steps(recipe, data["source"], data["messages"])
         times, passes = budget["general_exposures"], passes_of(data)
-        fix = (f"rerun 04 with general_passes = {recipe.domain_epochs} (new general rows for each pass)"
-               if recipe.budget == "domain_epochs" and passes < recipe.domain_epochs else
-               "give it a larger general pool (01's n_samples for ours, a larger public_data for public_mix)")
+        per_pass = sum(s == "general" for s in data["source"]) / passes
+        if recipe.budget == "domain_epochs" and passes < recipe.domain_epochs and budget["general_rows"] >= per_pass:
+            fix = (f"rerun 04 with general_passes = {recipe.domain_epochs} (new general rows for each pass), and give "
+                   "it a larger pool if 04 then says its rows are reused")
+        else:
+            fix = "give it a larger general pool (01's n_samples for ours, a larger public_data for public_mix)"
         signs[f"arm {name!r} shows each of its {budget['general_rows']} general rows about {times:g} times (more than "
               f"{MAX_GENERAL_REPEATS}): a model may learn them by heart and forget more; {fix} "
               "(docs/qlora.md, 'New general rows for each pass')"] = times > MAX_GENERAL_REPEATS
