@@ -42,6 +42,9 @@
 #                                                    # passes with new general rows each pass beside its one-draw
 #                                                    # control (1,094 s of notebooks on two H200s, 2026-11-30:
 #                                                    # docs/bench/smollm2-gpu-pool)
+#   bash tools/device_real_track.sh ordered          # issue 22: the clinical passes in order beside their one-draw
+#                                                    # control, then issue 24's 8B benchmarks on the second GPU
+#                                                    # (not run yet; about 970 s after setup, estimated)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -298,6 +301,41 @@ PY
       || true
     touch /tmp/r/finished
     ;;
+  ordered)
+    # issue 22's clinical passes in order (since 76fa3d6; `claim` at ca93335 shuffled them), each half on its own GPU:
+    # GPU 0 the clinical 04-06 at 4 passes with every arm and the share sweep, general_passes=4; GPU 1 its one-draw
+    # control (general_passes=1), then issue 24's QLoRA benchmark of the 8B shape with 8 conversations a step under a
+    # 12 GiB budget (bench/training.py --batch 8: micro-batches and checkpointing chosen by the speed plan) and a
+    # profile of the 8B generation shape (its compiled path was slower than plain transformers, docs/performance.md).
+    # Not run yet; estimated from `claim`'s times: 01-03 about 220 s, then about 750 s
+    mkdir -p /tmp/r
+    clinical0103
+    pack smollm2-gpu
+    for r in ordered-clinical ordered-clinical-p1; do copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"; done
+    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
+    clinical=(-p domain_data=data/clinical_train.jsonl -p eval_domain=data/clinical_eval.jsonl -p domain_epochs=4)
+    mkdir -p /tmp/r/bench24
+    (export CUDA_VISIBLE_DEVICES=$second
+     python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+       -p run_name=smollm2-gpu-ordered-clinical-p1 -p "arms=[ours]" -p eval_workers=4 \
+       && pack smollm2-gpu-ordered-clinical-p1 || echo "the control failed" >&2
+     python3 bench/training.py --shapes llama-3.1-8b --batch 8 --budget 12 \
+       --json /tmp/r/bench24/training-8b-batch8.json || echo "the training benchmark failed" >&2
+     python3 bench/generation.py --shape llama-3.1-8b --prompts 256 --profile \
+       --json /tmp/r/bench24/generation-8b-profile.json || echo "the generation profile failed" >&2
+    ) > /tmp/r/ordered-gpu1.log 2>&1 &
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+      -p run_name=smollm2-gpu-ordered-clinical -p general_passes=4 -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
+      -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" && pack smollm2-gpu-ordered-clinical \
+      || echo "the clinical run failed" >&2
+    wait
+    # one file for the two runs' packs and one for the benchmarks (a call brings back at most 8 files)
+    (cd /tmp/r && shopt -s nullglob && packed=(smollm2-gpu-ordered-*.tgz) && [ ${#packed[@]} -gt 0 ] \
+      && printf '%s\n' "${packed[@]}" > packed.list && tar cf ordered-runs.tar "${packed[@]}" \
+      && rm "${packed[@]}") || true
+    (cd /tmp/r && cp ordered-gpu1.log bench24/ && tar cf bench24.tar bench24) || true
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -315,7 +353,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
