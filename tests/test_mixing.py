@@ -219,3 +219,16 @@ def test_too_few_general_rows_for_one_domain_row_is_a_clear_error():
 def test_an_empty_ours_pool_is_a_clear_error():
     with pytest.raises(ValueError, match=r"arm 'ours': no general rows \(notebook 03 selected none\)"):
         mixing.build_arms([{"messages": msgs("d", "x")}], {"ours": []}, 0.8, 0)
+
+
+def test_a_sweep_point_that_whole_rows_cannot_make_is_a_warning():
+    """At a general share of 0.3, one domain row gets round(0.43) = 0 general rows: the arm is domain_only, and
+    notebook 06 would plot it at 0.3; at 0.7, 2 rows give 0.67, within SHARE_TOLERANCE."""
+    domain = [{"messages": [{"role": "user", "content": "d"}, {"role": "assistant", "content": "a"}]}]
+    general = {"ours": [{"messages": [{"role": "user", "content": f"g{i}"}, {"role": "assistant", "content": "b"}]}
+                        for i in range(10)]}
+    arms, plan = mixing.build_arms(domain, general, 0.5, 0, seed=1, sweep_shares=[0.3, 0.7])
+    assert [len(arms["ours_g30"]), len(arms["ours_g70"])] == [1, 3]
+    assert [w for w in plan["warnings"] if "general share" in w] == [
+        "ours_g30 asks for general share 0.3 but 1 domain row(s) allow 0.00 (0 general rows): it trains as "
+        "domain_only; this point of the trade-off needs more domain rows"]

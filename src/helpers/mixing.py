@@ -168,6 +168,7 @@ def cluster_shares_sampled(run_name: str) -> dict[int, float]:
     return {c: k / n for c, k in counts.items()}
 
 
+SHARE_TOLERANCE = 0.05  # a sweep arm whose whole rows miss its general share by more than this is a warning
 FEW_DOMAIN_ROWS = 10  # fewer domain rows than this in the arms is a warning: the domain is a handful of facts
 
 
@@ -285,6 +286,11 @@ def build_arms(domain: list[dict], general: dict[str, list[dict]], general_share
         arms[name] = with_domain(name, _pick(general["ours"], ours_clusters, cluster_shares, n_general, seed,
                                              passes=passes))
         plan["sweep"][name] = share
+        got = n_general / (n_general + plan["n_domain"])  # the share whole rows allow
+        plan["warnings"] += trouble({
+            f"{name} asks for general share {share} but {plan['n_domain']} domain row(s) allow {got:.2f} "
+            f"({n_general} general rows){': it trains as domain_only' if not n_general else ''}; this point of the "
+            "trade-off needs more domain rows": abs(got - share) > SHARE_TOLERANCE})
         pool, times = len(general["ours"]), plan["general_reused"].get(name, 1.0)
         ours_times = f" (ours' about {plan['general_reused'].get('ours', 1.0):.1f})" if passes > 1 else ""
         plan["warnings"] += trouble({
