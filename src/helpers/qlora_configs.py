@@ -209,9 +209,9 @@ def pass_warnings(recipe: Recipe, datasets: dict) -> list[str]:
 
 
 # more than this many showings of each general row is a warning (repeat_warnings). A heuristic, not a measured limit:
-# on SmolLM2 no arm shown its rows 4 times or fewer lost general skill, 16 showings lost 26.0 points on Velish, but 10.4
-# (the clinical sweep's 0.95 share, one draw) kept it (docs/bench/smollm2-gpu-sweep/); the lab's 300 steps show its
-# mixed arms' rows 4.9-5.7 times
+# on SmolLM2 `ours` shown its rows 4 times kept general skill on both domains and 16 times lost 17.4-26.0 points on
+# Velish, but 10.4 (the clinical sweep's 0.95 share, one draw) kept it (docs/bench/smollm2-gpu-sweep/), and other
+# data lost skill at 4 (public_mix 7-8 points, ours_weak 23.9); the lab's 300 steps show its rows 4.9-5.7 times
 MAX_GENERAL_REPEATS = 6
 
 
