@@ -227,11 +227,7 @@ def repeat_warnings(recipe: Recipe, datasets: dict) -> list[str]:
 
     signs = {}
     for name, data in datasets.items():
-        try:
-            method = arms.get(name).method
-        except KeyError:  # an arm this registry does not know: trained by SFT
-            method = "sft"
-        if "source" not in data.column_names or method != "sft":
+        if arms.get(name).method != "sft":  # as notebook 05 trains it (qlora_training.method_of)
             continue
         budget = arm_steps(recipe, data["source"], data["messages"])
         times, passes = budget["general_exposures"], passes_of(data)
