@@ -67,6 +67,17 @@ pack() {  # run $1's outputs without weights into /tmp/r/${2:-$1}.tgz, without i
   tar czf "/tmp/r/${2:-$1}.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*.bin' --exclude='*.pt' \
     --exclude='checkpoint-*' --exclude='_models' "${copies[@]}" "outputs/$1"
 }
+# 04-06's parameters of the two domains at the passes measured (at 4 no arm learnt Velish)
+CLINICAL=(-p domain_data=data/clinical_train.jsonl -p eval_domain=data/clinical_eval.jsonl -p domain_epochs=4)
+VELISH=(-p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p domain_epochs=16)
+second_gpu() {  # the GPU a verb's second half runs on: 1 where there are two, else 0 (both halves share it)
+  python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)'
+}
+tar_runs() {  # GLOB TAR: /tmp/r's packs GLOB in one file TAR (a call brings back at most 8 files), listed in
+  # packed.list so that `wait` packs no partial copy of them
+  (cd /tmp/r && shopt -s nullglob && packed=($1) && [ ${#packed[@]} -gt 0 ] \
+    && printf '%s\n' "${packed[@]}" > packed.list && tar cf "$2" "${packed[@]}" && rm "${packed[@]}") || true
+}
 copy_stages() {  # SRC DST STAGES: SRC's stages STAGES (a glob, such as 0[123]) copied into run DST, marked for pack
   mkdir -p "outputs/$2" && cp -r "outputs/$1"/$3_* "outputs/$2/" && touch "outputs/$2/.copied0103"
 }
@@ -255,27 +266,22 @@ PY
     for r in claim-clinical claim-velish claim-clinical-p1 claim-velish-p1; do
       copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"
     done
-    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
-    clinical=(-p domain_data=data/clinical_train.jsonl -p eval_domain=data/clinical_eval.jsonl -p domain_epochs=4)
-    velish=(-p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p domain_epochs=16)
-    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+    second=$(second_gpu)
+    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${CLINICAL[@]}" \
       -p run_name=smollm2-gpu-claim-clinical -p general_passes=4 -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
       -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" > /tmp/r/claim-clinical.log 2>&1 \
       && pack smollm2-gpu-claim-clinical || echo "the clinical run failed" >&2) &
-    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+    (CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${CLINICAL[@]}" \
       -p run_name=smollm2-gpu-claim-clinical-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-clinical.log \
       2>&1 && pack smollm2-gpu-claim-clinical-p1 || echo "the clinical control failed" >&2) &
-    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${VELISH[@]}" \
       -p run_name=smollm2-gpu-claim-velish-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/claim-p1-velish.log \
       2>&1 && pack smollm2-gpu-claim-velish-p1 || echo "the Velish control failed" >&2) &
-    CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+    CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${VELISH[@]}" \
       -p run_name=smollm2-gpu-claim-velish -p general_passes=16 && pack smollm2-gpu-claim-velish \
       || echo "the Velish run failed" >&2
     wait
-    # one file for the four runs' packs (a call brings back at most 8 files, 16 MiB each: the 01-03 stay apart),
-    # listed in packed.list so that `wait` packs no partial copy of them
-    (cd /tmp/r && shopt -s nullglob && packed=(smollm2-gpu-claim-*.tgz) && [ ${#packed[@]} -gt 0 ] \
-      && printf '%s\n' "${packed[@]}" > packed.list && tar cf claim-runs.tar "${packed[@]}" && rm "${packed[@]}") || true
+    tar_runs 'smollm2-gpu-claim-*.tgz' claim-runs.tar  # the four runs' packs (16 MiB each: the 01-03 stay apart)
     touch /tmp/r/finished
     ;;
   pool)
@@ -288,12 +294,11 @@ PY
     mkdir -p /tmp/r && echo smollm2-gpu-pool.tgz >> /tmp/r/packed.list  # wait: no partial pack of its big 01-03
     python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03 -p run_name=smollm2-gpu-pool -p n_samples=9000
     for r in pool-velish pool-velish-p1; do copy_stages smollm2-gpu-pool "smollm2-gpu-$r" "0[123]"; done
-    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
-    velish=(-p domain_data=data/velish_train.jsonl -p eval_domain=data/velish_eval.jsonl -p domain_epochs=16)
-    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+    second=$(second_gpu)
+    (CUDA_VISIBLE_DEVICES=$second python3 -m helpers.pipeline run --preset $PRESET --from 04 "${VELISH[@]}" \
       -p run_name=smollm2-gpu-pool-velish-p1 -p "arms=[ours]" -p eval_workers=4 > /tmp/r/pool-p1.log 2>&1 \
       && pack smollm2-gpu-pool-velish-p1 || echo "the Velish control failed" >&2) &
-    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${velish[@]}" \
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${VELISH[@]}" \
       -p run_name=smollm2-gpu-pool-velish -p general_passes=16 && pack smollm2-gpu-pool-velish \
       || echo "the Velish run failed" >&2
     wait
@@ -312,11 +317,10 @@ PY
     clinical0103
     pack smollm2-gpu
     for r in ordered-clinical ordered-clinical-p1; do copy_stages smollm2-gpu "smollm2-gpu-$r" "0[123]"; done
-    second=$(python3 -c 'import torch; print(1 if torch.cuda.device_count() > 1 else 0)')
-    clinical=(-p domain_data=data/clinical_train.jsonl -p eval_domain=data/clinical_eval.jsonl -p domain_epochs=4)
+    second=$(second_gpu)
     mkdir -p /tmp/r/bench24
     (export CUDA_VISIBLE_DEVICES=$second
-     python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+     python3 -m helpers.pipeline run --preset $PRESET --from 04 "${CLINICAL[@]}" \
        -p run_name=smollm2-gpu-ordered-clinical-p1 -p "arms=[ours]" -p eval_workers=4 \
        && pack smollm2-gpu-ordered-clinical-p1 || echo "the control failed" >&2
      python3 bench/training.py --shapes llama-3.1-8b --batch 8 --budget 12 \
@@ -324,15 +328,12 @@ PY
      python3 bench/generation.py --shape llama-3.1-8b --prompts 256 --profile \
        --json /tmp/r/bench24/generation-8b-profile.json || echo "the generation profile failed" >&2
     ) > /tmp/r/ordered-gpu1.log 2>&1 &
-    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${clinical[@]}" \
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --from 04 "${CLINICAL[@]}" \
       -p run_name=smollm2-gpu-ordered-clinical -p general_passes=4 -p "sweep_shares=[0.5, 0.95]" -p eval_workers=16 \
       -p "arms=[domain_only, public_mix, ours, ours_g50, ours_g95]" && pack smollm2-gpu-ordered-clinical \
       || echo "the clinical run failed" >&2
     wait
-    # one file for the two runs' packs and one for the benchmarks (a call brings back at most 8 files)
-    (cd /tmp/r && shopt -s nullglob && packed=(smollm2-gpu-ordered-*.tgz) && [ ${#packed[@]} -gt 0 ] \
-      && printf '%s\n' "${packed[@]}" > packed.list && tar cf ordered-runs.tar "${packed[@]}" \
-      && rm "${packed[@]}") || true
+    tar_runs 'smollm2-gpu-ordered-*.tgz' ordered-runs.tar  # and one file for the benchmarks
     (cd /tmp/r && cp ordered-gpu1.log bench24/ && tar cf bench24.tar bench24) || true
     touch /tmp/r/finished
     ;;
