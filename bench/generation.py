@@ -15,6 +15,9 @@ the full length. Rows:
 * ``helpers, compiled``: ``generate(compile=True)``: static cache, compiled decode step, bucketed widths, equal
   batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
   reported as ``compile_s``;
+* ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
+  attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
+  for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead;
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
   its automatic compile and without (the reference recipe).
 
@@ -170,6 +173,15 @@ def main() -> None:
         profile(lambda: ours(model, tok, prompts, n, None, True), json_path.parent)
     if device == "cuda" and auto != 256:
         rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
+    if helpers_generate.generation_plan(model, len(prompts), args.prompt_tokens, n, compile=True)["packed_gqa"]:
+        other = ("K/V heads expanded (before)", mock.patch.object(helpers_generate, "_packed_gqa",
+                                                                   lambda model: nullcontext()))
+    else:  # a model over PACKED_GQA_MAX_PARAMS: the packed decode forced, to measure it
+        other = ("K/V heads packed (forced)",
+                 mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", float("inf")))
+    with other[1]:
+        rows.append(timed(f"{label}, {other[0]}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n,
+                          device == "cuda"))
     ref = prompts[: min(len(prompts), 256)]
     rows.append(timed("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
                       n, False))

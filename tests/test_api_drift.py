@@ -165,6 +165,21 @@ def test_generate_keywords():
         assert hasattr(config, key), key
 
 
+def test_attention_registration_the_packed_decode_uses():
+    # helpers/generate.py: packed_gqa_attention is registered with transformers' attention and mask interfaces, calls
+    # sdpa_attention_forward for what it does not handle, and is switched on by set_attn_implementation
+    from transformers import AttentionInterface, PreTrainedModel
+    from transformers.integrations import sdpa_attention
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    assert callable(AttentionInterface.register) and callable(AttentionMaskInterface.register) and callable(sdpa_mask)
+    assert {"module", "query", "key", "value", "attention_mask", "dropout", "scaling"} <= params_of(
+        sdpa_attention.sdpa_attention_forward)
+    assert "attn_implementation" in params_of(PreTrainedModel.set_attn_implementation)
+    # the fold this mirrors, which transformers skips under torch.compile
+    assert "not is_torchdynamo_compiling()" in inspect.getsource(sdpa_attention.sdpa_attention_forward)
+
+
 def test_from_config_dtype_keyword():
     # helpers/models.py: convert_gguf() -- AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     import torch

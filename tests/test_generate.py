@@ -147,7 +147,8 @@ def test_generation_plan_keeps_the_cpu_as_it_was(base):
 
     model, _ = base
     plan = generation_plan(model, 600, 40, 16)
-    assert plan == {"compile": False, "batch_size": CPU_BATCH, "equal_batches": False, "decode_steps": 10 * 16}
+    assert plan == {"compile": False, "batch_size": CPU_BATCH, "equal_batches": False, "decode_steps": 10 * 16,
+                    "packed_gqa": False}
     assert generation_plan(model, 600, 40, 16, batch_size=256)["batch_size"] == 256
     assert generation_plan(model, 600, 40, 16, batch_size=256, compile=True)["batch_size"] == 200  # 3 equal batches
     assert [bucket_width(w) for w in (1, 16, 17, 100, 256, 257, 700)] == [16, 16, 32, 128, 256, 512, 768]
@@ -165,6 +166,10 @@ def test_compiles_on_cuda_only_for_long_jobs_on_models_big_enough(monkeypatch):
     # a shard of a longer job (notebook 02): the whole job decides, the plan is for this call's shard
     shard = g.generation_plan(model, 64, 40, 16, batch_size=64, job_prompts=64 * 64)
     assert shard["compile"] and shard["decode_steps"] == 16
+    # the compiled decode packs grouped heads below PACKED_GQA_MAX_PARAMS only (the 8B shape was slower packed)
+    assert shard["packed_gqa"]
+    monkeypatch.setattr(g, "PACKED_GQA_MAX_PARAMS", sum(p.numel() for p in model.parameters()))
+    assert not g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["packed_gqa"]
 
 
 def test_auto_batch_size_follows_free_memory(base, monkeypatch):
@@ -188,3 +193,78 @@ def test_real_architectures_generate_with_their_own_template(family):
     batched = generate(model, tok, prompts, max_new_tokens=5, batch_size=2, do_sample=False)
     assert [o["text"] for o in batched] == [o["text"] for o in single]
     assert all(o["new_tokens"] >= 1 for o in out)
+
+
+GQA_SHAPES = {  # (architecture, shape): grouped-query models of the real track's two families, tiny
+    "qwen2": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=6,
+                  num_key_value_heads=2, vocab_size=1536, max_position_embeddings=1024),
+    "gemma3_text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=1, head_dim=32, vocab_size=1536, max_position_embeddings=1024,
+                        sliding_window=8),
+}
+
+
+def gqa_model(arch):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = standins.tokenizer("qwen2_5")
+    config = AutoConfig.for_model(arch, **GQA_SHAPES[arch], pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval(), tok
+
+
+@pytest.mark.parametrize("arch", sorted(GQA_SHAPES))
+def test_packed_gqa_decode_reads_kv_heads_unexpanded_and_equals_sdpa_under_compile_too(arch, monkeypatch):
+    """A one-token decode step through ``packed_gqa_attention`` gives transformers' SDPA logits, also traced by
+    ``torch.compile`` (whole graph, the eager backend: the CPU has no CUDA graphs), where transformers itself
+    expands the key/value heads; SDPA is then handed one key/value head per group, never the expanded copy."""
+    import torch
+    from transformers import StaticCache
+
+    from helpers.generate import _packed_gqa
+
+    model, tok = gqa_model(arch)
+    heads, kv_heads = model.config.num_attention_heads, model.config.num_key_value_heads
+    ids = torch.randint(10, 1500, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # a left-padded row: the decode mask is not all ones
+
+    def decode(compiled: bool):
+        cache = StaticCache(config=model.config, max_cache_len=16)
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+            step = dict(input_ids=ids[:, -1:], attention_mask=torch.cat([mask, mask[:, -1:]], 1),
+                        past_key_values=cache, use_cache=True, cache_position=torch.tensor([9]))
+            forward = torch.compile(model.forward, backend="eager", fullgraph=True) if compiled else model.forward
+            return forward(**step).logits
+
+    torch._dynamo.reset()
+    reference = decode(compiled=False)  # transformers' own SDPA path (packs itself outside compile)
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: seen.append((q.shape[1], q.shape[2], k.shape[1])) or sdpa(q, k, v, **kw))
+    for compiled in (False, True):
+        seen.clear()
+        with _packed_gqa(model):
+            assert model.config._attn_implementation == "sdpa_packed_gqa"
+            got = decode(compiled)
+        assert model.config._attn_implementation == "sdpa"  # restored
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+        assert (kv_heads, heads // kv_heads, kv_heads) in seen, (compiled, seen)  # the decode step, packed
+        assert all(q_len != 1 for _, q_len, _ in seen), (compiled, seen)  # and never unpacked (expanded K/V)
+
+
+def test_packed_gqa_leaves_models_without_grouped_heads_or_sdpa_alone():
+    from helpers.generate import _packed_gqa
+
+    model, _ = gqa_model("qwen2")
+    eager = type(model)(model.config.__class__.from_dict({**model.config.to_dict(), "_attn_implementation": "eager"}))
+    full = dict(GQA_SHAPES["qwen2"], num_key_value_heads=GQA_SHAPES["qwen2"]["num_attention_heads"])
+    mha = type(model)(model.config.__class__(**full))
+    for other, implementation in [(eager, "eager"), (mha, "sdpa")]:
+        assert other.config._attn_implementation == implementation
+        with _packed_gqa(other):
+            assert other.config._attn_implementation == implementation

@@ -45,6 +45,11 @@
 #   bash tools/device_real_track.sh ordered          # issue 22: the clinical passes in order beside their one-draw
 #                                                    # control, then issue 24's 8B benchmarks on the second GPU
 #                                                    # (not run yet; about 970 s after setup, estimated)
+#   bash tools/device_real_track.sh speed            # issue 24's generation benchmarks (0.5B, SmolLM2, gemma and
+#                                                    # 8B shapes, packed grouped-query decode beside expanded) and
+#                                                    # the 8B QLoRA benchmark at 8 rows a step; needs `setup` only
+#   bash tools/device_real_track.sh speed8b          # the 8B shape's packed decode against expanded, one batch
+#                                                    # (GPU 0) and two (GPU 1), recompiles logged (not run yet)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -337,6 +342,49 @@ PY
     (cd /tmp/r && cp ordered-gpu1.log bench24/ && tar cf bench24.tar bench24) || true
     touch /tmp/r/finished
     ;;
+  speed)
+    # issue 24 on two GPUs, no model converted (random weights of real shapes): GPU 0 the generation benchmark of the
+    # 0.5B shape (the issue's target), then of the real track's two generators' shapes; GPU 1 the 8B generation
+    # shape, then the 8B QLoRA benchmark at 8 conversations a step under 12 GiB. Each generation benchmark puts the
+    # decode with packed grouped-query attention (helpers.generate.packed_gqa_attention) beside the same compiled
+    # decode with expanded K/V heads and beside plain transformers. 742 s on two H200s, 2026-11-30
+    # (docs/bench/h200x2-speed-1130/)
+    mkdir -p /tmp/r/bench24
+    second=$(second_gpu)
+    (export CUDA_VISIBLE_DEVICES=$second
+     python3 bench/generation.py --shape llama-3.1-8b --prompts 512 --profile \
+       --json /tmp/r/bench24/generation-llama-3.1-8b.json || echo "the 8B generation benchmark failed" >&2
+     python3 bench/training.py --shapes llama-3.1-8b --batch 8 --budget 12 \
+       --json /tmp/r/bench24/training-8b-batch8.json || echo "the training benchmark failed" >&2
+    ) > /tmp/r/speed-gpu1.log 2>&1 &
+    (export CUDA_VISIBLE_DEVICES=0
+     python3 bench/generation.py --prompts 1024 --profile --json /tmp/r/bench24/generation-qwen2.5-0.5b.json \
+       || echo "the 0.5B generation benchmark failed" >&2
+     for shape in smollm2-135m gemma-3-270m; do
+       python3 bench/generation.py --shape $shape --prompts 1024 --json "/tmp/r/bench24/generation-$shape.json" \
+         || echo "the $shape generation benchmark failed" >&2
+     done
+    ) > /tmp/r/speed-gpu0.log 2>&1
+    wait
+    (cd /tmp/r && cp speed-gpu*.log bench24/ && tar cf bench24.tar bench24) || true
+    touch /tmp/r/finished
+    ;;
+  speed8b)
+    # the 8B shape's packed decode, slower than expanded in `speed` (2026-11-30) for a reason not found: one batch of
+    # 256 (GPU 0) against two (GPU 1), packed (forced: the plan does not pack a model over 1B) beside expanded in
+    # each process, with dynamo's recompiles and CUDA-graph re-recordings logged. Estimated about 400 s
+    mkdir -p /tmp/r/bench8b
+    second=$(second_gpu)
+    (export CUDA_VISIBLE_DEVICES=$second TORCH_LOGS=recompiles,cudagraphs
+     python3 bench/generation.py --shape llama-3.1-8b --prompts 512 --json /tmp/r/bench8b/generation-8b-512.json
+    ) > /tmp/r/bench8b/two-batches.log 2>&1 &
+    (export CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles,cudagraphs
+     python3 bench/generation.py --shape llama-3.1-8b --prompts 256 --json /tmp/r/bench8b/generation-8b-256.json
+    ) > /tmp/r/bench8b/one-batch.log 2>&1
+    wait
+    (cd /tmp/r && tar czf bench8b.tgz bench8b) || true
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -354,7 +402,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|speed8b"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done

@@ -9,14 +9,15 @@ one-token decode step (``torch.compile``, CUDA graphs): the dynamic cache leaves
 the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling costs tens of seconds per shape, so
 prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
 (the last one is filled with copies whose answers are dropped), and a job too short or a model too small to repay
-the compile runs uncompiled. The batch size defaults to what the GPU's free memory holds. On the CPU nothing
+the compile runs uncompiled. A compiled decode of a grouped-query model reads its K/V heads unexpanded
+(``packed_gqa_attention``). The batch size defaults to what the GPU's free memory holds. On the CPU nothing
 changes: the dynamic cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from functools import lru_cache
 from typing import Sequence
 
@@ -29,6 +30,10 @@ CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
 COMPILE_MIN_STEPS = 1024  # decode steps of a job below which compiling does not pay for itself (generation_plan)
 COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncompiled: a compile would cost more
+# the compiled decode reads grouped K/V heads unexpanded (packed_gqa_attention) below this size: measured faster for
+# the 135M-0.5B shapes (1.10-2.10x); the 8B shape was 0.41x in a two-batch call, for a reason not found
+# (docs/performance.md), so larger models keep transformers' own compiled attention until that is understood
+PACKED_GQA_MAX_PARAMS = 1_000_000_000
 NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
 NUCLEUS_TOP_K = 1024
 
@@ -73,11 +78,62 @@ def _no_cudnn_attention():
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
+PACKED_GQA = "sdpa_packed_gqa"  # the attention implementation ``generate`` registers for a compiled decode
+
+
+def packed_gqa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers' SDPA attention, except that a one-token decode step of a grouped-query model reads the key and
+    value heads as they are: the query heads of a group become that group's query rows, so SDPA sees one key/value
+    head per group and needs no copy. transformers 5.23 does this itself (``pack_gqa``) only outside
+    ``torch.compile``; under compile, as in a static-cache decode, it expands the key/value heads first
+    (``repeat_kv``), a copy that took 41.6% of the GPU time of a compiled 0.5B decode (docs/performance.md).
+    Everything else (prefill, position biases, soft-capping, paged caches) goes to ``sdpa_attention_forward``."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    batch, heads, q_length, dim = query.shape
+    plain = {"position_bias", "softcap", "cache", "output_attentions"}
+    if groups == 1 or q_length != 1 or any(kwargs.get(k) for k in plain):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    query = query.reshape(batch, heads // groups, groups, dim)  # (batch, kv heads, the group's query heads, dim)
+    if attention_mask is not None and attention_mask.shape[1] != 1:  # a mask per head: grouped the same way
+        attention_mask = attention_mask.reshape(attention_mask.shape[0], heads // groups, groups, -1)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                           dropout_p=dropout, scale=scaling)
+    return out.reshape(out.shape[0], heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def _packed_gqa(model):
+    """While ``generate`` runs: a grouped-query model on transformers' SDPA attention uses
+    ``packed_gqa_attention`` (registered under ``PACKED_GQA``, with SDPA's masks); any other model is left as it
+    is. Restored afterwards, so training and scoring see the model as loaded."""
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if config is not None else None
+    heads = getattr(text, "num_attention_heads", 0)
+    if not 0 < (getattr(text, "num_key_value_heads", None) or heads) < heads or config._attn_implementation != "sdpa":
+        yield
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(PACKED_GQA, packed_gqa_attention)
+    AttentionMaskInterface.register(PACKED_GQA, sdpa_mask)
+    model.set_attn_implementation(PACKED_GQA)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation("sdpa")
+
+
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
                     compile: bool | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
     with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
-    one size so the compiled shapes repeat) and this call's ``decode_steps`` (batches x ``max_new_tokens``).
+    one size so the compiled shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and
+    ``packed_gqa`` (the compiled decode of a model under ``PACKED_GQA_MAX_PARAMS`` runs ``packed_gqa_attention``;
+    uncompiled, transformers packs grouped heads itself).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
@@ -96,8 +152,9 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
         big = sum(p.numel() for p in model.parameters()) >= COMPILE_MIN_PARAMS
         one_device = len(set((getattr(model, "hf_device_map", None) or {"": 0}).values())) <= 1  # not spread
         compile = cuda and compileable and big and one_device and job_steps >= COMPILE_MIN_STEPS
+    small = sum(p.numel() for p in model.parameters()) < PACKED_GQA_MAX_PARAMS
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
-            "equal_batches": bool(compile), "decode_steps": steps}
+            "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": bool(compile) and small}
 
 
 def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
@@ -240,7 +297,10 @@ def generate(
     model.eval()
     bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate", disable=not progress)
     attention = _no_cudnn_attention if device.type == "cuda" and not static else nullcontext
+    scope = ExitStack()
     try:
+        if plan["packed_gqa"]:
+            scope.enter_context(_packed_gqa(model))
         for start in range(0, len(order), step):
             idx = order[start : start + step]
             rows = idx + [idx[-1]] * (step - len(idx)) if plan["equal_batches"] else idx  # copies keep one shape
@@ -292,6 +352,7 @@ def generate(
                 }
             bar.update(len(idx))
     finally:
+        scope.close()
         bar.close()
         model.train(was_training)
     return results  # type: ignore[return-value]
