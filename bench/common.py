@@ -26,14 +26,13 @@ def measured(result: dict, reset_peak: bool = True):
         if reset_peak:
             torch.cuda.reset_peak_memory_stats()
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+            device = torch.cuda.current_device()
+            torch.cuda.utilization(device)  # NVML present? (torch maps CUDA_VISIBLE_DEVICES to NVML's numbering;
+            # NVML's own index would read the machine's first GPU: 2026-11-30's two-GPU runs read the other one)
 
             def sample():
                 while not stop.wait(0.05):
-                    samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                    samples.append(torch.cuda.utilization(device))
 
             thread = threading.Thread(target=sample, daemon=True)
             thread.start()

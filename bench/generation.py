@@ -17,7 +17,8 @@ the full length. Rows:
   reported as ``compile_s``;
 * ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
-  for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead;
+  for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead; the
+  the ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers packs by itself);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
   its automatic compile and without (the reference recipe).
 
@@ -104,6 +105,11 @@ def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, com
     return sum(o["new_tokens"] for o in outs)
 
 
+def plan_packs(model, prompts: list[str], new_tokens: int) -> bool:
+    """Whether a compiled call of ``ours`` on ``prompts`` reads grouped K/V heads unexpanded (``packed_gqa``)."""
+    return helpers_generate.generation_plan(model, len(prompts), 128, new_tokens, compile=True)["packed_gqa"]
+
+
 def timed(name: str, fn, prompts, batch, new_tokens: int, warm: bool) -> dict:
     """Run ``fn`` (returns the new tokens made); with ``warm``, run it once first and report the difference of the
     first run over the second as compile time."""
@@ -169,19 +175,21 @@ def main() -> None:
         rows.append(timed("helpers, dynamic cache", lambda: ours(model, tok, mid, n, 256, False), mid, 256, n, False))
     label = "helpers, static cache + compile" if device == "cuda" else "helpers, static cache (compiled on CUDA)"
     rows.append(timed(label, lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n, device == "cuda"))
+    rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
     if args.profile and device == "cuda":
         profile(lambda: ours(model, tok, prompts, n, None, True), json_path.parent)
     if device == "cuda" and auto != 256:
         rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
-    if helpers_generate.generation_plan(model, len(prompts), args.prompt_tokens, n, compile=True)["packed_gqa"]:
-        other = ("K/V heads expanded (before)", mock.patch.object(helpers_generate, "_packed_gqa",
-                                                                   lambda model: nullcontext()))
-    else:  # a model over PACKED_GQA_MAX_PARAMS: the packed decode forced, to measure it
-        other = ("K/V heads packed (forced)",
-                 mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", float("inf")))
-    with other[1]:
-        rows.append(timed(f"{label}, {other[0]}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n,
-                          device == "cuda"))
+        rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
+    # the compiled decode the other way round: K/V heads expanded as transformers compiles them (as before), or, for
+    # a model over PACKED_GQA_MAX_PARAMS, which the plan does not pack, packed (forced, to measure it)
+    packs = plan_packs(model, prompts, n)
+    other = "K/V heads expanded (before)" if packs else "K/V heads packed (forced)"
+    with mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf")):
+        if device == "cuda":  # on the CPU this row would be the row above again
+            rows.append(timed(f"{label}, {other}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto,
+                              n, True))
+            rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
     ref = prompts[: min(len(prompts), 256)]
     rows.append(timed("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
                       n, False))
@@ -190,8 +198,9 @@ def main() -> None:
     for r in rows:
         r["vs_first"] = round(r["tok_per_s"] / rows[0]["tok_per_s"], 2)
     report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",
-                  "gpu_busy"], json_path, shape="tiny qwen2" if args.smoke else args.shape, device=device,
-           new_tokens=n, prompt_tokens=args.prompt_tokens, cudnn_attention=not args.no_cudnn_attention)
+                  "gpu_busy", "packed_gqa"], json_path, shape="tiny qwen2" if args.smoke else args.shape,
+           device=device, new_tokens=n, prompt_tokens=args.prompt_tokens,
+           cudnn_attention=not args.no_cudnn_attention)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,14 @@ def test_attention_registration_the_packed_decode_uses():
     assert "not is_torchdynamo_compiling()" in inspect.getsource(sdpa_attention.sdpa_attention_forward)
 
 
+def test_gpu_utilisation_the_benchmarks_sample():
+    # bench/common.py: measured() samples torch.cuda.utilization(device), which maps CUDA_VISIBLE_DEVICES to NVML
+    import torch
+
+    assert "device" in params_of(torch.cuda.utilization)
+    assert "_get_nvml_device_index" in inspect.getsource(torch.cuda.utilization)
+
+
 def test_from_config_dtype_keyword():
     # helpers/models.py: convert_gguf() -- AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     import torch

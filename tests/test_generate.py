@@ -257,6 +257,56 @@ def test_packed_gqa_decode_reads_kv_heads_unexpanded_and_equals_sdpa_under_compi
         assert all(q_len != 1 for _, q_len, _ in seen), (compiled, seen)  # and never unpacked (expanded K/V)
 
 
+@pytest.mark.parametrize("case", ["no mask", "padding mask", "mask per head", "position bias", "prefill"])
+def test_packed_gqa_attention_equals_expanded_heads_and_hands_the_rest_to_transformers(case):
+    """The fold against the reference it replaces (K/V expanded by ``repeat_kv``, then SDPA), on random tensors; what
+    it does not fold (a mask per head, a position bias, several query positions) goes to transformers' SDPA function
+    and gives its result."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    from helpers.generate import packed_gqa_attention
+
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    torch.manual_seed(0)
+    q_len = 4 if case == "prefill" else 1
+    query, key, value = torch.randn(2, 6, q_len, 16), torch.randn(2, 2, 9, 16), torch.randn(2, 2, 9, 16)
+    mask = torch.ones(2, 6 if case == "mask per head" else 1, q_len, 9, dtype=torch.bool)
+    mask[0, ..., :3] = False  # a left-padded row
+    mask = None if case == "no mask" else mask
+    extra = {"position_bias": torch.randn(1, 6, q_len, 9)} if case == "position bias" else {}
+    got, _ = packed_gqa_attention(module, query, key, value, mask, dropout=0.0, scaling=0.25, **extra)
+    want, _ = sdpa_attention_forward(module, query, key, value, mask, dropout=0.0, scaling=0.25, **extra)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.shape == (2, q_len, 6, 16)
+    if case in ("no mask", "padding mask"):
+        reference = torch.nn.functional.scaled_dot_product_attention(query, repeat_kv(key, 3), repeat_kv(value, 3),
+                                                                     attn_mask=mask, scale=0.25).transpose(1, 2)
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_greedy_text(monkeypatch):
+    """``generate`` switches a grouped-query model to the packed attention exactly when the plan says so (a
+    compiled CUDA decode, here pretended on the CPU), and the answers are those of the plain CPU path."""
+    from helpers import generate as g
+
+    model, tok = gqa_model("qwen2")
+    prompts = prompts_for(tok, 6, seed=4)
+    want = generate(model, tok, prompts, max_new_tokens=10, batch_size=3)
+    entered = []
+    real = g._packed_gqa
+    monkeypatch.setattr(g, "_packed_gqa", lambda m: entered.append(m.config._attn_implementation) or real(m))
+    monkeypatch.setattr(g, "_is_cuda", lambda m: True)
+    monkeypatch.setattr(g, "COMPILE_MIN_PARAMS", 1)
+    assert g.generation_plan(model, 6, 40, 10, batch_size=3, compile=True)["packed_gqa"]
+    got = generate(model, tok, prompts, max_new_tokens=10, batch_size=3, compile=True)
+    assert entered == ["sdpa"] and model.config._attn_implementation == "sdpa"
+    assert [x["ids"] for x in got] == [w["ids"] for w in want]
+    eager = type(model)(model.config.__class__.from_dict({**model.config.to_dict(), "_attn_implementation": "eager"}))
+    assert not g.generation_plan(eager, 6, 40, 10, batch_size=3, compile=True)["packed_gqa"]
+
+
 def test_packed_gqa_leaves_models_without_grouped_heads_or_sdpa_alone():
     from helpers.generate import _packed_gqa
 

@@ -81,38 +81,45 @@ def _no_cudnn_attention():
 PACKED_GQA = "sdpa_packed_gqa"  # the attention implementation ``generate`` registers for a compiled decode
 
 
-def packed_gqa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """transformers' SDPA attention, except that a one-token decode step of a grouped-query model reads the key and
     value heads as they are: the query heads of a group become that group's query rows, so SDPA sees one key/value
     head per group and needs no copy. transformers 5.23 does this itself (``pack_gqa``) only outside
     ``torch.compile``; under compile, as in a static-cache decode, it expands the key/value heads first
     (``repeat_kv``), a copy that took 41.6% of the GPU time of a compiled 0.5B decode (docs/performance.md).
-    Everything else (prefill, position biases, soft-capping, paged caches) goes to ``sdpa_attention_forward``."""
+    Everything else (prefill, a mask per head, position biases, soft-capping, paged caches) goes to
+    ``sdpa_attention_forward`` unchanged."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, q_length, dim = query.shape
-    plain = {"position_bias", "softcap", "cache", "output_attentions"}
-    if groups == 1 or q_length != 1 or any(kwargs.get(k) for k in plain):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+    other = any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "cache"))
+    if (groups == 1 or q_length != 1 or other or kwargs.get("output_attentions")
+            or (attention_mask is not None and attention_mask.shape[1] != 1)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     query = query.reshape(batch, heads // groups, groups, dim)  # (batch, kv heads, the group's query heads, dim)
-    if attention_mask is not None and attention_mask.shape[1] != 1:  # a mask per head: grouped the same way
-        attention_mask = attention_mask.reshape(attention_mask.shape[0], heads // groups, groups, -1)
     out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
-                                                           dropout_p=dropout, scale=scaling)
+                                                           dropout_p=dropout, scale=scaling)  # mask: (b, 1, 1, kv)
     return out.reshape(out.shape[0], heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def packs_gqa(model) -> bool:
+    """Whether ``_packed_gqa`` switches ``model``: a text model (its config its own text config; a multimodal
+    model is left alone) with fewer key/value heads than query heads, on transformers' SDPA attention."""
+    config = getattr(model, "config", None)
+    if config is None or config.get_text_config() is not config:
+        return False
+    heads = getattr(config, "num_attention_heads", 0)
+    return 0 < (getattr(config, "num_key_value_heads", None) or heads) < heads and config._attn_implementation == "sdpa"
 
 
 @contextmanager
 def _packed_gqa(model):
-    """While ``generate`` runs: a grouped-query model on transformers' SDPA attention uses
-    ``packed_gqa_attention`` (registered under ``PACKED_GQA``, with SDPA's masks); any other model is left as it
-    is. Restored afterwards, so training and scoring see the model as loaded."""
-    config = getattr(model, "config", None)
-    text = config.get_text_config() if config is not None else None
-    heads = getattr(text, "num_attention_heads", 0)
-    if not 0 < (getattr(text, "num_key_value_heads", None) or heads) < heads or config._attn_implementation != "sdpa":
+    """While ``generate`` runs: a model that ``packs_gqa`` uses ``packed_gqa_attention`` (registered under
+    ``PACKED_GQA``, with SDPA's masks); any other is left as it is. Restored afterwards, also after an error, so
+    training and scoring see the model as loaded."""
+    if not packs_gqa(model):
         yield
         return
     from transformers import AttentionInterface
@@ -120,8 +127,8 @@ def _packed_gqa(model):
 
     AttentionInterface.register(PACKED_GQA, packed_gqa_attention)
     AttentionMaskInterface.register(PACKED_GQA, sdpa_mask)
-    model.set_attn_implementation(PACKED_GQA)
     try:
+        model.set_attn_implementation(PACKED_GQA)
         yield
     finally:
         model.set_attn_implementation("sdpa")
@@ -132,8 +139,8 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
     with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
     one size so the compiled shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and
-    ``packed_gqa`` (the compiled decode of a model under ``PACKED_GQA_MAX_PARAMS`` runs ``packed_gqa_attention``;
-    uncompiled, transformers packs grouped heads itself).
+    ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs
+    ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
@@ -152,9 +159,12 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
         big = sum(p.numel() for p in model.parameters()) >= COMPILE_MIN_PARAMS
         one_device = len(set((getattr(model, "hf_device_map", None) or {"": 0}).values())) <= 1  # not spread
         compile = cuda and compileable and big and one_device and job_steps >= COMPILE_MIN_STEPS
-    small = sum(p.numel() for p in model.parameters()) < PACKED_GQA_MAX_PARAMS
+    # parameters, not stored elements (a 4-bit weight stores two in one); a compiled decode on CUDA only: uncompiled,
+    # transformers packs by itself
+    count = model.num_parameters() if hasattr(model, "num_parameters") else sum(p.numel() for p in model.parameters())
+    packed = bool(compile) and cuda and count < PACKED_GQA_MAX_PARAMS and packs_gqa(model)
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
-            "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": bool(compile) and small}
+            "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": packed}
 
 
 def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
@@ -352,9 +362,9 @@ def generate(
                 }
             bar.update(len(idx))
     finally:
-        scope.close()
         bar.close()
         model.train(was_training)
+        scope.close()
     return results  # type: ignore[return-value]
 
 
