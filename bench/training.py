@@ -2,6 +2,7 @@
 
     python bench/training.py                  # GPU: Llama-3.1-8B and Qwen2.5-0.5B shapes, NF4, 2,048 tokens
     python bench/training.py --shapes llama-3.1-8b --budget 12
+    python bench/training.py --shapes llama-3.1-8b --batch 8 --ranks 2   # one training on two GPUs (DDP)
     python bench/training.py --smoke          # CPU: a tiny Llama, a few steps (run in CI)
 
 Random weights of the real shape (saved once under ``--models``, default ``/tmp/bench-models``), the family's chat
@@ -13,6 +14,9 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 * ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
 * ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
 * ``helpers, compiled``: the default plan with ``torch.compile`` (``--compiled``; the first steps compile);
+* ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
+  processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
+  whole batch, and ``loss_max_diff`` is the largest gap between its per-step losses and the single process's;
 * ``plain loop``: peft + bitsandbytes by hand: bf16 LoRA, non-reentrant checkpointing on every layer, AdamW, in
   train mode (``from_pretrained`` returns eval mode, where transformers skips checkpointing).
 
@@ -150,11 +154,29 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
                                                 max_name_column_width=50))
             else:
                 trainer.train()
+    losses = [round(h["loss"], 5) for h in trainer.state.log_history if "loss" in h]
     del trainer
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
-               dropout=hp["lora_dropout"])
+               dropout=hp["lora_dropout"], losses=losses)
     return row
+
+
+def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int) -> dict:
+    """``ours`` with the default plan on ``ranks`` processes at once (one per visible GPU, gloo on a CPU), as notebook
+    05's ``gpus_per_arm`` trains an arm: each rank takes ``train_batch_size / ranks`` rows of every step, so the
+    steps and the effective batch are the single process's. Rank 0's row (its step times, peak memory, losses)."""
+    import importlib
+    import os
+
+    from helpers import workers
+
+    here = str(Path(__file__).resolve().parent)  # the ranks import this file as `training`, not as __main__
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    this = importlib.import_module("training")
+    with tempfile.TemporaryDirectory() as tmp:
+        return workers.run_ranked(this.ours, (folder, setup, data, hp, None, 0, warmup), {}, ranks, Path(tmp),
+                                  f"the DDP row on {ranks} ranks")
 
 
 def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dict:
@@ -206,8 +228,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "bench-models")
     parser.add_argument("--profile", action="store_true", help="add a profiled row: top ops by CPU and GPU time")
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="add a row with the default plan data parallel on this many GPUs (DDP; gloo on a CPU)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.batch % args.ranks:
+        parser.error(f"--ranks {args.ranks} does not divide --batch {args.batch}: each rank takes an equal share")
     if args.smoke:
         args.shapes, args.length, args.steps, args.warmup = ["tiny-llama"], 128, 4, 1
     json_path = args.json or Path("outputs/bench") / ("training-smoke.json" if args.smoke else "training.json")
@@ -234,6 +260,9 @@ def main() -> None:
             variants.append(("helpers, default (profiled)",
                              lambda: ours(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
                                           args.warmup, profile=True)))
+        if args.ranks > 1:  # the default plan data parallel: the same batch split among the ranks (workers.run_ranked)
+            variants.append((f"helpers, default, DDP on {args.ranks} ranks",
+                             lambda: ddp(folder, setup, data, hp, args.ranks, args.warmup)))
         variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
         first = None
         for label, run in variants:
@@ -242,13 +271,16 @@ def main() -> None:
             first = first or row["tok_per_s"]
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
+            if label.startswith("helpers, default, DDP"):  # its losses against one process's, step by step
+                single = next(r["losses"] for r in rows if r["shape"] == name and r["variant"] == "helpers, default")
+                row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single, row["losses"])), 5)
             rows.append(row)
             print(f"  {name} {label}: {row['tok_per_s']:,.0f} tok/s, peak {row['peak_gib']} GiB", flush=True)
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "vs_first", "step_s", "peak_gib", "estimate_gib", "gpu_busy",
-                  "checkpointed", "adapter_dtype", "liger", "dropout"], json_path, device=device,
+                  "checkpointed", "adapter_dtype", "liger", "dropout", "loss_max_diff"], json_path, device=device,
            tokens_per_step=args.length * args.batch, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 

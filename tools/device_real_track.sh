@@ -48,8 +48,9 @@
 #   bash tools/device_real_track.sh speed            # issue 24's generation benchmarks (0.5B, SmolLM2, gemma and
 #                                                    # 8B shapes, packed grouped-query decode beside expanded) and
 #                                                    # the 8B QLoRA benchmark at 8 rows a step; needs `setup` only
-#   bash tools/device_real_track.sh speed8b          # the 8B shape's packed decode against expanded, one batch
-#                                                    # (GPU 0) and two (GPU 1), recompiles logged (not run yet)
+#   bash tools/device_real_track.sh bench8b          # the 8B shape: packed decode against expanded (one batch,
+#                                                    # two), then one QLoRA training on two GPUs (DDP) against
+#                                                    # one (not run yet; about 700 s)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -369,10 +370,12 @@ PY
     (cd /tmp/r && cp speed-gpu*.log bench24/ && tar cf bench24.tar bench24) || true
     touch /tmp/r/finished
     ;;
-  speed8b)
-    # the 8B shape's packed decode, slower than expanded in `speed` (2026-11-30) for a reason not found: one batch of
-    # 256 (GPU 0) against two (GPU 1), packed (forced: the plan does not pack a model over 1B) beside expanded in
-    # each process, with dynamo's recompiles and CUDA-graph re-recordings logged. Estimated about 400 s
+  bench8b)
+    # two 8B questions, about 700 s: (1) issue 24: the 8B shape's packed decode, slower than expanded in `speed`
+    # (2026-11-30) for a reason not found: one batch of 256 (GPU 0) against two (GPU 1), packed (forced: the plan
+    # does not pack a model over 1B) beside expanded in each process, dynamo's recompiles and CUDA-graph recordings
+    # logged; (2) issue 23: one 8B QLoRA training on both GPUs (DDP, 4 of the 8 rows a step on each) against one GPU,
+    # losses compared step by step (bench/training.py --ranks 2)
     mkdir -p /tmp/r/bench8b
     second=$(second_gpu)
     (export CUDA_VISIBLE_DEVICES=$second TORCH_LOGS=recompiles,cudagraphs
@@ -382,6 +385,8 @@ PY
      python3 bench/generation.py --shape llama-3.1-8b --prompts 256 --json /tmp/r/bench8b/generation-8b-256.json
     ) > /tmp/r/bench8b/one-batch.log 2>&1
     wait
+    python3 bench/training.py --shapes llama-3.1-8b --batch 8 --ranks 2 --budget 12 \
+      --json /tmp/r/bench8b/training-8b-ddp.json > /tmp/r/bench8b/ddp.log 2>&1 || echo "the DDP benchmark failed" >&2
     (cd /tmp/r && tar czf bench8b.tgz bench8b) || true
     touch /tmp/r/finished
     ;;
@@ -402,7 +407,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|speed8b"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
