@@ -16,12 +16,15 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 * ``helpers, compiled``: the default plan with ``torch.compile`` (``--compiled``; the first steps compile);
 * ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
   processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
-  whole batch, and ``loss_max_diff`` is the largest gap between its per-step losses and the single process's;
+  whole batch, ``vs_single`` compares them with the single process's default row, and ``loss_max_diff`` is the
+  largest gap between the two rows' per-step losses (``--ddp-only``: only those two rows);
 * ``plain loop``: peft + bitsandbytes by hand: bf16 LoRA, non-reentrant checkpointing on every layer, AdamW, in
   train mode (``from_pretrained`` returns eval mode, where transformers skips checkpointing).
 
-Tokens per second come from the median step time after ``--warmup`` steps. Peak memory is torch's peak allocation
-during the row (weights included). Writes JSON (``--json``, default ``outputs/bench/training.json``).
+Tokens per second come from the median step time after ``--warmup`` steps; for the Trainer's rows
+``tok_per_s_period`` comes from the mean period between step ends after the warm-up, which also holds the Trainer's
+work between steps (under DDP, the ranks' gathers of the token count and the loss). Peak memory is torch's peak
+allocation during the row (weights included). Writes JSON (``--json``, default ``outputs/bench/training.json``).
 """
 
 from __future__ import annotations
@@ -114,10 +117,12 @@ def torch_profiler():
 
 
 class StepTimes(TrainerCallback):
-    """A Trainer callback: wall time of every optimizer step (CUDA synchronised)."""
+    """A Trainer callback: wall time of every optimizer step (CUDA synchronised), and when each step ended: the
+    period between two ends also holds what the Trainer does between steps (fetching the batch, logging; under DDP
+    the ranks' gathers of the token count and the loss), which the step's own time leaves out."""
 
     def __init__(self):
-        self.times, self.last = [], None
+        self.times, self.ends, self.last = [], [], None
 
     def on_step_begin(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
@@ -127,7 +132,8 @@ class StepTimes(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        self.times.append(time.perf_counter() - self.last)
+        self.ends.append(time.perf_counter())
+        self.times.append(self.ends[-1] - self.last)
 
 
 def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | None, budget: float, warmup: int,
@@ -156,16 +162,20 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
                 trainer.train()
     losses = [round(h["loss"], 5) for h in trainer.state.log_history if "loss" in h]
     del trainer
+    late = times.ends[max(warmup, 1) - 1:]  # the step ends from the last warm-up step's on
+    row.update(period_s=(late[-1] - late[0]) / (len(late) - 1) if len(late) > 1 else None)
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
                dropout=hp["lora_dropout"], losses=losses)
     return row
 
 
-def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int) -> dict:
+def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int, workdir: Path) -> dict:
     """``ours`` with the default plan on ``ranks`` processes at once (one per visible GPU, gloo on a CPU), as notebook
-    05's ``gpus_per_arm`` trains an arm: each rank takes ``train_batch_size / ranks`` rows of every step, so the
-    steps and the effective batch are the single process's. Rank 0's row (its step times, peak memory, losses)."""
+    05's ``gpus_per_arm`` trains an arm: the speed plan made once, here, for a rank's share of a batch, and each rank
+    takes ``train_batch_size / ranks`` rows of every step, so the steps and the effective batch are the single
+    process's. Rank 0's row (its step times, peak memory, losses). The ranks' log stays in ``workdir`` if they
+    fail."""
     import importlib
     import os
 
@@ -174,9 +184,9 @@ def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: i
     here = str(Path(__file__).resolve().parent)  # the ranks import this file as `training`, not as __main__
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     this = importlib.import_module("training")
-    with tempfile.TemporaryDirectory() as tmp:
-        return workers.run_ranked(this.ours, (folder, setup, data, hp, None, 0, warmup), {}, ranks, Path(tmp),
-                                  f"the DDP row on {ranks} ranks")
+    plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks)
+    return workers.run_ranked(this.ours, (folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir,
+                              f"the DDP row on {ranks} ranks")
 
 
 def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dict:
@@ -230,10 +240,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="add a profiled row: top ops by CPU and GPU time")
     parser.add_argument("--ranks", type=int, default=1,
                         help="add a row with the default plan data parallel on this many GPUs (DDP; gloo on a CPU)")
+    parser.add_argument("--ddp-only", action="store_true",
+                        help="with --ranks: only the single process's default row and the DDP row")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.batch % args.ranks:
-        parser.error(f"--ranks {args.ranks} does not divide --batch {args.batch}: each rank takes an equal share")
+    if args.ranks < 1 or args.batch % args.ranks:
+        parser.error(f"--ranks {args.ranks} must be 1 or more and divide --batch {args.batch}: each rank takes an "
+                     "equal share")
+    if args.ranks > 1 and torch.cuda.is_available() and not args.smoke and torch.cuda.device_count() < args.ranks:
+        parser.error(f"--ranks {args.ranks}: this machine shows {torch.cuda.device_count()} GPU(s); one rank a GPU")
     if args.smoke:
         args.shapes, args.length, args.steps, args.warmup = ["tiny-llama"], 128, 4, 1
     json_path = args.json or Path("outputs/bench") / ("training-smoke.json" if args.smoke else "training.json")
@@ -250,37 +265,52 @@ def main() -> None:
         variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
                                                      args.warmup)),
                     ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup))]
-        if device == "cuda" and name == "llama-3.1-8b":
+        if args.ddp_only:  # the single process's default row and the DDP row, nothing else
+            variants = variants[1:]
+        elif device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: ours(folder, setup, data, hp, None, args.budget, args.warmup)))
-        if args.compiled:
+        if args.compiled and not args.ddp_only:
             variants.append(("helpers, compiled", lambda: ours(folder, setup, data, hp, None, 0, args.warmup,
                                                                compiled=True)))
-        if args.profile:
+        if args.profile and not args.ddp_only:
             variants.append(("helpers, default (profiled)",
                              lambda: ours(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
                                           args.warmup, profile=True)))
         if args.ranks > 1:  # the default plan data parallel: the same batch split among the ranks (workers.run_ranked)
             variants.append((f"helpers, default, DDP on {args.ranks} ranks",
-                             lambda: ddp(folder, setup, data, hp, args.ranks, args.warmup)))
-        variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
+                             lambda: ddp(folder, setup, data, hp, args.ranks, args.warmup,
+                                         json_path.parent / f"ddp-ranks-{name}")))
+        if not args.ddp_only:
+            variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
         first = None
         for label, run in variants:
-            row = {"shape": name, "variant": label, **run()}
+            try:
+                row = {"shape": name, "variant": label, **run()}
+            except Exception as err:  # the rows measured so far are kept (a DDP row can fail where one GPU does not)
+                print(f"  {name} {label}: failed: {type(err).__name__}: {str(err)[:2000]}", flush=True)
+                rows.append({"shape": name, "variant": label, "error": f"{type(err).__name__}: {str(err)[:2000]}"})
+                continue
             row["tok_per_s"] = round(args.length * args.batch / row["step_s"], 1)
+            if row.get("period_s"):
+                row["tok_per_s_period"] = round(args.length * args.batch / row["period_s"], 1)
+                row["period_s"] = round(row["period_s"], 4)
             first = first or row["tok_per_s"]
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
-            if label.startswith("helpers, default, DDP"):  # its losses against one process's, step by step
-                single = next(r["losses"] for r in rows if r["shape"] == name and r["variant"] == "helpers, default")
-                row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single, row["losses"])), 5)
+            if label.startswith("helpers, default, DDP"):  # against one process: speed, and losses step by step
+                single = next(r for r in rows if r["shape"] == name and r["variant"] == "helpers, default")
+                row["vs_single"] = round(row["tok_per_s"] / single["tok_per_s"], 2)
+                row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single["losses"], row["losses"],
+                                                                             strict=True)), 5)
             rows.append(row)
             print(f"  {name} {label}: {row['tok_per_s']:,.0f} tok/s, peak {row['peak_gib']} GiB", flush=True)
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
-    report(rows, ["shape", "variant", "tok_per_s", "vs_first", "step_s", "peak_gib", "estimate_gib", "gpu_busy",
-                  "checkpointed", "adapter_dtype", "liger", "dropout", "loss_max_diff"], json_path, device=device,
+    report(rows, ["shape", "variant", "tok_per_s", "tok_per_s_period", "vs_first", "vs_single", "step_s",
+                  "peak_gib", "estimate_gib", "gpu_busy", "checkpointed", "adapter_dtype", "liger", "dropout",
+                  "loss_max_diff", "error"], json_path, device=device,
            tokens_per_step=args.length * args.batch, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 

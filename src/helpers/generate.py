@@ -152,16 +152,16 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     rows = batch_size or auto_batch_size(model, bucket_width(width), max_new_tokens)
     n_batches = max(1, -(-n_prompts // rows))
     steps = n_batches * max_new_tokens
+    # parameters, not stored elements (a 4-bit weight stores two in one)
+    count = model.num_parameters() if hasattr(model, "num_parameters") else sum(p.numel() for p in model.parameters())
     if compile is None:
         quantizer = getattr(model, "hf_quantizer", None)
         compileable = quantizer is None or getattr(quantizer, "is_compileable", False)
         job_steps = max(1, -(-(job_prompts or n_prompts) // rows)) * max_new_tokens
-        big = sum(p.numel() for p in model.parameters()) >= COMPILE_MIN_PARAMS
+        big = count >= COMPILE_MIN_PARAMS
         one_device = len(set((getattr(model, "hf_device_map", None) or {"": 0}).values())) <= 1  # not spread
         compile = cuda and compileable and big and one_device and job_steps >= COMPILE_MIN_STEPS
-    # parameters, not stored elements (a 4-bit weight stores two in one); a compiled decode on CUDA only: uncompiled,
-    # transformers packs by itself
-    count = model.num_parameters() if hasattr(model, "num_parameters") else sum(p.numel() for p in model.parameters())
+    # a compiled decode on CUDA only: uncompiled, transformers packs by itself
     packed = bool(compile) and cuda and count < PACKED_GQA_MAX_PARAMS and packs_gqa(model)
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
             "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": packed}
