@@ -19,6 +19,8 @@ the full length. Rows:
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
   for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead; the
   the ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers packs by itself);
+* ``helpers, static cache + CUDA graphs only``: ``generate(compile="graphs")``, the same decode captured in CUDA
+  graphs by torch.compile's "cudagraphs" backend, without inductor's kernels (GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
   its automatic compile and without (the reference recipe).
 
@@ -99,7 +101,7 @@ def plain_hf(model, tok, prompts: list[str], new_tokens: int, compile: bool) -> 
     return (out.shape[1] - batch["input_ids"].shape[1]) * len(prompts)
 
 
-def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, compile: bool) -> int:
+def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, compile: bool | str) -> int:
     outs = generate(model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, do_sample=True,
                     temperature=1.0, seed=0, compile=compile)
     return sum(o["new_tokens"] for o in outs)
@@ -190,6 +192,10 @@ def main() -> None:
             rows.append(timed(f"{label}, {other}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto,
                               n, True))
             rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
+    if device == "cuda":  # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
+        rows.append(timed("helpers, static cache + CUDA graphs only (no inductor)",
+                          lambda: ours(model, tok, prompts, n, None, "graphs"), prompts, auto, n, True))
+        rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
     ref = prompts[: min(len(prompts), 256)]
     rows.append(timed("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
                       n, False))

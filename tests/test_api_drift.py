@@ -180,6 +180,21 @@ def test_attention_registration_the_packed_decode_uses():
     assert "not is_torchdynamo_compiling()" in inspect.getsource(sdpa_attention.sdpa_attention_forward)
 
 
+def test_compile_config_fields_the_graphs_only_decode_sets():
+    # helpers/generate.py: compile="graphs" passes CompileConfig(backend="cudagraphs", mode=None) to generate, which
+    # hands it to get_compiled_call (torch.compile(**to_dict())); the test compiles on the CPU via _compile_all_devices
+    import torch
+    from transformers import CompileConfig, PreTrainedModel
+
+    from helpers.generate import GRAPHS_ONLY
+
+    config = CompileConfig(**GRAPHS_ONLY)
+    assert {k: config.to_dict()[k] for k in GRAPHS_ONLY} == GRAPHS_ONLY
+    assert hasattr(CompileConfig, "_compile_all_devices")
+    assert "compile_config" in params_of(PreTrainedModel.get_compiled_call)
+    assert GRAPHS_ONLY["backend"] in torch._dynamo.list_backends()
+
+
 def test_gpu_utilisation_the_benchmarks_sample():
     # bench/common.py: measured() samples torch.cuda.utilization(device), which maps CUDA_VISIBLE_DEVICES to NVML
     import torch

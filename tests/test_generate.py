@@ -148,7 +148,7 @@ def test_generation_plan_keeps_the_cpu_as_it_was(base):
     model, _ = base
     plan = generation_plan(model, 600, 40, 16)
     assert plan == {"compile": False, "batch_size": CPU_BATCH, "equal_batches": False, "decode_steps": 10 * 16,
-                    "packed_gqa": False}
+                    "packed_gqa": False, "graphs_only": False}
     assert generation_plan(model, 600, 40, 16, batch_size=256)["batch_size"] == 256
     assert generation_plan(model, 600, 40, 16, batch_size=256, compile=True)["batch_size"] == 200  # 3 equal batches
     assert [bucket_width(w) for w in (1, 16, 17, 100, 256, 257, 700)] == [16, 16, 32, 128, 256, 512, 768]
@@ -305,6 +305,31 @@ def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_gree
     assert [x["ids"] for x in got] == [w["ids"] for w in want]
     eager = type(model)(model.config.__class__.from_dict({**model.config.to_dict(), "_attn_implementation": "eager"}))
     assert not g.generation_plan(eager, 6, 40, 10, batch_size=3, compile=True)["packed_gqa"]
+
+
+def test_graphs_only_compiles_the_static_decode_with_the_cudagraphs_backend_and_gives_the_same_text(base, monkeypatch):
+    """``compile="graphs"`` (``compile_decode: graphs``): the static-cache path, compiled by transformers with
+    ``GRAPHS_ONLY`` (torch.compile's "cudagraphs" backend: no inductor kernels). Here compiled on the CPU too
+    (transformers' ``_compile_all_devices``), where the backend runs the traced graph's eager kernels without graphs:
+    the greedy answers of the uncompiled path."""
+    from transformers import CompileConfig
+
+    from helpers import generate as g
+
+    model, tok = base
+    prompts = prompts_for(tok, 6, seed=8)
+    want = generate(model, tok, prompts, max_new_tokens=10, batch_size=3)
+    assert g.generation_plan(model, 6, 40, 10, batch_size=3, compile="graphs")["graphs_only"]
+
+    class Everywhere(CompileConfig):
+        _compile_all_devices = True
+
+    compiled, real = [], model.get_compiled_call
+    monkeypatch.setattr("transformers.CompileConfig", Everywhere)
+    monkeypatch.setattr(model, "get_compiled_call", lambda config: compiled.append(config.to_dict()) or real(config))
+    got = generate(model, tok, prompts, max_new_tokens=10, batch_size=3, compile="graphs")
+    assert compiled and all({k: c[k] for k in g.GRAPHS_ONLY} == g.GRAPHS_ONLY for c in compiled)
+    assert [x["ids"] for x in got] == [w["ids"] for w in want]
 
 
 def test_packed_gqa_leaves_models_without_grouped_heads_or_sdpa_alone():

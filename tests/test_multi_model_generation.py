@@ -232,6 +232,7 @@ def test_an_explicit_decode_compile_choice_reaches_the_writer_and_keeps_its_own_
     assert "compile" not in auto and never["compile"] is False and never["hash"] != auto["hash"]
     assert len(list((mmg.stage_dir("compiled", mmg.STAGE) / "replaced").iterdir())) == 1
     assert compile_choice("auto") is None and compile_choice(None) is None and compile_choice(True) is True
+    assert compile_choice("graphs") == "graphs"  # CUDA graphs without inductor: its own shards too
     monkeypatch.setattr(mmg.time, "strftime", lambda fmt: "20261129-000000")  # set-asides within one second
     mmg.generate_all("compiled", instructions, **args, compile=True)
     mmg.generate_all("compiled", instructions, **args)

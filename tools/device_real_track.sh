@@ -51,6 +51,8 @@
 #   bash tools/device_real_track.sh bench8b          # the 8B shape: packed decode against expanded (one batch,
 #                                                    # two), then one QLoRA training on two GPUs (DDP) against
 #                                                    # one (not run yet; about 600 s, estimated)
+#   bash tools/device_real_track.sh graphs           # compile_decode "graphs": its speed (0.5B, SmolLM2 shapes)
+#                                                    # and whether 02's rows repeat with it (not run yet)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -398,6 +400,33 @@ PY
     (cd /tmp/r && cp bench8b-*.log bench8b/ && tar czf bench8b.tgz bench8b) || true
     touch /tmp/r/finished
     ;;
+  graphs)
+    # issues 23 and 24: compile_decode "graphs" (the static-cache decode in CUDA graphs of the eager kernels, no
+    # inductor: helpers.generate.GRAPHS_ONLY), not yet run on a GPU. GPU 1: bench/generation.py's 0.5B and SmolLM2
+    # shapes with its row beside the others. GPU 0: the clinical run's 01, then notebook 02 on its first 200
+    # instructions twice with "graphs" and twice uncompiled (bench/scaling.py --gpus 1 1): do the graphs' rows repeat
+    # between processes, and are they the uncompiled rows? Estimated about 600 s after setup (both models converted)
+    mkdir -p /tmp/r/graphs
+    second=$(second_gpu)
+    (export CUDA_VISIBLE_DEVICES=$second
+     for shape in qwen2.5-0.5b smollm2-135m; do
+       python3 bench/generation.py --shape $shape --prompts 1024 --json "/tmp/r/graphs/generation-$shape.json" \
+         || echo "the $shape generation benchmark failed" >&2
+     done
+    ) > /tmp/r/graphs-bench.log 2>&1 &
+    (export CUDA_VISIBLE_DEVICES=0
+     [ -d outputs/smollm2-gpu/01_reconstruct ] || python3 -m helpers.pipeline run --preset $PRESET --only 01
+     for choice in graphs false; do
+       # each run's rows' sha256 is in the JSON: the two choices' rows compare through it
+       python3 bench/scaling.py --run smollm2-gpu --gpus 1 1 --only 02 --instructions 200 --replace \
+         --param "compile_decode=$choice" --json "/tmp/r/graphs/scaling-02-$choice.json" \
+         || echo "02 with compile_decode=$choice failed" >&2
+     done
+    ) > /tmp/r/graphs-02.log 2>&1
+    wait
+    (cd /tmp/r && cp graphs-*.log graphs/ && tar czf graphs.tgz graphs) || true
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -415,7 +444,7 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b|graphs"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done

@@ -79,6 +79,9 @@ def _no_cudnn_attention():
 
 
 PACKED_GQA = "sdpa_packed_gqa"  # the attention implementation ``generate`` registers for a compiled decode
+# compile="graphs": torch.compile's "cudagraphs" backend, which captures the decode step's eager kernels in CUDA graphs
+# (no inductor code generation, whose kernels changed sampled rows between processes: docs/scale.md)
+GRAPHS_ONLY = {"backend": "cudagraphs", "mode": None}
 
 
 def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -135,12 +138,13 @@ def _packed_gqa(model):
 
 
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
-                    compile: bool | None = None, job_prompts: int | None = None) -> dict:
+                    compile: bool | str | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
     with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
     one size so the compiled shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and
     ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs
-    ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself).
+    ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and ``graphs_only``
+    (``compile="graphs"``: the static-cache path, compiled with ``GRAPHS_ONLY``).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
@@ -149,6 +153,8 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     (notebook 02). ``compile=True`` forces the static-cache path (on the CPU transformers does not compile it,
     which is how the tests check it gives the same answers). Deterministic: the plan never depends on timings."""
     cuda = _is_cuda(model)
+    graphs_only = compile == "graphs"
+    compile = True if graphs_only else compile
     rows = batch_size or auto_batch_size(model, bucket_width(width), max_new_tokens)
     n_batches = max(1, -(-n_prompts // rows))
     steps = n_batches * max_new_tokens
@@ -164,21 +170,24 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     # a compiled decode on CUDA only: uncompiled, transformers packs by itself
     packed = bool(compile) and cuda and count < PACKED_GQA_MAX_PARAMS and packs_gqa(model)
     return {"compile": bool(compile), "batch_size": -(-n_prompts // n_batches) if compile else rows,
-            "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": packed}
+            "equal_batches": bool(compile), "decode_steps": steps, "packed_gqa": packed, "graphs_only": graphs_only}
 
 
-def compile_choice(value, parameter: str = "compile_decode") -> bool | None:
+def compile_choice(value, parameter: str = "compile_decode") -> bool | str | None:
     """A notebook's ``compile_decode`` parameter as ``generate``'s ``compile``: None or ``"auto"`` (``generation_plan``
-    decides by the job's size), ``True`` or ``False``. On a GPU the compiled decode does not repeat its sampled rows
-    bit for bit: two runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced to compile,
-    none uncompiled (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a fixed
-    ``batch_size``: the batches decide each draw's seed)."""
+    decides by the job's size), ``True``, ``False`` or ``"graphs"``. On a GPU the compiled decode does not repeat its
+    sampled rows bit for bit: two runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced
+    to compile, none uncompiled (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a
+    fixed ``batch_size``: the batches decide each draw's seed). ``"graphs"``: the static-cache decode captured in CUDA
+    graphs without inductor's generated kernels (``GRAPHS_ONLY``), meant to repeat its rows as uncompiled does at
+    part of the launch cost; not yet measured on a GPU (``bench/generation.py``)."""
     if value in ("auto", None):
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value == "graphs":
         return value
     raise ValueError(f"{parameter} = {value!r}: use None (null in YAML: compile a GPU decode when it pays), True "
-                     "(always) or False (never: sampled rows repeat on a GPU)")
+                     "(always), False (never: sampled rows repeat on a GPU) or \"graphs\" (CUDA graphs of the "
+                     "uncompiled kernels)")
 
 
 def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:
@@ -255,7 +264,7 @@ def generate(
     stop_token: str | None = None,
     stop_strings: Sequence[str] | None = None,
     progress: bool | str = False,
-    compile: bool | None = None,
+    compile: bool | str | None = None,
     job_prompts: int | None = None,
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
@@ -292,6 +301,10 @@ def generate(
     static = plan["compile"]
     step = plan["batch_size"]
     extra: dict = {"cache_implementation": "static"} if static else {}
+    if plan["graphs_only"]:
+        from transformers import CompileConfig
+
+        extra["compile_config"] = CompileConfig(**GRAPHS_ONLY)
     own_sampler = do_sample and top_p < 1.0 and _vocab_size(model) >= NUCLEUS_MIN_VOCAB
     hf_sampling = do_sample and not own_sampler  # transformers samples, unless NucleusSampler draws instead
     if own_sampler:
