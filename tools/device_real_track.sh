@@ -402,10 +402,11 @@ PY
     ;;
   graphs)
     # issues 23 and 24: compile_decode "graphs" (the static-cache decode in CUDA graphs of the eager kernels, no
-    # inductor: helpers.generate.GRAPHS_ONLY), not yet run on a GPU. GPU 1: bench/generation.py's 0.5B and SmolLM2
-    # shapes with its row beside the others. GPU 0: the clinical run's 01, then notebook 02 on its first 200
-    # instructions twice with "graphs" and twice uncompiled (bench/scaling.py --gpus 1 1): do the graphs' rows repeat
-    # between processes, and are they the uncompiled rows? Estimated about 600 s after setup (both models converted)
+    # inductor: helpers.generate.GRAPHS_ONLY), probed once by hand (docs/bench/h200x2-graphs-probe/); this verb not
+    # run yet. GPU 1: bench/generation.py's 0.5B and SmolLM2 shapes with its row beside the others. GPU 0: the
+    # clinical run's 01, then notebook 02 on its first 200 instructions twice with "graphs" and twice uncompiled
+    # (bench/scaling.py --gpus 1 1): do the graphs' rows repeat between processes, and are they the uncompiled rows?
+    # Estimated about 600 s after setup (both models converted)
     mkdir -p /tmp/r/graphs
     second=$(second_gpu)
     (export CUDA_VISIBLE_DEVICES=$second

@@ -180,7 +180,8 @@ def compile_choice(value, parameter: str = "compile_decode") -> bool | str | Non
     to compile, none uncompiled (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a
     fixed ``batch_size``: the batches decide each draw's seed). ``"graphs"``: the static-cache decode captured in CUDA
     graphs without inductor's generated kernels (``GRAPHS_ONLY``), meant to repeat its rows as uncompiled does at
-    part of the launch cost; not yet measured on a GPU (``bench/generation.py``)."""
+    part of the launch cost; probed once on two H200s (docs/bench/h200x2-graphs-probe/), not yet run in the
+    notebooks."""
     if value in ("auto", None):
         return None
     if isinstance(value, bool) or value == "graphs":
