@@ -18,7 +18,7 @@ the full length. Rows:
 * ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
   for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead; the
-  the ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers packs by itself);
+  ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers packs by itself);
 * ``helpers, static cache + CUDA graphs only``: ``generate(compile="graphs")``, the same decode captured in CUDA
   graphs by torch.compile's "cudagraphs" backend, without inductor's kernels (GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
@@ -184,11 +184,12 @@ def main() -> None:
         rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
         rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
     # the compiled decode the other way round: K/V heads expanded as transformers compiles them (as before), or, for
-    # a model over PACKED_GQA_MAX_PARAMS, which the plan does not pack, packed (forced, to measure it)
+    # a model over PACKED_GQA_MAX_PARAMS, which the plan does not pack, packed (forced, to measure it); on the CPU
+    # this row would be the row above again
     packs = plan_packs(model, prompts, n)
     other = "K/V heads expanded (before)" if packs else "K/V heads packed (forced)"
-    with mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf")):
-        if device == "cuda":  # on the CPU this row would be the row above again
+    if device == "cuda":
+        with mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf")):
             rows.append(timed(f"{label}, {other}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto,
                               n, True))
             rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)

@@ -182,7 +182,9 @@ def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: i
     from helpers import workers
 
     here = str(Path(__file__).resolve().parent)  # the ranks import this file as `training`, not as __main__
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if here not in paths:  # once, however many shapes call this
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, *paths) if p)
     this = importlib.import_module("training")
     plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks)
     return workers.run_ranked(this.ours, (folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir,
