@@ -186,9 +186,20 @@ def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: i
     if here not in paths:  # once, however many shapes call this
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, *paths) if p)
     this = importlib.import_module("training")
-    plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks)
-    return workers.run_ranked(this.ours, (folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir,
-                              f"the DDP row on {ranks} ranks")
+    # one rank: the single-process row through the same launcher, on the first GPU only. In this process, with
+    # several GPUs visible, the Trainer would wrap the model in nn.DataParallel, which TRL's SFTTrainer refuses
+    plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks) if ranks > 1 else None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if ranks == 1:  # the launched process inherits this; CUDA in this process started already and keeps its GPUs
+        os.environ["CUDA_VISIBLE_DEVICES"] = workers.visible_gpus()[0]
+    try:
+        return workers.run_ranked(this.ours, (folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir,
+                                  f"the {'DDP' if ranks > 1 else 'single-process'} row on {ranks} rank(s)")
+    finally:
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dict:
@@ -266,7 +277,9 @@ def main() -> None:
         before = sp.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
         variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
                                                      args.warmup)),
-                    ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup))]
+                    ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup)
+                     if device == "cpu" or torch.cuda.device_count() == 1 else
+                     ddp(folder, setup, data, hp, 1, args.warmup, json_path.parent / f"single-rank-{name}"))]
         if args.ddp_only:  # the single process's default row and the DDP row, nothing else
             variants = variants[1:]
         elif device == "cuda" and name == "llama-3.1-8b":
@@ -301,7 +314,11 @@ def main() -> None:
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
             if label.startswith("helpers, default, DDP"):  # against one process: speed, and losses step by step
-                single = next(r for r in rows if r["shape"] == name and r["variant"] == "helpers, default")
+                single = next((r for r in rows if r["shape"] == name and r["variant"] == "helpers, default"
+                               and "tok_per_s" in r), None)
+                if single is None:  # the single row failed: the DDP row stands alone
+                    rows.append(row)
+                    continue
                 row["vs_single"] = round(row["tok_per_s"] / single["tok_per_s"], 2)
                 row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single["losses"], row["losses"],
                                                                              strict=True)), 5)
