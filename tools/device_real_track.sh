@@ -50,9 +50,11 @@
 #                                                    # the 8B QLoRA benchmark at 8 rows a step; needs `setup` only
 #   bash tools/device_real_track.sh bench8b          # the 8B shape: packed decode against expanded (one batch,
 #                                                    # two), then one QLoRA training on two GPUs (DDP) against
-#                                                    # one (not run yet; about 600 s, estimated)
+#                                                    # one; run 2026-11-30 (docs/bench/h200x2-8b-ddp-graphs): DDP
+#                                                    # 1.90x; packed 1.94x expanded at one batch; two batches crashed
 #   bash tools/device_real_track.sh graphs           # compile_decode "graphs": its speed (0.5B, SmolLM2 shapes)
-#                                                    # and whether 02's rows repeat with it (not run yet)
+#                                                    # and whether 02's rows repeat with it: they do, at about
+#                                                    # twice the uncompiled time (2026-11-30, same folder)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -378,14 +380,20 @@ PY
     # plan does not pack a model over 1B) beside expanded in each process, dynamo's recompiles and CUDA-graph
     # recordings logged; (2) issue 23, on two GPUs only: one 8B QLoRA training on both (DDP, 4 of the 8 rows a step
     # on each) against one GPU, losses compared step by step (bench/training.py --ranks 2 --ddp-only). Logs in
-    # /tmp/r/bench8b-*.log (`wait` shows their tails), results in bench8b-gen.tgz, then bench8b.tgz
+    # /tmp/r/bench8b-*.log (`wait` shows their tails), results in bench8b-gen.tgz, then bench8b.tgz.
+    # Run 2026-11-30, sixth session (docs/bench/h200x2-8b-ddp-graphs): one batch, packed 8,452 new tok/s against
+    # expanded 4,367 (1.94x); the two-batch process crashed in torch's cudagraph logger, which TORCH_LOGS=cudagraphs
+    # turns on, and with it the two logs grew to 449 MB and 464 MB, too large to come back: don't log cudagraphs
+    # at this level again. The DDP row failed here (TRL refused nn.DataParallel in the benchmark's own process;
+    # bench/training.py fixed since) and ran again by hand: 28,142 trained tok/s against 14,836 on one GPU (1.90x),
+    # per-step losses within 0.00066
     mkdir -p /tmp/r/bench8b
     second=$(second_gpu)
-    (export CUDA_VISIBLE_DEVICES=$second TORCH_LOGS=recompiles,cudagraphs
+    (export CUDA_VISIBLE_DEVICES=$second TORCH_LOGS=recompiles
      python3 bench/generation.py --shape llama-3.1-8b --prompts 512 --json /tmp/r/bench8b/generation-8b-512.json \
        || echo "the two-batch generation benchmark failed" >&2
     ) > /tmp/r/bench8b-two-batches.log 2>&1 &
-    (export CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles,cudagraphs
+    (export CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles
      python3 bench/generation.py --shape llama-3.1-8b --prompts 256 --json /tmp/r/bench8b/generation-8b-256.json \
        || echo "the one-batch generation benchmark failed" >&2
     ) > /tmp/r/bench8b-one-batch.log 2>&1
@@ -402,11 +410,15 @@ PY
     ;;
   graphs)
     # issues 23 and 24: compile_decode "graphs" (the static-cache decode in CUDA graphs of the eager kernels, no
-    # inductor: helpers.generate.GRAPHS_ONLY), probed once by hand (docs/bench/h200x2-graphs-probe/); this verb not
-    # run yet. GPU 1: bench/generation.py's 0.5B and SmolLM2 shapes with its row beside the others. GPU 0: the
-    # clinical run's 01, then notebook 02 on its first 200 instructions twice with "graphs" and twice uncompiled
-    # (bench/scaling.py --gpus 1 1): do the graphs' rows repeat between processes, and are they the uncompiled rows?
-    # Estimated about 600 s after setup (both models converted)
+    # inductor: helpers.generate.GRAPHS_ONLY), probed once by hand (docs/bench/h200x2-graphs-probe/). GPU 1:
+    # bench/generation.py's 0.5B and SmolLM2 shapes with its row beside the others. GPU 0: the clinical run's 01,
+    # then notebook 02 on its first 200 instructions twice with "graphs" and twice uncompiled (bench/scaling.py
+    # --gpus 1 1): do the graphs' rows repeat between processes, and are they the uncompiled rows? Estimated about
+    # 600 s after setup (both models converted). Run 2026-11-30, sixth session, finished within a 547-s call
+    # (docs/bench/h200x2-8b-ddp-graphs): 02's rows repeated with either choice (0 of 1,200 differ), but the graphs'
+    # rows are not the uncompiled ones (another sha256); "graphs" 96.1 and 99.4 s against 52.0 and 40.2 s
+    # uncompiled. Graphs only, new tok/s at 1,024 prompts: 0.5B 32,540 (packed 55,488), SmolLM2 24,387 (packed
+    # 47,408)
     mkdir -p /tmp/r/graphs
     second=$(second_gpu)
     (export CUDA_VISIBLE_DEVICES=$second
