@@ -6,10 +6,11 @@ import os
 import warnings
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from helpers import workers
+
+# torch and safetensors are imported inside the tests that train: the workers of the others import this module to
+# find their job (`_square`, `_visible`), and start faster without them
 
 
 def test_one_worker_on_a_cpu_unless_asked():
@@ -57,6 +58,8 @@ def test_a_failed_job_is_named():
 
 @pytest.mark.slow
 def test_trainings_side_by_side_give_the_adapters_trained_one_after_another(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
     from test_training import BASE, CPU_PLAIN, recipe, rows
 
     from helpers import qlora_training as qt
@@ -91,6 +94,9 @@ def test_one_arm_over_two_ranks_trains_the_adapter_of_one_process(tmp_path, monk
     """Issue 23: ``gpus_per_arm = 2`` trains each arm data parallel (DDP through the Trainer's accelerate). On a CPU
     that is two gloo processes, each taking half of every batch of 4: the same steps, the same effective batch, the
     same adapter to float precision. Rank 0 alone writes it; the job's pickle and log are gone afterwards."""
+    import torch
+    from safetensors.torch import load_file
+
     from test_training import BASE, CPU_NF4, HP, recipe, rows
 
     from helpers import qlora_training as qt

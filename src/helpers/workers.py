@@ -101,13 +101,18 @@ def gpu_groups(per_job: int, device: str) -> list[str] | None:
 
 
 def _start(slots, threads: int) -> None:
-    """A worker's first act: take a device slot, and pin the process to it before torch starts CUDA here."""
+    """A worker's first act: take a device slot, and pin the process to it before torch starts CUDA here. Its
+    thread count goes in the environment, which torch reads when a job first imports it: a job that needs no torch
+    starts in a fraction of a second instead of the seconds torch's import takes."""
+    import sys
+
     slot = slots.get()
     if slot != "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
-    import torch
-
-    torch.set_num_threads(threads)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:  # imported already (the worker's own imports): set it there too
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _reissue(caught: list[tuple]) -> None:
