@@ -102,7 +102,7 @@ CALLS = {
     # helpers/lmeval.py: evaluate()
     "lm_eval.simple_evaluate": (__import__("lm_eval").simple_evaluate,
                                 {"model", "model_args", "tasks", "device", "batch_size", "limit",
-                                 "apply_chat_template", "log_samples", "verbosity"}),
+                                 "apply_chat_template", "log_samples", "task_manager"}),
     # helpers/lmeval.py: task_configs() -- TaskConfig is a dataclass, so its signature lists every field
     "lm_eval TaskConfig": (__import__("lm_eval.config.task", fromlist=["TaskConfig"]).TaskConfig,
                            {"task", "dataset_path", "dataset_kwargs", "test_split", "doc_to_text", "doc_to_choice",
@@ -121,7 +121,7 @@ CALLS = {
                                     {"requests", "disable_tqdm"}),
     # helpers/lmeval.py: task_manager() -- include_defaults=False when only the shipped sets are scored
     "lm_eval TaskManager": (__import__("lm_eval.tasks", fromlist=["TaskManager"]).TaskManager.__init__,
-                            {"include_path", "include_defaults", "verbosity"}),
+                            {"include_path", "include_defaults"}),
     # helpers/generate.py: stop_criterion(), passed to model.generate(stopping_criteria=...)
     "transformers StopStringCriteria": (__import__("transformers").StopStringCriteria.__init__,
                                         {"tokenizer", "stop_strings"}),

@@ -73,7 +73,23 @@ def task_manager(defaults: bool = True):
     alone, which needs no index (what a run that scores only the shipped sets uses)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(repo_root() / TASKS_DIR), include_defaults=defaults, verbosity="ERROR")
+    with _lm_eval_logs(logging.ERROR):  # the index's notes on the task files it skips
+        return TaskManager(include_path=str(repo_root() / TASKS_DIR), include_defaults=defaults)
+
+
+class _lm_eval_logs:
+    """lm-eval's loggers at ``level`` for a while: its ``verbosity`` arguments are deprecated (0.4.13, the pinned version) in favour
+    of the logging configuration (and ``simple_evaluate``'s reconfigured the process's logging)."""
+
+    def __init__(self, level: int):
+        self.level, self.log = level, logging.getLogger("lm_eval")
+
+    def __enter__(self):
+        self.before = self.log.level
+        self.log.setLevel(self.level)
+
+    def __exit__(self, *exc):
+        self.log.setLevel(self.before)
 
 
 def manager_for(resolved: list):
@@ -154,9 +170,10 @@ def _simple_evaluate(model, tasks: list, limit: int | None, **kwargs) -> dict:
     import lm_eval
 
     resolved = resolve_tasks(tasks)
-    return lm_eval.simple_evaluate(model=model, tasks=resolved, limit=limit, apply_chat_template=True,
-                                   log_samples=True, verbosity="WARNING", task_manager=manager_for(resolved),
-                                   **kwargs)
+    manager = manager_for(resolved)
+    with _lm_eval_logs(logging.WARNING):
+        return lm_eval.simple_evaluate(model=model, tasks=resolved, limit=limit, apply_chat_template=True,
+                                       log_samples=True, task_manager=manager, **kwargs)
 
 
 def embeddings_problem(train_embeddings: bool) -> str | None:
