@@ -1,4 +1,5 @@
-"""Benchmark: stage 05's QLoRA trainer (helpers.qlora_training) beside a plain training loop, in one process.
+"""Benchmark: stage 05's QLoRA trainer (helpers.qlora_training) beside a plain training loop, on one GPU (with
+several visible, each Trainer row runs in a process launched on the first; ``--ranks N`` adds a DDP row).
 
     python bench/training.py                  # GPU: Llama-3.1-8B and Qwen2.5-0.5B shapes, NF4, 2,048 tokens
     python bench/training.py --shapes llama-3.1-8b --budget 12
@@ -170,11 +171,11 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
     return row
 
 
-def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int, workdir: Path) -> dict:
-    """``ours`` with the default plan on ``ranks`` processes at once (one per visible GPU, gloo on a CPU), as notebook
-    05's ``gpus_per_arm`` trains an arm: the speed plan made once, here, for a rank's share of a batch, and each rank
-    takes ``train_batch_size / ranks`` rows of every step, so the steps and the effective batch are the single
-    process's. Rank 0's row (its step times, peak memory, losses). The ranks' log stays in ``workdir`` if they
+def launched(args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str) -> dict:
+    """``ours(*args, **kwargs)`` on ``ranks`` processes started by torch's launcher (``workers.run_ranked``, as
+    notebook 05's ``gpus_per_arm``): rank k on the k-th visible GPU (gloo processes on a CPU). With one rank, on the
+    first GPU alone: in this process, with several GPUs visible, the Trainer would wrap the model in
+    ``nn.DataParallel``, which TRL's SFTTrainer refuses. Rank 0's row; the ranks' log stays in ``workdir`` if they
     fail."""
     import importlib
     import os
@@ -183,23 +184,27 @@ def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: i
 
     here = str(Path(__file__).resolve().parent)  # the ranks import this file as `training`, not as __main__
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if here not in paths:  # once, however many shapes call this
+    if here not in paths:  # once, however many rows call this
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, *paths) if p)
     this = importlib.import_module("training")
-    # one rank: the single-process row through the same launcher, on the first GPU only. In this process, with
-    # several GPUs visible, the Trainer would wrap the model in nn.DataParallel, which TRL's SFTTrainer refuses
-    plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks) if ranks > 1 else None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if ranks == 1:  # the launched process inherits this; CUDA in this process started already and keeps its GPUs
         os.environ["CUDA_VISIBLE_DEVICES"] = workers.visible_gpus()[0]
     try:
-        return workers.run_ranked(this.ours, (folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir,
-                                  f"the {'DDP' if ranks > 1 else 'single-process'} row on {ranks} rank(s)")
+        return workers.run_ranked(this.ours, args, kwargs, ranks, workdir, name)
     finally:
         if visible is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
+
+
+def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int, workdir: Path) -> dict:
+    """``ours`` with the default plan on ``ranks`` processes at once (``launched``): the speed plan made once, here,
+    for a rank's share of a batch, and each rank takes ``train_batch_size / ranks`` rows of every step, so the steps
+    and the effective batch are the single process's."""
+    plan = sp.speed_plan(str(folder), setup, hp, 0, ranks=ranks)
+    return launched((folder, setup, data, hp, plan, 0, warmup), {}, ranks, workdir, f"the DDP row on {ranks} ranks")
 
 
 def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dict:
@@ -268,6 +273,12 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     setup = models.choose_setup("nf4", device)
     rows = []
+
+    def one(*row_args, **row_kwargs) -> dict:  # a Trainer row on one GPU: here, or launched on the first of several
+        if device == "cpu" or torch.cuda.device_count() == 1:
+            return ours(*row_args, **row_kwargs)
+        return launched(row_args, row_kwargs, 1, json_path.parent / "one-gpu-rows", "a one-GPU row")
+
     for name in args.shapes:
         folder = model_folder(name, args.models, device)
         data = conversations(standins.tokenizer(SHAPES[name][0]), args.steps * args.batch, args.length)
@@ -275,23 +286,21 @@ def main() -> None:
                   max_steps=args.steps, train_batch_size=args.batch, learning_rate=1e-4, max_length=args.length)
         plan = sp.speed_plan(str(folder), setup, hp)
         before = sp.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
-        variants = [("helpers, before", lambda: ours(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
-                                                     args.warmup)),
-                    ("helpers, default", lambda: ours(folder, setup, data, hp, None, 0, args.warmup)
-                     if device == "cpu" or torch.cuda.device_count() == 1 else
-                     ddp(folder, setup, data, hp, 1, args.warmup, json_path.parent / f"single-rank-{name}"))]
+        variants = [("helpers, before", lambda: one(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
+                                                    args.warmup)),
+                    ("helpers, default", lambda: one(folder, setup, data, hp, None, 0, args.warmup))]
         if args.ddp_only:  # the single process's default row and the DDP row, nothing else
             variants = variants[1:]
         elif device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
-                             lambda: ours(folder, setup, data, hp, None, args.budget, args.warmup)))
+                             lambda: one(folder, setup, data, hp, None, args.budget, args.warmup)))
         if args.compiled and not args.ddp_only:
-            variants.append(("helpers, compiled", lambda: ours(folder, setup, data, hp, None, 0, args.warmup,
-                                                               compiled=True)))
+            variants.append(("helpers, compiled", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
+                                                              compiled=True)))
         if args.profile and not args.ddp_only:
             variants.append(("helpers, default (profiled)",
-                             lambda: ours(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
-                                          args.warmup, profile=True)))
+                             lambda: one(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
+                                         args.warmup, profile=True)))
         if args.ranks > 1:  # the default plan data parallel: the same batch split among the ranks (workers.run_ranked)
             variants.append((f"helpers, default, DDP on {args.ranks} ranks",
                              lambda: ddp(folder, setup, data, hp, args.ranks, args.warmup,
@@ -316,12 +325,10 @@ def main() -> None:
             if label.startswith("helpers, default, DDP"):  # against one process: speed, and losses step by step
                 single = next((r for r in rows if r["shape"] == name and r["variant"] == "helpers, default"
                                and "tok_per_s" in r), None)
-                if single is None:  # the single row failed: the DDP row stands alone
-                    rows.append(row)
-                    continue
-                row["vs_single"] = round(row["tok_per_s"] / single["tok_per_s"], 2)
-                row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single["losses"], row["losses"],
-                                                                             strict=True)), 5)
+                if single is not None:  # (a failed single row leaves the DDP row standing alone)
+                    row["vs_single"] = round(row["tok_per_s"] / single["tok_per_s"], 2)
+                    row["loss_max_diff"] = round(max(abs(a - b) for a, b in zip(single["losses"], row["losses"],
+                                                                                 strict=True)), 5)
             rows.append(row)
             print(f"  {name} {label}: {row['tok_per_s']:,.0f} tok/s, peak {row['peak_gib']} GiB", flush=True)
             gc.collect()

@@ -302,7 +302,10 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
         for top, dirs, files in os.walk(folder):  # the ignored folders pruned, not walked (.venv: 77k files)
             dirs[:] = [d for d in dirs if d not in ignored and not (Path(top) == folder and d == "outputs")]
             for name in files:
-                stat = os.stat(path := os.path.join(top, name))
+                try:
+                    stat = os.stat(path := os.path.join(top, name))
+                except FileNotFoundError:  # a broken link, or a file gone since the walk listed it
+                    continue
                 found[path] = (stat.st_mtime_ns, stat.st_size)
     return found
 

@@ -382,11 +382,11 @@ PY
     # on each) against one GPU, losses compared step by step (bench/training.py --ranks 2 --ddp-only). Logs in
     # /tmp/r/bench8b-*.log (`wait` shows their tails), results in bench8b-gen.tgz, then bench8b.tgz.
     # Run 2026-11-30, sixth session (docs/bench/h200x2-8b-ddp-graphs): one batch, packed 8,452 new tok/s against
-    # expanded 4,367 (1.94x); the two-batch process crashed in torch's cudagraph logger, which TORCH_LOGS=cudagraphs
-    # turns on, and with it the two logs grew to 449 MB and 464 MB, too large to come back: don't log cudagraphs
-    # at this level again. The DDP row failed here (TRL refused nn.DataParallel in the benchmark's own process;
-    # bench/training.py fixed since) and ran again by hand: 28,142 trained tok/s against 14,836 on one GPU (1.90x),
-    # per-step losses within 0.00066
+    # expanded 4,367 (1.94x); the two-batch process crashed in torch's cudagraph logger (whether
+    # TORCH_LOGS=cudagraphs caused it is not known), and with that setting the two logs grew to 449 MB and 464 MB,
+    # too large to come back: don't log cudagraphs at this level again. The DDP row failed here (TRL refused
+    # nn.DataParallel in the benchmark's own process; bench/training.py fixed since) and ran again by hand: 28,142
+    # trained tok/s against 14,836 on one GPU (1.90x), per-step losses within 0.00066
     mkdir -p /tmp/r/bench8b
     second=$(second_gpu)
     (export CUDA_VISIBLE_DEVICES=$second TORCH_LOGS=recompiles

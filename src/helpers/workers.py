@@ -100,6 +100,10 @@ def gpu_groups(per_job: int, device: str) -> list[str] | None:
     return [",".join(gpus[i:i + per_job]) for i in range(0, len(gpus) - per_job + 1, per_job)]
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_INHERITED: dict[str, str | None] = {}  # a worker's thread variables as it found them (run_ranked hands them on)
+
+
 def _start(slots, threads: int) -> None:
     """A worker's first act: take a device slot, and pin the process to it before torch starts CUDA here. Its
     thread count goes in the environment, which torch reads when a job first imports it: a job that needs no torch
@@ -109,7 +113,8 @@ def _start(slots, threads: int) -> None:
     slot = slots.get()
     if slot != "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for name in _THREAD_VARS:
+        _INHERITED[name] = os.environ.get(name)
         os.environ[name] = str(threads)
     if "torch" in sys.modules:  # imported already (the worker's own imports): set it there too
         sys.modules["torch"].set_num_threads(threads)
@@ -230,6 +235,11 @@ def run_ranked(fn, args: tuple, kwargs: dict, ranks: int, workdir: Path, name: s
     spec.write_bytes(pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs)))
     src = str(Path(__file__).resolve().parents[1])  # the folder holding `helpers`, for the ranks' imports
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    for name, value in _INHERITED.items():  # in a worker: the ranks get the variables it found, not its own count
+        if value is None:  # (unset, torch's launcher gives each of several ranks one thread)
+            env.pop(name, None)
+        else:
+            env[name] = value
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                "-m", "helpers.workers", str(spec)]
     with log.open("w") as out:
