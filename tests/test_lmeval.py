@@ -47,6 +47,23 @@ def test_benchmark_names_are_checked_before_anything_runs():
         assert "local datasets cache" in problems[1] and "--tasks arc_easy --limit 1" in problems[1]
 
 
+def test_a_known_hub_task_is_checked_without_lm_evals_whole_index(monkeypatch):
+    """Issue 25's "a named hub task with no cache fails at preflight within seconds": a name found in lm-eval's task
+    files is tried with an index of its own folder; the whole index (about 17-20 s here) is never built for it."""
+    built = lmeval.task_manager
+
+    def no_whole_index(defaults=True):
+        assert not defaults, "lm-eval's whole task index was built"
+        return built(defaults)
+
+    monkeypatch.setattr(lmeval, "task_manager", no_whole_index)
+    assert {"gsm8k", "mmlu_pro", "arc_easy"} <= set(lmeval._task_folders())  # lm-eval's task files where expected
+    problems = lmeval.check_benchmarks(["gsm8k", "general_eval_mc"])
+    if models.hub_reachable():  # offline (here, CI): refused, naming the task and how to cache it
+        assert len(problems) == 1 and "'gsm8k': its data could not be read here" in problems[0]
+        assert "--tasks gsm8k --limit 1" in problems[0]
+
+
 def test_lenient_is_the_answer_matcher():
     doc = {"answer": "Paris", "aliases": [], "choices": ["Paris", "Lyon"], "label": 0}
     assert lmeval.lenient(doc, ["The capital of France is Paris."]) == {"lenient": 1.0}
