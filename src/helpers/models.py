@@ -76,7 +76,7 @@ def resolve(run_name: str, name: str) -> str:
     if models_json.exists() and name in read_json(models_json):
         paths = read_json(require(run_name, "00_lab", "models.json"))  # records 00's stamp: a rebuilt zoo makes
         return _moved(Path(paths[name]), models_json.parent)         # the stages that loaded from it stale
-    from .lab.zoo import ZOO
+    from .lab.recipes import ZOO
 
     if name in ZOO:
         raise FileNotFoundError(f"{models_json} is missing: run notebooks/00_lab_world.ipynb first for run "
@@ -93,7 +93,7 @@ def resolve(run_name: str, name: str) -> str:
 def check_name(name: str) -> None:
     """What ``resolve`` would refuse, found without converting or loading anything (the pipeline's preflight):
     a packaged model whose package is missing, a name that is no zoo name, local path or reachable hub id."""
-    from .lab.zoo import ZOO
+    from .lab.recipes import ZOO
 
     if name in ZOO:
         return  # prepared by notebook 00; resolve says so if it has not run
@@ -105,7 +105,7 @@ def check_name(name: str) -> None:
 
 def _moved(path: Path, stage: Path) -> str:
     """A recorded zoo path, or where it is now if the outputs folder or the checkout moved (another machine)."""
-    from .lab.zoo import ZOO_DIR
+    from .lab.recipes import ZOO_DIR
 
     if path.exists():
         return str(path)
@@ -120,7 +120,7 @@ def _moved(path: Path, stage: Path) -> str:
 # Hub ids: fail at once, with the names that would work, when the hub cannot answer
 # ---------------------------------------------------------------------------------------------------------------
 def known_names() -> str:
-    from .lab.zoo import ZOO
+    from .lab.recipes import ZOO
 
     return (f"lab zoo names {sorted(ZOO)} (after notebook 00), packaged real models {sorted(PACKAGED)}, "
             "a local model folder, or a local .gguf file")

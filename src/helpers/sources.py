@@ -19,7 +19,7 @@ def absolute_paths(params: dict) -> dict[str, str]:
     (``runs.find_local``: the working directory, then the repository root), here in the runner's working directory:
     the notebooks run in notebooks/, where the same relative name could mean another file. Changes ``params`` in
     place; returns ``{"key: given": absolute}`` for what it changed."""
-    from .lab.zoo import ZOO
+    from .lab.recipes import ZOO
     from .models import PACKAGED
     from .runs import find_local
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,49 +29,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from . import tasks
 from .tokenizer import build_tokenizer, render_chat
 
-ZOO_DIR = Path(__file__).parent / "zoo"
+from .recipes import ZOO, ZOO_DIR, Recipe  # noqa: F401 -- the names, importable without torch
 HIDDEN_MIXTURE_FILE = Path(__file__).parent / "data" / "hidden_mixture.json"
 BUILD_THREADS = 2  # fixed so that float reductions, and so the weights, do not depend on the machine's core count
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    mixture: str = "hidden"  # "hidden" (the base model's secret mixture) or "uniform"
-    loss_on: str = "all"  # "all" tokens (user turns too) or "assistant" tokens only
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 384
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 3e-3
-    warmup: int = 100
-    weight_decay: float = 0.01
-    seed: int = 0
-    tokenizer: dict = field(default_factory=lambda: {"vocab_size": 2048, "n_texts": 20_000, "seed": 12345})
-
-    def scaled(self, steps: int) -> "Recipe":
-        """The same recipe with fewer steps (tests and quick runs)."""
-        return Recipe(**{**asdict(self), "steps": steps, "warmup": min(self.warmup, max(1, steps // 10))})
-
-
-ZOO = {
-    r.name: r
-    for r in [
-        Recipe("base", "the instruct model to fine-tune: hidden mixture, loss on user and assistant turns", steps=1200, seed=1),
-        Recipe(
-            "gen_small", "a weaker generator: half the width, two layers, fewer steps, same data",
-            hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=192, steps=900, seed=2,
-        ),
-        Recipe(
-            "gen_uniform", "a generator trained on another mix: uniform over the families, loss on answers only",
-            mixture="uniform", loss_on="assistant", num_layers=3, steps=1000, seed=3,
-        ),
-    ]
-}
 
 
 def hidden_mixture() -> dict[str, float]:
