@@ -69,8 +69,8 @@ def task_configs(name: str, path: str | Path, max_gen_toks: int = 48) -> list[di
 @lru_cache(maxsize=2)
 def task_manager(defaults: bool = True):
     """lm-eval's task index with this repository's tasks (``data/lm_eval/``) added to its own (built once: indexing
-    lm-eval's thousands of task files took 8.9 s on the 2-core CPU). ``defaults=False``: this repository's tasks
-    alone, which needs no index (what a run that scores only the shipped sets uses)."""
+    lm-eval's thousands of task files took 8.9 s on the 2-core CPU, 17-20 s on 2026-11-30). ``defaults=False``:
+    this repository's tasks alone, which needs no index (what a run that scores only the shipped sets uses)."""
     from lm_eval.tasks import TaskManager
 
     with _lm_eval_logs(logging.ERROR):  # the index's notes on the task files it skips
