@@ -62,6 +62,10 @@ def test_a_known_hub_task_is_checked_without_lm_evals_whole_index(monkeypatch):
     if models.hub_reachable():  # offline (here, CI): refused, naming the task and how to cache it
         assert len(problems) == 1 and "'gsm8k': its data could not be read here" in problems[0]
         assert "--tasks gsm8k --limit 1" in problems[0]
+    try:  # an error raised outside the datasets libraries (e.g. lm-eval not knowing a subtask) is not the data's
+        raise KeyError("leaderboard_bbh")
+    except KeyError as err:
+        assert not lmeval._reading_data(err)
 
 
 def test_lenient_is_the_answer_matcher():

@@ -268,8 +268,12 @@ def _reading_data(error: Exception) -> bool:
     traceback), not from lm-eval's index (a task or subtask it does not know)."""
     import traceback
 
-    return any(f"{sep}{pkg}{sep}" in frame.filename for frame in traceback.extract_tb(error.__traceback__)
-               for pkg in ("datasets", "huggingface_hub") for sep in ("/", "\\"))
+    import datasets
+    import huggingface_hub
+
+    packages = tuple(str(Path(m.__file__).resolve().parent / "_")[:-1] for m in (datasets, huggingface_hub))
+    return any(str(Path(frame.filename).resolve()).startswith(packages)
+               for frame in traceback.extract_tb(error.__traceback__))
 
 
 @lru_cache(maxsize=1)
