@@ -193,7 +193,7 @@ def main() -> None:
             rows.append(timed(f"{label}, {other}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto,
                               n, True))
             rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
-    if device == "cuda":  # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
+        # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
         rows.append(timed("helpers, static cache + CUDA graphs only (no inductor)",
                           lambda: ours(model, tok, prompts, n, None, "graphs"), prompts, auto, n, True))
         rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)

@@ -179,9 +179,9 @@ def compile_choice(value, parameter: str = "compile_decode") -> bool | str | Non
     sampled rows bit for bit: two runs of notebook 02 on one H200 gave 393 and 414 of 600 rows differing when forced
     to compile, none uncompiled (docs/bench/h200x2-determinism/); ``False`` is the choice for rows that repeat (with a
     fixed ``batch_size``: the batches decide each draw's seed). ``"graphs"``: the static-cache decode captured in CUDA
-    graphs without inductor's generated kernels (``GRAPHS_ONLY``), meant to repeat its rows as uncompiled does at
-    part of the launch cost; probed once on two H200s (docs/bench/h200x2-graphs-probe/), not yet run in the
-    notebooks."""
+    graphs without inductor's generated kernels (``GRAPHS_ONLY``): in notebook 02 on an H200 (200 instructions, the
+    real generators) its rows repeated between two runs, but it took about twice the uncompiled decode's time
+    (docs/bench/h200x2-8b-ddp-graphs/)."""
     if value in ("auto", None):
         return None
     if isinstance(value, bool) or value == "graphs":

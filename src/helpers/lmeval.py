@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,19 +78,17 @@ def task_manager(defaults: bool = True):
         return TaskManager(include_path=str(repo_root() / TASKS_DIR), include_defaults=defaults)
 
 
-class _lm_eval_logs:
+@contextmanager
+def _lm_eval_logs(level: int):
     """lm-eval's loggers at ``level`` for a while: its ``verbosity`` arguments are deprecated (0.4.13, the pinned
     version) in favour of the logging configuration (and ``simple_evaluate``'s reconfigured the process's logging)."""
-
-    def __init__(self, level: int):
-        self.level, self.log = level, logging.getLogger("lm_eval")
-
-    def __enter__(self):
-        self.before = self.log.level
-        self.log.setLevel(self.level)
-
-    def __exit__(self, *exc):
-        self.log.setLevel(self.before)
+    log = logging.getLogger("lm_eval")
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
 
 
 def manager_for(resolved: list):
