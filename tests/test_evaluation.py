@@ -376,6 +376,45 @@ def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_pa
         assert torch.equal(got, want), adapter
 
 
+def test_on_a_cpu_an_adapter_is_scored_merged_with_the_numbers_of_its_lora_layers(tmp_path, monkeypatch, one_thread):
+    """``merged_for_scoring``: on a CPU an adapter's answers and multiple choice run on its weights merged into the
+    float32 base, and its drift before, on the LoRA layers (the base side switches them off). The lab's base in 4-bit
+    with small random LoRA weights and a changed tied embedding, as the lab trains it (``modules_to_save``): the
+    same answers, scores and drift as the adapter left unmerged; on a GPU nothing is merged."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import models
+    from helpers.lab import zoo
+    from helpers.qlora_configs import embedding_layer
+
+    setup, path = models.Setup("cpu", "float32", "nf4"), str(zoo.ZOO_DIR / "base")
+    embedding, tied = embedding_layer(path)
+    torch.manual_seed(0)
+    model = get_peft_model(models.load_base(path, setup), LoraConfig(
+        r=4, target_modules="all-linear", modules_to_save=[embedding], ensure_weight_tying=tied))
+    with torch.no_grad():  # small random changes: the adapter moves the model without ruining it
+        for name, weight in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                weight.add_(torch.randn_like(weight) * 0.02)
+    model.save_pretrained(tmp_path)
+    sets, _ = heldout.held_out(lab=True, n_per_family=2, seed=3)
+    base, tok = eval_models.load_for_eval(path, setup)
+    answers = scoring.general_answers(base, tok, sets, max_new_tokens=16, match="exact")["answer_ids"]
+    kwargs = dict(max_new_tokens=16, match="exact", mc=True)
+    scored = []
+    merge = eval_models.merged_for_scoring
+    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, s: scored.append(merge(m, s)) or scored[-1])
+    merged = evaluation.score_adapter(path, setup, tmp_path, None, sets, answers, **kwargs)
+    assert not any("lora" in type(m).__name__.lower() for m in scored[-1].modules())
+    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, s: scored.append(m) or m)
+    unmerged = evaluation.score_adapter(path, setup, tmp_path, None, sets, answers, **kwargs)
+    assert hasattr(scored[-1], "disable_adapter")
+    assert merged == unmerged and merged["kl_drift"] > 0 and 0 < merged["general_accuracy"]
+    gpu = models.Setup("cuda", "bfloat16", "nf4")
+    assert merge(scored[-1], gpu) is scored[-1]
+
+
 def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a_changed_folder_reloads(
         tmp_path, monkeypatch):
     """Notebook 06 scores the base and every adapter: on a CPU the base is loaded (and dequantised) once, and each

@@ -130,7 +130,7 @@ def test_target_logprobs_equal_the_full_logits(model_type):
     """``target_logprobs`` at scattered positions of a padded batch: for every architecture of HEAD_TYPES (the API
     drift check of its decoder-then-head contract) the head runs only there, in chunks (a budget of one position
     per chunk, and the default), with Gemma's soft cap applied; another architecture (mistral) goes through the
-    full logits. The full pass's numbers to 1e-5 either way."""
+    full logits. The full pass's numbers to 1e-5 either way; the same for the drift's whole distributions."""
     model = _tiny(model_type, **({"final_logit_softcapping": 3.0} if model_type.startswith("gemma") else {}))
     ids = torch.randint(0, 300, (3, 9))
     mask = torch.ones_like(ids)
@@ -145,6 +145,8 @@ def test_target_logprobs_equal_the_full_logits(model_type):
     for budget in (300, None):
         got = loglik.target_logprobs(model, ids, mask, predicts, budget=budget)
         assert got.shape == reference.shape and torch.allclose(got, reference, atol=1e-5)
+    # the KL drift's full distributions at the same positions, the head run there only (HEAD_TYPES) or not
+    assert torch.allclose(loglik._logprobs_at(model, ids, mask, predicts), full[predicts], atol=1e-5)
     assert loglik.batch_width(model) == (48 if model_type != "mistral" else 300)
 
 

@@ -55,6 +55,10 @@
 #   bash tools/device_real_track.sh graphs           # compile_decode "graphs": its speed (0.5B, SmolLM2 shapes)
 #                                                    # and whether 02's rows repeat with it: they do, at about
 #                                                    # twice the uncompiled time (2026-11-30, same folder)
+#   bash tools/device_real_track.sh workers06        # issue 24: 06 of the clinical run (10 models) on one GPU with
+#                                                    # 10, 5, 2 and 1 eval workers, one after another (01-05 made
+#                                                    # first, on every visible GPU); 2026-11-30: 89.4, 107.5,
+#                                                    # 175.5, 272.8 s (docs/bench/h200x2-workers06)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -440,6 +444,19 @@ PY
     (cd /tmp/r && cp graphs-*.log graphs/ && tar czf graphs.tgz graphs) || true
     touch /tmp/r/finished
     ;;
+  workers06)
+    # issue 24: is 06's time (95.7 s, ten models on GPU 0 with a worker each) the ten processes taking turns on one
+    # GPU? The same adapters scored with 10, 5, 2 and 1 worker(s), one run after another, each in a copy of the run
+    mkdir -p /tmp/r
+    clinical0103
+    python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && pack smollm2-gpu
+    for w in 10 5 2 1; do
+      copy_stages smollm2-gpu "smollm2-gpu-w$w" "0[1-5]"
+      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-w$w" \
+        -p "eval_workers=$w" && pack "smollm2-gpu-w$w" || echo "06 with $w workers failed" >&2
+    done
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -457,7 +474,8 @@ PY
     ;;
   wait)
     end=$((SECONDS + $2))
-    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b|graphs"
+    verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b"
+    verbs="$verbs|graphs|workers06"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done

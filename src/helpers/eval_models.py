@@ -29,6 +29,19 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     return model, load_tokenizer(base_path)
 
 
+def merged_for_scoring(model, setup: Setup):
+    """``model`` (``load_for_eval``'s) with its LoRA adapter merged into the weights (peft's ``merge_and_unload``)
+    where that is exact to float32 rounding: on a CPU, whose base is float32 (``_dequantized_on_cpu``). Its greedy
+    answers and multiple choice then run one linear layer where the adapter ran the base's and its own side by side
+    (the same answers; the time saved on a SmolLM2 adapter: docs/performance.md). On a GPU the weights are 4-bit or
+    bfloat16, where merging would round the adapter into them, so the model is returned as it is; so is a model
+    with no adapter. Merging changes ``model`` in place: the KL drift, which switches the adapter off, runs before
+    (``evaluation.score_adapter``)."""
+    if setup.device != "cpu" or not hasattr(model, "merge_and_unload"):
+        return model
+    return model.merge_and_unload()
+
+
 def _folder_stamp(path: str) -> tuple:
     """The files of a model folder with their sizes and modification times: a base converted again is loaded again."""
     folder = Path(path)

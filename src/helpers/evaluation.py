@@ -17,7 +17,7 @@ from . import report as reporting
 from . import uncertainty
 from . import workers as workers_service
 from .datafiles import fingerprint, passes_of
-from .eval_models import load_for_eval
+from .eval_models import load_for_eval, merged_for_scoring
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
@@ -332,11 +332,12 @@ def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, 
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself, reusing its
     ``general`` answers when they were computed before."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key)
-    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size,
-                   general=general)
-    if base_answers is not None:
-        s.update(drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference))
-    return s
+    # the drift first: its base side switches the adapter off, which a model merged for scoring no longer can
+    kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference) \
+        if base_answers is not None else {}
+    s = score_sets(merged_for_scoring(model, setup), tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                   mc=mc, batch_size=batch_size, general=general)
+    return {**s, **kl}
 
 
 def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: list[str], limit: int = 0,

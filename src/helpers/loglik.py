@@ -139,15 +139,20 @@ def target_logprobs(model, ids, mask, predicts, budget: int | None = None):
             return logits[rows.to(device), cols.to(device)].float().log_softmax(-1).gather(-1, targets)[:, 0].cpu()
         hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
         picked = hidden[rows.to(device), cols.to(device)]
-        head, cap = model.get_output_embeddings(), getattr(model.config, "final_logit_softcapping", None)
         step = max(1, (budget or LOGITS_BUDGET) // model.config.vocab_size)
-        out = []
-        for s in range(0, len(picked), step):
-            logits = head(picked[s : s + step]).float()
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            out.append(logits.log_softmax(-1).gather(-1, targets[s : s + step])[:, 0])
+        out = [_head(model, picked[s : s + step]).log_softmax(-1).gather(-1, targets[s : s + step])[:, 0]
+               for s in range(0, len(picked), step)]
     return torch.cat(out).cpu() if out else torch.zeros(0)
+
+
+def _head(model, hidden):
+    """A ``HEAD_TYPES`` model's float32 logits for the decoder's last hidden states ``hidden``: its output head, then
+    Gemma's soft cap where the config sets one (what the model's own forward does after the decoder)."""
+    import torch
+
+    logits = model.get_output_embeddings()(hidden).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 # Architectures whose KV cache the shared-prefix scorer reuses (tested against the full pass, tests/test_loglik.py);
@@ -355,13 +360,19 @@ def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max
 
 
 def _logprobs_at(model, ids, mask, predicts):
-    """Full next-token log-distributions (float32) of ``model`` at the ``predicts`` positions, flattened row by row."""
+    """Full next-token log-distributions (float32) of ``model`` at the ``predicts`` positions, flattened row by row.
+    For ``HEAD_TYPES`` the output head runs at those positions only, not at every prompt token as well: the head is
+    21% of SmolLM2's weights and 63% of gemma-3-270m's (its 262k vocabulary), so the KL drift's passes skip most of
+    that arithmetic (the same KL; docs/performance.md)."""
     import torch
 
     device = next(model.parameters()).device
+    ids, mask, predicts = ids.to(device), mask.to(device), predicts.to(device)
     with torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    return logits[predicts.to(device)].float().log_softmax(-1)
+        if getattr(model.config, "model_type", None) not in HEAD_TYPES:
+            return model(input_ids=ids, attention_mask=mask).logits[predicts].float().log_softmax(-1)
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        return _head(model, hidden[predicts]).log_softmax(-1)
 
 
 def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]], batch_size: int):
