@@ -96,6 +96,8 @@ CALLS = {
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
     # helpers/loglik.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
     "peft.PeftModel.disable_adapter": (PeftModel.disable_adapter, {"self"}),
+    # helpers/eval_models.py: _dequantized_on_cpu() and bench/evaluation.py -- model.dequantize(dtype=...)
+    "transformers.PreTrainedModel.dequantize": (__import__("transformers").PreTrainedModel.dequantize, {"dtype"}),
     # helpers/eval_models.py: merged_for_scoring() -- model.merge_and_unload(), reached through the PeftModel
     "peft.LoraModel.merge_and_unload": (__import__("peft").LoraModel.merge_and_unload, {"self"}),
     # helpers/models.py: in_hub_cache()

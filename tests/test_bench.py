@@ -42,6 +42,17 @@ def test_training_bench_smoke(tmp_path):
     assert all(r["tok_per_s"] > 0 for r in rows.values())
 
 
+def test_evaluation_bench_smoke(tmp_path):
+    """bench/evaluation.py on the lab's base (4-bit on the CPU): the three ways of loading an adapter for notebook
+    06 score it alike, the dequantised base and the merge in float32 giving the 4-bit model's answers exactly."""
+    result = run("bench/evaluation.py", tmp_path, column="score_s")
+    assert [r["variant"] for r in result["rows"]] == ["4-bit base + adapter", "dequantised base + adapter",
+                                                       "dequantised base, adapter merged"]
+    assert all(r["general_answers_differing"] == r["verdicts_differing"] == 0 for r in result["rows"])
+    assert len({r["kl_drift"] for r in result["rows"]}) == 1 and result["rows"][0]["kl_drift"] > 0
+    assert result["n_general"] > 0 and all(r["score_s"] > 0 for r in result["rows"])
+
+
 @pytest.mark.slow
 def test_judge_study_smoke(tmp_path):
     """Both scorers rate a right and a wrong answer to each question; the scores are real numbers in range."""

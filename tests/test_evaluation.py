@@ -380,7 +380,8 @@ def test_on_a_cpu_an_adapter_is_scored_merged_with_the_numbers_of_its_lora_layer
     """``merged_for_scoring``: on a CPU an adapter's answers and multiple choice run on its weights merged into the
     float32 base, and its drift before, on the LoRA layers (the base side switches them off). The lab's base in 4-bit
     with small random LoRA weights and a changed tied embedding, as the lab trains it (``modules_to_save``): the
-    same answers, scores and drift as the adapter left unmerged; on a GPU nothing is merged."""
+    same answers, scores and drift as the adapter left unmerged. On a GPU nothing is merged, nor where LoRA adapts
+    a weight the embedding and the output head share."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -413,6 +414,10 @@ def test_on_a_cpu_an_adapter_is_scored_merged_with_the_numbers_of_its_lora_layer
     assert merged == unmerged and merged["kl_drift"] > 0 and 0 < merged["general_accuracy"]
     gpu = models.Setup("cuda", "bfloat16", "nf4")
     assert merge(scored[-1], gpu) is scored[-1]
+    # LoRA on the output head, which shares the embedding's weight (tied): merged, it would change both ends
+    assert tied
+    on_head = get_peft_model(eval_models.load_for_eval(path, setup)[0], LoraConfig(r=4, target_modules=["lm_head"]))
+    assert merge(on_head, setup) is on_head
 
 
 def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a_changed_folder_reloads(

@@ -455,6 +455,7 @@ PY
       CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-w$w" \
         -p "eval_workers=$w" && pack "smollm2-gpu-w$w" || echo "06 with $w workers failed" >&2
     done
+    tar_runs 'smollm2-gpu-w*.tgz' workers06-runs.tar  # the four 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
   retention-velish)

@@ -33,11 +33,18 @@ def merged_for_scoring(model, setup: Setup):
     """``model`` (``load_for_eval``'s) with its LoRA adapter merged into the weights (peft's ``merge_and_unload``)
     where that is exact to float32 rounding: on a CPU, whose base is float32 (``_dequantized_on_cpu``). Its greedy
     answers and multiple choice then run one linear layer where the adapter ran the base's and its own side by side
-    (the same answers; the time saved on a SmolLM2 adapter: docs/performance.md). On a GPU the weights are 4-bit or
-    bfloat16, where merging would round the adapter into them, so the model is returned as it is; so is a model
-    with no adapter. Merging changes ``model`` in place: the KL drift, which switches the adapter off, runs before
-    (``evaluation.score_adapter``)."""
+    (equal to float32 rounding, so a greedy near-tie could still flip; the same answers and scores on the lab and on
+    SmolLM2's smoke run, and what it saves: docs/performance.md). On a GPU the weights are 4-bit or bfloat16, where
+    merging would round the adapter into them, so the model is returned as it is; so is a model with no adapter,
+    and one whose LoRA layers adapt the embedding that the output head shares (``target_modules`` naming
+    ``embed_tokens`` or ``lm_head`` of a tied model: merged, the change would reach both ends). Merging changes
+    ``model`` in place: the KL drift, which switches the adapter off, runs before (``evaluation.score_adapter``)."""
     if setup.device != "cpu" or not hasattr(model, "merge_and_unload"):
+        return model
+    from peft.tuners.lora import LoraLayer
+
+    shared = model.get_input_embeddings().weight.data_ptr()
+    if any(isinstance(m, LoraLayer) and m.get_base_layer().weight.data_ptr() == shared for m in model.modules()):
         return model
     return model.merge_and_unload()
 

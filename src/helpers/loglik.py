@@ -103,9 +103,10 @@ def _token_logprobs(model, ids, mask, predicts) -> list[float]:
     return [float(v.sum()) for v in target_logprobs(model, ids, mask, predicts).split(predicts.sum(1).tolist())]
 
 
-# Architectures whose output head ``target_logprobs`` runs only at the positions it scores (their causal-LM forward is
-# the decoder's last hidden state through the output head, with Gemma's optional soft cap; tested against the full
-# pass, tests/test_loglik.py); any other model is scored through its full logits.
+# Architectures whose output head ``target_logprobs`` and the KL drift's ``_logprobs_at`` run only at the positions
+# they score (their causal-LM forward is the decoder's last hidden state through the output head, with Gemma's
+# optional soft cap; tested against the full pass, tests/test_loglik.py); any other model goes through its full
+# logits.
 HEAD_TYPES = frozenset({"llama", "qwen2", "gemma3_text"})
 
 
@@ -146,13 +147,14 @@ def target_logprobs(model, ids, mask, predicts, budget: int | None = None):
 
 
 def _head(model, hidden):
-    """A ``HEAD_TYPES`` model's float32 logits for the decoder's last hidden states ``hidden``: its output head, then
-    Gemma's soft cap where the config sets one (what the model's own forward does after the decoder)."""
+    """A ``HEAD_TYPES`` model's logits for the decoder's last hidden states ``hidden``, as float32: its output head,
+    then Gemma's soft cap where the config sets one, in the model's dtype (what its own forward does after the
+    decoder)."""
     import torch
 
-    logits = model.get_output_embeddings()(hidden).float()
+    logits = model.get_output_embeddings()(hidden)
     cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
+    return (torch.tanh(logits / cap) * cap if cap else logits).float()
 
 
 # Architectures whose KV cache the shared-prefix scorer reuses (tested against the full pass, tests/test_loglik.py);
