@@ -405,10 +405,10 @@ def test_on_a_cpu_an_adapter_is_scored_merged_with_the_numbers_of_its_lora_layer
     kwargs = dict(max_new_tokens=16, match="exact", mc=True)
     scored = []
     merge = eval_models.merged_for_scoring
-    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, s: scored.append(merge(m, s)) or scored[-1])
+    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, *a: scored.append(merge(m, *a)) or scored[-1])
     merged = evaluation.score_adapter(path, setup, tmp_path, None, sets, answers, **kwargs)
     assert not any("lora" in type(m).__name__.lower() for m in scored[-1].modules())
-    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, s: scored.append(m) or m)
+    monkeypatch.setattr(evaluation, "merged_for_scoring", lambda m, *a: scored.append(m) or m)
     unmerged = evaluation.score_adapter(path, setup, tmp_path, None, sets, answers, **kwargs)
     assert hasattr(scored[-1], "disable_adapter")
     assert merged == unmerged and merged["kl_drift"] > 0 and 0 < merged["general_accuracy"]
@@ -418,6 +418,39 @@ def test_on_a_cpu_an_adapter_is_scored_merged_with_the_numbers_of_its_lora_layer
     assert tied
     on_head = get_peft_model(eval_models.load_for_eval(path, setup)[0], LoraConfig(r=4, target_modules=["lm_head"]))
     assert merge(on_head, setup) is on_head
+
+
+def test_on_a_gpu_eval_weights_keeps_the_4bit_layers_or_dequantises_the_base_once_and_may_merge(tmp_path,
+                                                                                                 monkeypatch):
+    """Notebook 06's ``eval_weights`` for a 4-bit base on a GPU: "4bit" leaves it to bitsandbytes' layers,
+    "dequantised" and "merged" dequantise it once into the compute dtype, and only "merged" merges the adapter for
+    the scoring. The GPU is played by the lab's base on the CPU, its ``dequantize`` recorded; any other value is
+    refused, naming the parameter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import models
+    from helpers.lab import zoo
+
+    cpu, gpu = models.Setup("cpu", "float32", "none"), models.Setup("cuda", "bfloat16", "nf4")
+    path = str(zoo.ZOO_DIR / "base")
+    get_peft_model(models.load_base(path, cpu), LoraConfig(r=4, target_modules="all-linear")).save_pretrained(tmp_path)
+    dequantised = []
+
+    def load_base(base_path, setup):
+        model = models.load_base(base_path, cpu)
+        model.dequantize = lambda dtype=None: dequantised.append(dtype) or model
+        return model
+
+    monkeypatch.setattr(eval_models, "load_base", load_base)
+    for weights, merged in (("4bit", False), ("dequantised", False), ("merged", True)):
+        dequantised.clear()
+        model, _ = eval_models.load_for_eval(path, gpu, tmp_path, weights=weights)
+        assert dequantised == ([] if weights == "4bit" else [torch.bfloat16]), weights
+        scored = eval_models.merged_for_scoring(model, gpu, weights)
+        assert (scored is not model and not hasattr(scored, "disable_adapter")) == merged, weights
+    with pytest.raises(ValueError, match="eval_weights = 'bf16'"):
+        eval_models.load_for_eval(path, gpu, tmp_path, weights="bf16")
 
 
 def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a_changed_folder_reloads(

@@ -13,10 +13,28 @@ from .models import Setup, load_adapter, load_base, load_tokenizer
 from .runs import read_json
 
 
-def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, expected_key: str | None = None):
+# How notebook 06 holds a 4-bit base's weights on a GPU (its ``eval_weights``); on a CPU the base is always dequantised
+# once and the adapter merged, which is exact there (float32)
+WEIGHTS = ("4bit", "dequantised", "merged")
+
+
+def check_weights(weights: str) -> None:
+    if weights not in WEIGHTS:
+        raise ValueError(f"eval_weights = {weights!r}: choose one of {', '.join(map(repr, WEIGHTS))} (notebook 06's "
+                         "parameters; docs/performance.md compares them)")
+
+
+def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, expected_key: str | None = None,
+                  weights: str = "4bit"):
     """``(model, tokenizer)``: the base (``adapter`` None) or the base with the adapter saved in ``adapter``, loaded
     as stage 05 trained it (4-bit or not; the NF4 settings of ``models.bnb_config``). ``expected_key``: the settings
-    key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused."""
+    key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused.
+    ``weights`` (``WEIGHTS``), for a 4-bit base on a GPU: "4bit" keeps bitsandbytes' 4-bit layers, whose inference
+    kernel (``gemm_4bit``) multiplies without dequantising; "dequantised" and "merged" dequantise the base once into
+    the compute dtype, so it multiplies as training's forward did (dequantise, then ``linear``), about twice the
+    speed on one H200 but with other roundings than the 4-bit kernel: 7 of 578 verdicts differed for an adapter
+    (docs/bench/h200-evaluation/); "merged" also merges the adapter for the scoring (``merged_for_scoring``)."""
+    check_weights(weights)
     if adapter is not None and expected_key is not None \
             and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
         raise RuntimeError(f"the adapter in {adapter} was trained with other settings than notebook 05 last recorded "
@@ -25,21 +43,26 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
         base = copy.deepcopy(_cpu_base(base_path, setup, _folder_stamp(base_path)))
     else:
         base = load_base(base_path, setup)
+        if weights != "4bit" and setup.quantization == "nf4":
+            base = base.dequantize(dtype=setup.dtype)
     model = base.eval() if adapter is None else load_adapter(base_path, adapter, setup, base=base)
     return model, load_tokenizer(base_path)
 
 
-def merged_for_scoring(model, setup: Setup):
+def merged_for_scoring(model, setup: Setup, weights: str = "4bit"):
     """``model`` (``load_for_eval``'s) with its LoRA adapter merged into the weights (peft's ``merge_and_unload``)
-    where that is exact to float32 rounding: on a CPU, whose base is float32 (``_dequantized_on_cpu``). Its greedy
-    answers and multiple choice then run one linear layer where the adapter ran the base's and its own side by side
-    (equal to float32 rounding, so a greedy near-tie could still flip; the same answers and scores on the lab and on
-    SmolLM2's smoke run, and what it saves: docs/performance.md). On a GPU the weights are 4-bit or bfloat16, where
-    merging would round the adapter into them, so the model is returned as it is; so is a model with no adapter,
-    and one whose LoRA layers adapt the embedding that the output head shares (``target_modules`` naming
-    ``embed_tokens`` or ``lm_head`` of a tied model: merged, the change would reach both ends). Merging changes
-    ``model`` in place: the KL drift, which switches the adapter off, runs before (``evaluation.score_adapter``)."""
-    if setup.device != "cpu" or not hasattr(model, "merge_and_unload"):
+    on a CPU, where that is exact to float32 rounding (the base is float32: ``_dequantized_on_cpu``), and on a GPU
+    when ``weights`` is "merged" (``load_for_eval``), where bfloat16 rounds the adapter into the weights (14 of 578
+    verdicts differed from the 4-bit model's for an adapter, at about 3x its speed on one H200:
+    docs/bench/h200-evaluation/). Its greedy answers and multiple choice then run one linear layer where the
+    adapter ran the base's and its own side by side (on a CPU equal to float32 rounding, so a greedy near-tie
+    could still flip; the same answers and scores on the lab and on SmolLM2's smoke run: docs/performance.md).
+    Otherwise the model is returned as it is; so is a model with no adapter, and one whose LoRA layers adapt the
+    embedding that the output head shares (``target_modules`` naming ``embed_tokens`` or ``lm_head`` of a tied
+    model: merged, the change would reach both ends). Merging changes ``model`` in place: the KL drift, which
+    switches the adapter off, runs before (``evaluation.score_adapter``)."""
+    check_weights(weights)
+    if (setup.device != "cpu" and weights != "merged") or not hasattr(model, "merge_and_unload"):
         return model
     from peft.tuners.lora import LoraLayer
 

@@ -17,7 +17,7 @@ from . import report as reporting
 from . import uncertainty
 from . import workers as workers_service
 from .datafiles import fingerprint, passes_of
-from .eval_models import load_for_eval, merged_for_scoring
+from .eval_models import check_weights, load_for_eval, merged_for_scoring
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
@@ -262,7 +262,7 @@ def inputs(run_name: str) -> tuple[dict, dict]:
 
 def score_models(run_name: str, training: dict, sets: dict[str, list], base_path: str, setup, *, lab: bool,
                  max_new_tokens: int, match: str, mc: bool, kl: bool, progress: bool = True,
-                 workers: int = 1, batch_size: int = ANSWER_BATCH) -> tuple[dict, dict]:
+                 workers: int = 1, batch_size: int = ANSWER_BATCH, weights: str = "4bit") -> tuple[dict, dict]:
     """Score the base and every (arm, seed) adapter of notebook 05 on ``sets``: ``({(arm, seed): headline scores},
     informative families)``. The base decides which families can show forgetting (``scoring.informative_families``,
     on real sets), and its own general answers are the text the arms' KL drift is measured on.
@@ -270,18 +270,20 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     (``helpers.workers``; on GPUs spread over them), with the same results. The base is then one of them: only its
     general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base scored whole
     first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it.
-    ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``)."""
+    ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``).
+    ``weights``: how a 4-bit base is held on a GPU (notebook 06's ``eval_weights``: ``eval_models.load_for_eval``)."""
     import time
 
     from tqdm.auto import tqdm
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"answer_batch_size = {batch_size!r}: give the rows answered per batch, a whole number >= 1")
+    check_weights(weights)
     start = time.perf_counter()
     listed = adapters(run_name, training)
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
-    model, tokenizer = load_for_eval(base_path, setup)
+    model, tokenizer = load_for_eval(base_path, setup, weights=weights)
     general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
     if beside:
         general = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
@@ -297,7 +299,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
     alone, start = time.perf_counter() - start, time.perf_counter()
-    options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size}
+    options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size, "weights": weights}
     first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": general})] if beside else []
     jobs = first + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
@@ -326,26 +328,27 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
                   drift_reference: list | None = None, batch_size: int = ANSWER_BATCH,
-                  general: dict | None = None) -> dict:
+                  general: dict | None = None, weights: str = "4bit") -> dict:
     """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
     and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself, reusing its
-    ``general`` answers when they were computed before."""
-    model, tokenizer = load_for_eval(base_path, setup, adapter, key)
+    ``general`` answers when they were computed before. ``weights``: ``eval_models.load_for_eval``'s."""
+    model, tokenizer = load_for_eval(base_path, setup, adapter, key, weights)
     # the drift first: its base side switches the adapter off, which a model merged for scoring no longer can
     kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference) \
         if base_answers is not None else {}
-    s = score_sets(merged_for_scoring(model, setup), tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+    s = score_sets(merged_for_scoring(model, setup, weights), tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
                    mc=mc, batch_size=batch_size, general=general)
     return {**s, **kl}
 
 
 def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: list[str], limit: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, weights: str = "4bit") -> dict:
     """lm-evaluation-harness's tasks ``names`` (notebook 06's ``benchmarks``: lm-eval's own, such as ``mmlu_pro``,
     or the shipped sets', ``helpers.lmeval``) for the base and every (arm, seed) adapter, each loaded as notebook 05
     trained it (``load_for_eval``: the base 4-bit or not, the adapter on top) and handed to lm-eval's model.
-    ``limit``: questions per task (0: all). lm-eval's results for each model are written to
+    ``limit``: questions per task (0: all); ``weights``: ``load_for_eval``'s (the adapter stays unmerged: lm-eval
+    loads it). lm-eval's results for each model are written to
     ``06_evaluation/lm_eval/<model>/results.json``; returns ``{"base" or arm: {task: {metric: mean over
     seeds}}}`` for ``results.json`` and the report."""
     from tqdm.auto import tqdm
@@ -359,7 +362,7 @@ def run_benchmarks(run_name: str, training: dict, base_path: str, setup, names: 
     per_model: dict[str, list[dict]] = {}
     for arm, seed, adapter, key in tqdm([("base", None, None, None)] + adapters(run_name, training), desc="lm-eval",
                                         disable=not progress):
-        model, tokenizer = load_for_eval(base_path, setup, adapter, key)  # as notebook 05 trained it
+        model, tokenizer = load_for_eval(base_path, setup, adapter, key, weights)  # as notebook 05 trained it
         got = lmeval.evaluate_loaded(model, tokenizer, list(names), limit=limit or None, progress=progress)
         del model
         write_json(out / (arm if seed is None else f"{arm}_seed{seed}") / "results.json",
