@@ -59,6 +59,10 @@
 #                                                    # 10, 5, 2 and 1 eval workers, one after another (01-05 made
 #                                                    # first, on every visible GPU); 2026-11-30: 89.4, 107.5,
 #                                                    # 175.5, 272.8 s (docs/bench/h200x2-workers06)
+#   bash tools/device_real_track.sh weights06        # issue 24: 06 of the clinical run (10 models, a worker each)
+#                                                    # on one GPU with eval_weights 4bit, dequantised and merged,
+#                                                    # one after another (not run yet; about 420 s for 01-05 on
+#                                                    # two GPUs, then about 90 s or less for each 06)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -458,6 +462,22 @@ PY
     tar_runs 'smollm2-gpu-w*.tgz' workers06-runs.tar  # the four 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
+  weights06)
+    # issue 24: notebook 06's eval_weights on the same adapters (docs/bench/h200-evaluation/: an adapter scored in
+    # 28.3/22.5 s with the 4-bit base, 15.1/15.3 s dequantised, 9.2/8.9 s merged, in one process): the whole 06 with
+    # a worker per model, and how far the report's numbers move (the three results.json side by side)
+    mkdir -p /tmp/r
+    clinical0103
+    [ -d outputs/smollm2-gpu/05_training/arms ] || python3 -m helpers.pipeline run --preset $PRESET --only 04 05
+    pack smollm2-gpu
+    for w in 4bit dequantised merged; do
+      copy_stages smollm2-gpu "smollm2-gpu-$w" "0[1-5]"
+      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-$w" \
+        -p "eval_weights=$w" && pack "smollm2-gpu-$w" || echo "06 with eval_weights $w failed" >&2
+    done
+    tar_runs 'smollm2-gpu-[4dm]*.tgz' weights06-runs.tar  # the three 06 runs' packs in one file
+    touch /tmp/r/finished
+    ;;
   retention-velish)
     retention smollm2-gpu-retention-velish data/velish_train.jsonl data/velish_val.jsonl data/velish_eval.jsonl
     ;;
@@ -476,7 +496,7 @@ PY
   wait)
     end=$((SECONDS + $2))
     verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b"
-    verbs="$verbs|graphs|workers06"
+    verbs="$verbs|graphs|workers06|weights06"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done
