@@ -3,8 +3,9 @@ of the GPU preset; on one H200 an adapter took about 27 s in one process, docs/b
 
 * ``4-bit base + adapter``: as notebook 06 scores it on a GPU (bitsandbytes' 4-bit layers, the LoRA layers beside);
 * ``dequantised base + adapter``: the base's 4-bit weights dequantised once into the compute dtype
-  (``PreTrainedModel.dequantize``), the LoRA layers kept. bitsandbytes multiplies a batch of more than one row by
-  dequantising the weight and multiplying, so the numbers should be the 4-bit model's; the rows say whether they are;
+  (``PreTrainedModel.dequantize``), the LoRA layers kept. On a GPU bitsandbytes multiplies through its own 4-bit
+  kernel for products of up to about 1,536 rows, which sums in another order: the rows count the answers that
+  differ (on the CPU it dequantises and multiplies, and they are the same);
 * ``dequantised base, adapter merged``: the adapter merged into those weights (peft's ``merge_and_unload``), one
   linear layer each. In float32 (a CPU) exact to rounding; in bfloat16 the merge rounds the adapter into the weights.
 
@@ -136,7 +137,11 @@ def main() -> None:
                     print(f"  {variant}: failed: {type(err).__name__}: {str(err)[:2000]}", flush=True)
                     rows.append({"variant": variant, "repeat": repeat, "error": f"{type(err).__name__}: {err}"[:2000]})
                     continue
-                first = first or result
+                if variant == VARIANTS[0]:
+                    first = result  # the 4-bit model's answers, the reference of this round
+                if first is None:  # the 4-bit variant failed: no reference to count against
+                    rows.append(row | {"repeat": repeat})
+                    continue
                 row["repeat"] = repeat
                 row["general_answers_differing"] = sum(a != b for a, b in zip(result["general_answer_ids"],
                                                                             first["general_answer_ids"]))

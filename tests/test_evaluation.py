@@ -189,6 +189,11 @@ def test_a_partial_rerun_adds_to_the_previous_results_instead_of_replacing_them(
     assert now["arms"]["ours"]["general_accuracy"] == 0.85  # this run's own score wins
     other_sets = {**common, "n_general": 20, "base": base, "arms": {"ours": arm}}
     assert evaluation.merge_earlier("r", other_sets) == [] and list(other_sets["arms"]) == ["ours"]
+    # the base's weights held otherwise for scoring (eval_weights): not comparable; a results.json from before the
+    # key was recorded counts as "4bit"
+    merged = {**common, "eval_weights": "merged", "base": base, "arms": {"ours": arm}}
+    assert evaluation.merge_earlier("r", merged) == []
+    assert evaluation.merge_earlier("r", {**merged, "eval_weights": "4bit"}) == ["domain_only"]
 
 
 def test_the_ablation_table_follows_the_papers_rows_for_the_arms_present(tmp_path, outputs):

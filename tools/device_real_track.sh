@@ -99,6 +99,16 @@ tar_runs() {  # GLOB TAR: /tmp/r's packs GLOB in one file TAR (a call brings bac
 copy_stages() {  # SRC DST STAGES: SRC's stages STAGES (a glob, such as 0[123]) copied into run DST, marked for pack
   mkdir -p "outputs/$2" && cp -r "outputs/$1"/$3_* "outputs/$2/" && touch "outputs/$2/.copied0103"
 }
+runs06() {  # PREFIX PARAM VALUE...: notebook 06 of the clinical run's 01-05 on GPU 0 once for each VALUE of its
+  # parameter PARAM, one after another, each in a copy of the run (smollm2-gpu-PREFIXVALUE), packed
+  local prefix=$1 param=$2; shift 2
+  for v in "$@"; do
+    local run="smollm2-gpu-$prefix$v"
+    copy_stages smollm2-gpu "$run" "0[1-5]"
+    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$run" \
+      -p "$param=$v" && pack "$run" || echo "06 with $param=$v failed" >&2
+  done
+}
 clinical0103() {  # the clinical run's 01-03 that the later verbs start from: made here when not carried (nothing
   # ignored survives between sessions; on two H200s 01-03 took about 400 s uncompiled, 2026-11-29)
   [ -d outputs/smollm2-gpu/03_filtering ] || python3 -m helpers.pipeline run --preset $PRESET --only 01 02 03
@@ -454,11 +464,7 @@ PY
     mkdir -p /tmp/r
     clinical0103
     python3 -m helpers.pipeline run --preset $PRESET --only 04 05 && pack smollm2-gpu
-    for w in 10 5 2 1; do
-      copy_stages smollm2-gpu "smollm2-gpu-w$w" "0[1-5]"
-      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-w$w" \
-        -p "eval_workers=$w" && pack "smollm2-gpu-w$w" || echo "06 with $w workers failed" >&2
-    done
+    runs06 w eval_workers 10 5 2 1
     tar_runs 'smollm2-gpu-w*.tgz' workers06-runs.tar  # the four 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
@@ -470,12 +476,8 @@ PY
     clinical0103
     [ -d outputs/smollm2-gpu/05_training/arms ] || python3 -m helpers.pipeline run --preset $PRESET --only 04 05
     pack smollm2-gpu
-    for w in 4bit dequantised merged; do
-      copy_stages smollm2-gpu "smollm2-gpu-$w" "0[1-5]"
-      CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=smollm2-gpu-$w" \
-        -p "eval_weights=$w" && pack "smollm2-gpu-$w" || echo "06 with eval_weights $w failed" >&2
-    done
-    tar_runs 'smollm2-gpu-[4dm]*.tgz' weights06-runs.tar  # the three 06 runs' packs in one file
+    runs06 e eval_weights 4bit dequantised merged
+    tar_runs 'smollm2-gpu-e*.tgz' weights06-runs.tar  # the three 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
   retention-velish)

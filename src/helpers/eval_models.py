@@ -29,11 +29,16 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     """``(model, tokenizer)``: the base (``adapter`` None) or the base with the adapter saved in ``adapter``, loaded
     as stage 05 trained it (4-bit or not; the NF4 settings of ``models.bnb_config``). ``expected_key``: the settings
     key notebook 05 recorded for it; an adapter trained with other settings (an interrupted rerun) is refused.
-    ``weights`` (``WEIGHTS``), for a 4-bit base on a GPU: "4bit" keeps bitsandbytes' 4-bit layers, whose inference
-    kernel (``gemm_4bit``) multiplies without dequantising; "dequantised" and "merged" dequantise the base once into
-    the compute dtype, so it multiplies as training's forward did (dequantise, then ``linear``), about twice the
-    speed on one H200 but with other roundings than the 4-bit kernel: 7 of 578 verdicts differed for an adapter
-    (docs/bench/h200-evaluation/); "merged" also merges the adapter for the scoring (``merged_for_scoring``)."""
+    ``weights`` (``WEIGHTS``), on a GPU: "4bit" keeps a 4-bit base in bitsandbytes' layers; "dequantised" and
+    "merged" dequantise it once into the compute dtype (a base that is not 4-bit stays as it is), and "merged" also
+    merges each adapter for the scoring (``merged_for_scoring``). bitsandbytes multiplies a 4-bit weight through its
+    own kernel or by dequantising it and calling ``linear``, chosen by the number of rows (its kernel up to 1,536 on
+    CUDA): the real track's training steps (16 x 384 rows) dequantise, the answers' decode steps (one row per
+    question) mostly do not, so the dequantised base sums in other orders than the 4-bit one. On one H200 an adapter
+    scored 1.5-1.9x faster dequantised, 7 of 578 verdicts differing from the 4-bit model's (docs/bench/
+    h200-evaluation/). A dequantised base holds its weights in bfloat16 in each worker (about 16 GB for an 8B model
+    against about 5 GB in 4-bit), and without a quantiser ``generate.generation_plan`` may compile a long answer job
+    (from ``COMPILE_MIN_STEPS`` decode steps; 06 of the GPU preset has 48)."""
     check_weights(weights)
     if adapter is not None and expected_key is not None \
             and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
@@ -53,7 +58,7 @@ def merged_for_scoring(model, setup: Setup, weights: str = "4bit"):
     """``model`` (``load_for_eval``'s) with its LoRA adapter merged into the weights (peft's ``merge_and_unload``)
     on a CPU, where that is exact to float32 rounding (the base is float32: ``_dequantized_on_cpu``), and on a GPU
     when ``weights`` is "merged" (``load_for_eval``), where bfloat16 rounds the adapter into the weights (14 of 578
-    verdicts differed from the 4-bit model's for an adapter, at about 3x its speed on one H200:
+    verdicts differed from the 4-bit model's for an adapter, at 2.5-3.1x its speed on one H200:
     docs/bench/h200-evaluation/). Its greedy answers and multiple choice then run one linear layer where the
     adapter ran the base's and its own side by side (on a CPU equal to float32 rounding, so a greedy near-tie
     could still flip; the same answers and scores on the lab and on SmolLM2's smoke run: docs/performance.md).
@@ -93,7 +98,7 @@ def _dequantized_on_cpu(model, setup: Setup):
     """On a CPU, the 4-bit base with every weight dequantised once (transformers' ``dequantize``): bitsandbytes' CPU
     path dequantises each weight to float32 at every matrix product and then multiplies, so the same weights
     dequantised once give the same numbers (tests/test_evaluation.py checks the logits are equal) about a fifth
-    faster. On a GPU the 4-bit kernels stay, and so does the memory they save."""
+    faster. On a GPU the 4-bit layers stay unless notebook 06's ``eval_weights`` says otherwise (``load_for_eval``)."""
     if setup.device != "cpu" or setup.quantization != "nf4":
         return model
     import torch

@@ -177,7 +177,8 @@ def checks(results: dict) -> list[dict]:
     return out
 
 
-SAME_EVALUATION = ("n_general", "n_domain", "eval_sets", "answer_match", "general_families")
+SAME_EVALUATION = ("n_general", "n_domain", "eval_sets", "answer_match", "general_families", "eval_weights")
+EVALUATION_DEFAULTS = {"eval_weights": "4bit"}  # what a results.json from before a key was recorded measured with
 
 
 def merge_earlier(run_name: str, results: dict) -> list[str]:
@@ -191,7 +192,10 @@ def merge_earlier(run_name: str, results: dict) -> list[str]:
         return []
     earlier = read_json(path)
     base_keys = ("general_accuracy", "domain_accuracy")
-    if any(earlier.get(k) != results.get(k) for k in SAME_EVALUATION) or \
+    def same(k):
+        return earlier.get(k, EVALUATION_DEFAULTS.get(k)) == results.get(k, EVALUATION_DEFAULTS.get(k))
+
+    if not all(map(same, SAME_EVALUATION)) or \
             any(earlier.get("base", {}).get(k) != results["base"].get(k) for k in base_keys):
         return []
     carried = [arm for arm in earlier.get("arms", {}) if arm not in results["arms"]]
@@ -337,8 +341,8 @@ def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, 
     # the drift first: its base side switches the adapter off, which a model merged for scoring no longer can
     kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference) \
         if base_answers is not None else {}
-    s = score_sets(merged_for_scoring(model, setup, weights), tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                   mc=mc, batch_size=batch_size, general=general)
+    s = score_sets(merged_for_scoring(model, setup, weights), tokenizer, sets, max_new_tokens=max_new_tokens,
+                   match=match, mc=mc, batch_size=batch_size, general=general)
     return {**s, **kl}
 
 
@@ -381,7 +385,8 @@ def collect(scores: dict, families: dict, sets: dict[str, list], training: dict,
     results = {"n_general": len(sets["general"]), "n_domain": len(sets["domain"]),
                "eval_sets": "lab" if lab else {"general": params["eval_general"], "domain": params["eval_domain"]},
                "setup": asdict(setup), "seeds": training["seeds"],
-               "answer_match": params["answer_match"], "informative": families,
+               "answer_match": params["answer_match"], "eval_weights": params.get("eval_weights", "4bit"),
+               "informative": families,
                "general_families": sorted({e.family for e in sets["general"]}),
                "base": {k: v for k, v in base.items() if k not in ("seed", "correct", "general_answer_ids")},
                "arms": {arm: arm_result([scores[(arm, m["seed"])] for m in ms], base, sets, arm_data[arm])

@@ -161,7 +161,14 @@ def _setup_lines(results: dict, training: dict) -> list[str]:
             "embeddings trained: "
             f"{hp['train_embeddings']}{rows}; seeds {training['seeds']}. Held-out sets: {results['n_general']} general, "
             f"{results['n_domain']} domain instructions; greedy decoding, {results.get('answer_match', 'exact')} "
-            "match.", ""]
+            f"match{_weights(results)}.", ""]
+
+
+def _weights(results: dict) -> str:
+    """How a GPU evaluation held the base for scoring (notebook 06's ``eval_weights``) when not in 4-bit layers."""
+    weights = results.get("eval_weights", "4bit")
+    device = results.get("setup", {}).get("device", "cpu")
+    return "" if device == "cpu" or weights == "4bit" else f"; the base's weights {weights} for scoring (eval_weights)"
 
 
 def _dose(training: dict, arm: str) -> str:
