@@ -66,18 +66,19 @@ def load_variant(variant: str, path: str, setup, adapter: Path):
     return models.load_adapter(path, adapter, setup, base=base)
 
 
-def score(variant: str, path: str, setup, adapter: Path, sets: dict, base_answers: list, args) -> tuple[dict, dict]:
+def score(variant: str, path: str, setup, adapter: Path, tok, sets: dict, base_answers: list,
+          args) -> tuple[dict, dict]:
     """One variant's row (seconds per phase, peak memory) and its ``score_adapter``-like result."""
     row: dict = {"variant": variant}
     start = time.perf_counter()
     with measured({}) as load:
         model = load_variant(variant, path, setup, adapter)
     with measured({}) as drift:
-        kl = scoring.drift(model, tokenizer(path), sets, base_answers)
+        kl = scoring.drift(model, tok, sets, base_answers)
     with measured({}, reset_peak=False) as scored:
         if variant == VARIANTS[2]:
             model = model.merge_and_unload()
-        result = scoring.score_sets(model, tokenizer(path), sets, max_new_tokens=args.max_new_tokens,
+        result = scoring.score_sets(model, tok, sets, max_new_tokens=args.max_new_tokens,
                                     match=args.match, mc=True, batch_size=args.batch_size)
     row.update(load_s=load["seconds"], drift_s=drift["seconds"], score_s=scored["seconds"],
                total_s=round(time.perf_counter() - start, 3), peak_gib=scored["peak_gib"], gpu_busy=scored["gpu_busy"],
@@ -88,15 +89,6 @@ def score(variant: str, path: str, setup, adapter: Path, sets: dict, base_answer
     if setup.device == "cuda":
         torch.cuda.empty_cache()
     return row, result
-
-
-_TOKENIZERS: dict = {}
-
-
-def tokenizer(path: str):
-    if path not in _TOKENIZERS:
-        _TOKENIZERS[path] = models.load_tokenizer(path)
-    return _TOKENIZERS[path]
 
 
 def main() -> None:
@@ -132,7 +124,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for variant in VARIANTS:
                 try:
-                    row, result = score(variant, path, setup, adapter, sets, base_answers, args)
+                    row, result = score(variant, path, setup, adapter, tok, sets, base_answers, args)
                 except Exception as err:  # the rows measured so far are kept
                     print(f"  {variant}: failed: {type(err).__name__}: {str(err)[:2000]}", flush=True)
                     rows.append({"variant": variant, "repeat": repeat, "error": f"{type(err).__name__}: {err}"[:2000]})
