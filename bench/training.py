@@ -256,6 +256,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "bench-models")
     parser.add_argument("--profile", action="store_true", help="add a profiled row: top ops by CPU and GPU time")
+    parser.add_argument("--unquantised", action="store_true",
+                        help="add a row of the default plan on the base unquantised (LoRA, quantization: none)")
     parser.add_argument("--ranks", type=int, default=1,
                         help="add a row with the default plan data parallel on this many GPUs (DDP; gloo on a CPU)")
     parser.add_argument("--ddp-only", action="store_true",
@@ -294,6 +296,10 @@ def main() -> None:
         elif device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: one(folder, setup, data, hp, None, args.budget, args.warmup)))
+        if args.unquantised and not args.ddp_only:  # what 4-bit costs per step: the same plan, no bitsandbytes
+            bare = models.choose_setup("none", device)
+            variants.append(("helpers, default, unquantised base",
+                             lambda: one(folder, bare, data, hp, None, 0, args.warmup)))
         if args.compiled and not args.ddp_only:
             variants.append(("helpers, compiled", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
                                                               compiled=True)))

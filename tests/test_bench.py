@@ -32,9 +32,10 @@ def test_generation_bench_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_training_bench_smoke(tmp_path):
-    result = run("bench/training.py", tmp_path, "--models", str(tmp_path / "models"), "--batch", "2", "--ranks", "2")
+    result = run("bench/training.py", tmp_path, "--models", str(tmp_path / "models"), "--batch", "2", "--ranks", "2",
+                 "--unquantised")
     rows = {r["variant"]: r for r in result["rows"]}
-    assert {"helpers, before", "helpers, default", "plain loop"} <= set(rows)
+    assert {"helpers, before", "helpers, default", "helpers, default, unquantised base", "plain loop"} <= set(rows)
     # the same training over two gloo ranks, a row each of the batch's two: the single process's losses, step by step
     ddp, single = rows["helpers, default, DDP on 2 ranks"], rows["helpers, default"]
     assert len(ddp["losses"]) == len(single["losses"]) == result["steps"] and ddp["loss_max_diff"] <= 1e-4

@@ -31,6 +31,19 @@ def test_several_small_jobs_share_each_gpu_within_memory_and_cores():
     assert p == workers.Plan(1, ("2",), 0.0, p.reason)  # one job fills the GPU: one at a time, its whole memory
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this system")
+def test_the_cores_are_those_the_process_may_run_on():
+    # a one-GPU run on a larger host pinned with `taskset -c 0-15` plans for 16 cores, not the host's count
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert workers.cores() == 1 and workers.cores_each(2) == 1
+        assert workers.plan(18, 0, "cuda", job_gib=1.0, free_gib=100.0, gpus=["0"]).workers == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert workers.cores() == len(before)
+
+
 def _square(x, warn=False):
     if warn:
         warnings.warn(f"square of {x}", UserWarning)

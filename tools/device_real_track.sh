@@ -59,10 +59,11 @@
 #                                                    # 10, 5, 2 and 1 eval workers, one after another (01-05 made
 #                                                    # first, on every visible GPU); 2026-11-30: 89.4, 107.5,
 #                                                    # 175.5, 272.8 s (docs/bench/h200x2-workers06)
-#   bash tools/device_real_track.sh weights06        # issue 24: 06 of the clinical run (10 models, a worker each)
-#                                                    # on one GPU with eval_weights 4bit, dequantised and merged,
-#                                                    # one after another (not run yet; about 420 s for 01-05 on
-#                                                    # two GPUs, then about 90 s or less for each 06)
+#   bash tools/device_real_track.sh track06          # issues 23, 24 (an x2): the whole preset from nothing on GPU 0
+#                                                    # pinned to 16 cores (an nvidia-h200's), 06 with eval_weights
+#                                                    # merged; then 06 of the same adapters with 4bit and dequantised
+#                                                    # (16 cores), merged on GPU 0 and on both GPUs (32 cores); GPU 1
+#                                                    # meanwhile runs bench/training.py's SmolLM2 rows (cores 16-31)
 #   bash tools/device_real_track.sh retention        # issue 22's retention levers on the clinical run's 01-03: 04,
 #                                                    # one short 05 (its settings record), then bench/
 #                                                    # retention_sweep.py --real, scored on data/*_val.jsonl only,
@@ -100,12 +101,13 @@ copy_stages() {  # SRC DST STAGES: SRC's stages STAGES (a glob, such as 0[123]) 
   mkdir -p "outputs/$2" && cp -r "outputs/$1"/$3_* "outputs/$2/" && touch "outputs/$2/.copied0103"
 }
 runs06() {  # PREFIX PARAM VALUE...: notebook 06 of the clinical run's 01-05 on GPU 0 once for each VALUE of its
-  # parameter PARAM, one after another, each in a copy of the run (smollm2-gpu-PREFIXVALUE), packed
+  # parameter PARAM, one after another, each in a copy of the run (smollm2-gpu-PREFIXVALUE), packed. GPUS06 (default
+  # 0) and PIN06 (a command prefix, such as `taskset -c 0-15`) change where it runs
   local prefix=$1 param=$2; shift 2
   for v in "$@"; do
     local run="smollm2-gpu-$prefix$v"
     copy_stages smollm2-gpu "$run" "0[1-5]"
-    CUDA_VISIBLE_DEVICES=0 python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$run" \
+    CUDA_VISIBLE_DEVICES=${GPUS06:-0} ${PIN06:-} python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$run" \
       -p "$param=$v" && pack "$run" || echo "06 with $param=$v failed" >&2
   done
 }
@@ -468,16 +470,26 @@ PY
     tar_runs 'smollm2-gpu-w*.tgz' workers06-runs.tar  # the four 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
-  weights06)
-    # issue 24: notebook 06's eval_weights on the same adapters (docs/bench/h200-evaluation/: an adapter scored in
-    # 28.3/22.5 s with the 4-bit base, 15.1/15.3 s dequantised, 9.2/8.9 s merged, in one process): the whole 06 with
-    # a worker per model, and how far the report's numbers move (the three results.json side by side)
+  track06)
+    # issue 24: the whole preset (01-06, three seeds) from nothing on one GPU with the 16 cores of an nvidia-h200, 06
+    # scoring each adapter merged into a base dequantised once (docs/bench/h200-evaluation/: 9 s an adapter in one
+    # process, against 22-28 s on the 4-bit base); the same adapters' 06 with 4bit and dequantised (how far the
+    # report's numbers move); issue 23: merged on one GPU and on two, all 32 cores each. Meanwhile GPU 1 and cores
+    # 16-31 run bench/training.py's SmolLM2 rows (issue 24's 150 steps in 15 s: what 4-bit costs a step)
     mkdir -p /tmp/r
-    clinical0103
-    [ -d outputs/smollm2-gpu/05_training/arms ] || python3 -m helpers.pipeline run --preset $PRESET --only 04 05
-    pack smollm2-gpu
-    runs06 e eval_weights 4bit dequantised merged
-    tar_runs 'smollm2-gpu-e*.tgz' weights06-runs.tar  # the three 06 runs' packs in one file
+    (CUDA_VISIBLE_DEVICES=1 taskset -c 16-31 python3 bench/training.py --shapes smollm2-135m --batch 16 --length 384 \
+      --steps 30 --warmup 10 --unquantised --profile --json /tmp/r/training-smollm2.json \
+      > /tmp/r/training-smollm2.log 2>&1 || echo "bench/training.py failed" >&2) &
+    start=$SECONDS
+    CUDA_VISIBLE_DEVICES=0 taskset -c 0-15 python3 -m helpers.pipeline run --preset $PRESET --from 01 \
+      -p eval_weights=merged \
+      && pack smollm2-gpu
+    echo "01-06 on GPU 0, cores 0-15: $((SECONDS - start)) s" | tee /tmp/r/track06.txt
+    wait  # the bench on GPU 1
+    PIN06="taskset -c 0-15" runs06 e eval_weights 4bit dequantised
+    runs06 g1 eval_weights merged
+    GPUS06=0,1 runs06 g2 eval_weights merged
+    tar_runs 'smollm2-gpu-[eg]*.tgz' track06-runs.tar  # the four 06 runs' packs in one file
     touch /tmp/r/finished
     ;;
   retention-velish)
@@ -498,7 +510,7 @@ PY
   wait)
     end=$((SECONDS + $2))
     verbs="both|velish|sweep|rest|more|ablation|retention|scale|sdft|evalbatch|claim|pool|ordered|speed|bench8b"
-    verbs="$verbs|graphs|workers06|weights06"
+    verbs="$verbs|graphs|workers06|track06"
     while [ $SECONDS -lt $end ] && pgrep -f "device_real_track.sh ($verbs)" > /dev/null; do
       sleep 10
     done

@@ -46,9 +46,18 @@ def visible_gpus() -> list[str]:
     return named[:torch.cuda.device_count()] if named else [str(i) for i in range(torch.cuda.device_count())]
 
 
+def cores() -> int:
+    """The CPU cores this process may run on: its affinity (``taskset``, a container's cpuset) where the system
+    reports one, else every core of the machine (``os.cpu_count``, which ignores the affinity)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def cores_each(processes: int) -> int:
     """The CPU cores each of ``processes`` processes side by side gets (at least one): its torch threads."""
-    return max(1, (os.cpu_count() or 1) // processes)
+    return max(1, cores() // processes)
 
 
 def device() -> str:
@@ -65,7 +74,7 @@ def plan(jobs: int, requested: int, device: str, job_gib: float = 0.0, free_gib:
     peak), no more than the CPU cores allow (each job's Python keeps one core busy), and no more than ``jobs``.
     With several workers on one GPU each job's memory budget is its share of the free memory, so that each plans
     its activation checkpointing for what it really has. ``gpus``: the GPUs to use (default: ``visible_gpus()``)."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or cores()
     if requested < 0:
         raise ValueError(f"train_workers = {requested}: give 0 (chosen from the devices) or a number of processes")
     gpus = (visible_gpus() if gpus is None else gpus) if device == "cuda" else []
