@@ -56,6 +56,11 @@ CALLS = {
     # helpers/lab/zoo.py + lab_world + chat.py + committee.py (RewardModel.score): apply_chat_template(...)
     "apply_chat_template": (PreTrainedTokenizerFast.apply_chat_template,
                             {"tokenize", "add_generation_prompt", "return_dict", "return_assistant_tokens_mask"}),
+    # helpers/placement.py: weights_gib() -- compute_module_sizes(empty, dtype=...)[""]
+    "accelerate.utils.compute_module_sizes": (__import__("accelerate.utils").utils.compute_module_sizes,
+                                              {"model", "dtype"}),
+    # helpers/placement.py: gpu_placement() and helpers/eval_models.py: worker_memory_on_gpus() -- mem_get_info(i)
+    "torch.cuda.mem_get_info": (__import__("torch").cuda.mem_get_info, {"device"}),
     # helpers/models.py: native_bf16()
     "torch.cuda.is_bf16_supported": (__import__("torch").cuda.is_bf16_supported, {"including_emulation"}),
     # helpers/models.py: bnb_config(), load_base(quantization_config=); notebooks/05_qlora_training.ipynb's cell

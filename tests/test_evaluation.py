@@ -459,6 +459,45 @@ def test_on_a_gpu_eval_weights_keeps_the_4bit_layers_or_dequantises_the_base_onc
         eval_models.load_for_eval(path, gpu, tmp_path, weights="bf16")
 
 
+def test_a_dequantised_base_in_more_workers_than_a_gpu_holds_is_refused_before_anything_loads(monkeypatch):
+    """eval_weights "dequantised"/"merged" hold the base in the compute dtype in every worker: an 8B base (about 15
+    GiB) in ten workers on one H200 is refused, naming how many fit and the 4-bit way out; "4bit", a base that is not
+    4-bit, and a CPU are not checked. The GPUs are played: their free memory and names are given."""
+    import torch
+
+    from helpers import models, workers
+    from helpers.lab import zoo
+
+    one_gpu = {"0": 10}
+    with pytest.raises(MemoryError, match=r"10 on GPU 0 .* 139.0 GiB free; set eval_workers to 7 or fewer, or set "
+                                          r"eval_weights = '4bit'"):
+        eval_models.check_worker_memory("merged", 15.0, one_gpu, {"0": 139.0})
+    eval_models.check_worker_memory("merged", 15.0, {"0": 7}, {"0": 139.0})  # 7 x 15 x 1.25 = 131 GiB: fits
+    eval_models.check_worker_memory("4bit", 15.0, one_gpu, {"0": 139.0})
+    with pytest.raises(MemoryError, match="on GPU 1 .* set eval_workers to 2 or fewer"):  # 1 fits per GPU, 2 GPUs
+        eval_models.check_worker_memory("dequantised", 15.0, {"0": 1, "1": 2}, {"0": 139.0, "1": 20.0 * 1.25})
+    with pytest.raises(MemoryError, match="not even one worker fits"):
+        eval_models.check_worker_memory("merged", 15.0, {"0": 1}, {"0": 10.0})
+
+    # the wrapper reads the base's size from its config and each planned GPU's free memory, as this process names it
+    path = str(zoo.ZOO_DIR / "base")
+    from helpers.placement import weights_gib
+
+    size = weights_gib(path, torch.bfloat16)
+    monkeypatch.setattr(workers, "visible_gpus", lambda: ["3", "5"])
+    free = {0: 3 * size * 1.25 * 2**30 + 1, 1: 0.5 * size * 2**30}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i], 0))
+    gpu = models.Setup("cuda", "bfloat16", "nf4")
+    eval_models.worker_memory_on_gpus(workers.Plan(3, ("3",) * 3, 0.0, ""), path, gpu, "merged")  # three fit on "3"
+    with pytest.raises(MemoryError, match="4 on GPU 3"):
+        eval_models.worker_memory_on_gpus(workers.Plan(4, ("3",) * 4, 0.0, ""), path, gpu, "merged")
+    with pytest.raises(MemoryError, match="1 on GPU 5 .* not even one worker fits"):
+        eval_models.worker_memory_on_gpus(workers.Plan(2, ("3", "5"), 0.0, ""), path, gpu, "dequantised")
+    for setup, weights in ((gpu, "4bit"), (models.Setup("cuda", "bfloat16", "none"), "merged"),
+                           (models.Setup("cpu", "float32", "nf4"), "merged")):
+        eval_models.worker_memory_on_gpus(workers.Plan(4, ("5",) * 4, 0.0, ""), path, setup, weights)
+
+
 def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a_changed_folder_reloads(
         tmp_path, monkeypatch):
     """Notebook 06 scores the base and every adapter: on a CPU the base is loaded (and dequantised) once, and each

@@ -37,7 +37,7 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     question) mostly do not, so the dequantised base sums in other orders than the 4-bit one. On one H200 an adapter
     scored 1.5-1.9x faster dequantised, 7 of 578 verdicts differing from the 4-bit model's (docs/bench/
     h200-evaluation/). A dequantised base holds its weights in bfloat16 in each worker (about 16 GB for an 8B model
-    against about 5 GB in 4-bit), and without a quantiser ``generate.generation_plan`` may compile a long answer job
+    against about 5 GB in 4-bit; ``check_worker_memory`` refuses more workers than a GPU holds), and without a quantiser ``generate.generation_plan`` may compile a long answer job
     (from ``COMPILE_MIN_STEPS`` decode steps; 06 of the GPU preset has 48)."""
     check_weights(weights)
     if adapter is not None and expected_key is not None \
@@ -52,6 +52,47 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
             base = base.dequantize(dtype=setup.dtype)
     model = base.eval() if adapter is None else load_adapter(base_path, adapter, setup, base=base)
     return model, load_tokenizer(base_path)
+
+
+def check_worker_memory(weights: str, base_gib: float, workers_per_gpu: dict[str, int], free_gib: dict[str, float],
+                        headroom: float = 1.25) -> None:
+    """Refuse, before anything loads, ``weights`` "dequantised" or "merged" on GPUs that cannot hold the dequantised
+    base (``base_gib``, in the compute dtype) once in each of their workers (``workers_per_gpu``: notebook 06's
+    ``eval_workers`` as ``workers.plan`` spread them), with ``headroom`` for the answers' batches, given each GPU's
+    ``free_gib``. A 4-bit base takes about a quarter of that and is not checked here. Names the number of workers
+    that fits and the other way out, instead of a CUDA out-of-memory error in the middle of the stage: an 8B base
+    dequantised is about 15 GiB, so ten workers on one 141 GiB H200 would not fit."""
+    check_weights(weights)
+    if weights == "4bit":
+        return
+    for gpu, n in sorted(workers_per_gpu.items()):
+        need = n * base_gib * headroom
+        if need > free_gib[gpu]:
+            fits = int(free_gib[gpu] // (base_gib * headroom))
+            fewer = f"set eval_workers to {fits * len(workers_per_gpu)} or fewer, or" if fits else "not even one " \
+                "worker fits:"
+            raise MemoryError(
+                f"eval_weights = {weights!r} holds the base dequantised ({base_gib:.1f} GiB) in each worker: {n} on "
+                f"GPU {gpu} need about {need:.1f} GiB with room for the answers, and it has {free_gib[gpu]:.1f} GiB "
+                f"free; {fewer} set eval_weights = '4bit' (about a quarter of the memory)")
+
+
+def worker_memory_on_gpus(plan, base_path: str, setup: Setup, weights: str) -> None:
+    """``check_worker_memory`` for ``plan``'s GPUs (``workers.plan``'s devices, named as ``CUDA_VISIBLE_DEVICES``
+    names them; this process sees them in that order) and the base at ``base_path`` in the compute dtype. Nothing to
+    check on a CPU, with "4bit", or for a base that is not 4-bit (then each worker holds it as it is, in every
+    setting)."""
+    if setup.device != "cuda" or weights == "4bit" or setup.quantization != "nf4":
+        return
+    import torch
+
+    from .placement import weights_gib
+    from .workers import visible_gpus
+
+    index = {name: i for i, name in enumerate(visible_gpus())}
+    counts = {d: plan.devices.count(d) for d in set(plan.devices)}
+    free = {d: torch.cuda.mem_get_info(index[d])[0] / 2**30 for d in counts}
+    check_worker_memory(weights, weights_gib(base_path, setup.dtype), counts, free)
 
 
 def merged_for_scoring(model, setup: Setup, weights: str = "4bit"):

@@ -17,7 +17,7 @@ from . import report as reporting
 from . import uncertainty
 from . import workers as workers_service
 from .datafiles import fingerprint, passes_of
-from .eval_models import check_weights, load_for_eval, merged_for_scoring
+from .eval_models import check_weights, load_for_eval, merged_for_scoring, worker_memory_on_gpus
 from .models import Setup, bnb_4bit_works
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
@@ -286,6 +286,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     start = time.perf_counter()
     listed = adapters(run_name, training)
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
+    worker_memory_on_gpus(plan, base_path, setup, weights)  # a dequantised base in every worker: refused if it won't fit
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup, weights=weights)
     general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
