@@ -59,8 +59,11 @@ CALLS = {
     # helpers/placement.py: weights_gib() -- compute_module_sizes(empty, dtype=...)[""]
     "accelerate.utils.compute_module_sizes": (__import__("accelerate.utils").utils.compute_module_sizes,
                                               {"model", "dtype"}),
-    # helpers/placement.py: gpu_placement() and helpers/eval_models.py: worker_memory_on_gpus() -- mem_get_info(i)
+    # helpers/placement.py: gpu_placement() and helpers/eval_models.py: free_gib() -- mem_get_info(i)
     "torch.cuda.mem_get_info": (__import__("torch").cuda.mem_get_info, {"device"}),
+    # helpers/eval_models.py: free_gib() -- total_memory less NVML's used memory, no CUDA context opened
+    "torch.cuda.get_device_properties": (__import__("torch").cuda.get_device_properties, {"device"}),
+    "torch.cuda.device_memory_used": (__import__("torch").cuda.device_memory_used, {"device"}),
     # helpers/models.py: native_bf16()
     "torch.cuda.is_bf16_supported": (__import__("torch").cuda.is_bf16_supported, {"including_emulation"}),
     # helpers/models.py: bnb_config(), load_base(quantization_config=); notebooks/05_qlora_training.ipynb's cell

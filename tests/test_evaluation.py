@@ -463,10 +463,12 @@ def test_a_dequantised_base_in_more_workers_than_a_gpu_holds_is_refused_before_a
     """eval_weights "dequantised"/"merged" hold the base in the compute dtype in every worker: an 8B base (about 15
     GiB) in ten workers on one H200 is refused, naming how many fit and the 4-bit way out; "4bit", a base that is not
     4-bit, and a CPU are not checked. The GPUs are played: their free memory and names are given."""
+    import types
+
     import torch
 
     from helpers import models, workers
-    from helpers.lab import zoo
+    from helpers.placement import weights_gib
 
     one_gpu = {"0": 10}
     with pytest.raises(MemoryError, match=r"10 on GPU 0 .* 139.0 GiB free; set eval_workers to 7 or fewer, or set "
@@ -479,20 +481,35 @@ def test_a_dequantised_base_in_more_workers_than_a_gpu_holds_is_refused_before_a
     with pytest.raises(MemoryError, match="not even one worker fits"):
         eval_models.check_worker_memory("merged", 15.0, {"0": 1}, {"0": 10.0})
 
-    # the wrapper reads the base's size from its config and each planned GPU's free memory, as this process names it
-    path = str(zoo.ZOO_DIR / "base")
-    from helpers.placement import weights_gib
+    with pytest.raises(MemoryError, match="on GPU 1 .* set eval_workers to 4 or fewer"):  # the fuller GPU decides
+        eval_models.check_worker_memory("merged", 10.0, {"0": 3, "1": 3}, {"0": 5 * 12.5, "1": 2 * 12.5})
 
+    # the wrapper reads the base's size from its config and each planned GPU's free memory, as this process names it:
+    # from NVML (no CUDA context on a GPU only the workers use), else from the CUDA runtime
+    path = str(zoo.ZOO_DIR / "base")
     size = weights_gib(path, torch.bfloat16)
+    gib = 2**30
+    total, used, free = {0: 100 * size * gib, 1: 100 * size * gib}, {0: 97 * size * gib - 1, 1: 99.5 * size * gib}, {}
     monkeypatch.setattr(workers, "visible_gpus", lambda: ["3", "5"])
-    free = {0: 3 * size * 1.25 * 2**30 + 1, 1: 0.5 * size * 2**30}
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i], 0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=total[i]))
+    monkeypatch.setattr(torch.cuda, "device_memory_used", lambda i: used[i])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i], total[i]))
     gpu = models.Setup("cuda", "bfloat16", "nf4")
-    eval_models.worker_memory_on_gpus(workers.Plan(3, ("3",) * 3, 0.0, ""), path, gpu, "merged")  # three fit on "3"
-    with pytest.raises(MemoryError, match="4 on GPU 3"):
-        eval_models.worker_memory_on_gpus(workers.Plan(4, ("3",) * 4, 0.0, ""), path, gpu, "merged")
+    assert eval_models.free_gib(0) == pytest.approx(3 * size, rel=1e-6)
+    eval_models.worker_memory_on_gpus(workers.Plan(2, ("3",) * 2, 0.0, ""), path, gpu, "merged")  # 2.5 x size: fits
+    with pytest.raises(MemoryError, match="3 on GPU 3"):
+        eval_models.worker_memory_on_gpus(workers.Plan(3, ("3",) * 3, 0.0, ""), path, gpu, "merged")
     with pytest.raises(MemoryError, match="1 on GPU 5 .* not even one worker fits"):
         eval_models.worker_memory_on_gpus(workers.Plan(2, ("3", "5"), 0.0, ""), path, gpu, "dequantised")
+
+    def no_nvml(i):
+        raise ModuleNotFoundError("nvidia-ml-py does not seem to be installed")
+
+    monkeypatch.setattr(torch.cuda, "device_memory_used", no_nvml)
+    free.update({0: 1.3 * size * gib, 1: 2.6 * size * gib})
+    eval_models.worker_memory_on_gpus(workers.Plan(2, ("3", "5"), 0.0, ""), path, gpu, "merged")  # one each fits
+    with pytest.raises(MemoryError, match="2 on GPU 3 .* set eval_workers to 2 or fewer"):  # GPU 5 holds 2
+        eval_models.worker_memory_on_gpus(workers.Plan(4, ("3", "5") * 2, 0.0, ""), path, gpu, "merged")
     for setup, weights in ((gpu, "4bit"), (models.Setup("cuda", "bfloat16", "none"), "merged"),
                            (models.Setup("cpu", "float32", "nf4"), "merged")):
         eval_models.worker_memory_on_gpus(workers.Plan(4, ("5",) * 4, 0.0, ""), path, setup, weights)

@@ -107,8 +107,8 @@ runs06() {  # PREFIX PARAM VALUE...: notebook 06 of the clinical run's 01-05 on 
   for v in "$@"; do
     local run="smollm2-gpu-$prefix$v"
     copy_stages smollm2-gpu "$run" "0[1-5]"
-    CUDA_VISIBLE_DEVICES=${GPUS06:-0} ${PIN06:-} python3 -m helpers.pipeline run --preset $PRESET --only 06 -p "run_name=$run" \
-      -p "$param=$v" && pack "$run" || echo "06 with $param=$v failed" >&2
+    CUDA_VISIBLE_DEVICES=${GPUS06:-0} ${PIN06:-} python3 -m helpers.pipeline run --preset $PRESET --only 06 \
+      -p "run_name=$run" -p "$param=$v" && pack "$run" || echo "06 with $param=$v failed" >&2
   done
 }
 clinical0103() {  # the clinical run's 01-03 that the later verbs start from: made here when not carried (nothing

@@ -37,8 +37,9 @@ def load_for_eval(base_path: str, setup: Setup, adapter: Path | None = None, exp
     question) mostly do not, so the dequantised base sums in other orders than the 4-bit one. On one H200 an adapter
     scored 1.5-1.9x faster dequantised, 7 of 578 verdicts differing from the 4-bit model's (docs/bench/
     h200-evaluation/). A dequantised base holds its weights in bfloat16 in each worker (about 16 GB for an 8B model
-    against about 5 GB in 4-bit; ``check_worker_memory`` refuses more workers than a GPU holds), and without a quantiser ``generate.generation_plan`` may compile a long answer job
-    (from ``COMPILE_MIN_STEPS`` decode steps; 06 of the GPU preset has 48)."""
+    against about 5 GB in 4-bit; ``check_worker_memory`` refuses more workers than a GPU holds), and without a
+    quantiser ``generate.generation_plan`` may compile a long answer job (from ``COMPILE_MIN_STEPS`` decode steps; 06
+    of the GPU preset has 48)."""
     check_weights(weights)
     if adapter is not None and expected_key is not None \
             and read_json(Path(adapter) / "metrics.json").get("settings_key") != expected_key:
@@ -60,39 +61,50 @@ def check_worker_memory(weights: str, base_gib: float, workers_per_gpu: dict[str
     base (``base_gib``, in the compute dtype) once in each of their workers (``workers_per_gpu``: notebook 06's
     ``eval_workers`` as ``workers.plan`` spread them), with ``headroom`` for the answers' batches, given each GPU's
     ``free_gib``. A 4-bit base takes about a quarter of that and is not checked here. Names the number of workers
-    that fits and the other way out, instead of a CUDA out-of-memory error in the middle of the stage: an 8B base
-    dequantised is about 15 GiB, so ten workers on one 141 GiB H200 would not fit."""
+    that fits on every GPU and the other way out, instead of a CUDA out-of-memory error in the middle of the stage:
+    an 8B base dequantised is about 15 GiB, so ten workers on one 141 GiB H200 would not fit. The headroom is a
+    floor, not an estimate: a large ``answer_batch_size`` on a large model needs more for its cache."""
     check_weights(weights)
     if weights == "4bit":
         return
-    for gpu, n in sorted(workers_per_gpu.items()):
-        need = n * base_gib * headroom
-        if need > free_gib[gpu]:
-            fits = int(free_gib[gpu] // (base_gib * headroom))
-            fewer = f"set eval_workers to {fits * len(workers_per_gpu)} or fewer, or" if fits else "not even one " \
-                "worker fits:"
-            raise MemoryError(
-                f"eval_weights = {weights!r} holds the base dequantised ({base_gib:.1f} GiB) in each worker: {n} on "
-                f"GPU {gpu} need about {need:.1f} GiB with room for the answers, and it has {free_gib[gpu]:.1f} GiB "
-                f"free; {fewer} set eval_weights = '4bit' (about a quarter of the memory)")
+    short = [(gpu, n) for gpu, n in sorted(workers_per_gpu.items()) if n * base_gib * headroom > free_gib[gpu]]
+    if not short:
+        return
+    gpu, n = short[0]
+    fits = min(int(free_gib[g] // (base_gib * headroom)) for g in workers_per_gpu)  # on the fullest GPU
+    fewer = f"set eval_workers to {fits * len(workers_per_gpu)} or fewer, or" if fits else "not even one worker fits:"
+    raise MemoryError(
+        f"eval_weights = {weights!r} holds the base dequantised ({base_gib:.1f} GiB) in each worker: {n} on GPU {gpu} "
+        f"need about {n * base_gib * headroom:.1f} GiB with room for the answers, and it has {free_gib[gpu]:.1f} GiB "
+        f"free; {fewer} set eval_weights = '4bit' (about a quarter of the memory)")
+
+
+def free_gib(index: int) -> float:
+    """GiB free on the GPU this process sees as ``index``: from NVML (``torch.cuda.device_memory_used``), which opens
+    no CUDA context there (about 0.5 GiB held for the kernel's life on a GPU its workers use, not it), else from
+    ``torch.cuda.mem_get_info`` where NVML cannot answer."""
+    import torch
+
+    try:
+        return (torch.cuda.get_device_properties(index).total_memory - torch.cuda.device_memory_used(index)) / 2**30
+    except Exception:  # no nvidia-ml-py, or NVML not reachable (a container): the CUDA runtime's count instead
+        return torch.cuda.mem_get_info(index)[0] / 2**30
 
 
 def worker_memory_on_gpus(plan, base_path: str, setup: Setup, weights: str) -> None:
     """``check_worker_memory`` for ``plan``'s GPUs (``workers.plan``'s devices, named as ``CUDA_VISIBLE_DEVICES``
     names them; this process sees them in that order) and the base at ``base_path`` in the compute dtype. Nothing to
     check on a CPU, with "4bit", or for a base that is not 4-bit (then each worker holds it as it is, in every
-    setting)."""
+    setting). The calling process's own copy of the base (the general answers it makes first) is freed before the
+    workers start (``evaluation.score_models``)."""
     if setup.device != "cuda" or weights == "4bit" or setup.quantization != "nf4":
         return
-    import torch
-
     from .placement import weights_gib
     from .workers import visible_gpus
 
     index = {name: i for i, name in enumerate(visible_gpus())}
     counts = {d: plan.devices.count(d) for d in set(plan.devices)}
-    free = {d: torch.cuda.mem_get_info(index[d])[0] / 2**30 for d in counts}
-    check_worker_memory(weights, weights_gib(base_path, setup.dtype), counts, free)
+    check_worker_memory(weights, weights_gib(base_path, setup.dtype), counts, {d: free_gib(index[d]) for d in counts})
 
 
 def merged_for_scoring(model, setup: Setup, weights: str = "4bit"):

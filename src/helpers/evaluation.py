@@ -286,7 +286,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     start = time.perf_counter()
     listed = adapters(run_name, training)
     plan = workers_service.plan(len(listed) + 1, workers, setup.device)
-    worker_memory_on_gpus(plan, base_path, setup, weights)  # a dequantised base in every worker: refused if it won't fit
+    worker_memory_on_gpus(plan, base_path, setup, weights)  # a dequantised base in each worker: refused unless it fits
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup, weights=weights)
     general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
@@ -303,6 +303,13 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
             and base_logprobs_bytes(model, base_answers) <= DRIFT_REFERENCE_BYTES:
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
+    if setup.device == "cuda":  # this copy's memory back to the GPU before the workers load theirs
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()
     alone, start = time.perf_counter() - start, time.perf_counter()
     options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size, "weights": weights}
     first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": general})] if beside else []
