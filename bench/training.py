@@ -14,7 +14,10 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 * ``helpers, before``: the trainer as it was: fp32 adapters, LoRA dropout 0.05, every layer checkpointed, no Liger;
 * ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
 * ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
-* ``helpers, compiled``: the default plan with ``torch.compile`` (``--compiled``; the first steps compile);
+* ``helpers, default, unquantised base`` (``--unquantised``): the default plan, the base not quantised (LoRA);
+* ``helpers, compiled``, ``helpers, compiled per layer`` and ``..., no Liger`` (``--compiled``): the default plan
+  with ``torch.compile`` of the whole model, or of each decoder layer (accelerate's regional compilation), every
+  batch padded to ``--length`` (the first steps compile);
 * ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
   processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
   whole batch, ``vs_single`` compares them with the single process's default row, and ``loss_max_diff`` is the
@@ -250,7 +253,8 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["llama-3.1-8b", "qwen2.5-0.5b"], choices=sorted(SHAPES))
     parser.add_argument("--length", type=int, default=2048, help="tokens per conversation (max_length)")
     parser.add_argument("--batch", type=int, default=1, help="conversations per step (the real track: 16 of 384)")
-    parser.add_argument("--compiled", action="store_true", help="add a row with torch.compile (Speed.compiled)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="add rows with torch.compile (Speed.compiled): the whole model, and each decoder layer")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
@@ -300,9 +304,13 @@ def main() -> None:
             bare = models.choose_setup("none", device)
             variants.append(("helpers, default, unquantised base",
                              lambda: one(folder, bare, data, hp, None, 0, args.warmup)))
-        if args.compiled and not args.ddp_only:
-            variants.append(("helpers, compiled", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
-                                                              compiled=True)))
+        if args.compiled and not args.ddp_only:  # the whole model; each decoder layer (with Liger's kernels and not)
+            variants += [("helpers, compiled", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
+                                                           compiled=True)),
+                         ("helpers, compiled per layer", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
+                                                                     compiled="regional")),
+                         ("helpers, compiled per layer, no Liger",
+                          lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False))]
         if args.profile and not args.ddp_only:
             variants.append(("helpers, default (profiled)",
                              lambda: one(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,

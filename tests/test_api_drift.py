@@ -78,7 +78,7 @@ CALLS = {
                                   "lr_scheduler_type", "warmup_steps", "logging_steps", "save_strategy", "report_to",
                                   "seed", "data_seed", "assistant_only_loss", "max_length", "use_cpu", "bf16", "fp16",
                                   "disable_tqdm", "activation_checkpointing", "activation_checkpointing_kwargs",
-                                  "use_liger_kernel"}),
+                                  "use_liger_kernel", "torch_compile", "pad_to_multiple_of"}),
     # helpers/qlora_training.py: make_sdft_trainer() -- SDFTConfig is a dataclass too (SHARED_WITH_SDFT + these)
     "trl.experimental.sdft.SDFTConfig": (__import__("trl.experimental.sdft", fromlist=["SDFTConfig"]).SDFTConfig,
                                          {"output_dir", "max_steps", "per_device_train_batch_size", "learning_rate",

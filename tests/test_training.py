@@ -1,6 +1,7 @@
 """Stage 05: the three configs (the notebook's cells and ``qlora_configs.from_parameters`` agree, and train as
 before), the QLoRA trainer (masking, dtypes, 4-bit), adapters saved and reloaded, resume, and the same code on a
 stand-in with a real chat template."""
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -551,3 +552,23 @@ def test_the_loss_figure_says_whether_the_arms_trained_the_same_steps(monkeypatc
     results = {arm: [{"steps": n, "loss_curve": [(1, 2.0), (n, 1.0)]}] for arm, n in zip(("domain_only", "ours"), steps)}
     qt.plot_loss_curves(results, tmp_path / "loss.png")
     assert f"({says}, same hyperparameters)" in seen["title"]
+
+
+def test_a_compiled_plan_pads_every_batch_to_one_shape_and_may_compile_each_layer_alone(tmp_path, monkeypatch):
+    """``Speed.compiled`` (a bench option, off in notebook 05): True compiles the whole model through the Trainer,
+    "regional" each decoder layer on its own (accelerate's regional compilation, set only while the Trainer is built),
+    and either pads every batch to ``max_length`` so that the compiled step sees one shape. Nothing is trained here."""
+    name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
+    monkeypatch.delenv(name, raising=False)
+    plans = {}
+    for compiled in (False, True, "regional"):
+        speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0, compiled=compiled)
+        trainer = qt.make_trainer(rows(4), BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0,
+                                  output_dir=tmp_path / str(compiled), progress=False, speed=speed)
+        plugin = trainer.accelerator.state.dynamo_plugin
+        plans[compiled] = (trainer.args.torch_compile, trainer.args.pad_to_multiple_of, plugin.backend.value,
+                           bool(plugin.use_regional_compilation))
+        assert name not in os.environ, compiled  # restored once the Trainer is built
+    assert plans[False] == (False, None, "NO", False)
+    assert plans[True] == (True, HP["max_length"], "INDUCTOR", False)
+    assert plans["regional"] == (True, HP["max_length"], "INDUCTOR", True)

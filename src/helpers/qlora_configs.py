@@ -283,6 +283,8 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     if parts > 1:
         schedule["per_device_train_batch_size"] = max(1, sft.per_device_train_batch_size // parts)
         schedule["gradient_accumulation_steps"] = speed.accumulation
+    if speed.compiled:  # one padded shape: a compiled step, and CUDA graphs, recorded once instead of per length
+        schedule["pad_to_multiple_of"] = sft.max_length
     if steps is not None and steps != sft.max_steps:
         def stretch(value):
             return value if 0 < value < 1 else max(1 if value else 0, round(value * steps / sft.max_steps))
@@ -291,5 +293,5 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     return replace(sft, output_dir=str(output_dir), seed=seed, data_seed=seed, disable_tqdm=not progress,
                    assistant_only_loss=assistant_only_loss, activation_checkpointing=bool(speed.checkpointed_layers),
                    activation_checkpointing_kwargs={"use_reentrant": False}, use_liger_kernel=speed.liger,
-                   torch_compile=speed.compiled, **schedule)
+                   torch_compile=bool(speed.compiled), **schedule)
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -162,11 +164,30 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
     if fmt == "prompt_completion":
         dataset = to_prompt_completion(dataset)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=copy.deepcopy(recipe.lora))
+    with regional_compilation(speed.compiled == "regional"):
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=copy.deepcopy(recipe.lora))
     if 0 < speed.checkpointed_layers < speed.layers:
         trainer.add_callback(partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
     return _finish_trainer(trainer, progress, speed, rows)
+
+
+@contextmanager
+def regional_compilation(on: bool):
+    """While a Trainer is built: accelerate's regional compilation (each repeated decoder layer compiled on its own,
+    the rest eager) when ``on``. The Trainer builds its accelerate dynamo plugin from its ``torch_compile`` arguments,
+    and the plugin reads this one setting from the environment only; the environment is restored afterwards."""
+    name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
+    before = os.environ.get(name)
+    if on:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if on and before is None:
+            os.environ.pop(name, None)
+        elif on:
+            os.environ[name] = before
 
 
 def _finish_trainer(trainer, progress: bool, speed: Speed, rows: list[int] | None = None):

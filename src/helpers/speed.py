@@ -26,7 +26,9 @@ class Speed:
     layers: int  # decoder layers in the model
     estimate_gib: float  # predicted peak device memory with this plan
     budget_gib: float  # the memory it had to fit in
-    compiled: bool = False  # torch.compile (through the Trainer's torch_compile): fewer, fused kernels per step
+    # torch.compile through the Trainer's torch_compile, every batch padded to max_length (one shape, no recompiles):
+    # True compiles the whole model, "regional" each decoder layer on its own (accelerate's regional compilation)
+    compiled: bool | str = False
     accumulation: int = 1  # micro-batches per optimizer step (gradient accumulation): the batch in this many parts
 
 
