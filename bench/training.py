@@ -17,7 +17,7 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 * ``helpers, default, unquantised base`` (``--unquantised``): the default plan, the base not quantised (LoRA);
 * ``helpers, compiled``, ``helpers, compiled per layer`` and ``..., no Liger`` (``--compiled``): the default plan
   with ``torch.compile`` of the whole model, or of each decoder layer (accelerate's regional compilation), every
-  batch padded to ``--length`` (the first steps compile);
+  batch padded to ``--length`` (the first steps compile; the padding's own cost is not separated from the compile's);
 * ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
   processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
   whole batch, ``vs_single`` compares them with the single process's default row, and ``loss_max_diff`` is the
@@ -346,6 +346,7 @@ def main() -> None:
             rows.append(row)
             print(f"  {name} {label}: {row['tok_per_s']:,.0f} tok/s, peak {row['peak_gib']} GiB", flush=True)
             gc.collect()
+            torch._dynamo.reset()  # a compiled row's graphs and caches are not the next row's
             if device == "cuda":
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "tok_per_s_period", "vs_first", "vs_single", "step_s",

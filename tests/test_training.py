@@ -560,15 +560,19 @@ def test_a_compiled_plan_pads_every_batch_to_one_shape_and_may_compile_each_laye
     and either pads every batch to ``max_length`` so that the compiled step sees one shape. Nothing is trained here."""
     name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
     monkeypatch.delenv(name, raising=False)
-    plans = {}
-    for compiled in (False, True, "regional"):
+
+    def plan(compiled):
         speed = sp.Speed("float32", False, 0, 4, 0.0, 0.0, compiled=compiled)
         trainer = qt.make_trainer(rows(4), BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0,
                                   output_dir=tmp_path / str(compiled), progress=False, speed=speed)
         plugin = trainer.accelerator.state.dynamo_plugin
-        plans[compiled] = (trainer.args.torch_compile, trainer.args.pad_to_multiple_of, plugin.backend.value,
-                           bool(plugin.use_regional_compilation))
-        assert name not in os.environ, compiled  # restored once the Trainer is built
-    assert plans[False] == (False, None, "NO", False)
-    assert plans[True] == (True, HP["max_length"], "INDUCTOR", False)
-    assert plans["regional"] == (True, HP["max_length"], "INDUCTOR", True)
+        return (trainer.args.torch_compile, trainer.args.pad_to_multiple_of, plugin.backend.value,
+                bool(plugin.use_regional_compilation))
+
+    assert plan(False) == (False, None, "NO", False) and name not in os.environ
+    assert plan(True) == (True, HP["max_length"], "INDUCTOR", False) and name not in os.environ
+    assert plan("regional") == (True, HP["max_length"], "INDUCTOR", True) and name not in os.environ
+    monkeypatch.setenv(name, "1")  # set by the user: True still compiles the whole model, and the value comes back
+    assert plan(True)[3] is False and os.environ[name] == "1"
+    with pytest.raises(ValueError, match="Speed.compiled = 'layers'"):
+        plan("layers")

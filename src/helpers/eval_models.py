@@ -80,9 +80,9 @@ def check_worker_memory(weights: str, base_gib: float, workers_per_gpu: dict[str
 
 
 def free_gib(index: int) -> float:
-    """GiB free on the GPU this process sees as ``index``: from NVML (``torch.cuda.device_memory_used``), which opens
-    no CUDA context there (about 0.5 GiB held for the kernel's life on a GPU its workers use, not it), else from
-    ``torch.cuda.mem_get_info`` where NVML cannot answer."""
+    """GiB free on the GPU this process sees as ``index``: from NVML (``torch.cuda.device_memory_used``, which needs
+    the nvidia-ml-py package, not among this project's pins), which opens no CUDA context there (about 0.5 GiB held
+    for the kernel's life on a GPU its workers use, not it), else from ``torch.cuda.mem_get_info``."""
     import torch
 
     try:

@@ -164,7 +164,7 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
     if fmt == "prompt_completion":
         dataset = to_prompt_completion(dataset)
-    with regional_compilation(speed.compiled == "regional"):
+    with regional_compilation(speed.compiled):
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=copy.deepcopy(recipe.lora))
     if 0 < speed.checkpointed_layers < speed.layers:
@@ -173,20 +173,23 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
 
 
 @contextmanager
-def regional_compilation(on: bool):
-    """While a Trainer is built: accelerate's regional compilation (each repeated decoder layer compiled on its own,
-    the rest eager) when ``on``. The Trainer builds its accelerate dynamo plugin from its ``torch_compile`` arguments,
-    and the plugin reads this one setting from the environment only; the environment is restored afterwards."""
+def regional_compilation(compiled: bool | str):
+    """While a Trainer is built for ``Speed.compiled``: accelerate's regional compilation (each repeated decoder layer
+    compiled on its own, the rest apart) for "regional", the whole model for True. The Trainer builds its accelerate
+    dynamo plugin from its ``torch_compile`` arguments, and the plugin reads this one setting from the environment
+    only, then; the environment is restored afterwards. Uncompiled, nothing is set."""
+    if compiled not in (False, True, "regional"):
+        raise ValueError(f"Speed.compiled = {compiled!r}: give False, True (the whole model) or 'regional'")
     name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
     before = os.environ.get(name)
-    if on:
-        os.environ[name] = "1"
+    if compiled:
+        os.environ[name] = "1" if compiled == "regional" else "0"
     try:
         yield
     finally:
-        if on and before is None:
+        if compiled and before is None:
             os.environ.pop(name, None)
-        elif on:
+        elif compiled:
             os.environ[name] = before
 
 
@@ -249,8 +252,9 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     if len(data) < batch:  # TRL's RepeatSampler drops an incomplete batch: no step would run
         raise ValueError(f"SDFT has {len(data)} distinct row(s), fewer than one batch of {batch} (train_batch_size), "
                          "so it would train 0 steps: give notebook 04 more domain rows, or 05 a smaller batch")
-    trainer = SDFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                          peft_config=copy.deepcopy(recipe.lora))
+    with regional_compilation(speed.compiled):  # arm_sft_config's torch_compile reaches SDFT too
+        trainer = SDFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                              peft_config=copy.deepcopy(recipe.lora))
     return _finish_trainer(trainer, progress, speed, rows)
 
 
