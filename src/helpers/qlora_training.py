@@ -27,7 +27,6 @@ import json
 import os
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -38,8 +37,8 @@ from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, check_ranks, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
-from .speed import (Speed, cast_adapters, numerics, partial_checkpointing_callback, side_by_side, speed_plan,
-                    text_config)
+from .speed import (Speed, cast_adapters, numerics, partial_checkpointing_callback, regional_compilation, side_by_side,
+                    speed_plan, text_config)
 from . import workers as workers_service
 
 STAGE = "05_training"
@@ -152,8 +151,8 @@ def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=No
 def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, output_dir: Path,
                  progress: bool = True, speed: Speed | None = None, steps: int | None = None):
     """An ``SFTTrainer`` for one arm: the recipe's base model (4-bit or not), LoRA and SFT configs, loss on the
-    answers (``loss_format``), adapters, Liger and checkpointing as ``speed`` says (default: ``speed_plan``), ``steps``
-    (the arm's budget, ``arm_steps``; default: ``max_steps``), rows in order where 04 made passes (a ``pass`` column)."""
+    answers (``loss_format``), adapters, Liger, checkpointing and compiling as ``speed`` says (``speed_plan``),
+    ``steps`` (the arm's budget, ``arm_steps``; default ``max_steps``), rows in order where 04 made passes."""
     from trl import SFTTrainer
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
@@ -162,35 +161,13 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
     args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress, steps,
                           in_order="pass" in dataset.column_names)
     dataset = dataset.remove_columns([c for c in dataset.column_names if c != "messages"])
-    if fmt == "prompt_completion":
-        dataset = to_prompt_completion(dataset)
+    dataset = to_prompt_completion(dataset) if fmt == "prompt_completion" else dataset
     with regional_compilation(speed.compiled):
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=copy.deepcopy(recipe.lora))
     if 0 < speed.checkpointed_layers < speed.layers:
         trainer.add_callback(partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
     return _finish_trainer(trainer, progress, speed, rows)
-
-
-@contextmanager
-def regional_compilation(compiled: bool | str):
-    """While a Trainer is built for ``Speed.compiled``: accelerate's regional compilation (each repeated decoder layer
-    compiled on its own, the rest apart) for "regional", the whole model for True. The Trainer builds its accelerate
-    dynamo plugin from its ``torch_compile`` arguments, and the plugin reads this one setting from the environment
-    only, then; the environment is restored afterwards. Uncompiled, nothing is set."""
-    if compiled not in (False, True, "regional"):
-        raise ValueError(f"Speed.compiled = {compiled!r}: give False, True (the whole model) or 'regional'")
-    name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
-    before = os.environ.get(name)
-    if compiled:
-        os.environ[name] = "1" if compiled == "regional" else "0"
-    try:
-        yield
-    finally:
-        if compiled and before is None:
-            os.environ.pop(name, None)
-        elif compiled:
-            os.environ[name] = before
 
 
 def _finish_trainer(trainer, progress: bool, speed: Speed, rows: list[int] | None = None):
@@ -236,8 +213,6 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     """TRL's ``SDFTTrainer`` for one arm, with the SFT arms' base model, LoRA, seed and speed plan and the Trainer
     settings of their ``SFTConfig`` (``SHARED_WITH_SDFT``: steps, batch, learning rate, schedule, precision), and
     ``SDFT``'s own settings."""
-    import os
-
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 

@@ -9,6 +9,8 @@ settings); checkpointing only recomputes. docs/performance.md has the measuremen
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -171,3 +173,24 @@ def partial_checkpointing_callback(kept: int):
             return control
 
     return PartialCheckpointing()
+
+
+@contextmanager
+def regional_compilation(compiled: bool | str):
+    """While a Trainer is built for ``Speed.compiled``: accelerate's regional compilation (each repeated decoder layer
+    compiled on its own, the rest apart) for "regional", the whole model for True. The Trainer builds its accelerate
+    dynamo plugin from its ``torch_compile`` arguments, and the plugin reads this one setting from the environment
+    only, then; the environment is restored afterwards. Uncompiled, nothing is set."""
+    if compiled not in (False, True, "regional"):
+        raise ValueError(f"Speed.compiled = {compiled!r}: give False, True (the whole model) or 'regional'")
+    name = "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"
+    before = os.environ.get(name)
+    if compiled:
+        os.environ[name] = "1" if compiled == "regional" else "0"
+    try:
+        yield
+    finally:
+        if compiled and before is None:
+            os.environ.pop(name, None)
+        elif compiled:
+            os.environ[name] = before
