@@ -59,9 +59,9 @@ CALLS = {
     # helpers/placement.py: weights_gib() -- compute_module_sizes(empty, dtype=...)[""]
     "accelerate.utils.compute_module_sizes": (__import__("accelerate.utils").utils.compute_module_sizes,
                                               {"model", "dtype"}),
-    # helpers/placement.py: gpu_placement() and helpers/eval_models.py: free_gib() -- mem_get_info(i)
+    # helpers/placement.py: gpu_placement() and helpers/placement.py: free_gib() -- mem_get_info(i)
     "torch.cuda.mem_get_info": (__import__("torch").cuda.mem_get_info, {"device"}),
-    # helpers/eval_models.py: free_gib() -- total_memory less NVML's used memory, no CUDA context opened
+    # helpers/placement.py: free_gib() -- total_memory less NVML's used memory, no CUDA context opened
     "torch.cuda.get_device_properties": (__import__("torch").cuda.get_device_properties, {"device"}),
     "torch.cuda.device_memory_used": (__import__("torch").cuda.device_memory_used, {"device"}),
     # helpers/models.py: native_bf16()

@@ -468,6 +468,7 @@ def test_a_dequantised_base_in_more_workers_than_a_gpu_holds_is_refused_before_a
     import torch
 
     from helpers import models, workers
+    from helpers import placement
     from helpers.placement import weights_gib
 
     one_gpu = {"0": 10}
@@ -495,7 +496,7 @@ def test_a_dequantised_base_in_more_workers_than_a_gpu_holds_is_refused_before_a
     monkeypatch.setattr(torch.cuda, "device_memory_used", lambda i: used[i])
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i], total[i]))
     gpu = models.Setup("cuda", "bfloat16", "nf4")
-    assert eval_models.free_gib(0) == pytest.approx(3 * size, rel=1e-6)
+    assert placement.free_gib(0) == pytest.approx(3 * size, rel=1e-6)
     eval_models.worker_memory_on_gpus(workers.Plan(2, ("3",) * 2, 0.0, ""), path, gpu, "merged")  # 2.5 x size: fits
     with pytest.raises(MemoryError, match="3 on GPU 3"):
         eval_models.worker_memory_on_gpus(workers.Plan(3, ("3",) * 3, 0.0, ""), path, gpu, "merged")

@@ -79,18 +79,6 @@ def check_worker_memory(weights: str, base_gib: float, workers_per_gpu: dict[str
         f"free; {fewer} set eval_weights = '4bit' (about a quarter of the memory)")
 
 
-def free_gib(index: int) -> float:
-    """GiB free on the GPU this process sees as ``index``: from NVML (``torch.cuda.device_memory_used``, which needs
-    the nvidia-ml-py package, not among this project's pins), which opens no CUDA context there (about 0.5 GiB held
-    for the kernel's life on a GPU its workers use, not it), else from ``torch.cuda.mem_get_info``."""
-    import torch
-
-    try:
-        return (torch.cuda.get_device_properties(index).total_memory - torch.cuda.device_memory_used(index)) / 2**30
-    except Exception:  # no nvidia-ml-py, or NVML not reachable (a container): the CUDA runtime's count instead
-        return torch.cuda.mem_get_info(index)[0] / 2**30
-
-
 def worker_memory_on_gpus(plan, base_path: str, setup: Setup, weights: str) -> None:
     """``check_worker_memory`` for ``plan``'s GPUs (``workers.plan``'s devices, named as ``CUDA_VISIBLE_DEVICES``
     names them; this process sees them in that order) and the base at ``base_path`` in the compute dtype. Nothing to
@@ -99,7 +87,7 @@ def worker_memory_on_gpus(plan, base_path: str, setup: Setup, weights: str) -> N
     workers start (``evaluation.score_models``)."""
     if setup.device != "cuda" or weights == "4bit" or setup.quantization != "nf4":
         return
-    from .placement import weights_gib
+    from .placement import free_gib, weights_gib
     from .workers import visible_gpus
 
     index = {name: i for i, name in enumerate(visible_gpus())}

@@ -35,6 +35,18 @@ def weights_gib(path: str, dtype, config=None) -> float:
     return compute_module_sizes(empty, dtype=dtype)[""] / 2**30
 
 
+def free_gib(index: int) -> float:
+    """GiB free on the GPU this process sees as ``index``: from NVML (``torch.cuda.device_memory_used``, which needs
+    the nvidia-ml-py package, not among this project's pins), which opens no CUDA context there (about 0.5 GiB held
+    for the kernel's life on a GPU its workers use, not it), else from ``torch.cuda.mem_get_info``."""
+    import torch
+
+    try:
+        return (torch.cuda.get_device_properties(index).total_memory - torch.cuda.device_memory_used(index)) / 2**30
+    except Exception:  # no nvidia-ml-py, or NVML not reachable (a container): the CUDA runtime's count instead
+        return torch.cuda.mem_get_info(index)[0] / 2**30
+
+
 def gpu_placement(name: str, path: str, dtype) -> dict[int, str] | None:
     """``placement`` for the GPUs this process sees (their free memory now); None when one GPU holds the model, and
     for a checkpoint quantised already (its size is not the config's: it loads as before, on one GPU)."""
