@@ -9,7 +9,7 @@ several visible, each Trainer row runs in a process launched on the first; ``--r
 Random weights of the real shape (saved once under ``--models``, default ``/tmp/bench-models``), the family's chat
 template on the lab's tokenizer (helpers.lab.standins) and conversations cut to ``--length`` tokens (a question of a
 quarter of that, then the answer, which carries the loss). LoRA rank 16 on every linear layer, batch ``--batch``
-(1). Rows, each a fresh model:
+(1). Rows, each a fresh model, those without Liger run first (``uses_liger``):
 
 * ``helpers, before``: the trainer as it was: fp32 adapters, LoRA dropout 0.05, every layer checkpointed, no Liger;
 * ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
@@ -18,6 +18,9 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 * ``helpers, compiled``, ``helpers, compiled per layer`` and ``..., no Liger`` (``--compiled``): the default plan
   with ``torch.compile`` of the whole model, or of each decoder layer (accelerate's regional compilation), every
   batch padded to ``--length`` (the first steps compile; the padding's own cost is not separated from the compile's);
+* ``..., no Liger, CUDA graphs`` (``--graphs``): each layer compiled in inductor's "reduce-overhead" mode, its
+  forward and backward replayed as CUDA graphs, with the base in 4 bits and unquantised (``--only TEXT...`` keeps
+  the rows whose label holds one of the texts: a failed capture can spoil the rows after it in the same process);
 * ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
   processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
   whole batch, ``vs_single`` compares them with the single process's default row, and ``loss_max_diff`` is the
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import sys
@@ -247,6 +251,29 @@ def plain(folder: Path, setup: models.Setup, data, hp: dict, warmup: int) -> dic
     return row
 
 
+def uses_liger(label: str) -> bool:
+    """Whether a row trains with Liger's kernels. Liger patches transformers' model classes for the whole process
+    (docs/performance.md), so a row without it that ran after one with it would train on Liger's RMSNorm and SwiGLU
+    all the same (seen on 2026-12-01: a "no Liger" row's traceback passed through ``LigerRMSNorm``): those rows run
+    first. A DDP row runs in processes of its own and is left where it is."""
+    return not any(t in label for t in ("helpers, before", "no Liger", "plain loop"))
+
+
+def graphed(one, folder, setup, data, hp, warmup) -> dict:
+    """A row compiled per layer without Liger, in inductor's "reduce-overhead" mode (CUDA graphs): the mode reaches
+    accelerate's dynamo plugin through the environment, as ``TrainingArguments(torch_compile_mode=...)`` passes it,
+    for the building of this row's Trainer only."""
+    old = os.environ.get("ACCELERATE_DYNAMO_MODE")
+    os.environ["ACCELERATE_DYNAMO_MODE"] = "reduce-overhead"
+    try:
+        return one(folder, setup, data, hp, None, 0, warmup, compiled="regional", liger=False)
+    finally:
+        if old is None:
+            os.environ.pop("ACCELERATE_DYNAMO_MODE", None)
+        else:
+            os.environ["ACCELERATE_DYNAMO_MODE"] = old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, a tiny Llama, a few steps (seconds)")
@@ -255,6 +282,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="conversations per step (the real track: 16 of 384)")
     parser.add_argument("--compiled", action="store_true",
                         help="add rows with torch.compile (Speed.compiled): the whole model, and each decoder layer")
+    parser.add_argument("--graphs", action="store_true",
+                        help="add rows compiled per layer, no Liger, in CUDA graphs (mode reduce-overhead), with "
+                             "the base in 4 bits and unquantised")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="run only the rows whose label holds one of these texts (e.g. 'default' 'graphs')")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
@@ -311,6 +343,10 @@ def main() -> None:
                                                                      compiled="regional")),
                          ("helpers, compiled per layer, no Liger",
                           lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False))]
+        if args.graphs and not args.ddp_only:  # each layer's forward and backward replayed as CUDA graphs
+            bare = models.choose_setup("none", device)
+            variants += [(f"helpers, compiled per layer, no Liger, CUDA graphs{', unquantised base' * (s is bare)}",
+                          lambda s=s: graphed(one, folder, s, data, hp, args.warmup)) for s in (setup, bare)]
         if args.profile and not args.ddp_only:
             variants.append(("helpers, default (profiled)",
                              lambda: one(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,
@@ -321,6 +357,9 @@ def main() -> None:
                                          json_path.parent / f"ddp-ranks-{name}")))
         if not args.ddp_only:
             variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
+        if args.only:
+            variants = [(label, run) for label, run in variants if any(t in label for t in args.only)]
+        variants.sort(key=lambda v: uses_liger(v[0]))  # (stable) rows without Liger first: see uses_liger
         first = None
         for label, run in variants:
             try:

@@ -319,6 +319,17 @@ def test_bitsandbytes_kernels_notice_is_hidden_by_its_logger_name():
     assert not cpu_ops.logger.isEnabledFor(logging.WARNING) and cpu_ops.logger.isEnabledFor(logging.ERROR)
 
 
+def test_bitsandbytes_cpu_bf16_kernel_is_switched_by_a_layer_attribute():
+    # bench/evaluation.py float32_on_cpu() and tests/test_evaluation.py: Linear4bit.forward packs its weight for a
+    # bfloat16 CPU kernel at inference where the CPU has AVX512-BF16, unless support_avx512bf16_for_cpu is False
+    import inspect
+
+    from bitsandbytes.nn import Linear4bit
+
+    assert hasattr(Linear4bit(4, 4, bias=False), "support_avx512bf16_for_cpu")
+    assert "self.support_avx512bf16_for_cpu" in inspect.getsource(Linear4bit.forward)
+
+
 def test_partial_checkpointing_reaches_every_decoder_layer(tmp_path):
     # helpers/speed.py: PartialCheckpointing flips GradientCheckpointingLayer.gradient_checkpointing, which
     # the Trainer sets on every decoder layer when activation checkpointing is on

@@ -40,7 +40,21 @@ def test_training_bench_smoke(tmp_path):
     ddp, single = rows["helpers, default, DDP on 2 ranks"], rows["helpers, default"]
     assert len(ddp["losses"]) == len(single["losses"]) == result["steps"] and ddp["loss_max_diff"] <= 1e-4
     assert rows["helpers, before"]["checkpointed"] == "4/4" and rows["helpers, default"]["checkpointed"] == "0/4"
+    # Liger patches transformers' classes for the whole process: the rows without it run before any row with it
+    order = [r["variant"] for r in result["rows"]]
+    assert order[:2] == ["helpers, before", "plain loop"] and order[2] == "helpers, default", order
     assert all(r["tok_per_s"] > 0 for r in rows.values())
+
+
+def test_decode_attention_bench_smoke(tmp_path):
+    """Every kernel the decode-attention bench times gives the float32 math backend's output on the CPU (cuDNN is
+    GPU-only; the memory-efficient backend has no CPU kernel and says so in its row)."""
+    result = run("bench/decode_attention.py", tmp_path, column="of_bound")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert {"sdpa packed, auto", "sdpa packed, math", "sdpa expanded", "flex, block mask"} <= set(rows)
+    measured = [r for r in rows.values() if "error" not in r]
+    assert len(measured) >= 5 and all(r["max_diff"] < 1e-5 and r["us"] > 0 for r in measured), measured
+    assert all("efficient" in r["variant"] for r in rows.values() if "error" in r)
 
 
 def test_evaluation_bench_smoke(tmp_path):
