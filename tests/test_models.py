@@ -223,6 +223,33 @@ def test_load_base_quantises_with_the_config_it_is_given(tmp_path):
         models.load_adapter(base, tmp_path, plain)
 
 
+def test_a_4bit_base_that_answered_once_still_trains_every_lora_layer():
+    """On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight for its bfloat16 inference kernel at the
+    first eval forward without gradients; training afterwards got no gradient through it (2026-12-01: 48 of the lab
+    base's 56 LoRA tensors). ``load_base`` holds the layers to dequantising, so a model that answered once trains
+    with the gradients of one that did not (on CPUs without AVX512-BF16 bitsandbytes never repacks)."""
+    from peft import LoraConfig, get_peft_model
+
+    path = str(zoo.ZOO_DIR / "base")
+    tok = models.load_tokenizer(path)
+    x = tok(["what is 2 plus 3 ?", "spell cat"], return_tensors="pt", padding=True)
+
+    def gradients(answer_first: bool) -> dict:
+        torch.manual_seed(0)
+        model = get_peft_model(models.load_base(path, models.Setup("cpu", "float32", "nf4")),
+                               LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0,
+                                          init_lora_weights=False))
+        if answer_first:
+            with torch.no_grad():
+                model.eval()(**x)
+        model.train()(**x, labels=x["input_ids"]).loss.backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    fresh, after = gradients(False), gradients(True)
+    assert len(fresh) == 56 and all(g is not None and g.abs().sum() > 0 for g in after.values())
+    assert all(torch.equal(fresh[n], after[n]) for n in fresh)
+
+
 def test_resolving_a_zoo_model_records_stage_00_as_an_input(outputs):
     """Rebuilding the zoo (notebook 00 rerun) makes every stage that loaded a zoo model stale."""
     from helpers import runs

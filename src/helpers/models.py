@@ -116,9 +116,7 @@ def _moved(path: Path, stage: Path) -> str:
     return str(moved)
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # Hub ids: fail at once, with the names that would work, when the hub cannot answer
-# ---------------------------------------------------------------------------------------------------------------
 def known_names() -> str:
     from .lab.recipes import ZOO
 
@@ -166,9 +164,7 @@ def check_hub_id(name: str) -> None:
                            f"it is not in the local hub cache; use {known_names()}")
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # GGUF: packaged real models and local .gguf files, converted once into plain folders
-# ---------------------------------------------------------------------------------------------------------------
 def _distribution(name: str):
     from importlib import metadata
 
@@ -326,9 +322,7 @@ def convert_gguf(gguf: Path, out: Path, digest: str, source: str) -> Path:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # Loading
-# ---------------------------------------------------------------------------------------------------------------
 def native_bf16() -> bool:
     """bf16 in hardware (Ampere and newer); torch's plain ``is_bf16_supported()`` also counts the slow emulation a
     T4 (compute capability 7.5) offers, where fp16 is the right choice."""
@@ -388,9 +382,7 @@ def load_tokenizer(path: str):
 
 
 
-# ---------------------------------------------------------------------------------------------------------------
 # The base model for training and evaluation: where it runs, 4-bit NF4 or not, and its LoRA adapters
-# ---------------------------------------------------------------------------------------------------------------
 QUANTIZATIONS = ("nf4", "none")
 
 
@@ -471,7 +463,10 @@ def bnb_config(setup: Setup):
 
 def load_base(path: str, setup: Setup, quantization_config=None):
     """The base model for training or evaluation: quantised with ``quantization_config`` (a ``BitsAndBytesConfig``;
-    None: ``bnb_config(setup)``) when ``setup.quantization`` is "nf4", else unquantised on ``setup.device``."""
+    None: ``bnb_config(setup)``) when ``setup.quantization`` is "nf4", else unquantised on ``setup.device``. On a
+    CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight for a bfloat16 kernel at its first eval forward
+    without gradients, after which training gets none through it (docs/history.md): held to dequantising, as on other
+    CPUs."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -486,7 +481,12 @@ def load_base(path: str, setup: Setup, quantization_config=None):
 
             kwargs["device_map"] = {"": world()[1]}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **SAFE_LOADING)
-    return model if setup.quantization == "nf4" else model.to(setup.device)
+    if setup.quantization != "nf4":
+        return model.to(setup.device)
+    for layer in model.modules():  # (read on a CPU only)
+        if hasattr(layer, "support_avx512bf16_for_cpu"):
+            layer.support_avx512bf16_for_cpu = False
+    return model
 
 
 def load_adapter(base_path: str, adapter_dir: str | Path, setup: Setup, base=None):
