@@ -17,12 +17,15 @@ the full length. Rows:
   reported as ``compile_s``;
 * ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
-  for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack) the packed decode forced instead; the
-  ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers packs by itself);
+  for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack; no limit since 2026-12-01) the packed
+  decode forced instead; the ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers
+  packs by itself);
 * ``helpers, static cache + CUDA graphs only``: ``generate(compile="graphs")``, the same decode captured in CUDA
   graphs by torch.compile's "cudagraphs" backend, without inductor's kernels (GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
   its automatic compile and without (the reference recipe).
+
+``--only TEXT...`` keeps the rows whose label holds one of the texts (the 8B shape's slow rows take minutes).
 
 Prints the table (new tokens per second, ratio to the first row, peak GPU memory, GPU busy share) and writes JSON
 (``--json``, default ``outputs/bench/generation.json``; ``--smoke``: ``outputs/bench/generation-smoke.json``).
@@ -150,6 +153,10 @@ def main() -> None:
     parser.add_argument("--no-cudnn-attention", action="store_true",
                         help="disable cuDNN's scaled-dot-product attention (torch picks flash / efficient instead)")
     parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of the compiled call")
+    parser.add_argument("--batch", type=int, help="rows per batch of the rows at the automatic batch (default: "
+                                                  "auto_batch_size, from half the free memory)")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="run only the rows whose label holds one of these texts (e.g. 'packed' 'compile')")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.no_cudnn_attention:
@@ -163,45 +170,54 @@ def main() -> None:
     model = build(shape, tok, device, arch)
     prompts = make_prompts(tok, args.prompts, args.prompt_tokens)
     n = args.new_tokens
-    auto = auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
+    auto = args.batch or auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
+    fixed = args.batch  # None: generate sizes the batch itself, as the notebooks' batch_size 0 does
     print(f"{device}: {len(prompts)} prompts, {n} new tokens, auto batch {auto}", flush=True)
 
     ours(model, tok, prompts[:8], 8, 8, False)  # warm-up: CUDA context, cuBLAS handles, first kernels
     slow = prompts[: max(8, min(64, len(prompts) // 4))]  # slow rows run on fewer prompts: tokens/s is compared
     mid = prompts[: max(8, min(256, len(prompts) // 2))]
-    with mock.patch.object(helpers_generate, "_no_cudnn_attention", nullcontext):  # as it was: cuDNN attention on
-        rows = [timed("helpers, before (dynamic cache, cuDNN attention)", lambda: ours(model, tok, slow, n, 64, False),
-                      slow, 64, n, False)]
-    rows.append(timed("helpers, dynamic cache", lambda: ours(model, tok, slow, n, 64, False), slow, 64, n, False))
-    if device == "cuda":
-        rows.append(timed("helpers, dynamic cache", lambda: ours(model, tok, mid, n, 256, False), mid, 256, n, False))
+    ref = prompts[: min(len(prompts), 256)]
     label = "helpers, static cache + compile" if device == "cuda" else "helpers, static cache (compiled on CUDA)"
-    rows.append(timed(label, lambda: ours(model, tok, prompts, n, None, True), prompts, auto, n, device == "cuda"))
-    rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
-    if args.profile and device == "cuda":
-        profile(lambda: ours(model, tok, prompts, n, None, True), json_path.parent)
-    if device == "cuda" and auto != 256:
-        rows.append(timed(label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, n, True))
-        rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
     # the compiled decode the other way round: K/V heads expanded as transformers compiles them (as before), or, for
     # a model over PACKED_GQA_MAX_PARAMS, which the plan does not pack, packed (forced, to measure it); on the CPU
-    # this row would be the row above again
+    # this row would be the compiled row again
     packs = plan_packs(model, prompts, n)
     other = "K/V heads expanded (before)" if packs else "K/V heads packed (forced)"
+    before = mock.patch.object(helpers_generate, "_no_cudnn_attention", nullcontext)  # as it was: cuDNN attention on
+    flipped = mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf"))
+    # (label, call, its prompts, batch, timed warm, a context it runs in, whether packed_gqa is recorded)
+    planned = [("helpers, before (dynamic cache, cuDNN attention)", lambda: ours(model, tok, slow, n, 64, False),
+                slow, 64, False, before, False),
+               ("helpers, dynamic cache", lambda: ours(model, tok, slow, n, 64, False), slow, 64, False, None, False)]
     if device == "cuda":
-        with mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf")):
-            rows.append(timed(f"{label}, {other}", lambda: ours(model, tok, prompts, n, None, True), prompts, auto,
-                              n, True))
-            rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
-        # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
-        rows.append(timed("helpers, static cache + CUDA graphs only (no inductor)",
-                          lambda: ours(model, tok, prompts, n, None, "graphs"), prompts, auto, n, True))
-        rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
-    ref = prompts[: min(len(prompts), 256)]
-    rows.append(timed("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
-                      n, False))
-    rows.append(timed("plain transformers, static cache + compile", lambda: plain_hf(model, tok, ref, n, True), ref,
-                      len(ref), n, device == "cuda"))
+        planned.append(("helpers, dynamic cache", lambda: ours(model, tok, mid, n, 256, False), mid, 256, False, None,
+                        False))
+    planned.append((label, lambda: ours(model, tok, prompts, n, fixed, True), prompts, auto, device == "cuda", None,
+                    True))
+    if device == "cuda" and auto != 256:
+        planned.append((label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, True, None, True))
+    if device == "cuda":
+        planned += [(f"{label}, {other}", lambda: ours(model, tok, prompts, n, fixed, True), prompts, auto, True,
+                     flipped, True),
+                    # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
+                    ("helpers, static cache + CUDA graphs only (no inductor)",
+                     lambda: ours(model, tok, prompts, n, fixed, "graphs"), prompts, auto, True, None, True)]
+    planned += [("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
+                 False, None, False),
+                ("plain transformers, static cache + compile", lambda: plain_hf(model, tok, ref, n, True), ref,
+                 len(ref), device == "cuda", None, False)]
+    if args.only:
+        planned = [p for p in planned if any(t in p[0] for t in args.only)]
+    rows, profiled = [], False
+    for name, call, rows_prompts, batch, warm, context, packed in planned:
+        with context or nullcontext():
+            rows.append(timed(name, call, rows_prompts, batch, n, warm))
+            if packed:
+                rows[-1]["packed_gqa"] = plan_packs(model, prompts, n)
+            if args.profile and device == "cuda" and name.startswith(label) and batch == auto and not profiled:
+                profile(call, json_path.parent)  # the first compiled row at the automatic batch (kept by --only)
+                profiled = True
     for r in rows:
         r["vs_first"] = round(r["tok_per_s"] / rows[0]["tok_per_s"], 2)
     report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",

@@ -166,7 +166,7 @@ def test_compiles_on_cuda_only_for_long_jobs_on_models_big_enough(monkeypatch):
     # a shard of a longer job (notebook 02): the whole job decides, the plan is for this call's shard
     shard = g.generation_plan(model, 64, 40, 16, batch_size=64, job_prompts=64 * 64)
     assert shard["compile"] and shard["decode_steps"] == 16
-    # the compiled decode packs grouped heads below PACKED_GQA_MAX_PARAMS only (the 8B shape was slower packed)
+    # the compiled decode packs grouped heads below PACKED_GQA_MAX_PARAMS only (no limit by default: a switch)
     assert shard["packed_gqa"]
     monkeypatch.setattr(g, "PACKED_GQA_MAX_PARAMS", sum(p.numel() for p in model.parameters()))
     assert not g.generation_plan(model, 64 * 64, 40, 16, batch_size=64)["packed_gqa"]

@@ -31,9 +31,10 @@ GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
 COMPILE_MIN_STEPS = 1024  # decode steps of a job below which compiling does not pay for itself (generation_plan)
 COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncompiled: a compile would cost more
 # the compiled decode reads grouped K/V heads unexpanded (packed_gqa_attention) below this size: measured faster for
-# the 135M-0.5B shapes (1.10-2.10x); the 8B shape was 0.41x in a two-batch call, for a reason not found
-# (docs/performance.md), so larger models keep transformers' own compiled attention until that is understood
-PACKED_GQA_MAX_PARAMS = 1_000_000_000
+# the 135M-0.5B shapes (1.10-2.10x) and, since 2026-12-01, for the 8B shape (2.0-2.1x over one batch of 1,024 rows,
+# two of 512 and four of 256; its one slower two-batch call of 2026-11-30 did not recur: docs/performance.md); kept as a
+# switch for a model that measures slower packed
+PACKED_GQA_MAX_PARAMS = float("inf")
 NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
 NUCLEUS_TOP_K = 1024
 
