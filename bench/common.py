@@ -52,6 +52,12 @@ def measured(result: dict, reset_peak: bool = True):
         result["gpu_busy"] = round(sum(samples) / len(samples) / 100, 2) if samples else None
 
 
+def chosen(label: str, texts) -> bool:
+    """Whether a row is kept by ``--only TEXT...``: its label holds one of the texts, or ends with one written with
+    a final ``$`` (``'compile$'`` keeps "static cache + compile" and not "static cache + compile, ...")."""
+    return any(label.endswith(t[:-1]) if t.endswith("$") else t in label for t in texts)
+
+
 def machine() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -20,6 +20,8 @@ the full length. Rows:
   for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack; no limit since 2026-12-01) the packed
   decode forced instead; the ``packed_gqa`` column says which ran; GPU only (on the CPU, uncompiled, transformers
   packs by itself);
+* ``helpers, compiled, FlexAttention off``: the compiled row without ``generate.FLEX_DECODE`` (the packed decode
+  step through SDPA also where a group holds a power of two of query heads; elsewhere the same; GPU only);
 * ``helpers, static cache + CUDA graphs only``: ``generate(compile="graphs")``, the same decode captured in CUDA
   graphs by torch.compile's "cudagraphs" backend, without inductor's kernels (GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
@@ -43,7 +45,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measured, report  # noqa: E402
+from common import chosen, measured, report  # noqa: E402
 
 from helpers import generate as helpers_generate  # noqa: E402
 from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
@@ -156,7 +158,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="rows per batch of the rows at the automatic batch (default: "
                                                   "auto_batch_size, from half the free memory)")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
-                        help="run only the rows whose label holds one of these texts (e.g. 'packed' 'compile')")
+                        help="run only the rows whose label holds one of these texts, or ends with one ending in $ "
+                             "(e.g. 'compile$' 'Flex')")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.no_cudnn_attention:
@@ -186,6 +189,7 @@ def main() -> None:
     other = "K/V heads expanded (before)" if packs else "K/V heads packed (forced)"
     before = mock.patch.object(helpers_generate, "_no_cudnn_attention", nullcontext)  # as it was: cuDNN attention on
     flipped = mock.patch.object(helpers_generate, "PACKED_GQA_MAX_PARAMS", 0 if packs else float("inf"))
+    no_flex = mock.patch.object(helpers_generate, "FLEX_DECODE", False)
     # (label, call, its prompts, batch, timed warm, a context it runs in, whether packed_gqa is recorded)
     planned = [("helpers, before (dynamic cache, cuDNN attention)", lambda: ours(model, tok, slow, n, 64, False),
                 slow, 64, False, before, False),
@@ -195,11 +199,14 @@ def main() -> None:
                         False))
     planned.append((label, lambda: ours(model, tok, prompts, n, fixed, True), prompts, auto, device == "cuda", None,
                     True))
-    if device == "cuda" and auto != 256:
+    if device == "cuda" and auto != 256 and not fixed:  # (with --batch, the batch asked for is the comparison)
         planned.append((label, lambda: ours(model, tok, prompts, n, 256, True), prompts, 256, True, None, True))
     if device == "cuda":
         planned += [(f"{label}, {other}", lambda: ours(model, tok, prompts, n, fixed, True), prompts, auto, True,
                      flipped, True),
+                    # the decode without FlexAttention (for groups of a power of two query heads, else the same)
+                    (f"{label}, FlexAttention off", lambda: ours(model, tok, prompts, n, fixed, True), prompts,
+                     auto, True, no_flex, True),
                     # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
                     ("helpers, static cache + CUDA graphs only (no inductor)",
                      lambda: ours(model, tok, prompts, n, fixed, "graphs"), prompts, auto, True, None, True)]
@@ -208,7 +215,7 @@ def main() -> None:
                 ("plain transformers, static cache + compile", lambda: plain_hf(model, tok, ref, n, True), ref,
                  len(ref), device == "cuda", None, False)]
     if args.only:
-        planned = [p for p in planned if any(t in p[0] for t in args.only)]
+        planned = [p for p in planned if chosen(p[0], args.only)]
     rows, profiled = [], False
     for name, call, rows_prompts, batch, warm, context, packed in planned:
         with context or nullcontext():

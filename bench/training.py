@@ -51,7 +51,7 @@ import torch
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measured, report  # noqa: E402
+from common import chosen, measured, report  # noqa: E402
 
 from helpers import models, qlora_configs as qc, qlora_training as qt, speed as sp  # noqa: E402
 from helpers.lab import standins  # noqa: E402
@@ -286,7 +286,8 @@ def main() -> None:
                         help="add rows compiled per layer, no Liger, in CUDA graphs (mode reduce-overhead), with "
                              "the base in 4 bits and unquantised")
     parser.add_argument("--only", nargs="+", metavar="TEXT",
-                        help="run only the rows whose label holds one of these texts (e.g. 'default' 'graphs')")
+                        help="run only the rows whose label holds one of these texts, or ends with one ending in $ "
+                             "(e.g. 'default$' 'graphs')")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget", type=float, default=12.0, help="GiB for the 'budget' row of the 8B shape")
@@ -358,7 +359,7 @@ def main() -> None:
         if not args.ddp_only:
             variants.append(("plain loop", lambda: plain(folder, setup, data, hp, args.warmup)))
         if args.only:
-            variants = [(label, run) for label, run in variants if any(t in label for t in args.only)]
+            variants = [(label, run) for label, run in variants if chosen(label, args.only)]
         variants.sort(key=lambda v: uses_liger(v[0]))  # (stable) rows without Liger first: see uses_liger
         first = None
         for label, run in variants:

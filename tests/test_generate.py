@@ -219,10 +219,12 @@ def gqa_model(arch):
 def test_packed_gqa_decode_reads_kv_heads_unexpanded_and_equals_sdpa_under_compile_too(arch, monkeypatch):
     """A one-token decode step through ``packed_gqa_attention`` gives transformers' SDPA logits, also traced by
     ``torch.compile`` (whole graph, the eager backend: the CPU has no CUDA graphs), where transformers itself
-    expands the key/value heads; SDPA is then handed one key/value head per group, never the expanded copy."""
+    expands the key/value heads; SDPA (or, for gemma's groups of 4 query heads, FlexAttention: ``FLEX_DECODE``) is
+    then handed one key/value head per group, never the expanded copy."""
     import torch
     from transformers import StaticCache
 
+    from helpers import generate as g
     from helpers.generate import _packed_gqa
 
     model, tok = gqa_model(arch)
@@ -242,18 +244,23 @@ def test_packed_gqa_decode_reads_kv_heads_unexpanded_and_equals_sdpa_under_compi
 
     torch._dynamo.reset()
     reference = decode(compiled=False)  # transformers' own SDPA path (packs itself outside compile)
-    seen = []
-    sdpa = torch.nn.functional.scaled_dot_product_attention
+    seen, flexed = [], []
+    sdpa, flex = torch.nn.functional.scaled_dot_product_attention, g._flex_decode
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
                         lambda q, k, v, **kw: seen.append((q.shape[1], q.shape[2], k.shape[1])) or sdpa(q, k, v, **kw))
+    monkeypatch.setattr(g, "_flex_decode", lambda q, k, *a: flexed.append((q.shape[1], k.shape[1])) or flex(q, k, *a))
+    by_flex = (heads // kv_heads) & (heads // kv_heads - 1) == 0
     for compiled in (False, True):
-        seen.clear()
+        seen.clear(), flexed.clear()
         with _packed_gqa(model):
             assert model.config._attn_implementation == "sdpa_packed_gqa"
             got = decode(compiled)
         assert model.config._attn_implementation == "sdpa"  # restored
         torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
-        assert (kv_heads, heads // kv_heads, kv_heads) in seen, (compiled, seen)  # the decode step, packed
+        if by_flex:  # the decode step through FlexAttention, the K/V heads as they are
+            assert flexed and set(flexed) == {(heads, kv_heads)}, (compiled, flexed)
+        else:  # the decode step, packed
+            assert (kv_heads, heads // kv_heads, kv_heads) in seen and not flexed, (compiled, seen)
         assert all(q_len != 1 for _, q_len, _ in seen), (compiled, seen)  # and never unpacked (expanded K/V)
 
 
@@ -284,6 +291,36 @@ def test_packed_gqa_attention_equals_expanded_heads_and_hands_the_rest_to_transf
         reference = torch.nn.functional.scaled_dot_product_attention(query, repeat_kv(key, 3), repeat_kv(value, 3),
                                                                      attn_mask=mask, scale=0.25).transpose(1, 2)
         torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mask", ["bool", "additive", None])
+def test_the_flex_decode_step_equals_expanded_heads(mask, monkeypatch):
+    """``FLEX_DECODE``: a decode step of groups of 4 query heads through FlexAttention gives SDPA's result on the
+    expanded heads, with SDPA's boolean padding mask, an additive one, or none; groups of 3 keep SDPA."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from helpers import generate as g
+
+    monkeypatch.setattr(g, "FLEX_DECODE", True)
+    flexed = []
+    real = g._flex_decode
+    monkeypatch.setattr(g, "_flex_decode", lambda *a: flexed.append(1) or real(*a))
+    for groups in (4, 3):
+        module = torch.nn.Module()
+        module.num_key_value_groups, module.is_causal = groups, True
+        torch.manual_seed(0)
+        query, key, value = torch.randn(2, 2 * groups, 1, 16), torch.randn(2, 2, 9, 16), torch.randn(2, 2, 9, 16)
+        keep = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+        keep[0, ..., :3] = False  # a left-padded row
+        given = {"bool": keep, "additive": torch.zeros(keep.shape).masked_fill(~keep, float("-inf")),
+                 None: None}[mask]
+        got, _ = g.packed_gqa_attention(module, query, key, value, given, dropout=0.0, scaling=0.25)
+        want = torch.nn.functional.scaled_dot_product_attention(
+            query, repeat_kv(key, groups), repeat_kv(value, groups), attn_mask=None if mask is None else keep,
+            scale=0.25).transpose(1, 2)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        assert len(flexed) == 1  # the groups of 4 only
 
 
 def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_greedy_text(monkeypatch):

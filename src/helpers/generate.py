@@ -35,6 +35,11 @@ COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncomp
 # two of 512 and four of 256; its one slower two-batch call of 2026-11-30 did not recur: docs/performance.md); kept as a
 # switch for a model that measures slower packed
 PACKED_GQA_MAX_PARAMS = float("inf")
+# a packed decode step whose groups hold a power of two of query heads of at most 128 dimensions runs PyTorch's
+# FlexAttention instead of SDPA on a GPU of compute capability 8.0 or later (FlexAttention's Triton kernels): the 8B
+# shape's call alone 1.5x cuDNN's (bench/decode_attention.py), its whole decode 1.20x (one run, 2026-12-01); 60-110x
+# slower with 3 or 7 heads a group, so those keep SDPA; other head sizes were not measured
+FLEX_DECODE = True
 NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
 NUCLEUS_TOP_K = 1024
 
@@ -102,10 +107,30 @@ def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0,
             or (attention_mask is not None and attention_mask.shape[1] != 1)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    if FLEX_DECODE and groups & (groups - 1) == 0 and dim <= 128 and (
+            not query.is_cuda or torch.cuda.get_device_capability(query.device) >= (8, 0)):
+        return _flex_decode(query, key, value, attention_mask, scaling), None
     query = query.reshape(batch, heads // groups, groups, dim)  # (batch, kv heads, the group's query heads, dim)
     out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                            dropout_p=dropout, scale=scaling)  # mask: (b, 1, 1, kv)
     return out.reshape(out.shape[0], heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def _flex_decode(query, key, value, attention_mask, scaling):
+    """One decode step through FlexAttention (``FLEX_DECODE``): the key/value heads read as they are
+    (``enable_gqa``), the padding mask (SDPA's, (batch, 1, 1, keys)) applied to the scores; as transformers' layout."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    score_mod = None
+    if attention_mask is not None:
+        keys = attention_mask[:, 0, 0, :]
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            if keys.dtype == torch.bool:
+                return torch.where(keys[b, kv_idx], score, -float("inf"))
+            return score + keys[b, kv_idx]
+    out = flex_attention(query, key, value, score_mod=score_mod, enable_gqa=True, scale=scaling)
+    return out.transpose(1, 2).contiguous()
 
 
 def packs_gqa(model) -> bool:
