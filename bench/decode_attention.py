@@ -12,6 +12,8 @@ amounts, and the positions after the current one still empty (masked). Rows:
   rows, one key/value head per group, a boolean mask), with SDPA held to one backend (cuDNN, memory-efficient,
   math); ``sdpa packed, auto`` lets PyTorch choose, as the compiled decode does;
 * ``sdpa expanded``: the key/value heads copied out to the query heads first, as transformers' ``repeat_kv`` does;
+* ``flex, score mask (generate's)``: ``generate._flex_decode``, the step ``generate.FLEX_DECODE`` runs: no block
+  mask (every block read), the padding mask applied to the scores (compiled on a GPU);
 * ``flex, block mask``: ``torch.nn.attention.flex_attention`` (compiled) with ``enable_gqa`` and a block mask of
   the same positions, made once (a decode could make it once per call); blocks wholly masked are skipped;
 * ``flex, mask made each step``: the same, with ``create_block_mask`` inside the timed step.
@@ -76,6 +78,13 @@ def expanded(q, k, v, valid):
     return F.scaled_dot_product_attention(q, k2, v2, attn_mask=valid[:, None, None, :])
 
 
+def generates_flex(device):
+    """``generate._flex_decode``, the decode step ``generate.FLEX_DECODE`` runs (compiled on a GPU, as in a decode)."""
+    from helpers.generate import _flex_decode
+
+    return torch.compile(_flex_decode, dynamic=False) if device == "cuda" else _flex_decode
+
+
 def flex_fns(device):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -127,6 +136,7 @@ def main() -> None:
     out_json = args.json or Path("outputs/bench") / ("decode_attention-smoke.json" if args.smoke
                                                       else "decode_attention.json")
     block_mask, flex = flex_fns(device)
+    flex_decode = generates_flex(device)
     rows = []
     for name in args.shapes:
         heads, kv_heads, dim, layers, batch = SHAPES[name]
@@ -140,6 +150,8 @@ def main() -> None:
                 continue
             variants[f"sdpa packed, {label}"] = lambda b=backend: packed(q, k, v, valid, b)
         variants["sdpa expanded"] = lambda: expanded(q, k, v, valid)
+        variants["flex, score mask (generate's)"] = lambda: flex_decode(q, k, v, valid[:, None, None, :],
+                                                                         None).transpose(1, 2)
         variants["flex, block mask"] = lambda: flex(q, k, v, mask)
         variants["flex, mask made each step"] = lambda: flex(q, k, v, block_mask(valid))
         for label, fn in variants.items():

@@ -5,8 +5,8 @@ of the GPU preset; on one H200 an adapter took about 27 s in one process, docs/b
 * ``dequantised base + adapter``: the base's 4-bit weights dequantised once into the compute dtype
   (``PreTrainedModel.dequantize``), the LoRA layers kept. On a GPU bitsandbytes multiplies through its own 4-bit
   kernel for products of up to about 1,536 rows, which sums in another order: the rows count the answers that
-  differ (on the CPU it dequantises and multiplies in float32, held so where the CPU has bitsandbytes' bfloat16
-  kernel: ``float32_on_cpu``, and they are the same);
+  differ (on the CPU it dequantises and multiplies in float32, held so by ``models.load_base`` where the CPU has
+  bitsandbytes' bfloat16 kernel, and they are the same);
 * ``dequantised base, adapter merged``: the adapter merged into those weights (peft's ``merge_and_unload``), one
   linear layer each. In float32 (a CPU) exact to rounding; in bfloat16 the merge rounds the adapter into the weights.
 
@@ -57,21 +57,10 @@ def random_adapter(path: str, setup, folder: Path, rank: int) -> Path:
     return folder
 
 
-def float32_on_cpu(model):
-    """On a CPU with AVX512-BF16, bitsandbytes 0.50 multiplies a 4-bit layer at inference through a bfloat16 kernel
-    of its own (``Linear4bit.support_avx512bf16_for_cpu``; seen on 2026-12-01's machine); held here to dequantising
-    and multiplying in float32, as on other CPUs, so that the smoke compares the same arithmetic on every CPU. No
-    effect on a GPU."""
-    for m in model.modules():
-        if type(m).__name__ == "Linear4bit":
-            m.support_avx512bf16_for_cpu = False
-    return model
-
-
 def load_variant(variant: str, path: str, setup, adapter: Path):
     """The base at ``path`` with ``adapter``, loaded as ``variant`` says, unmerged (the drift switches it off)."""
     if variant == VARIANTS[0]:
-        return float32_on_cpu(models.load_adapter(path, adapter, setup))
+        return models.load_adapter(path, adapter, setup)
     base = models.load_base(path, setup)
     if setup.quantization == "nf4":
         base = base.dequantize(dtype=setup.dtype if setup.device == "cuda" else torch.float32)

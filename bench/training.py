@@ -19,8 +19,8 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
   with ``torch.compile`` of the whole model, or of each decoder layer (accelerate's regional compilation), every
   batch padded to ``--length`` (the first steps compile; the padding's own cost is not separated from the compile's);
 * ``..., no Liger, CUDA graphs`` (``--graphs``): each layer compiled in inductor's "reduce-overhead" mode, its
-  forward and backward replayed as CUDA graphs, with the base in 4 bits and unquantised (``--only TEXT...`` keeps
-  the rows whose label holds one of the texts: a failed capture can spoil the rows after it in the same process);
+  forward and backward replayed as CUDA graphs, with the base in 4 bits and unquantised, each in a process of its
+  own (GPU only); ``--only TEXT...`` keeps the rows whose label holds one of the texts;
 * ``helpers, default, DDP on N ranks`` (``--ranks N``): the default plan with each step's batch split among N
   processes, one per GPU (gloo processes on a CPU), as notebook 05's ``gpus_per_arm``; tokens per second count the
   whole batch, ``vs_single`` compares them with the single process's default row, and ``loss_max_diff`` is the
@@ -259,14 +259,16 @@ def uses_liger(label: str) -> bool:
     return not any(t in label for t in ("helpers, before", "no Liger", "plain loop"))
 
 
-def graphed(one, folder, setup, data, hp, warmup) -> dict:
-    """A row compiled per layer without Liger, in inductor's "reduce-overhead" mode (CUDA graphs): the mode reaches
-    accelerate's dynamo plugin through the environment, as ``TrainingArguments(torch_compile_mode=...)`` passes it,
-    for the building of this row's Trainer only."""
+def graphed(folder, setup, data, hp, warmup, workdir: Path) -> dict:
+    """A row compiled per layer without Liger, in inductor's "reduce-overhead" mode (CUDA graphs), in a process of
+    its own (``launched``): a failed capture spoils the rows after it in the same process, and Liger's patches of an
+    earlier row would reach it. The mode reaches accelerate's dynamo plugin through the environment, as
+    ``TrainingArguments(torch_compile_mode=...)`` passes it."""
     old = os.environ.get("ACCELERATE_DYNAMO_MODE")
     os.environ["ACCELERATE_DYNAMO_MODE"] = "reduce-overhead"
     try:
-        return one(folder, setup, data, hp, None, 0, warmup, compiled="regional", liger=False)
+        return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False}, 1,
+                        workdir, "a CUDA-graphs row")
     finally:
         if old is None:
             os.environ.pop("ACCELERATE_DYNAMO_MODE", None)
@@ -347,7 +349,8 @@ def main() -> None:
         if args.graphs and not args.ddp_only:  # each layer's forward and backward replayed as CUDA graphs
             bare = models.choose_setup("none", device)
             variants += [(f"helpers, compiled per layer, no Liger, CUDA graphs{', unquantised base' * (s is bare)}",
-                          lambda s=s: graphed(one, folder, s, data, hp, args.warmup)) for s in (setup, bare)]
+                          lambda s=s: graphed(folder, s, data, hp, args.warmup, json_path.parent / "graphed-rows"))
+                         for s in (setup, bare)]
         if args.profile and not args.ddp_only:
             variants.append(("helpers, default (profiled)",
                              lambda: one(folder, setup, data, {**hp, "max_steps": args.warmup + 2}, None, 0,

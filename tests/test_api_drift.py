@@ -59,7 +59,7 @@ CALLS = {
     # helpers/placement.py: weights_gib() -- compute_module_sizes(empty, dtype=...)[""]
     "accelerate.utils.compute_module_sizes": (__import__("accelerate.utils").utils.compute_module_sizes,
                                               {"model", "dtype"}),
-    # helpers/placement.py: gpu_placement() and helpers/placement.py: free_gib() -- mem_get_info(i)
+    # helpers/placement.py: free_gib() (which gpu_placement() reads) -- mem_get_info(i)
     "torch.cuda.mem_get_info": (__import__("torch").cuda.mem_get_info, {"device"}),
     # helpers/placement.py: free_gib() -- total_memory less NVML's used memory, no CUDA context opened
     "torch.cuda.get_device_properties": (__import__("torch").cuda.get_device_properties, {"device"}),
@@ -320,8 +320,8 @@ def test_bitsandbytes_kernels_notice_is_hidden_by_its_logger_name():
 
 
 def test_bitsandbytes_cpu_bf16_kernel_is_switched_by_a_layer_attribute():
-    # bench/evaluation.py float32_on_cpu() and tests/test_evaluation.py: Linear4bit.forward packs its weight for a
-    # bfloat16 CPU kernel at inference where the CPU has AVX512-BF16, unless support_avx512bf16_for_cpu is False
+    # helpers/models.py load_base(): Linear4bit.forward packs its weight for a bfloat16 CPU kernel at inference
+    # where the CPU has AVX512-BF16, unless support_avx512bf16_for_cpu is False
     import inspect
 
     from bitsandbytes.nn import Linear4bit

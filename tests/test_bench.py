@@ -51,9 +51,10 @@ def test_decode_attention_bench_smoke(tmp_path):
     GPU-only; the memory-efficient backend has no CPU kernel and says so in its row)."""
     result = run("bench/decode_attention.py", tmp_path, column="of_bound")
     rows = {r["variant"]: r for r in result["rows"]}
-    assert {"sdpa packed, auto", "sdpa packed, math", "sdpa expanded", "flex, block mask"} <= set(rows)
+    assert {"sdpa packed, auto", "sdpa packed, math", "sdpa expanded", "flex, block mask",
+            "flex, score mask (generate's)"} <= set(rows)
     measured = [r for r in rows.values() if "error" not in r]
-    assert len(measured) >= 5 and all(r["max_diff"] < 1e-5 and r["us"] > 0 for r in measured), measured
+    assert len(measured) >= 6 and all(r["max_diff"] < 1e-5 and r["us"] > 0 for r in measured), measured
     assert all("efficient" in r["variant"] for r in rows.values() if "error" in r)
 
 

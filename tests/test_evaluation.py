@@ -359,9 +359,7 @@ def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_pa
     """bitsandbytes' CPU path dequantises every weight at every product; evaluation dequantises once instead. The
     base and a base with an adapter (random LoRA weights, so the adapter changes the output) give the logits of
     the 4-bit model exactly (the lab's base; on SmolLM2, 06's results were checked equal: docs/history.md). On a CPU
-    with AVX512-BF16, bitsandbytes 0.50 multiplies a 4-bit layer at inference through a bfloat16 kernel of its own
-    instead (``Linear4bit.support_avx512bf16_for_cpu``); the reference is held to its float32 path, whose numbers
-    evaluation keeps on every CPU."""
+    with AVX512-BF16 that holds because ``models.load_base`` keeps bitsandbytes off its bfloat16 inference kernel."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -377,9 +375,6 @@ def test_on_a_cpu_the_4bit_base_is_dequantised_once_with_the_same_numbers(tmp_pa
     for adapter, reference in ((None, models.load_base(path, setup)),
                                (tmp_path, models.load_adapter(path, tmp_path, setup))):
         model, _ = eval_models.load_for_eval(path, setup, adapter)
-        for m in reference.modules():
-            if type(m).__name__ == "Linear4bit":
-                m.support_avx512bf16_for_cpu = False
         assert not any(type(m).__name__ == "Linear4bit" for m in model.modules())
         assert any(type(m).__name__ == "Linear4bit" for m in reference.modules())
         with torch.no_grad():

@@ -250,14 +250,14 @@ def test_packed_gqa_decode_reads_kv_heads_unexpanded_and_equals_sdpa_under_compi
                         lambda q, k, v, **kw: seen.append((q.shape[1], q.shape[2], k.shape[1])) or sdpa(q, k, v, **kw))
     monkeypatch.setattr(g, "_flex_decode", lambda q, k, *a: flexed.append((q.shape[1], k.shape[1])) or flex(q, k, *a))
     by_flex = (heads // kv_heads) & (heads // kv_heads - 1) == 0
-    for compiled in (False, True):
+    for compiled, flex_allowed in ((False, True), (True, True), (True, False)):  # False: compile="graphs"
         seen.clear(), flexed.clear()
-        with _packed_gqa(model):
+        with _packed_gqa(model, flex=flex_allowed):
             assert model.config._attn_implementation == "sdpa_packed_gqa"
             got = decode(compiled)
         assert model.config._attn_implementation == "sdpa"  # restored
         torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
-        if by_flex:  # the decode step through FlexAttention, the K/V heads as they are
+        if by_flex and flex_allowed:  # the decode step through FlexAttention, the K/V heads as they are
             assert flexed and set(flexed) == {(heads, kv_heads)}, (compiled, flexed)
         else:  # the decode step, packed
             assert (kv_heads, heads // kv_heads, kv_heads) in seen and not flexed, (compiled, seen)
@@ -323,6 +323,26 @@ def test_the_flex_decode_step_equals_expanded_heads(mask, monkeypatch):
         assert len(flexed) == 1  # the groups of 4 only
 
 
+def test_flex_decode_is_kept_to_the_cases_measured(monkeypatch):
+    """``flex_decodes``: groups of a power of two of query heads, heads of at most 128 dimensions, no dropout, on
+    a GPU of compute capability 8.0 or later (or the CPU, in tests); ``FLEX_DECODE = False`` turns it off."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from helpers import generate as g
+
+    cpu = torch.zeros(1)
+    assert g.flex_decodes(4, 128, 0.0, cpu) and g.flex_decodes(8, 64, 0.0, cpu)
+    assert not any(g.flex_decodes(*case, cpu) for case in ((3, 64, 0.0), (7, 64, 0.0), (4, 256, 0.0), (4, 64, 0.1)))
+    gpu = SimpleNamespace(is_cuda=True, device="cuda:0")
+    for capability, flexes in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert g.flex_decodes(4, 128, 0.0, gpu) == flexes, capability
+    monkeypatch.setattr(g, "FLEX_DECODE", False)
+    assert not g.flex_decodes(4, 128, 0.0, cpu)
+
+
 def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_greedy_text(monkeypatch):
     """``generate`` switches a grouped-query model to the packed attention exactly when the plan says so (a
     compiled CUDA decode, here pretended on the CPU), and the answers are those of the plain CPU path."""
@@ -333,13 +353,17 @@ def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_gree
     want = generate(model, tok, prompts, max_new_tokens=10, batch_size=3)
     entered = []
     real = g._packed_gqa
-    monkeypatch.setattr(g, "_packed_gqa", lambda m: entered.append(m.config._attn_implementation) or real(m))
+    monkeypatch.setattr(g, "_packed_gqa", lambda m, flex: entered.append((m.config._attn_implementation, flex))
+                        or real(m, flex))
     monkeypatch.setattr(g, "_is_cuda", lambda m: True)
     monkeypatch.setattr(g, "COMPILE_MIN_PARAMS", 1)
     assert g.generation_plan(model, 6, 40, 10, batch_size=3, compile=True)["packed_gqa"]
     got = generate(model, tok, prompts, max_new_tokens=10, batch_size=3, compile=True)
-    assert entered == ["sdpa"] and model.config._attn_implementation == "sdpa"
+    assert entered == [("sdpa", True)] and model.config._attn_implementation == "sdpa"  # FlexAttention allowed
     assert [x["ids"] for x in got] == [w["ids"] for w in want]
+    entered.clear()  # compile="graphs" (no inductor): packed, never through FlexAttention
+    got = generate(model, tok, prompts, max_new_tokens=10, batch_size=3, compile="graphs")
+    assert entered == [("sdpa", False)] and [x["ids"] for x in got] == [w["ids"] for w in want]
     eager = type(model)(model.config.__class__.from_dict({**model.config.to_dict(), "_attn_implementation": "eager"}))
     assert not g.generation_plan(eager, 6, 40, 10, batch_size=3, compile=True)["packed_gqa"]
 

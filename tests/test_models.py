@@ -342,3 +342,19 @@ def test_weights_are_sized_from_the_config_alone_through_accelerate():
     estimate = placement.weights_gib(path, torch.float32) * 2**30
     assert real <= estimate <= 1.5 * real
     assert placement.weights_gib(path, torch.bfloat16) == pytest.approx(placement.weights_gib(path, torch.float32) / 2)
+
+
+def test_gpu_placement_reads_each_gpus_free_memory_and_asks_the_others_only_when_gpu_0_is_short(monkeypatch):
+    """``gpu_placement`` on played GPUs: GPU 0's free memory (``free_gib``: NVML where it can) decides alone when
+    the model fits it; otherwise every GPU is asked, and the layers go over them."""
+    path = str(zoo.ZOO_DIR / "base")
+    size = placement.weights_gib(path, torch.float32)
+    asked = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for free0, spread in ((100 * size, False), (size, True)):
+        asked.clear()
+        monkeypatch.setattr(placement, "free_gib", lambda i, f=free0: asked.append(i) or (f if i == 0 else 100 * size))
+        got = placement.gpu_placement("base", path, torch.float32)
+        assert (got is not None) == spread and asked == ([0, 1] if spread else [0]), (got, asked)
+        if spread:
+            assert set(got) == {0, 1}

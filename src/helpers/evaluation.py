@@ -19,6 +19,7 @@ from . import workers as workers_service
 from .datafiles import fingerprint, passes_of
 from .eval_models import check_weights, load_for_eval, merged_for_scoring, worker_memory_on_gpus
 from .models import Setup, bnb_4bit_works
+from .placement import release_gpu_memory
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
 from .loglik import base_logprobs_bytes
 from .scoring import (ANSWER_BATCH, CHANCE_MARGIN, drift, drift_reference, general_answers, headline,
@@ -304,12 +305,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
         reference = drift_reference(model, tokenizer, sets, base_answers)
     del model
     if setup.device == "cuda":  # this copy's memory back to the GPU before the workers load theirs
-        import gc
-
-        import torch
-
-        gc.collect()
-        torch.cuda.empty_cache()
+        release_gpu_memory()
     alone, start = time.perf_counter() - start, time.perf_counter()
     options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size, "weights": weights}
     first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": general})] if beside else []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack, contextmanager, nullcontext
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Sequence
 
 import torch
@@ -31,14 +31,15 @@ GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
 COMPILE_MIN_STEPS = 1024  # decode steps of a job below which compiling does not pay for itself (generation_plan)
 COMPILE_MIN_PARAMS = 50_000_000  # smaller models (the lab's) decode fast uncompiled: a compile would cost more
 # the compiled decode reads grouped K/V heads unexpanded (packed_gqa_attention) below this size: measured faster for
-# the 135M-0.5B shapes (1.10-2.10x) and, since 2026-12-01, for the 8B shape (2.0-2.1x over one batch of 1,024 rows,
-# two of 512 and four of 256; its one slower two-batch call of 2026-11-30 did not recur: docs/performance.md); kept as a
-# switch for a model that measures slower packed
+# the 135M-0.5B shapes (1.10-2.10x) and, since 2026-12-01, for the 8B shape (2.01x over four batches of 256 rows,
+# 2.12x over one of 1,024; two of 512 as fast; its one slow two-batch call of 2026-11-30 did not recur:
+# docs/performance.md); kept as a switch for a model that measures slower packed
 PACKED_GQA_MAX_PARAMS = float("inf")
-# a packed decode step whose groups hold a power of two of query heads of at most 128 dimensions runs PyTorch's
-# FlexAttention instead of SDPA on a GPU of compute capability 8.0 or later (FlexAttention's Triton kernels): the 8B
-# shape's call alone 1.5x cuDNN's (bench/decode_attention.py), its whole decode 1.20x (one run, 2026-12-01); 60-110x
-# slower with 3 or 7 heads a group, so those keep SDPA; other head sizes were not measured
+# a packed decode step compiled by inductor whose groups hold a power of two of query heads of at most 128 dimensions
+# runs PyTorch's FlexAttention (the padding mask applied to the scores) instead of SDPA, on a GPU of compute
+# capability 8.0 or later (FlexAttention's Triton kernels): the 8B shape's whole decode 1.20x (one run, 2026-12-01,
+# docs/performance.md); with a block mask, 49-110x slower than cuDNN's kernel for 3 or 7 heads a group
+# (bench/decode_attention.py), so those keep SDPA; other head sizes were not measured
 FLEX_DECODE = True
 NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
 NUCLEUS_TOP_K = 1024
@@ -90,7 +91,7 @@ PACKED_GQA = "sdpa_packed_gqa"  # the attention implementation ``generate`` regi
 GRAPHS_ONLY = {"backend": "cudagraphs", "mode": None}
 
 
-def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, flex=True, **kwargs):
     """transformers' SDPA attention, except that a one-token decode step of a grouped-query model reads the key and
     value heads as they are: the query heads of a group become that group's query rows, so SDPA sees one key/value
     head per group and needs no copy. transformers 5.23 does this itself (``pack_gqa``) only outside
@@ -107,13 +108,19 @@ def packed_gqa_attention(module, query, key, value, attention_mask, dropout=0.0,
             or (attention_mask is not None and attention_mask.shape[1] != 1)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    if FLEX_DECODE and groups & (groups - 1) == 0 and dim <= 128 and (
-            not query.is_cuda or torch.cuda.get_device_capability(query.device) >= (8, 0)):
+    if flex and flex_decodes(groups, dim, dropout, query):
         return _flex_decode(query, key, value, attention_mask, scaling), None
     query = query.reshape(batch, heads // groups, groups, dim)  # (batch, kv heads, the group's query heads, dim)
     out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                            dropout_p=dropout, scale=scaling)  # mask: (b, 1, 1, kv)
     return out.reshape(out.shape[0], heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def flex_decodes(groups: int, dim: int, dropout: float, query) -> bool:
+    """Whether ``packed_gqa_attention`` runs a decode step through FlexAttention (``FLEX_DECODE``): groups of a
+    power of two of query heads, heads of at most 128 dimensions, no dropout, and on CUDA compute capability 8.0."""
+    return (FLEX_DECODE and groups & (groups - 1) == 0 and dim <= 128 and not dropout
+            and (not query.is_cuda or torch.cuda.get_device_capability(query.device) >= (8, 0)))
 
 
 def _flex_decode(query, key, value, attention_mask, scaling):
@@ -144,17 +151,18 @@ def packs_gqa(model) -> bool:
 
 
 @contextmanager
-def _packed_gqa(model):
+def _packed_gqa(model, flex: bool = True):
     """While ``generate`` runs: a model that ``packs_gqa`` uses ``packed_gqa_attention`` (registered under
-    ``PACKED_GQA``, with SDPA's masks); any other is left as it is. Restored afterwards, also after an error, so
-    training and scoring see the model as loaded."""
+    ``PACKED_GQA``, with SDPA's masks; ``flex=False``: never FlexAttention, for a decode captured in CUDA graphs
+    without inductor, where FlexAttention would run unfused); any other is left as it is. Restored afterwards, also
+    after an error, so training and scoring see the model as loaded."""
     if not packs_gqa(model):
         yield
         return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(PACKED_GQA, packed_gqa_attention)
+    AttentionInterface.register(PACKED_GQA, packed_gqa_attention if flex else partial(packed_gqa_attention, flex=False))
     AttentionMaskInterface.register(PACKED_GQA, sdpa_mask)
     try:
         model.set_attn_implementation(PACKED_GQA)
@@ -350,7 +358,7 @@ def generate(
     scope = ExitStack()
     try:
         if plan["packed_gqa"]:
-            scope.enter_context(_packed_gqa(model))
+            scope.enter_context(_packed_gqa(model, flex=not plan["graphs_only"]))
         for start in range(0, len(order), step):
             idx = order[start : start + step]
             rows = idx + [idx[-1]] * (step - len(idx)) if plan["equal_batches"] else idx  # copies keep one shape

@@ -37,6 +37,7 @@ from . import workers as workers_service
 from . import writers
 from .chat import frame_for
 from .generate import compile_choice
+from .placement import release_gpu_memory
 from .runs import (read_json, read_jsonl, require, safe_name, save_figure, stage_dir, trouble, write_json,
                    write_jsonl)
 
@@ -166,13 +167,7 @@ def _writer(run_name: str, name: str, backend: str, keep_loaded: bool):
     key = (run_name, name, backend)
     if key not in _LOADED:
         _LOADED.clear()
-        import gc
-
-        import torch
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_gpu_memory()
         _LOADED[key] = writers.load(run_name, name, backend)
     return _LOADED[key]
 

@@ -57,9 +57,9 @@ def gpu_placement(name: str, path: str, dtype) -> dict[int, str] | None:
     if getattr(config, "quantization_config", None):
         return None
     size = weights_gib(path, dtype, config)
-    free = [torch.cuda.mem_get_info(0)[0] / 2**30]
-    if size * HEADROOM > free[0]:  # only then ask the other GPUs (each answer opens a CUDA context there)
-        free += [torch.cuda.mem_get_info(i)[0] / 2**30 for i in range(1, torch.cuda.device_count())]
+    free = [free_gib(0)]
+    if size * HEADROOM > free[0]:  # only then ask the other GPUs (without NVML, each answer opens a CUDA context)
+        free += [free_gib(i) for i in range(1, torch.cuda.device_count())]
     try:
         spread = placement(size, free, repr(name))
     except MemoryError as err:
@@ -71,3 +71,15 @@ def gpu_placement(name: str, path: str, dtype) -> dict[int, str] | None:
         print(f"{name}: larger than GPU 0's free memory; its layers go over {len(spread)} GPUs "
               f"(accelerate's device_map='auto', max_memory {spread})", flush=True)
     return spread
+
+
+def release_gpu_memory() -> None:
+    """Hand the GPU memory of the models dropped just before back to the device, for the next model or process:
+    Python's collector first (a model often sits in reference cycles), then torch's cache. Nothing without CUDA."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

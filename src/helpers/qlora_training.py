@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import arms
+from . import arms, placement
 from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, check_ranks, row_key
@@ -405,7 +405,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
                       f"checkpointed (estimated peak {speed.estimate_gib} GiB); training again with all of them",
                       stacklevel=2)
         del trainer
-        torch.cuda.empty_cache()
+        placement.release_gpu_memory()
         speed = replace(speed, checkpointed_layers=speed.layers)
         trainer = build(rows, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
         start = time.perf_counter()
