@@ -134,16 +134,28 @@ def target_logprobs(model, ids, mask, predicts, budget: int | None = None):
     device = next(model.parameters()).device
     rows, cols = predicts.nonzero(as_tuple=True)
     targets = ids[rows, cols + 1].to(device)[:, None]
+    step = max(1, (budget or LOGITS_BUDGET) // model.config.vocab_size)
+    out = _at_positions(model, ids, mask, predicts, step,
+                        lambda logits, s: logits.log_softmax(-1).gather(-1, targets[s : s + len(logits)])[:, 0])
+    return torch.cat(out).cpu() if out else torch.zeros(0)
+
+
+def _at_positions(model, ids, mask, predicts, step, reduce) -> list:
+    """``reduce(logits, first)`` of ``model``'s float32 logits at the ``predicts`` positions (flattened row by row),
+    a chunk of at most ``step`` positions at a time (None: one chunk), ``first`` the chunk's first position; under
+    ``no_grad``. For ``HEAD_TYPES`` the decoder runs once and the output head only at those positions, chunk by
+    chunk; any other model gives its full logits, in one chunk."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids, mask, predicts = ids.to(device), mask.to(device), predicts.to(device)
     with torch.no_grad():
         if getattr(model.config, "model_type", None) not in HEAD_TYPES:
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            return logits[rows.to(device), cols.to(device)].float().log_softmax(-1).gather(-1, targets)[:, 0].cpu()
-        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-        picked = hidden[rows.to(device), cols.to(device)]
-        step = max(1, (budget or LOGITS_BUDGET) // model.config.vocab_size)
-        out = [_head(model, picked[s : s + step]).log_softmax(-1).gather(-1, targets[s : s + step])[:, 0]
-               for s in range(0, len(picked), step)]
-    return torch.cat(out).cpu() if out else torch.zeros(0)
+            return [reduce(model(input_ids=ids, attention_mask=mask).logits[predicts].float(), 0)]
+        picked = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[predicts]
+        if not step:
+            return [reduce(_head(model, picked), 0)]
+        return [reduce(_head(model, picked[s : s + step]), s) for s in range(0, len(picked), step)]
 
 
 def _head(model, hidden):
@@ -366,15 +378,7 @@ def _logprobs_at(model, ids, mask, predicts):
     For ``HEAD_TYPES`` the output head runs at those positions only, not at every prompt token as well: the head is
     21% of SmolLM2's weights and 63% of gemma-3-270m's (its 262k vocabulary), so the KL drift's passes skip most of
     that arithmetic (the same KL; docs/performance.md)."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids, mask, predicts = ids.to(device), mask.to(device), predicts.to(device)
-    with torch.no_grad():
-        if getattr(model.config, "model_type", None) not in HEAD_TYPES:
-            return model(input_ids=ids, attention_mask=mask).logits[predicts].float().log_softmax(-1)
-        hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        return _head(model, hidden[predicts]).log_softmax(-1)
+    return _at_positions(model, ids, mask, predicts, None, lambda logits, first: logits.log_softmax(-1))[0]
 
 
 def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]], batch_size: int):
