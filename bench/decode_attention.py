@@ -13,7 +13,8 @@ amounts, and the positions after the current one still empty (masked). Rows:
   math); ``sdpa packed, auto`` lets PyTorch choose, as the compiled decode does;
 * ``sdpa expanded``: the key/value heads copied out to the query heads first, as transformers' ``repeat_kv`` does;
 * ``flex, score mask (generate's)``: ``generate._flex_decode``, the step ``generate.FLEX_DECODE`` runs: no block
-  mask (every block read), the padding mask applied to the scores (compiled on a GPU);
+  mask (every block read), the padding mask applied to the scores (compiled on a GPU); timed for every shape,
+  though ``generate`` takes it only where a group holds a power of two of query heads (``flex_decodes``);
 * ``flex, block mask``: ``torch.nn.attention.flex_attention`` (compiled) with ``enable_gqa`` and a block mask of
   the same positions, made once (a decode could make it once per call); blocks wholly masked are skipped;
 * ``flex, mask made each step``: the same, with ``create_block_mask`` inside the timed step.

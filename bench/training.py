@@ -312,6 +312,8 @@ def main() -> None:
         args.shapes, args.length, args.steps, args.warmup = ["tiny-llama"], 128, 4, 1
     json_path = args.json or Path("outputs/bench") / ("training-smoke.json" if args.smoke else "training.json")
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    if args.graphs and device == "cpu":
+        parser.error("--graphs needs a GPU: its rows replay CUDA graphs")
     setup = models.choose_setup("nf4", device)
     rows = []
 

@@ -331,17 +331,26 @@ def test_partial_checkpointing_leaves_the_last_layers_alone(tmp_path):
 
 
 def test_out_of_memory_trains_again_with_every_layer_checkpointed(outputs, monkeypatch):
-    made = []
+    """The retry builds its trainer only once the first one is gone: the failed step's traceback holds the first
+    trainer (its frames' ``self``), so the retry waits until the ``except`` block has let it go."""
+    import gc
+    import weakref
+
+    made, first = [], []
     real = qt.make_trainer
 
     def make(*args, **kwargs):
+        if first:  # the retry: the first trainer (and its model) freed before another is loaded
+            gc.collect()
+            assert first[0]() is None, "the failed trainer is still alive while its replacement loads"
         trainer = real(*args, **kwargs)
         made.append(args[7] if len(args) > 7 else kwargs["speed"])
         if len(made) == 1:
-            def oom():
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            def oom(self=trainer):  # the failing frame refers to the trainer, as Trainer.train's own frames do
+                raise torch.OutOfMemoryError(f"CUDA out of memory (simulated) in {type(self).__name__}")
 
             trainer.train = oom
+            first.append(weakref.ref(trainer))
         return trainer
 
     monkeypatch.setattr(qt, "make_trainer", make)

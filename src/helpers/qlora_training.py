@@ -235,15 +235,10 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
 
 def library_versions() -> dict[str, str]:
     """The versions that trained an adapter (recorded for provenance; not part of the resume key)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import distributions
 
-    def get(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {name: get(name) for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
+    found = {d.metadata["Name"].lower(): d.version for d in distributions() if d.metadata["Name"]}
+    return {name: found.get(name, "not installed") for name in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
 
 
 def token_lengths(tokenizer, dataset) -> list[int]:
@@ -395,12 +390,14 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
                       f"{max_length} tokens and are cut (they lose their end, and the model is not taught to stop "
                       "there); raise max_length if that is many", stacklevel=2)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    start = time.perf_counter()
+    start, retry = time.perf_counter(), False
     try:
         trainer.train()
     except torch.OutOfMemoryError:
         if speed.checkpointed_layers == speed.layers or world_size > 1:  # a rank alone cannot start again: the
             raise                                                         # others wait for it in their collectives
+        retry = True  # below: until this block ends, its traceback holds the failed step's frames (the trainer)
+    if retry:
         warnings.warn(f"arm {arm!r}: out of GPU memory with {speed.checkpointed_layers} of {speed.layers} layers "
                       f"checkpointed (estimated peak {speed.estimate_gib} GiB); training again with all of them",
                       stacklevel=2)
