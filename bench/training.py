@@ -178,14 +178,15 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
     return row
 
 
-def launched(args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str) -> dict:
+def launched(args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str, env: dict | None = None) -> dict:
     """``ours(*args, **kwargs)`` on ``ranks`` processes started by torch's launcher (``workers.run_ranked``, as
     notebook 05's ``gpus_per_arm``): rank k on the k-th visible GPU (gloo processes on a CPU). With one rank, on the
     first GPU alone: in this process, with several GPUs visible, the Trainer would wrap the model in
-    ``nn.DataParallel``, which TRL's SFTTrainer refuses. Rank 0's row; the ranks' log stays in ``workdir`` if they
+    ``nn.DataParallel``, which TRL's SFTTrainer refuses. ``env``: variables for the launched processes only (this
+    process's environment is as it was afterwards). Rank 0's row; the ranks' log stays in ``workdir`` if they
     fail."""
     import importlib
-    import os
+    from unittest import mock
 
     from helpers import workers
 
@@ -194,16 +195,10 @@ def launched(args: tuple, kwargs: dict, ranks: int, workdir: Path, name: str) ->
     if here not in paths:  # once, however many rows call this
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, *paths) if p)
     this = importlib.import_module("training")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if ranks == 1:  # the launched process inherits this; CUDA in this process started already and keeps its GPUs
-        os.environ["CUDA_VISIBLE_DEVICES"] = workers.visible_gpus()[0]
-    try:
+    # with one rank, the launched process gets the first GPU; CUDA in this process started already and keeps its GPUs
+    first = {"CUDA_VISIBLE_DEVICES": workers.visible_gpus()[0]} if ranks == 1 else {}
+    with mock.patch.dict(os.environ, {**first, **(env or {})}):
         return workers.run_ranked(this.ours, args, kwargs, ranks, workdir, name)
-    finally:
-        if visible is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def ddp(folder: Path, setup: models.Setup, data, hp: dict, ranks: int, warmup: int, workdir: Path) -> dict:
@@ -264,16 +259,8 @@ def graphed(folder, setup, data, hp, warmup, workdir: Path) -> dict:
     its own (``launched``): a failed capture spoils the rows after it in the same process, and Liger's patches of an
     earlier row would reach it. The mode reaches accelerate's dynamo plugin through the environment, as
     ``TrainingArguments(torch_compile_mode=...)`` passes it."""
-    old = os.environ.get("ACCELERATE_DYNAMO_MODE")
-    os.environ["ACCELERATE_DYNAMO_MODE"] = "reduce-overhead"
-    try:
-        return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False}, 1,
-                        workdir, "a CUDA-graphs row")
-    finally:
-        if old is None:
-            os.environ.pop("ACCELERATE_DYNAMO_MODE", None)
-        else:
-            os.environ["ACCELERATE_DYNAMO_MODE"] = old
+    return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False}, 1,
+                    workdir, "a CUDA-graphs row", env={"ACCELERATE_DYNAMO_MODE": "reduce-overhead"})
 
 
 def main() -> None:
@@ -314,7 +301,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     if args.graphs and device == "cpu":
         parser.error("--graphs needs a GPU: its rows replay CUDA graphs")
-    setup = models.choose_setup("nf4", device)
+    setup, bare = models.choose_setup("nf4", device), models.choose_setup("none", device)  # 4-bit, unquantised
     rows = []
 
     def one(*row_args, **row_kwargs) -> dict:  # a Trainer row on one GPU: here, or launched on the first of several
@@ -338,7 +325,6 @@ def main() -> None:
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: one(folder, setup, data, hp, None, args.budget, args.warmup)))
         if args.unquantised and not args.ddp_only:  # what 4-bit costs per step: the same plan, no bitsandbytes
-            bare = models.choose_setup("none", device)
             variants.append(("helpers, default, unquantised base",
                              lambda: one(folder, bare, data, hp, None, 0, args.warmup)))
         if args.compiled and not args.ddp_only:  # the whole model; each decoder layer (with Liger's kernels and not)
@@ -349,7 +335,6 @@ def main() -> None:
                          ("helpers, compiled per layer, no Liger",
                           lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False))]
         if args.graphs and not args.ddp_only:  # each layer's forward and backward replayed as CUDA graphs
-            bare = models.choose_setup("none", device)
             variants += [(f"helpers, compiled per layer, no Liger, CUDA graphs{', unquantised base' * (s is bare)}",
                           lambda s=s: graphed(folder, s, data, hp, args.warmup, json_path.parent / "graphed-rows"))
                          for s in (setup, bare)]
