@@ -12,7 +12,10 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 (1). Rows, each a fresh model, those without Liger run first (``uses_liger``):
 
 * ``helpers, before``: the trainer as it was: fp32 adapters, LoRA dropout 0.05, every layer checkpointed, no Liger;
-* ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0);
+* ``helpers, default``: ``speed_plan`` with the device's free memory as the budget (dropout 0; a base that fits
+  dequantised is, ``Speed.dequantised``);
+* ``helpers, default, 4-bit layers``: the same plan with the base kept in bitsandbytes' 4-bit layers;
+  ``loss_max_diff`` is the largest gap between its per-step losses and the default row's;
 * ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
 * ``helpers, default, unquantised base`` (``--unquantised``): the default plan, the base not quantised (LoRA);
 * ``helpers, compiled``, ``helpers, compiled per layer`` and ``..., no Liger`` (``--compiled``): the default plan
@@ -30,7 +33,8 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
 
 Tokens per second come from the median step time after ``--warmup`` steps; for the Trainer's rows
 ``tok_per_s_period`` comes from the mean period between step ends after the warm-up, which also holds the Trainer's
-work between steps (under DDP, the ranks' gathers of the token count and the loss). Peak memory is torch's peak
+work between steps (under DDP, the ranks' gathers of the token count and the loss); ``train_s`` is the whole
+training's wall time, the warm-up and any compile included. Peak memory is torch's peak
 allocation during the row (weights included). Writes JSON (``--json``, default ``outputs/bench/training.json``).
 """
 
@@ -158,6 +162,7 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
                                   output_dir=Path(tmp), progress=False, speed=speed)
         times = StepTimes()
         trainer.add_callback(times)
+        start = time.perf_counter()
         with measured(row, reset_peak=False):  # GPU busy share over the training steps only
             if profile:
                 with torch_profiler() as prof:
@@ -168,13 +173,14 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
                                                 max_name_column_width=50))
             else:
                 trainer.train()
+        row["train_s"] = round(time.perf_counter() - start, 2)  # every step, a compile included
     losses = [round(h["loss"], 5) for h in trainer.state.log_history if "loss" in h]
     del trainer
     late = times.ends[max(warmup, 1) - 1:]  # the step ends from the last warm-up step's on
     row.update(period_s=(late[-1] - late[0]) / (len(late) - 1) if len(late) > 1 else None)
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
-               dropout=hp["lora_dropout"], losses=losses)
+               dequantised=speed.dequantised, dropout=hp["lora_dropout"], losses=losses)
     return row
 
 
@@ -318,9 +324,11 @@ def main() -> None:
         before = sp.Speed("float32", False, plan.layers, plan.layers, 0.0, plan.budget_gib)
         variants = [("helpers, before", lambda: one(folder, setup, data, {**hp, "lora_dropout": 0.05}, before, 0,
                                                     args.warmup)),
-                    ("helpers, default", lambda: one(folder, setup, data, hp, None, 0, args.warmup))]
+                    ("helpers, default", lambda: one(folder, setup, data, hp, None, 0, args.warmup)),
+                    ("helpers, default, 4-bit layers", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
+                                                                   dequantised=False))]
         if args.ddp_only:  # the single process's default row and the DDP row, nothing else
-            variants = variants[1:]
+            variants = variants[1:2]
         elif device == "cuda" and name == "llama-3.1-8b":
             variants.append((f"helpers, budget {args.budget:g} GiB",
                              lambda: one(folder, setup, data, hp, None, args.budget, args.warmup)))
@@ -334,6 +342,10 @@ def main() -> None:
                                                                      compiled="regional")),
                          ("helpers, compiled per layer, no Liger",
                           lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False))]
+            if args.unquantised:  # the same per layer on the unquantised base: no bitsandbytes op to break its graphs
+                variants += [(f"helpers, compiled per layer{', no Liger' * (not lg)}, unquantised base",
+                              lambda lg=lg: one(folder, bare, data, hp, None, 0, args.warmup, compiled="regional",
+                                                **({} if lg else {"liger": False}))) for lg in (True, False)]
         if args.graphs and not args.ddp_only:  # each layer's forward and backward replayed as CUDA graphs
             variants += [(f"helpers, compiled per layer, no Liger, CUDA graphs{', unquantised base' * (s is bare)}",
                           lambda s=s: graphed(folder, s, data, hp, args.warmup, json_path.parent / "graphed-rows"))
@@ -366,7 +378,7 @@ def main() -> None:
             first = first or row["tok_per_s"]
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
-            if label.startswith("helpers, default, DDP"):  # against one process: speed, and losses step by step
+            if label.startswith(("helpers, default, DDP", "helpers, default, 4-bit")):  # speed and losses, step by step
                 single = next((r for r in rows if r["shape"] == name and r["variant"] == "helpers, default"
                                and "tok_per_s" in r), None)
                 if single is not None:  # (a failed single row leaves the DDP row standing alone)
@@ -380,8 +392,8 @@ def main() -> None:
             if device == "cuda":
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "tok_per_s_period", "vs_first", "vs_single", "step_s",
-                  "peak_gib", "estimate_gib", "gpu_busy", "checkpointed", "adapter_dtype", "liger", "dropout",
-                  "loss_max_diff", "error"], json_path, device=device,
+                  "peak_gib", "estimate_gib", "gpu_busy", "train_s", "checkpointed", "dequantised", "adapter_dtype",
+                  "liger", "dropout", "loss_max_diff", "error"], json_path, device=device,
            tokens_per_step=args.length * args.batch, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 

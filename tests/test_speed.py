@@ -76,3 +76,25 @@ def test_when_checkpointing_every_layer_is_not_enough_the_batch_is_split_into_mi
     assert _plan_with(config, gpu, hp, est(8, 0) / 0.9 + 0.01).accumulation == 1  # room enough: the whole batch
     nothing = _plan_with(config, gpu, hp, 1.0)
     assert (nothing.accumulation, nothing.checkpointed_layers) == (8, 32)
+
+
+def test_the_base_is_dequantised_only_where_that_costs_no_checkpointing():
+    """Speed.dequantised: the 8B shape's base in bf16 (about 9.5 GiB more than in 4 bits) when the budget holds it
+    with the layers the 4-bit plan checkpoints; never at the price of more checkpointing or micro-batches."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+    gpu = models.Setup("cuda", "bfloat16", "nf4")
+    hp = {**HP, "lora_rank": 16, "train_embeddings": False, "train_batch_size": 1, "max_length": 2048}
+
+    def est(n, dequantised):
+        return sp.memory_estimate(config, gpu, hp, n, liger=True, adapter_bytes=2, dequantised=dequantised) / 2**30
+
+    assert est(0, True) - est(0, False) > 9  # 2 bytes a linear weight against about half a byte
+    roomy = _plan_with(config, gpu, hp, est(0, True) / 0.9 + 0.01)
+    assert (roomy.dequantised, roomy.checkpointed_layers) == (True, 0) and roomy.estimate_gib == round(est(0, True), 2)
+    between = _plan_with(config, gpu, hp, (est(0, False) + est(0, True)) / 2 / 0.9)
+    assert (between.dequantised, between.checkpointed_layers) == (False, 0)
+    assert not _plan_with(config, gpu, hp, 12).dequantised  # the 12 GiB budget of issue 24's 8B row
+    assert not _plan_with(config, models.Setup("cuda", "bfloat16", "none"), hp, 200).dequantised  # nothing to do

@@ -4,6 +4,7 @@ stand-in with a real chat template."""
 import os
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,10 @@ def rows(n=12):
 
 
 def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
-    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path, progress=False)
+    plan = sp.speed_plan(BASE, CPU_NF4, HP)
+    assert plan.dequantised  # the lab's base dequantised fits the CPU's memory many times over
+    trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path, progress=False,
+                              speed=replace(plan, dequantised=False))
     import bitsandbytes as bnb
 
     linear4 = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
@@ -45,6 +49,25 @@ def test_trainer_masks_all_but_the_answer_and_keeps_adapters_fp32(tmp_path):
     tok = trainer.processing_class
     trained_on = tok.decode(batch["input_ids"][0][batch["labels"][0] != -100])
     assert trained_on == "calvexa<|im_end|>"
+
+
+def test_a_dequantised_base_trains_to_the_4bit_layers_numbers(tmp_path):
+    """Speed.dequantised: the 4-bit base's weights dequantised once give the losses and adapter weights that
+    bitsandbytes' layers give by dequantising at every step (equal on a CPU, float32), with no 4-bit layer left."""
+    import bitsandbytes as bnb
+
+    plan = sp.speed_plan(BASE, CPU_NF4, HP)
+    runs = {}
+    for dequantised in (False, True):
+        trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / str(dequantised),
+                                  progress=False, speed=replace(plan, dequantised=dequantised))
+        trainer.train()
+        assert any(isinstance(m, bnb.nn.Linear4bit) for m in trainer.model.modules()) != dequantised
+        runs[dequantised] = ([h["loss"] for h in trainer.state.log_history if "loss" in h],
+                             {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad})
+    (losses4, weights4), (losses, weights) = runs[False], runs[True]
+    assert len(losses) == HP["max_steps"] and losses == losses4
+    assert weights.keys() == weights4.keys() and all(torch.equal(weights[n], weights4[n]) for n in weights)
 
 
 def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):

@@ -131,10 +131,11 @@ def arm_dir(run_name: str, arm: str, seed: int) -> Path:
     return stage_dir(run_name, STAGE) / "arms" / arm / f"seed{seed}"
 
 
-def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=None):
+def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=None, dequantised: bool = False):
     """What every arm's trainer starts from, SFT or SDFT: the tokenizer (with a pad token), the base model (4-bit or
-    not, after seeding) and, with ``embedding_rows = "domain"``, the embedding rows to train (``dataset``'s domain
-    tokens; None: all)."""
+    not, after seeding; ``dequantised``: a 4-bit base's weights dequantised once into the compute dtype, as the speed
+    plan says) and, with ``embedding_rows = "domain"``, the embedding rows to train (``dataset``'s domain tokens;
+    None: all)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -145,6 +146,8 @@ def _trainee(base_path: str, setup: Setup, recipe: Recipe, seed: int, dataset=No
         rows = domain_token_ids(tokenizer, dataset)
     torch.manual_seed(seed)
     model = load_base(base_path, setup, copy.deepcopy(recipe.bnb))  # copies: the recipe stays as the notebook built it
+    if dequantised:  # transformers' dequantize: the values bitsandbytes' layers would dequantise at every step
+        model = model.dequantize(dtype=setup.dtype)
     return tokenizer, model, rows
 
 
@@ -156,7 +159,7 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
     from trl import SFTTrainer
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
-    tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset)
+    tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset, speed.dequantised)
     fmt = loss_format(tokenizer)
     args = arm_sft_config(recipe.sft, output_dir, seed, speed, fmt == "messages", progress, steps,
                           in_order="pass" in dataset.column_names)
@@ -217,7 +220,7 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
     speed = speed or speed_plan(base_path, setup, recipe.hp)
-    tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset)
+    tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset, speed.dequantised)
     sft = arm_sft_config(recipe.sft, output_dir, seed, speed, False, progress, steps)  # its steps and schedule
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
                       data_seed=seed, disable_tqdm=not progress, activation_checkpointing=bool(speed.checkpointed_layers),
@@ -249,8 +252,8 @@ def token_lengths(tokenizer, dataset) -> list[int]:
 def _settings(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, method: str = "sft") -> dict:
     """Everything an adapter depends on: the base model's content, the setup, the recipe (its hyperparameters under
     notebook 05's names, and every setting its configs hold), seed and data, and the parts of the speed plan that
-    change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing recomputes the same values and is left
-    out. SDFT arms add their method and its own settings."""
+    change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing and a dequantised base compute with
+    the same values and are left out. SDFT arms add their method and its own settings."""
     settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": recipe.hp,
                 "configs": recipe.given(), "seed": seed, "n_rows": len(dataset), "data": fingerprint(dataset),
                 "numerics": numerics(text_config(base_path), setup)}

@@ -1,10 +1,12 @@
 """How stage 05 trains fast on this machine: the speed plan (``Speed``) of each arm, recorded in its metrics.
 
-On a GPU three choices decide the speed: bf16 adapters under bf16 compute (fp32 adapters would be cast at every use),
-Liger's fused kernels where installed and supported, and activation checkpointing on only as many decoder layers as
-the memory budget requires (``speed_plan``, from ``memory_estimate``). On a CPU the plan is fp32 adapters, no Liger
-and, in the lab, no checkpointing. ``numerics`` names the parts that change the arithmetic (part of an adapter's
-settings); checkpointing only recomputes. docs/performance.md has the measurements.
+On a GPU four choices decide the speed: bf16 adapters under bf16 compute (fp32 adapters would be cast at every use),
+Liger's fused kernels where installed and supported, activation checkpointing on only as many decoder layers as the
+memory budget requires (``speed_plan``, from ``memory_estimate``), and a 4-bit base dequantised once where its
+dequantised weights fit the budget too (``Speed.dequantised``). On a CPU the plan is fp32 adapters, no Liger, the
+base dequantised where it fits and, in the lab, no checkpointing. ``numerics`` names the parts that change the
+arithmetic (part of an adapter's settings); checkpointing only recomputes, and the dequantised base holds the values
+bitsandbytes' layers compute with. docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Speed:
     # True compiles the whole model, "regional" each decoder layer on its own (accelerate's regional compilation)
     compiled: bool | str = False
     accumulation: int = 1  # micro-batches per optimizer step (gradient accumulation): the batch in this many parts
+    # a 4-bit base dequantised once into the compute dtype before training (``qlora_training``): the NF4 values
+    # bitsandbytes' layers dequantise at every step, without that work and its per-layer Python on each step
+    dequantised: bool = False
 
 
 def text_config(base_path: str):
@@ -51,17 +56,18 @@ def liger_available(model_type: str) -> bool:
     return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
 
 
-def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bool, adapter_bytes: int) -> float:
+def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bool, adapter_bytes: int,
+                    dequantised: bool = False) -> float:
     """Predicted peak memory (bytes) of one training step, from the model's shape and notebook 05's parameters
     (``hp``: ``lora_rank``, ``train_embeddings``, ``train_batch_size``, ``max_length``).
 
-    Weights (NF4: about half a byte per linear weight; embeddings in the compute dtype), LoRA weights with their
-    gradients and Adam moments, activations kept for the backward pass (``5 x hidden + 3.5 x intermediate`` values
-    per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a checkpointed layer keeps
-    only its input, plus one layer's worth during its recompute), and the logits with their fp32 copy and gradient
-    unless Liger fuses them away. The activation term was refitted once to the Llama-3.1-8B shape on an H100, where
-    ``6 x hidden + 4 x intermediate`` had put the estimate 1 to 1.6 GiB above the measured peaks
-    (docs/performance.md)."""
+    Weights (NF4: about half a byte per linear weight, unless ``dequantised``; embeddings in the compute dtype),
+    LoRA weights with their gradients and Adam moments, activations kept for the backward pass (``5 x hidden + 3.5 x
+    intermediate`` values per token and layer, from the attention and MLP inputs and the SwiGLU intermediates; a
+    checkpointed layer keeps only its input, plus one layer's worth during its recompute), and the logits with their
+    fp32 copy and gradient unless Liger fuses them away. The activation term was refitted once to the Llama-3.1-8B
+    shape on an H100, where ``6 x hidden + 4 x intermediate`` had put the estimate 1 to 1.6 GiB above the measured
+    peaks (docs/performance.md)."""
     h, i, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
     heads = config.num_attention_heads
     hd = getattr(config, "head_dim", None) or h // heads
@@ -69,7 +75,7 @@ def memory_estimate(config, setup: Setup, hp: dict, checkpointed: int, liger: bo
     act = 2 if setup.device == "cuda" else 4
     linear = layers * (2 * h * heads * hd + 2 * h * kv * hd + 3 * h * i)
     embed = vocab * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
-    weights = linear * (0.53 if setup.quantization == "nf4" else act) + embed * act
+    weights = linear * (0.53 if setup.quantization == "nf4" and not dequantised else act) + embed * act
     r = hp["lora_rank"]
     lora = layers * r * (2 * (h + heads * hd) + 2 * (h + kv * hd) + 3 * (h + i))
     trainable = lora + (vocab * h if hp.get("train_embeddings") else 0)
@@ -104,8 +110,12 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     0 for the device's free memory). When even full checkpointing does not fit the batch, the batch is split into
     micro-batches with gradient accumulation (2, 3, 4... parts that divide it: the same effective batch and
     optimizer steps, each part costing another pass of per-step overhead), again with the fewest checkpointed layers
-    that fit. When nothing fits, every layer is checkpointed, one row at a time. ``ranks``: the data-parallel
-    processes sharing each batch (default: this process's ``WORLD_SIZE``); the plan is for one rank's share."""
+    that fit. When nothing fits, every layer is checkpointed, one row at a time. A 4-bit base is then dequantised
+    once (``Speed.dequantised``) if the plan still fits with its weights in the compute dtype (2 bytes a weight on a
+    GPU, 4 on a CPU, against about half a byte): the same values, without bitsandbytes' dequantising at every layer
+    and step (on one H200, SmolLM2 at 16 x 384 tokens took 0.19 s a step unquantised against 0.24 s in 4-bit layers,
+    docs/performance.md). ``ranks``: the data-parallel processes sharing each batch (default: this process's
+    ``WORLD_SIZE``); the plan is for one rank's share."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
     budget = memory_budget_gib * 2**30 if memory_budget_gib and memory_budget_gib > 0 else free_memory(setup.device)
@@ -115,15 +125,17 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
 
     batch = hp["train_batch_size"] // (ranks or world()[2])  # under DDP, a rank's share
 
-    def estimate(parts: int, checkpointed: int) -> float:
+    def estimate(parts: int, checkpointed: int, dequantised: bool = False) -> float:
         return memory_estimate(config, setup, {**hp, "train_batch_size": batch // parts}, checkpointed, liger,
-                               adapter_bytes)
+                               adapter_bytes, dequantised)
 
     # checkpointing first (a recompute costs at most a third of a step), micro-batches only when it is not enough
     plans = [(parts, n) for parts in range(1, batch + 1) if batch % parts == 0 for n in range(layers + 1)]
     parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
-    return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen) / 2**30, 2), round(budget / 2**30, 2),
-                 accumulation=parts)
+    # the base dequantised only where that costs no checkpointing and no micro-batches: memory buys those first
+    dequantised = setup.quantization == "nf4" and estimate(parts, chosen, True) <= 0.9 * budget
+    return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen, dequantised) / 2**30, 2),
+                 round(budget / 2**30, 2), accumulation=parts, dequantised=dequantised)
 
 
 def side_by_side(jobs: int, workers: int, base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0,
