@@ -155,6 +155,11 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
 
     row = {}
     speed = replace(speed or sp.speed_plan(str(folder), setup, hp, budget), **change)
+    if "dequantised" in change:  # the plan's estimate was for its own choice of weights
+        share = {**hp, "train_batch_size": hp["train_batch_size"] // speed.accumulation}
+        estimate = sp.memory_estimate(sp.text_config(str(folder)), setup, share, speed.checkpointed_layers, speed.liger,
+                                      2 if speed.adapter_dtype == "bfloat16" else 4, speed.dequantised)
+        speed = replace(speed, estimate_gib=round(estimate / 2**30, 2))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:

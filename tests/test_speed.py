@@ -1,6 +1,8 @@
 """Stage 05's speed plan (helpers.speed): adapter dtype, Liger and how many layers to checkpoint for a memory budget."""
 from unittest import mock
 
+import pytest
+
 from helpers import models, speed as sp
 from helpers.lab import zoo
 
@@ -40,10 +42,10 @@ def test_speed_plan_checkpoints_as_few_layers_as_the_budget_needs():
         assert _plan_with(config, gpu, hp, budget).checkpointed_layers == need
 
 
-def _plan_with(config, setup, hp, budget_gib):
+def _plan_with(config, setup, hp, budget_gib, **kwargs):
     with mock.patch.object(sp, "text_config", return_value=config), \
             mock.patch.object(sp, "liger_available", return_value=True):
-        return sp.speed_plan("unused", setup, hp, memory_budget_gib=budget_gib)
+        return sp.speed_plan("unused", setup, hp, memory_budget_gib=budget_gib, **kwargs)
 
 
 def test_cast_adapters_moves_only_the_trainable_weights():
@@ -98,3 +100,16 @@ def test_the_base_is_dequantised_only_where_that_costs_no_checkpointing():
     assert (between.dequantised, between.checkpointed_layers) == (False, 0)
     assert not _plan_with(config, gpu, hp, 12).dequantised  # the 12 GiB budget of issue 24's 8B row
     assert not _plan_with(config, models.Setup("cuda", "bfloat16", "none"), hp, 200).dequantised  # nothing to do
+    assert not _plan_with(config, gpu, hp, 200, dequantise=False).dequantised  # SDFT arms, side_by_side's packing
+    # where the 4-bit plan checkpoints 10 layers, the dequantised weights would cost more: 10 stay, in 4 bits
+    tight = _plan_with(config, gpu, hp, (est(9, False) + est(10, False)) / 2 / 0.9)
+    assert (tight.checkpointed_layers, tight.dequantised) == (10, False)
+    # micro-batches are not traded for it either
+    eight = {**hp, "train_batch_size": 8}
+    split = _plan_with(config, gpu, eight, sp.memory_estimate(config, gpu, {**hp, "train_batch_size": 4}, 32, True, 2)
+                       / 2**30 / 0.9 + 0.01)
+    assert (split.accumulation, split.dequantised) == (2, False)
+    # on a CPU a dequantised weight takes 4 bytes (float32), not the GPU's 2
+    cpu = models.Setup("cpu", "float32", "nf4")
+    gap = sp.memory_estimate(config, cpu, hp, 0, False, 4, True) - sp.memory_estimate(config, cpu, hp, 0, False, 4)
+    assert gap / 2**30 / (est(0, True) - est(0, False)) == pytest.approx((4 - 0.53) / (2 - 0.53))

@@ -63,6 +63,10 @@ def test_a_dequantised_base_trains_to_the_4bit_layers_numbers(tmp_path):
                                   progress=False, speed=replace(plan, dequantised=dequantised))
         trainer.train()
         assert any(isinstance(m, bnb.nn.Linear4bit) for m in trainer.model.modules()) != dequantised
+        frozen = {p.dtype for p in trainer.model.parameters() if not p.requires_grad and p.is_floating_point()}
+        assert frozen == {torch.float32}  # dequantised: the NF4 values in the CPU's compute dtype (else uint8 blocks)
+        # TRL takes a model quantised on loading down its QLoRA path; transformers' dequantize keeps that flag
+        assert getattr(trainer.model.get_base_model(), "is_loaded_in_4bit", False)
         runs[dequantised] = ([h["loss"] for h in trainer.state.log_history if "loss" in h],
                              {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad})
     (losses4, weights4), (losses, weights) = runs[False], runs[True]
@@ -79,7 +83,7 @@ def test_train_save_reload_and_resume(outputs, monkeypatch, capsys):
     assert "'loss'" not in capsys.readouterr().out  # no log dicts printed without progress bars
     for key in ("train_seconds", "final_loss", "quantization", "trainable_params"):
         assert m[key] is not None, key
-    assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0
+    assert m["quantization"] == "nf4" and m["steps"] == 3 and m["trainable_params"] > 0 and m["speed"]["dequantised"]
     assert m["n_truncated"] == 0 and m["versions"]["trl"] == trl.__version__
     out = qt.arm_dir("t", "domain_only", 0)
     assert (out / "adapter_model.safetensors").exists() and (out / "metrics.json").exists()
@@ -381,6 +385,14 @@ def test_out_of_memory_trains_again_with_every_layer_checkpointed(outputs, monke
         m = qt.train_arm("t", "domain_only", rows(), BASE, CPU_PLAIN, recipe(setup=CPU_PLAIN), seed=0, progress=False)
     assert [s.checkpointed_layers for s in made] == [0, made[0].layers]
     assert m["speed"]["checkpointed_layers"] == made[0].layers and m["steps"] == HP["max_steps"]
+    # a 4-bit base the plan dequantised goes back to 4 bits too, even with every layer checkpointed already
+    made.clear()
+    first.clear()
+    monkeypatch.setattr(qt, "speed_plan", lambda *a, **k: replace(sp.speed_plan(*a, **k), checkpointed_layers=4))
+    with pytest.warns(UserWarning, match="4 of 4 layers checkpointed, the base dequantised.*the base in 4 bits"):
+        m = qt.train_arm("t", "domain_only", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False)
+    assert [(s.checkpointed_layers, s.dequantised) for s in made] == [(4, True), (4, False)]
+    assert m["speed"]["dequantised"] is False
 
 
 def test_other_settings_keep_the_earlier_adapter_and_bring_it_back(outputs, monkeypatch):
@@ -412,6 +424,7 @@ def test_sdft_arms_train_by_self_distillation_with_the_same_settings(outputs):
     metrics are saved like any arm's, its settings key differs from SFT's on the same rows, and it resumes."""
     sft = qt.train_arm("r", "domain_only", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False)
     sdft = qt.train_arm("r", "sdft", rows(), BASE, CPU_NF4, recipe(), seed=0, progress=False)
+    assert sft["speed"]["dequantised"] and not sdft["speed"]["dequantised"]  # SDFT samples through the 4-bit layers
     assert sdft["loss_format"] == "sdft" and sdft["steps"] == HP["max_steps"] and sdft["final_loss"] is not None
     assert sdft["trainable_params"] == sft["trainable_params"] and sdft["settings_key"] != sft["settings_key"]
     assert sdft["settings"]["sdft"] == {**qt.SDFT, "max_completion_length": 32}

@@ -104,7 +104,6 @@ def to_prompt_completion(dataset):
                        remove_columns=["messages"])
 
 
-
 def _log_last_step_callback():
     from transformers import TrainerCallback
 
@@ -118,7 +117,6 @@ def _log_last_step_callback():
             return control
 
     return LogLastStep()
-
 
 
 def settings_key(settings: dict) -> str:
@@ -219,7 +217,7 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
-    speed = speed or speed_plan(base_path, setup, recipe.hp)
+    speed = speed or speed_plan(base_path, setup, recipe.hp, dequantise=False)  # as train_arm: SDFT samples in 4 bits
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset, speed.dequantised)
     sft = arm_sft_config(recipe.sft, output_dir, seed, speed, False, progress, steps)  # its steps and schedule
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
@@ -252,8 +250,8 @@ def token_lengths(tokenizer, dataset) -> list[int]:
 def _settings(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: int, method: str = "sft") -> dict:
     """Everything an adapter depends on: the base model's content, the setup, the recipe (its hyperparameters under
     notebook 05's names, and every setting its configs hold), seed and data, and the parts of the speed plan that
-    change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing and a dequantised base compute with
-    the same values and are left out. SDFT arms add their method and its own settings."""
+    change the arithmetic (adapter dtype, Liger's fused kernels); checkpointing and a dequantised base (the same
+    weights, other kernels: float precision) are left out. SDFT arms add their method and its own settings."""
     settings = {"base": model_fingerprint(base_path), "setup": {**asdict(setup), "notice": ""}, "hp": recipe.hp,
                 "configs": recipe.given(), "seed": seed, "n_rows": len(dataset), "data": fingerprint(dataset),
                 "numerics": numerics(text_config(base_path), setup)}
@@ -301,7 +299,6 @@ def _restore_archived(out: Path, key: str) -> dict | None:
         item.replace(out / item.name)
     src.rmdir()
     return read_json(out / "metrics.json")
-
 
 
 def earlier_arms(run_name: str, datasets: dict, base_path: str, setup: Setup, recipe: Recipe, seeds: list[int]) -> dict:
@@ -373,14 +370,14 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         return restored
     if ranks > 1 and workers_service.world()[2] == 1:  # launch the ranks; each comes back here, inside the job
         batch = recipe.sft.per_device_train_batch_size
-        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, ranks=check_ranks(ranks, batch))
+        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, check_ranks(ranks, batch), method == "sft")
         return workers_service.run_ranked(train_arm, (run_name, arm, dataset, base_path, setup, recipe, seed),
                                           {"progress": False, "speed": plan}, ranks,
                                           stage_dir(run_name, STAGE) / "ranked" / f"{arm}-seed{seed}",
                                           f"arm {arm!r} seed {seed}")
     rank, _, world_size = workers_service.world()
     hp, max_length = recipe.hp, recipe.sft.max_length
-    speed = speed or speed_plan(base_path, setup, hp, memory_budget_gib)
+    speed = speed or speed_plan(base_path, setup, hp, memory_budget_gib, dequantise=method == "sft")  # SDFT: 4-bit
     rows = training_rows(dataset, recipe)
     budget = arm_steps(recipe, rows["source"], rows["messages"])
     build = make_sdft_trainer if method == "sdft" else make_trainer
@@ -397,16 +394,17 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     try:
         trainer.train()
     except torch.OutOfMemoryError:
-        if speed.checkpointed_layers == speed.layers or world_size > 1:  # a rank alone cannot start again: the
-            raise                                                         # others wait for it in their collectives
+        if (speed.checkpointed_layers == speed.layers and not speed.dequantised) or world_size > 1:  # a rank alone
+            raise                                            # cannot start again: the others wait in their collectives
         retry = True  # below: until this block ends, its traceback holds the failed step's frames (the trainer)
     if retry:
         warnings.warn(f"arm {arm!r}: out of GPU memory with {speed.checkpointed_layers} of {speed.layers} layers "
-                      f"checkpointed (estimated peak {speed.estimate_gib} GiB); training again with all of them",
-                      stacklevel=2)
+                      f"checkpointed{', the base dequantised' * speed.dequantised} (estimated peak "
+                      f"{speed.estimate_gib} GiB); training again with all of them"
+                      f"{', the base in 4 bits' * speed.dequantised}", stacklevel=2)
         del trainer
         placement.release_gpu_memory()
-        speed = replace(speed, checkpointed_layers=speed.layers)
+        speed = replace(speed, checkpointed_layers=speed.layers, dequantised=False)
         trainer = build(rows, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
         start = time.perf_counter()
         trainer.train()

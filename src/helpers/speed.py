@@ -104,17 +104,20 @@ def numerics(config, setup: Setup) -> dict:
             "liger": setup.device == "cuda" and liger_available(config.model_type)}
 
 
-def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0, ranks: int | None = None) -> Speed:
+def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0, ranks: int | None = None,
+               dequantise: bool = True) -> Speed:
     """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
     checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
     0 for the device's free memory). When even full checkpointing does not fit the batch, the batch is split into
     micro-batches with gradient accumulation (2, 3, 4... parts that divide it: the same effective batch and
     optimizer steps, each part costing another pass of per-step overhead), again with the fewest checkpointed layers
-    that fit. When nothing fits, every layer is checkpointed, one row at a time. A 4-bit base is then dequantised
-    once (``Speed.dequantised``) if the plan still fits with its weights in the compute dtype (2 bytes a weight on a
-    GPU, 4 on a CPU, against about half a byte): the same values, without bitsandbytes' dequantising at every layer
-    and step (on one H200, SmolLM2 at 16 x 384 tokens took 0.19 s a step unquantised against 0.24 s in 4-bit layers,
-    docs/performance.md). ``ranks``: the data-parallel processes sharing each batch (default: this process's
+    that fit. When nothing fits, every layer is checkpointed, one row at a time. With ``dequantise``, a 4-bit base
+    is then dequantised once (``Speed.dequantised``) if the plan still fits with its weights in the compute dtype (2
+    bytes a weight on a GPU, 4 on a CPU, against about half a byte): the same weights, without bitsandbytes'
+    dequantising at every layer and step (on one H200, SmolLM2 at 16 x 384 tokens took 0.157 s a step against 0.203 s
+    in 4-bit layers, docs/performance.md). SDFT arms keep the 4-bit layers (``dequantise=False``): they sample their
+    own answers, and bitsandbytes' fused kernel for a few rows rounds otherwise than a dequantised product, so a
+    sampled token could change. ``ranks``: the data-parallel processes sharing each batch (default: this process's
     ``WORLD_SIZE``); the plan is for one rank's share."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
@@ -133,7 +136,7 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     plans = [(parts, n) for parts in range(1, batch + 1) if batch % parts == 0 for n in range(layers + 1)]
     parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
     # the base dequantised only where that costs no checkpointing and no micro-batches: memory buys those first
-    dequantised = setup.quantization == "nf4" and estimate(parts, chosen, True) <= 0.9 * budget
+    dequantised = dequantise and setup.quantization == "nf4" and estimate(parts, chosen, True) <= 0.9 * budget
     return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen, dequantised) / 2**30, 2),
                  round(budget / 2**30, 2), accumulation=parts, dequantised=dequantised)
 
@@ -147,7 +150,8 @@ def side_by_side(jobs: int, workers: int, base_path: str, setup: Setup, hp: dict
     from . import workers as workers_service
 
     cuda = setup.device == "cuda"
-    estimate = speed_plan(base_path, setup, hp, memory_budget_gib).estimate_gib if cuda else 0.0
+    # packed by the 4-bit estimate: each training's share of the memory then decides whether its base is dequantised
+    estimate = speed_plan(base_path, setup, hp, memory_budget_gib, dequantise=False).estimate_gib if cuda else 0.0
     free = (memory_budget_gib or free_memory(setup.device) / 2**30) if cuda else 0.0
     cpus = workers_service.cores_each(gpus_per_arm)
     plan = workers_service.plan(jobs, workers, setup.device, estimate, free, cpus=cpus,
