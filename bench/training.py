@@ -149,17 +149,13 @@ class StepTimes(TrainerCallback):
 
 
 def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | None, budget: float, warmup: int,
-         profile: bool = False, **change) -> dict:
-    """One row: stage 05's trainer with ``speed`` (default ``speed_plan``; ``change`` overrides its fields)."""
+         profile: bool = False, dequantise: bool = True, **change) -> dict:
+    """One row: stage 05's trainer with ``speed`` (default ``speed_plan``, with its ``dequantise``; ``change``
+    overrides its fields)."""
     from dataclasses import replace
 
     row = {}
-    speed = replace(speed or sp.speed_plan(str(folder), setup, hp, budget), **change)
-    if "dequantised" in change:  # the plan's estimate was for its own choice of weights
-        share = {**hp, "train_batch_size": hp["train_batch_size"] // speed.accumulation}
-        estimate = sp.memory_estimate(sp.text_config(str(folder)), setup, share, speed.checkpointed_layers, speed.liger,
-                                      2 if speed.adapter_dtype == "bfloat16" else 4, speed.dequantised)
-        speed = replace(speed, estimate_gib=round(estimate / 2**30, 2))
+    speed = replace(speed or sp.speed_plan(str(folder), setup, hp, budget, dequantise=dequantise), **change)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
@@ -331,7 +327,7 @@ def main() -> None:
                                                     args.warmup)),
                     ("helpers, default", lambda: one(folder, setup, data, hp, None, 0, args.warmup)),
                     ("helpers, default, 4-bit layers", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
-                                                                   dequantised=False))]
+                                                                   dequantise=False))]
         if args.ddp_only:  # the single process's default row and the DDP row, nothing else
             variants = variants[1:2]
         elif device == "cuda" and name == "llama-3.1-8b":
