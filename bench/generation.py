@@ -12,8 +12,8 @@ the full length. Rows:
 * ``helpers, before``: the dynamic cache with cuDNN attention at the old default batch of 64, as before the fast path;
 * ``helpers, dynamic cache``: what runs uncompiled now (cuDNN attention off on CUDA), at 64 and, on the GPU, at 256
   (the notebooks' batch);
-* ``helpers, compiled``: ``generate(compile=True)``: static cache, compiled decode step, bucketed widths, equal
-  batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
+* ``helpers, compiled``: ``generate(compile=True)``: static cache, a compiled step that also draws the token
+  (``helpers.decode``), bucketed widths, equal batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
   reported as ``compile_s``;
 * ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
@@ -24,8 +24,12 @@ the full length. Rows:
   step through SDPA also where a group holds a power of two of query heads; elsewhere the same; GPU only);
 * ``helpers, static cache + CUDA graphs only``: ``generate(compile="graphs")``, the same decode captured in CUDA
   graphs by torch.compile's "cudagraphs" backend, without inductor's kernels (GPU only);
+* ``helpers, static cache + compile, transformers' decode loop (before)``: the compiled row's batches, widths and
+  packed attention, decoded by transformers' ``generate`` loop instead of ``helpers.decode`` (as until 2026-12-01;
+  GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
-  its automatic compile and without (the reference recipe).
+  its automatic compile and without (the reference recipe), at 256 rows and, compiled, also at the batch of the
+  rows above when that is larger (GPU only).
 
 ``--only TEXT...`` keeps the rows whose label holds one of the texts (the 8B shape's slow rows take minutes).
 
@@ -48,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import chosen, measured, report  # noqa: E402
 
 from helpers import generate as helpers_generate  # noqa: E402
+from helpers.chat import encode_prompts  # noqa: E402
 from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
 from helpers.lab import standins  # noqa: E402
 
@@ -110,6 +115,27 @@ def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, com
     outs = generate(model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, do_sample=True,
                     temperature=1.0, seed=0, compile=compile)
     return sum(o["new_tokens"] for o in outs)
+
+
+def hf_loop(model, tok, prompts: list[str], new_tokens: int, batch: int) -> int:
+    """``generate``'s compiled path as it was before ``helpers.decode`` (2026-12-01): the same sorted, bucketed,
+    left-padded batches and packed attention, decoded by transformers' ``generate`` loop (static cache, its compiled
+    step; the draw and the end-of-rows test outside the compiled step)."""
+    encoded = sorted(encode_prompts(tok, prompts), key=len)
+    made = 0
+    with helpers_generate._packed_gqa(model), torch.no_grad():
+        for start in range(0, len(encoded), batch):
+            rows = encoded[start : start + batch]
+            width = bucket_width(max(map(len, rows)))
+            ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, seq in enumerate(rows):
+                ids[r, width - len(seq) :], mask[r, width - len(seq) :] = torch.tensor(seq), 1
+            out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_p=1.0, top_k=None,
+                                 pad_token_id=tok.pad_token_id, cache_implementation="static")
+            made += (out.shape[1] - width) * len(rows)
+    return made
 
 
 def plan_packs(model, prompts: list[str], new_tokens: int) -> bool:
@@ -210,10 +236,18 @@ def main() -> None:
                     # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
                     ("helpers, static cache + CUDA graphs only (no inductor)",
                      lambda: ours(model, tok, prompts, n, fixed, "graphs"), prompts, auto, True, None, True)]
+    if device == "cuda":  # the same batches decoded by transformers' generate loop, as before helpers.decode
+        planned.append((f"{label}, transformers' decode loop (before)",
+                        lambda: hf_loop(model, tok, prompts, n, fixed or auto), prompts, fixed or auto, True, None,
+                        False))
     planned += [("plain transformers, static cache", lambda: plain_hf(model, tok, ref, n, False), ref, len(ref),
                  False, None, False),
                 ("plain transformers, static cache + compile", lambda: plain_hf(model, tok, ref, n, True), ref,
                  len(ref), device == "cuda", None, False)]
+    if device == "cuda" and (fixed or auto) > len(ref):  # the plain recipe at the batch of the rows above too
+        whole = prompts[: fixed or auto]
+        planned.append(("plain transformers, static cache + compile", lambda: plain_hf(model, tok, whole, n, True),
+                        whole, len(whole), True, None, False))
     if args.only:
         planned = [p for p in planned if chosen(p[0], args.only)]
     rows, profiled = [], False

@@ -192,18 +192,24 @@ def test_attention_registration_the_packed_decode_uses():
     assert "not is_torchdynamo_compiling()" in inspect.getsource(sdpa_attention.sdpa_attention_forward)
 
 
-def test_compile_config_fields_the_graphs_only_decode_sets():
-    # helpers/generate.py: compile="graphs" passes CompileConfig(backend="cudagraphs", mode=None) to generate, which
-    # hands it to get_compiled_call (torch.compile(**to_dict())); the test compiles on the CPU via _compile_all_devices
+def test_what_the_static_decode_loop_calls():
+    # helpers/decode.py: static_decode() builds StaticCache(config=, max_cache_len=), makes each step's masks with
+    # create_masks_for_generate (as transformers' generate does for a static cache), and compiles _step with
+    # torch.compile(**INDUCTOR) -- transformers' CompileConfig defaults for a static decode -- or, for
+    # compile="graphs", with GRAPHS_ONLY (the "cudagraphs" backend)
     import torch
-    from transformers import CompileConfig, PreTrainedModel
+    from transformers import CompileConfig, StaticCache
+    from transformers.masking_utils import create_masks_for_generate
 
+    from helpers.decode import INDUCTOR
     from helpers.generate import GRAPHS_ONLY
 
-    config = CompileConfig(**GRAPHS_ONLY)
-    assert {k: config.to_dict()[k] for k in GRAPHS_ONLY} == GRAPHS_ONLY
-    assert hasattr(CompileConfig, "_compile_all_devices")
-    assert "compile_config" in params_of(PreTrainedModel.get_compiled_call)
+    assert {"config", "max_cache_len"} <= params_of(StaticCache.__init__)
+    assert {"config", "inputs_embeds", "attention_mask", "past_key_values", "position_ids"} <= params_of(
+        create_masks_for_generate)
+    assert {"backend", "mode", "fullgraph", "dynamic"} <= params_of(torch.compile)
+    defaults = CompileConfig().to_dict()
+    assert {k: defaults[k] for k in INDUCTOR} == INDUCTOR  # transformers' own settings, unchanged
     assert GRAPHS_ONLY["backend"] in torch._dynamo.list_backends()
 
 

@@ -369,28 +369,28 @@ def test_a_compiled_gpu_plan_enters_the_packed_attention_and_gives_the_same_gree
 
 
 def test_graphs_only_compiles_the_static_decode_with_the_cudagraphs_backend_and_gives_the_same_text(base, monkeypatch):
-    """``compile="graphs"`` (``compile_decode: graphs``): the static-cache path, compiled by transformers with
-    ``GRAPHS_ONLY`` (torch.compile's "cudagraphs" backend: no inductor kernels). Here compiled on the CPU too
-    (transformers' ``_compile_all_devices``), where the backend runs the traced graph's eager kernels without graphs:
-    the greedy answers of the uncompiled path."""
-    from transformers import CompileConfig
-
+    """``compile="graphs"`` (``compile_decode: graphs``): the static-cache path, its step (``decode._step``) compiled
+    with ``GRAPHS_ONLY`` (torch.compile's "cudagraphs" backend: no inductor kernels). Here compiled on the CPU too
+    (``COMPILE_DEVICES``), where the backend runs the traced graph's eager kernels without graphs: the greedy
+    answers of the uncompiled path."""
+    from helpers import decode
     from helpers import generate as g
 
     model, tok = base
     prompts = prompts_for(tok, 6, seed=8)
     want = generate(model, tok, prompts, max_new_tokens=10, batch_size=3)
     assert g.generation_plan(model, 6, 40, 10, batch_size=3, compile="graphs")["graphs_only"]
-
-    class Everywhere(CompileConfig):
-        _compile_all_devices = True
-
-    compiled, real = [], model.get_compiled_call
-    monkeypatch.setattr("transformers.CompileConfig", Everywhere)
-    monkeypatch.setattr(model, "get_compiled_call", lambda config: compiled.append(config.to_dict()) or real(config))
+    compiled, real = [], decode._compiled_step
+    monkeypatch.setattr(g, "COMPILE_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(decode, "_COMPILED", {})
+    monkeypatch.setattr(decode, "_compiled_step", lambda options: compiled.append(options) or real(options))
     got = generate(model, tok, prompts, max_new_tokens=10, batch_size=3, compile="graphs")
-    assert compiled and all({k: c[k] for k in g.GRAPHS_ONLY} == g.GRAPHS_ONLY for c in compiled)
+    assert compiled and all(c == {**decode.INDUCTOR, **g.GRAPHS_ONLY} for c in compiled)
     assert [x["ids"] for x in got] == [w["ids"] for w in want]
+    compiled.clear()  # compile=True: inductor's options, as transformers compiles a static decode (not run here)
+    monkeypatch.setattr(g, "COMPILE_DEVICES", ("cuda",))
+    generate(model, tok, prompts[:3], max_new_tokens=4, batch_size=3, compile=True)
+    assert compiled == [None]  # the CPU: uncompiled
 
 
 def test_packed_gqa_leaves_models_without_grouped_heads_or_sdpa_alone():

@@ -4,14 +4,16 @@ Prompts are already-rendered strings (chat template applied, generation prompt i
 ``chat.encode_prompts`` so that they carry exactly one BOS where the model expects one.
 Batches are sorted by length (less padding) and left-padded (decoder-only models continue from the right edge).
 
-On a CUDA GPU (``generation_plan``) the decode loop runs with a static KV cache, which lets transformers compile the
-one-token decode step (``torch.compile``, CUDA graphs): the dynamic cache leaves the GPU idle most of the time while
-the CPU launches kernels (bench/generation.py, docs/performance.md). Compiling costs tens of seconds per shape, so
+On a CUDA GPU (``generation_plan``) the decode loop runs with a static KV cache and a compiled step
+(``decode.static_decode``: the model's one-token step and the draw of the next token in one CUDA graph, the end of
+the rows tested every few steps; uncompiled, the GPU idles while the CPU launches kernels: bench/generation.py,
+docs/performance.md). Compiling costs tens of seconds per shape, so
 prompt widths are rounded up to a few buckets (``bucket_width``), every batch of a call has the same number of rows
 (the last one is filled with copies whose answers are dropped), and a job too short or a model too small to repay
 the compile runs uncompiled. A compiled decode of a grouped-query model reads its K/V heads unexpanded
 (``packed_gqa_attention``). The batch size defaults to what the GPU's free memory holds. On the CPU nothing
-changes: the dynamic cache, no compile, 64 rows a batch unless the caller says otherwise, identical greedy outputs.
+changes: the dynamic cache and transformers' ``generate``, no compile, 64 rows a batch unless the caller says
+otherwise, identical greedy outputs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chat import encode_prompts
+from .decode import INDUCTOR, static_decode
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
@@ -41,6 +44,7 @@ PACKED_GQA_MAX_PARAMS = float("inf")
 # docs/performance.md); with a block mask, 49-110x slower than cuDNN's kernel for 3 or 7 heads a group
 # (bench/decode_attention.py), so those keep SDPA; other head sizes were not measured
 FLEX_DECODE = True
+COMPILE_DEVICES = ("cuda",)  # where the static-cache decode step is compiled (as transformers: CUDA only)
 NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
 NUCLEUS_TOP_K = 1024
 
@@ -173,8 +177,8 @@ def _packed_gqa(model, flex: bool = True):
 
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
                     compile: bool | str | None = None, job_prompts: int | None = None) -> dict:
-    """How ``generate`` will run: ``compile`` (a static KV cache whose one-token decode step transformers compiles
-    with CUDA graphs; else the dynamic cache, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
+    """How ``generate`` will run: ``compile`` (a static KV cache and ``decode.static_decode``, its step compiled with
+    CUDA graphs on CUDA; else the dynamic cache and transformers' ``generate``, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
     one size so the compiled shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and
     ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs
     ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and ``graphs_only``
@@ -184,7 +188,7 @@ def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batc
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
     docs/performance.md), more than a short job or a tiny model takes uncompiled, and is reused by every later call
     with the same shapes. The job is this call, or ``job_prompts`` prompts for a caller that generates in shards
-    (notebook 02). ``compile=True`` forces the static-cache path (on the CPU transformers does not compile it,
+    (notebook 02). ``compile=True`` forces the static-cache path (on the CPU its step is not compiled,
     which is how the tests check it gives the same answers). Deterministic: the plan never depends on timings."""
     cuda = _is_cuda(model)
     graphs_only = compile == "graphs"
@@ -335,11 +339,12 @@ def generate(
                            job_prompts)
     static = plan["compile"]
     step = plan["batch_size"]
-    extra: dict = {"cache_implementation": "static"} if static else {}
-    if plan["graphs_only"]:
-        from transformers import CompileConfig
-
-        extra["compile_config"] = CompileConfig(**GRAPHS_ONLY)
+    extra: dict = {}
+    # the static-cache path runs decode.static_decode, its step compiled on CUDA (transformers compiles nowhere else)
+    options = ({**INDUCTOR, **GRAPHS_ONLY} if plan["graphs_only"] else INDUCTOR) \
+        if static and device.type in COMPILE_DEVICES else None
+    ended = (lambda rows: [any(s in t for s in stop_strings) for t in tokenizer.batch_decode(
+        rows, skip_special_tokens=True)]) if stop_strings else None
     own_sampler = do_sample and top_p < 1.0 and _vocab_size(model) >= NUCLEUS_MIN_VOCAB
     hf_sampling = do_sample and not own_sampler  # transformers samples, unless NucleusSampler draws instead
     if own_sampler:
@@ -373,21 +378,26 @@ def generate(
                 mask[row, width - len(seq) :] = 1
             if do_sample:  # one seed per batch keeps results independent of what ran before in the process
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            with torch.no_grad(), attention():
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=hf_sampling,
-                    temperature=temperature if hf_sampling else None,
-                    top_p=top_p if hf_sampling else None,
-                    top_k=None,
-                    eos_token_id=stop_ids,
-                    pad_token_id=tokenizer.pad_token_id,
-                    **extra,
-                )
+            if static:
+                out = static_decode(model, ids.to(device), mask.to(device), max_new_tokens, greedy=not do_sample,
+                                    temperature=temperature, top_p=top_p, top_k=NUCLEUS_TOP_K, stop_ids=stop_ids,
+                                    pad_id=tokenizer.pad_token_id, ended=ended, nucleus=nucleus, compile=options)
+            else:
+                with torch.no_grad(), attention():
+                    out = model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        max_new_tokens=max_new_tokens,
+                        do_sample=hf_sampling,
+                        temperature=temperature if hf_sampling else None,
+                        top_p=top_p if hf_sampling else None,
+                        top_k=None,
+                        eos_token_id=stop_ids,
+                        pad_token_id=tokenizer.pad_token_id,
+                        **extra,
+                    )[:, width:]
             for row, i in enumerate(idx):
-                new = out[row, width:].tolist()
+                new = out[row].tolist()
                 end = next((k for k, t in enumerate(new) if t in stop_ids), None)
                 finished = end is not None
                 ids_out = new[: end + 1] if finished else list(new)

@@ -1,0 +1,170 @@
+"""The static-cache decode loop (``helpers.decode``): the answers of transformers' own loop, the draw's distribution,
+and the stop tests every ``CHECK_EVERY`` steps."""
+
+import functools
+
+import pytest
+import torch
+
+from helpers import decode
+from helpers.generate import NUCLEUS_TOP_K, generate, nucleus
+from test_generate import GQA_SHAPES, gqa_model, prompts_for
+
+
+def left_padded(tok, prompts, width=None):
+    from helpers.chat import encode_prompts
+
+    encoded = encode_prompts(tok, prompts)
+    width = width or max(map(len, encoded))
+    ids = torch.full((len(encoded), width), tok.pad_token_id)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, seq in enumerate(encoded):
+        ids[row, width - len(seq):], mask[row, width - len(seq):] = torch.tensor(seq), 1
+    return ids, mask
+
+
+def transformers_greedy(model, tok, ids, mask, n):
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False, top_k=None,
+                             top_p=None, temperature=None, eos_token_id=[tok.eos_token_id],
+                             pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]
+    return torch.nn.functional.pad(out, (0, n - out.shape[1]), value=tok.pad_token_id)
+
+
+@pytest.mark.parametrize("arch", sorted(GQA_SHAPES))
+@pytest.mark.parametrize("compiled", [False, True])
+def test_greedy_tokens_are_transformers_own(arch, compiled):
+    """Left-padded rows wider than a bucket and, for gemma-3, prompts longer than its sliding window (8 here): the
+    same greedy tokens as transformers' ``generate`` (dynamic cache), with the step traced whole by
+    ``torch.compile`` (``fullgraph``, ``INDUCTOR``'s shapes; the eager backend, as the CPU has no CUDA graphs) or
+    not compiled. 20 tokens: more steps than torch's recompile limit (8), which gemma-3's sliding-window cache hit
+    with ``dynamic=False``."""
+    model, tok = gqa_model(arch)
+    ids, mask = left_padded(tok, prompts_for(tok, 5, seed=3), width=64)
+    want = transformers_greedy(model, tok, ids, mask, 20)
+    torch._dynamo.reset()
+    options = {**decode.INDUCTOR, "backend": "eager", "mode": None, "fullgraph": True}
+    got = decode.static_decode(model, ids, mask, 20, greedy=True, stop_ids=[tok.eos_token_id],
+                               pad_id=tok.pad_token_id, compile=options if compiled else None)
+    assert torch.equal(got, want)
+
+
+def test_sampling_is_seeded_and_the_compiled_step_draws_as_the_uncompiled_one():
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 4, seed=5))
+
+    def run(compile, top_p=1.0):
+        torch.manual_seed(7)
+        return decode.static_decode(model, ids, mask, 10, greedy=False, temperature=0.8, top_p=top_p,
+                                    top_k=NUCLEUS_TOP_K, stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id,
+                                    nucleus=nucleus, compile=compile)
+
+    torch._dynamo.reset()
+    eager = run(None)
+    assert torch.equal(eager, run(None))
+    assert torch.equal(eager, run({"backend": "eager", "fullgraph": True}))
+    assert torch.equal(run(None, 0.9), run({"backend": "eager", "fullgraph": True}, 0.9))
+
+
+def test_greedy_draw_is_the_float32_argmax():
+    logits = torch.randn(6, 50).to(torch.bfloat16)
+    tokens, covered = decode.draw(logits, True, 1.0, 1.0, 8)
+    assert torch.equal(tokens, logits.float().argmax(-1)) and covered is None
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_sampled_draws_follow_the_tempered_softmax_and_its_nucleus(top_p):
+    """Gumbel-max over the tempered logits draws each token with its softmax probability; with top-p, from the
+    nucleus that ``generate.nucleus`` (transformers' rule) keeps, renormalised. 20,000 draws of a 12-token row."""
+    torch.manual_seed(0)
+    row = torch.randn(12) * 2
+    temperature = 0.7
+    expected = torch.zeros(12)
+    for rows, ids, probs in nucleus(row[None] / temperature, top_p, k=12):
+        expected[ids[0]] = probs[0] / probs[0].sum()
+    tokens, covered = decode.draw(row.expand(20_000, 12), False, temperature, top_p, 12)
+    assert covered is None if top_p == 1.0 else bool(covered.all())
+    freq = torch.bincount(tokens, minlength=12).float() / 20_000
+    assert (freq[expected == 0] == 0).all()  # nothing outside the nucleus
+    assert torch.allclose(freq, expected, atol=0.015)
+
+
+def test_rows_whose_nucleus_is_wider_than_top_k_are_drawn_again_from_the_whole_row():
+    """A flat row's nucleus holds more tokens than the top ``top_k``: ``draw`` says so (``covered`` False) and
+    ``redraw`` draws it from its whole nucleus; a peaked row keeps its draw."""
+    torch.manual_seed(1)
+    logits = torch.randn(2, 400) * 0.1  # flat
+    logits[0, :3] += 10  # peaked: three tokens hold the nucleus
+    tokens, covered = decode.draw(logits, False, 1.0, 0.9, 8)
+    assert covered.tolist() == [True, False] and tokens[0] < 3
+    seen = set()
+    for _ in range(50):
+        t = tokens.clone()
+        decode.redraw(t, covered, logits, 1.0, 0.9, nucleus)
+        assert t[0] == tokens[0]
+        seen.add(int(t[1]))
+    assert len(seen) > 8 and max(seen) >= 8  # tokens beyond any top 8
+
+
+def test_the_loop_stops_at_a_check_once_every_row_ended_and_pads_after_the_stop_token(monkeypatch):
+    """Rows end by a stop token (padded after it) or by ``ended`` (a stop string: tested every ``CHECK_EVERY``
+    steps); the loop stops at the first test that finds every row ended."""
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 3, seed=2))
+    free = decode.static_decode(model, ids, mask, 40, greedy=True, stop_ids=[tok.eos_token_id],
+                                pad_id=tok.pad_token_id)
+    stop = int(free[0, 2])  # the first row's third token as the stop token
+    monkeypatch.setattr(decode, "CHECK_EVERY", 4)
+    calls = []
+    got = decode.static_decode(model, ids, mask, 40, greedy=True, stop_ids=[stop], pad_id=tok.pad_token_id,
+                               ended=lambda rows: calls.append(len(rows[0])) or [True] * len(rows))
+    first = free[0].tolist().index(stop)
+    assert got[0, : first + 1].tolist() == free[0, : first + 1].tolist()
+    assert (got[0, first + 1:] == tok.pad_token_id).all()
+    assert calls == [5] and (got[:, 5:] == tok.pad_token_id).all()  # one test, after step 4 (5 tokens), then stop
+
+
+def test_bad_sampling_settings_are_a_clear_error():
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 2, seed=1))
+    with pytest.raises(ValueError, match="temperature > 0"):
+        decode.static_decode(model, ids, mask, 4, greedy=False, temperature=0.0, stop_ids=[tok.eos_token_id],
+                             pad_id=tok.pad_token_id)
+
+
+def test_generate_samples_through_the_loop_seeded_and_in_order():
+    """``generate(compile=True)`` (the static-cache path, uncompiled on the CPU) with sampling and top-p: the same
+    seed gives the same answers, which differ from another seed's."""
+    model, tok = gqa_model("qwen2")
+    prompts = prompts_for(tok, 6, seed=9)
+    a = generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True, temperature=0.9, top_p=0.9,
+                 seed=4, compile=True)
+    b = generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True, temperature=0.9, top_p=0.9,
+                 seed=4, compile=True)
+    c = generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True, temperature=0.9, top_p=0.9,
+                 seed=5, compile=True)
+    assert a == b != c
+
+
+def test_a_peft_model_decodes_as_in_transformers_loop_and_its_prompt_keeps_one_position_of_logits(monkeypatch):
+    """notebook 06 generates with adapters on: the prompt's pass asks for the last position's logits only
+    (``logits_to_keep``, which a peft model's ``forward`` does not name but hands on), and the answers are those of
+    transformers' loop on the same model."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = gqa_model("qwen2")
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ids, mask = left_padded(tok, prompts_for(tok, 3, seed=6))
+    want = transformers_greedy(peft, tok, ids, mask, 8)
+    widths = []
+    real = type(peft.get_base_model()).forward
+
+    @functools.wraps(real)  # the signature the loop reads
+    def spy(self, *args, **kwargs):
+        widths.append(kwargs.get("logits_to_keep"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(peft.get_base_model()), "forward", spy)
+    got = decode.static_decode(peft, ids, mask, 8, greedy=True, stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id)
+    assert torch.equal(got, want) and widths[0] == 1
