@@ -13,8 +13,8 @@ the full length. Rows:
 * ``helpers, dynamic cache``: what runs uncompiled now (cuDNN attention off on CUDA), at 64 and, on the GPU, at 256
   (the notebooks' batch);
 * ``helpers, compiled``: ``generate(compile=True)``: static cache, a compiled step that also draws the token
-  (``helpers.decode``), bucketed widths, equal batches, the batch size from free memory (and at 256); timed on a second call, the first call's extra time is
-  reported as ``compile_s``;
+  (``helpers.decode``), bucketed widths, equal batches, the batch size from free memory (and at 256); timed on a second
+  call, the first call's extra time is reported as ``compile_s``;
 * ``helpers, compiled, K/V heads expanded``: the same at the automatic batch with the decode's grouped-query
   attention as transformers compiles it (``repeat_kv``), i.e. without ``packed_gqa_attention``: as it was before;
   for a model over ``PACKED_GQA_MAX_PARAMS`` (whose plan does not pack; no limit since 2026-12-01) the packed

@@ -2,14 +2,14 @@
 run as one compiled function, and the loop asks whether every row has ended only every ``CHECK_EVERY`` steps.
 
 transformers' ``generate`` compiles the model's step alone: the draw (a float32 copy of the logits, softmax,
-``multinomial``) runs uncompiled after it, and its loop synchronises with the GPU at every step to test whether all
-rows ended, so the GPU waits while Python prepares the next step. On one H200 (Qwen2.5-0.5B's shape, 1,024 rows,
-256 sampled tokens, random weights) that loop made 60,235 new tok/s where this one made 89,316, in the same process
-(bench/generation.py, docs/performance.md). The draw is exact: greedy is the argmax of the float32 logits, as transformers'; sampling
-adds Gumbel noise to the tempered logits and takes the argmax (the Gumbel-max trick: the softmax distribution,
-without a softmax or a sort); top-p keeps the nucleus that ``generate.nucleus`` keeps, read from the top
-``top_k`` tokens when they hold it; a row whose nucleus is wider (a flat distribution) is drawn again after the
-step from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on.
+``multinomial``) runs uncompiled after it, and its loop synchronises with the GPU at every step to test whether all rows
+ended, so the GPU waits while Python prepares the next step. On one H200 (Qwen2.5-0.5B's shape, 1,024 rows, 256 sampled
+tokens, random weights) that loop made 60,235 new tok/s where this one made 89,316, in the same process
+(bench/generation.py, docs/performance.md). The draw is exact: greedy is the argmax of the float32 logits, as
+transformers'; sampling adds Gumbel noise to the tempered logits and takes the argmax (the Gumbel-max trick: the softmax
+distribution, without a softmax or a sort); top-p keeps the nucleus that ``generate.nucleus`` keeps, read from the top
+``top_k`` tokens when they hold it; a row whose nucleus is wider (a flat distribution) is drawn again after the step
+from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on.
 """
 
 from __future__ import annotations

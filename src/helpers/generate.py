@@ -178,11 +178,11 @@ def _packed_gqa(model, flex: bool = True):
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
                     compile: bool | str | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache and ``decode.static_decode``, its step compiled with
-    CUDA graphs on CUDA; else the dynamic cache and transformers' ``generate``, uncompiled), ``batch_size``, ``equal_batches`` (every batch filled to
-    one size so the compiled shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and
-    ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs
-    ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and ``graphs_only``
-    (``compile="graphs"``: the static-cache path, compiled with ``GRAPHS_ONLY``).
+    CUDA graphs on CUDA; else the dynamic cache and transformers' ``generate``, uncompiled), ``batch_size``,
+    ``equal_batches`` (every batch filled to one size so the compiled shapes repeat), this call's ``decode_steps``
+    (batches x ``max_new_tokens``) and ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS``
+    that ``packs_gqa`` runs ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and
+    ``graphs_only`` (``compile="graphs"``: the static-cache path, compiled with ``GRAPHS_ONLY``).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
