@@ -51,6 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import chosen, measured, report  # noqa: E402
 
+from helpers import decode as helpers_decode  # noqa: E402
 from helpers import generate as helpers_generate  # noqa: E402
 from helpers.chat import encode_prompts  # noqa: E402
 from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
@@ -264,7 +265,7 @@ def main() -> None:
     report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",
                   "gpu_busy", "packed_gqa"], json_path, shape="tiny qwen2" if args.smoke else args.shape,
            device=device, new_tokens=n, prompt_tokens=args.prompt_tokens,
-           cudnn_attention=not args.no_cudnn_attention)
+           cudnn_attention=not args.no_cudnn_attention, decode_compile=helpers_decode.INDUCTOR)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,13 @@ def test_what_the_static_decode_loop_calls():
     defaults = CompileConfig().to_dict()
     assert {k: defaults[k] for k in INDUCTOR} == INDUCTOR  # transformers' own settings, unchanged
     assert GRAPHS_ONLY["backend"] in torch._dynamo.list_backends()
+    assert isinstance(torch._dynamo.config.recompile_limit, int)  # raised by static_decode for its calls
+    # draws_alone(): the processors transformers' generate would apply, from its own two helpers
+    from transformers import GenerationMixin
+
+    assert "generation_config" in params_of(GenerationMixin._prepare_generation_config)
+    assert {"generation_config", "input_ids_seq_length", "encoder_input_ids", "prefix_allowed_tokens_fn",
+            "logits_processor", "device", "model_kwargs"} <= params_of(GenerationMixin._get_logits_processor)
 
 
 def test_gpu_utilisation_the_benchmarks_sample():

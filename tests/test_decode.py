@@ -47,6 +47,7 @@ def test_greedy_tokens_are_transformers_own(arch, compiled):
     got = decode.static_decode(model, ids, mask, 20, greedy=True, stop_ids=[tok.eos_token_id],
                                pad_id=tok.pad_token_id, compile=options if compiled else None)
     assert torch.equal(got, want)
+    assert (got != tok.pad_token_id).sum(-1).max() >= 10  # not a vacuous match: rows run for many tokens
 
 
 def test_sampling_is_seeded_and_the_compiled_step_draws_as_the_uncompiled_one():
@@ -122,6 +123,10 @@ def test_the_loop_stops_at_a_check_once_every_row_ended_and_pads_after_the_stop_
     assert got[0, : first + 1].tolist() == free[0, : first + 1].tolist()
     assert (got[0, first + 1:] == tok.pad_token_id).all()
     assert calls == [5] and (got[:, 5:] == tok.pad_token_id).all()  # one test, after step 4 (5 tokens), then stop
+    for row in (1, 2):  # the other rows as without the stop token, up to the test (or their own stop)
+        mine = got[row, :5].tolist()
+        end = mine.index(stop) + 1 if stop in mine else 5
+        assert mine[:end] == free[row, :end].tolist()
 
 
 def test_bad_sampling_settings_are_a_clear_error():
@@ -144,6 +149,7 @@ def test_generate_samples_through_the_loop_seeded_and_in_order():
     c = generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True, temperature=0.9, top_p=0.9,
                  seed=5, compile=True)
     assert a == b != c
+    assert [x["prompt_tokens"] for x in a] == [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
 
 
 def test_a_peft_model_decodes_as_in_transformers_loop_and_its_prompt_keeps_one_position_of_logits(monkeypatch):
@@ -168,3 +174,145 @@ def test_a_peft_model_decodes_as_in_transformers_loop_and_its_prompt_keeps_one_p
     monkeypatch.setattr(type(peft.get_base_model()), "forward", spy)
     got = decode.static_decode(peft, ids, mask, 8, greedy=True, stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id)
     assert torch.equal(got, want) and widths[0] == 1
+
+
+def test_top_p_draws_from_the_top_k_follow_the_nucleus_of_a_wide_vocabulary():
+    """A peaked row of 400 tokens whose nucleus the top 8 hold: ``draw`` marks it covered and draws from those 8 with
+    the nucleus' renormalised probabilities (30,000 draws)."""
+    torch.manual_seed(2)
+    row = torch.randn(400)
+    row[:5] += torch.tensor([10.0, 9.5, 9.0, 8.0, 7.0])
+    expected = torch.zeros(400)
+    for rows, ids, probs in nucleus(row[None], 0.9, k=400):
+        expected[ids[0]] = probs[0] / probs[0].sum()
+    tokens, covered = decode.draw(row.expand(30_000, 400), False, 1.0, 0.9, 8)
+    assert bool(covered.all()) and 1 < int((expected > 0).sum()) <= 8
+    freq = torch.bincount(tokens, minlength=400).float() / 30_000
+    assert (freq[expected == 0] == 0).all() and torch.allclose(freq, expected, atol=0.015)
+
+
+def test_a_generation_config_that_asks_for_more_is_left_to_transformers_loop(monkeypatch):
+    """A model whose generation config adds a logits processor (here a repetition penalty, as some instruct models
+    ship) is not decoded by ``static_decode``, which would ignore it: ``generate(compile=True)`` then runs
+    transformers' loop with its static cache, and gives the dynamic path's answers, penalty applied."""
+    from helpers import generate as g
+
+    model, tok = gqa_model("qwen2")
+    stops, pad = [tok.eos_token_id], tok.pad_token_id
+    assert decode.draws_alone(model, True, 1.0, 1.0, stops, pad)
+    assert decode.draws_alone(model, False, 0.7, 0.9, stops, pad)
+    prompts = prompts_for(tok, 4, seed=11)
+    plain = generate(model, tok, prompts, max_new_tokens=10, batch_size=2)
+    model.generation_config.repetition_penalty = 1.5
+    assert not decode.draws_alone(model, True, 1.0, 1.0, stops, pad)
+    want = generate(model, tok, prompts, max_new_tokens=10, batch_size=2)
+    assert [w["ids"] for w in want] != [p["ids"] for p in plain]  # the penalty changes the answers
+    looped = []
+    monkeypatch.setattr(g, "static_decode", lambda *a, **k: looped.append(1))
+    got = generate(model, tok, prompts, max_new_tokens=10, batch_size=2, compile=True)
+    assert not looped and [x["ids"] for x in got] == [w["ids"] for w in want]
+
+
+def test_stop_strings_end_answers_on_both_loops_as_on_transformers_own(monkeypatch):
+    """``generate(stop_strings=...)`` greedy through the static loop and through ``greedy_decode`` (tested every
+    ``CHECK_EVERY`` steps, the text cut after) gives transformers' ``generate`` texts, ids, counts and ``finished``
+    (its ``StopStringCriteria`` at every step)."""
+    from helpers import generate as g
+
+    model, tok = gqa_model("qwen2")
+    prompts = prompts_for(tok, 5, seed=12)
+    free = generate(model, tok, prompts, max_new_tokens=24, batch_size=5)
+    stop = next(t["text"][3:6] for t in free if len(t["text"]) > 8)  # a piece of one answer's text
+    with monkeypatch.context() as m:
+        m.setattr(g, "draws_alone", lambda *a: False)  # neither loop: transformers' generate
+        want = generate(model, tok, prompts, max_new_tokens=24, batch_size=5, stop_strings=[stop])
+    assert any(w["text"] != f["text"] for w, f in zip(want, free))  # the stop string cut something
+    assert generate(model, tok, prompts, max_new_tokens=24, batch_size=5, stop_strings=[stop]) == want
+    assert generate(model, tok, prompts, max_new_tokens=24, batch_size=5, stop_strings=[stop], compile=True) == want
+
+
+def test_the_step_is_handed_its_masks_made_outside_it(monkeypatch):
+    """The compiled step gets the step's attention masks ready (4-D, or one per kind of layer for gemma-3), made
+    before the call: made inside, inductor fused them into FlexAttention's kernel, which did not compile on a GPU."""
+    seen = []
+    real = decode._step
+    monkeypatch.setattr(decode, "_step",
+                        lambda model, cache, mask, *a: seen.append(mask) or real(model, cache, mask, *a))
+    for arch in sorted(GQA_SHAPES):
+        model, tok = gqa_model(arch)
+        ids, mask = left_padded(tok, prompts_for(tok, 2, seed=1))
+        seen.clear()
+        decode.static_decode(model, ids, mask, 4, greedy=True, stop_ids=[-1], pad_id=tok.pad_token_id)
+        assert len(seen) == 3
+        masks = [m for x in seen for m in (x.values() if isinstance(x, dict) else [x])]
+        assert all(m.dim() == 4 for m in masks), arch
+
+
+def test_no_new_tokens_asked_gives_none():
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 2, seed=1))
+    assert decode.static_decode(model, ids, mask, 0, greedy=True, stop_ids=[1], pad_id=0).shape == (2, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_the_compiled_draw_takes_fresh_noise_at_every_replay_on_a_gpu():
+    check_compiled_draw("cuda")
+
+
+def check_compiled_draw(device: str) -> dict:
+    """``draw`` compiled as ``static_decode`` compiles its step (``INDUCTOR``: inductor, CUDA graphs), replayed 40
+    times on the same logits (4,096 rows of 6 tokens): every replay draws anew (the draws differ between replays)
+    and their frequencies are the softmax's. Run on the GPU machine by hand (``python3 -c``); returns the numbers."""
+    fn = torch.compile(lambda x: decode.draw(x, False, 1.0, 1.0, 6)[0], **decode.INDUCTOR)
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], device=device).expand(4096, 6).contiguous()
+    draws = [fn(logits).clone() for _ in range(40)]
+    freq = torch.bincount(torch.cat(draws), minlength=6).float().cpu() / (40 * 4096)
+    expected = logits[0].softmax(-1).cpu()
+    distinct = len({tuple(d[:64].tolist()) for d in draws})
+    assert distinct == 40 and torch.allclose(freq, expected, atol=0.01), (distinct, freq, expected)
+    return {"distinct_replays": distinct, "freq": freq.tolist(), "expected": expected.tolist()}
+
+
+@pytest.mark.parametrize("arch", sorted(GQA_SHAPES))
+def test_greedy_decode_drops_finished_rows_and_keeps_transformers_tokens(arch, monkeypatch):
+    """Rows that end at different steps leave the batch (the forward passes get fewer rows), and every row's tokens
+    are still transformers' (``generate`` on the dynamic cache, the same stop token), gemma-3's sliding window
+    (8 here) included."""
+    model, tok = gqa_model(arch)
+    ids, mask = left_padded(tok, prompts_for(tok, 8, seed=4), width=80)
+    free = transformers_greedy(model, tok, ids, mask, 16)
+    stop = int(torch.mode(free[:, 1:6].flatten()).values)  # a token several rows make early
+    with torch.no_grad():
+        want = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=16, do_sample=False, top_k=None,
+                              top_p=None, temperature=None, eos_token_id=[stop], pad_token_id=tok.pad_token_id)
+    want = torch.nn.functional.pad(want[:, ids.shape[1]:], (0, 16 - (want.shape[1] - ids.shape[1])),
+                                   value=tok.pad_token_id)
+    widths = []
+    real = type(model).forward
+
+    @functools.wraps(real)
+    def spy(self, *args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    monkeypatch.setattr(decode, "SHRINK_SHARE", 8)
+    got = decode.greedy_decode(model, ids, mask, 16, stop_ids=[stop], pad_id=tok.pad_token_id)
+    assert torch.equal(got, want)
+    assert widths[0] == 8 and min(widths) < 8, widths  # finished rows left
+
+
+def test_generate_answers_greedily_through_greedy_decode_on_the_cpu(monkeypatch):
+    from helpers import generate as g
+
+    model, tok = gqa_model("qwen2")
+    prompts = prompts_for(tok, 5, seed=13)
+    calls = []
+    real = g.greedy_decode
+    monkeypatch.setattr(g, "greedy_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = generate(model, tok, prompts, max_new_tokens=8, batch_size=3)
+    assert len(calls) == 2  # two batches
+    monkeypatch.setattr(g, "draws_alone", lambda *a: False)
+    assert generate(model, tok, prompts, max_new_tokens=8, batch_size=3) == got  # transformers' own answers
+    generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True)  # sampling: transformers'
+    assert len(calls) == 2

@@ -9,7 +9,8 @@ tokens, random weights) that loop made 60,235 new tok/s where this one made 89,3
 transformers'; sampling adds Gumbel noise to the tempered logits and takes the argmax (the Gumbel-max trick: the softmax
 distribution, without a softmax or a sort); top-p keeps the nucleus that ``generate.nucleus`` keeps, read from the top
 ``top_k`` tokens when they hold it; a row whose nucleus is wider (a flat distribution) is drawn again after the step
-from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on.
+from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on. A model whose
+generation config asks for more (a repetition penalty, say) is left to transformers' loop (``draws_alone``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,33 @@ import inspect
 
 import torch
 
+RECOMPILE_LIMIT = 64  # graphs of _step a process may compile (models x settings x shapes) before torch gives up
 CHECK_EVERY = 16  # decode steps between two tests of whether every row has ended (each test waits for the GPU)
 # how the step is compiled on CUDA: transformers' ``CompileConfig`` defaults for a static-cache decode. With
 # ``dynamic=False`` gemma-3's sliding-window cache layers, which count their tokens in a Python int, recompiled at
 # every step until torch's recompile limit stopped the call (H200, torch 2.11); ``dynamic=None`` recompiles once
 INDUCTOR = {"backend": "inductor", "mode": "reduce-overhead", "fullgraph": False, "dynamic": None}
+
+
+def draws_alone(model, greedy: bool, temperature: float, top_p: float, stop_ids: list[int], pad_id: int) -> bool:
+    """Whether ``draw`` applies all that transformers' ``generate`` would to the logits for these settings and the
+    model's generation config: at most a temperature and top-p. A config that adds anything else (a repetition
+    penalty, a minimum length, suppressed tokens...) is left to transformers' loop, and so is a model whose
+    ``generate`` this cannot ask (transformers' own helpers, ``_prepare_generation_config`` and
+    ``_get_logits_processor``, which ``generate`` calls; tests/test_api_drift.py checks them)."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+    settings = {"do_sample": not greedy, "temperature": None if greedy else temperature,
+                "top_p": None if greedy else top_p, "top_k": None, "eos_token_id": stop_ids, "pad_token_id": pad_id,
+                "max_new_tokens": 1}
+    try:
+        config, _ = model._prepare_generation_config(None, **settings)
+        processors = model._get_logits_processor(
+            generation_config=config, input_ids_seq_length=1, encoder_input_ids=torch.zeros((1, 1), dtype=torch.long),
+            prefix_allowed_tokens_fn=None, logits_processor=LogitsProcessorList(), device="cpu", model_kwargs={})
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return all(isinstance(p, (TemperatureLogitsWarper, TopPLogitsWarper)) for p in processors)
 
 
 def draw(logits: torch.Tensor, greedy: bool, temperature: float, top_p: float, top_k: int):
@@ -82,6 +105,16 @@ def _step_mask(model, cache, mask, positions):
     return made.contiguous() if made is not None else None
 
 
+def _prefill(model, ids: torch.Tensor, mask: torch.Tensor, cache, **more) -> torch.Tensor:
+    """The prompt's pass into ``cache``: the last position's logits only (``logits_to_keep``, where the model's
+    ``forward`` takes it; a peft model hands it on to its base), positions counted from each row's first token."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "logits_to_keep" in inspect.signature(inner.forward).parameters:
+        more["logits_to_keep"] = 1
+    return model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                 past_key_values=cache, use_cache=True, **more).logits[:, -1]
+
+
 _COMPILED: dict = {}
 
 
@@ -109,39 +142,92 @@ def static_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
     if not greedy and not (temperature > 0 and 0 < top_p <= 1):  # transformers' checks, which this loop replaces
         raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got temperature={temperature}, "
                          f"top_p={top_p}")
-    device = ids.device
     rows, width = ids.shape
-    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
-    full = torch.cat([mask, torch.ones((rows, max_new_tokens), dtype=mask.dtype, device=device)], 1)
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(inner.forward).parameters else {}
+    if max_new_tokens < 1:
+        return torch.zeros((rows, 0), dtype=torch.long)
+    # transformers' size: the last new token is never fed back
+    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens - 1)
+    full = torch.cat([mask, torch.ones((rows, max_new_tokens), dtype=mask.dtype, device=mask.device)], 1)
     step = _compiled_step(compile)
-    out = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    stops = torch.tensor(stop_ids, device=device)
-    with torch.no_grad():
-        prefill = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                        cache_position=torch.arange(width, device=device), past_key_values=cache, use_cache=True,
-                        **extra).logits[:, -1]
+    lengths = mask.sum(-1)
+    # every model and setting of a process compiles the one function _step: more graphs than torch's default limit
+    # of 8 recompiles, past which it runs the step uncompiled without saying so
+    limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    with torch.no_grad(), torch._dynamo.config.patch(recompile_limit=limit):
+        prefill = _prefill(model, ids, mask, cache, cache_position=torch.arange(width, device=ids.device))
+        device = prefill.device  # the output head's (a model spread over GPUs takes its input on another)
+        out = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        stops = torch.tensor(stop_ids, device=device)
         token, covered = draw(prefill, greedy, temperature, top_p, top_k)
         if covered is not None:
             redraw(token, covered, prefill, temperature, top_p, nucleus)
         out[:, 0] = token
         done = torch.isin(token, stops)
-        lengths = mask.sum(-1)
         for s in range(1, max_new_tokens):
             positions = (lengths + (s - 1))[:, None]
             token, covered, logits = step(model, cache, _step_mask(model, cache, full[:, : width + s], positions),
-                                          out[:, s - 1].clone(), positions,
-                                          torch.tensor([width + s - 1], device=device), greedy, temperature, top_p,
-                                          top_k)
+                                          out[:, s - 1].contiguous().to(ids.device), positions,
+                                          torch.tensor([width + s - 1], device=ids.device), greedy, temperature,
+                                          top_p, top_k)
             token = token.clone()
-            if covered is not None:
-                redraw(token, covered, logits, temperature, top_p, nucleus)
+            if covered is not None:  # finished rows are not drawn again: their tokens become pads
+                redraw(token, covered | done, logits, temperature, top_p, nucleus)
             out[:, s] = torch.where(done, pad_id, token)
             done |= torch.isin(token, stops)
             if s % CHECK_EVERY == 0:
                 if ended is not None and not bool(done.all()):
-                    done |= torch.tensor(ended(out[:, : s + 1].tolist()), device=device)
+                    rest = (~done).nonzero().squeeze(-1)
+                    done[rest] |= torch.tensor(ended(out[rest, : s + 1].tolist()), dtype=torch.bool, device=device)
                 if bool(done.all()):
                     break
+    return out.cpu()
+
+
+SHRINK_SHARE = 8  # greedy_decode drops finished rows once at least 1 in SHRINK_SHARE of its rows have finished
+
+
+def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, *, stop_ids: list[int],
+                  pad_id: int, ended=None) -> torch.Tensor:
+    """Greedy decoding with transformers' dynamic KV cache, uncompiled (the CPU, and a GPU job too small to
+    compile), where rows that finished stop costing compute: once at least one row in ``SHRINK_SHARE`` has produced
+    a stop token (or, tested every ``CHECK_EVERY`` steps, ``ended`` says it ended), those rows leave the batch and
+    their cache (``batch_select_indices``). The tokens are those of transformers' ``generate`` (argmax of the float32
+    logits, the same positions and masks); the answer is a (rows x ``max_new_tokens``) tensor on the CPU, ``pad_id``
+    after a row's stop token. On the 2-core CPU SmolLM2's 40 general answers of notebook 06 (32 new tokens at most,
+    14 on average) took 5.13 s against 6.33 and 6.58 s through ``generate``, the same tokens (docs/performance.md)."""
+    from transformers import DynamicCache
+
+    rows, width = ids.shape
+    if max_new_tokens < 1:
+        return torch.zeros((rows, 0), dtype=torch.long)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        logits = _prefill(model, ids, mask, cache)
+        device = logits.device
+        out = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        stops = torch.tensor(stop_ids, device=device)
+        alive = torch.arange(rows, device=device)  # the batch's rows, as rows of ``out``
+        token = logits.float().argmax(-1)
+        out[:, 0] = token
+        done = torch.isin(token, stops)
+        lengths = mask.sum(-1)
+        for s in range(1, max_new_tokens):
+            if ended is not None and s % CHECK_EVERY == 0:
+                done |= torch.tensor(ended(out[alive, :s].tolist()), dtype=torch.bool, device=device)
+            finished = int(done.sum())
+            if finished == len(done):
+                break
+            if finished and finished * SHRINK_SHARE >= len(done):
+                keep = (~done).nonzero().squeeze(-1)
+                on_cpu = keep.cpu()  # indexes a tensor on any device (a model spread over GPUs has several)
+                for layer in cache.layers:
+                    layer.batch_select_indices(on_cpu)
+                alive, done, token = alive[keep], done[keep], token[keep]
+                mask, lengths = mask[on_cpu], lengths[on_cpu]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
+            logits = model(input_ids=token[:, None].to(ids.device), attention_mask=mask,
+                           position_ids=(lengths + s - 1)[:, None], past_key_values=cache, use_cache=True).logits
+            token = torch.where(done, pad_id, logits[:, -1].float().argmax(-1))
+            out[alive, s] = token
+            done |= torch.isin(token, stops)
     return out.cpu()

@@ -12,8 +12,8 @@ prompt widths are rounded up to a few buckets (``bucket_width``), every batch of
 (the last one is filled with copies whose answers are dropped), and a job too short or a model too small to repay
 the compile runs uncompiled. A compiled decode of a grouped-query model reads its K/V heads unexpanded
 (``packed_gqa_attention``). The batch size defaults to what the GPU's free memory holds. On the CPU nothing
-changes: the dynamic cache and transformers' ``generate``, no compile, 64 rows a batch unless the caller says
-otherwise, identical greedy outputs.
+changes but for greedy answers, whose finished rows leave the batch (``decode.greedy_decode``): the dynamic cache,
+no compile, 64 rows a batch unless the caller says otherwise, transformers' greedy tokens and its sampling.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chat import encode_prompts
-from .decode import INDUCTOR, static_decode
+from .decode import INDUCTOR, draws_alone, greedy_decode, static_decode
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
@@ -178,11 +178,12 @@ def _packed_gqa(model, flex: bool = True):
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
                     compile: bool | str | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache and ``decode.static_decode``, its step compiled with
-    CUDA graphs on CUDA; else the dynamic cache and transformers' ``generate``, uncompiled), ``batch_size``,
-    ``equal_batches`` (every batch filled to one size so the compiled shapes repeat), this call's ``decode_steps``
-    (batches x ``max_new_tokens``) and ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS``
-    that ``packs_gqa`` runs ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and
-    ``graphs_only`` (``compile="graphs"``: the static-cache path, compiled with ``GRAPHS_ONLY``).
+    CUDA graphs on CUDA; else the dynamic cache, uncompiled: ``decode.greedy_decode`` for greedy answers, transformers'
+    ``generate`` for sampled ones), ``batch_size``, ``equal_batches`` (every batch filled to one size so the compiled
+    shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and ``packed_gqa`` (a compiled CUDA
+    decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs ``packed_gqa_attention``; uncompiled,
+    transformers packs grouped heads itself) and ``graphs_only`` (``compile="graphs"``: the static-cache path, compiled
+    with ``GRAPHS_ONLY``).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
@@ -339,10 +340,19 @@ def generate(
                            job_prompts)
     static = plan["compile"]
     step = plan["batch_size"]
-    extra: dict = {}
-    # the static-cache path runs decode.static_decode, its step compiled on CUDA (transformers compiles nowhere else)
+    # the static-cache path runs decode.static_decode, its step compiled on CUDA (transformers compiles nowhere else),
+    # unless the model's generation config asks for more than it applies (e.g. a repetition penalty): then
+    # transformers' generate with its static cache, as before 2026-12-01
+    loop = static and draws_alone(model, not do_sample, temperature, top_p, stop_ids, tokenizer.pad_token_id)
+    # greedy answers on the dynamic cache drop their finished rows as they go (decode.greedy_decode)
+    shrink = not static and not do_sample and draws_alone(model, True, 1.0, 1.0, stop_ids, tokenizer.pad_token_id)
+    extra: dict = {"cache_implementation": "static"} if static and not loop else {}
+    if static and not loop and plan["graphs_only"]:
+        from transformers import CompileConfig
+
+        extra["compile_config"] = CompileConfig(**GRAPHS_ONLY)
     options = ({**INDUCTOR, **GRAPHS_ONLY} if plan["graphs_only"] else INDUCTOR) \
-        if static and device.type in COMPILE_DEVICES else None
+        if loop and device.type in COMPILE_DEVICES else None
     ended = (lambda rows: [any(s in t for s in stop_strings) for t in tokenizer.batch_decode(
         rows, skip_special_tokens=True)]) if stop_strings else None
     own_sampler = do_sample and top_p < 1.0 and _vocab_size(model) >= NUCLEUS_MIN_VOCAB
@@ -351,7 +361,7 @@ def generate(
         from transformers import LogitsProcessorList
 
         extra["logits_processor"] = LogitsProcessorList([NucleusSampler(temperature, top_p)])
-    if stop_strings:
+    if stop_strings and not loop and not shrink:
         from transformers import StoppingCriteriaList
 
         extra |= {"stopping_criteria": StoppingCriteriaList([stop_criterion(tokenizer, tuple(stop_strings))])}
@@ -378,10 +388,14 @@ def generate(
                 mask[row, width - len(seq) :] = 1
             if do_sample:  # one seed per batch keeps results independent of what ran before in the process
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            if static:
+            if loop:
                 out = static_decode(model, ids.to(device), mask.to(device), max_new_tokens, greedy=not do_sample,
                                     temperature=temperature, top_p=top_p, top_k=NUCLEUS_TOP_K, stop_ids=stop_ids,
                                     pad_id=tokenizer.pad_token_id, ended=ended, nucleus=nucleus, compile=options)
+            elif shrink:
+                with attention():
+                    out = greedy_decode(model, ids.to(device), mask.to(device), max_new_tokens, stop_ids=stop_ids,
+                                        pad_id=tokenizer.pad_token_id, ended=ended)
             else:
                 with torch.no_grad(), attention():
                     out = model.generate(
