@@ -218,6 +218,17 @@ def test_what_the_static_decode_loop_calls():
     assert "generation_config" in params_of(GenerationMixin._prepare_generation_config)
     assert {"generation_config", "input_ids_seq_length", "encoder_input_ids", "prefix_allowed_tokens_fn",
             "logits_processor", "device", "model_kwargs"} <= params_of(GenerationMixin._get_logits_processor)
+    assert {"generation_config", "kwargs_has_attention_mask", "device"} <= params_of(
+        GenerationMixin._prepare_special_tokens)
+    from transformers import DynamicCache, GenerationConfig
+    from transformers.cache_utils import Cache
+    from transformers.generation.configuration_utils import GenerationMode
+
+    assert GenerationConfig().get_generation_mode() == GenerationMode.GREEDY_SEARCH
+    assert GenerationConfig(do_sample=True).get_generation_mode() == GenerationMode.SAMPLE
+    assert {"stop_strings", "max_time"} <= set(GenerationConfig().to_dict())
+    # greedy_decode: DynamicCache(config=...) and reorder_cache(indices), which drops the finished rows
+    assert "config" in params_of(DynamicCache.__init__) and "beam_idx" in params_of(Cache.reorder_cache)
 
 
 def test_gpu_utilisation_the_benchmarks_sample():

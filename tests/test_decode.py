@@ -8,6 +8,7 @@ import torch
 
 from helpers import decode
 from helpers.generate import NUCLEUS_TOP_K, generate, nucleus
+from helpers.lab import standins
 from test_generate import GQA_SHAPES, gqa_model, prompts_for
 
 
@@ -273,15 +274,30 @@ def check_compiled_draw(device: str) -> dict:
     return {"distinct_replays": distinct, "freq": freq.tolist(), "expected": expected.tolist()}
 
 
-@pytest.mark.parametrize("arch", sorted(GQA_SHAPES))
+def hybrid_model():
+    """A tiny LFM2 (random weights): convolution layers, whose cache holds states rather than keys and values,
+    between attention layers."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = standins.tokenizer("qwen2_5")
+    config = AutoConfig.for_model("lfm2", vocab_size=1536, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                                  layer_types=["conv", "full_attention", "conv", "full_attention"],
+                                  initializer_range=0.2, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval(), tok
+
+
+@pytest.mark.parametrize("arch", sorted(GQA_SHAPES) + ["lfm2"])
 def test_greedy_decode_drops_finished_rows_and_keeps_transformers_tokens(arch, monkeypatch):
     """Rows that end at different steps leave the batch (the forward passes get fewer rows), and every row's tokens
     are still transformers' (``generate`` on the dynamic cache, the same stop token), gemma-3's sliding window
-    (8 here) included."""
-    model, tok = gqa_model(arch)
+    (8 here) and LFM2's convolution states included."""
+    model, tok = hybrid_model() if arch == "lfm2" else gqa_model(arch)
     ids, mask = left_padded(tok, prompts_for(tok, 8, seed=4), width=80)
     free = transformers_greedy(model, tok, ids, mask, 16)
-    stop = int(torch.mode(free[:, 1:6].flatten()).values)  # a token several rows make early
+    stop = int(free[0, 3])  # the first row ends by its fourth token, others later or never
     with torch.no_grad():
         want = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=16, do_sample=False, top_k=None,
                               top_p=None, temperature=None, eos_token_id=[stop], pad_token_id=tok.pad_token_id)
@@ -316,3 +332,41 @@ def test_generate_answers_greedily_through_greedy_decode_on_the_cpu(monkeypatch)
     assert generate(model, tok, prompts, max_new_tokens=8, batch_size=3) == got  # transformers' own answers
     generate(model, tok, prompts, max_new_tokens=8, batch_size=3, do_sample=True)  # sampling: transformers'
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("setting", [{"min_new_tokens": 5}, {"min_length": 90}, {"num_beams": 2},
+                                     {"stop_strings": ["ab"]}, {"max_time": 10.0}, {"no_repeat_ngram_size": 2}])
+def test_generation_configs_the_loops_do_not_follow_go_to_transformers(setting):
+    """What a model's generation config may add besides a temperature and top-p (a minimum length, whose
+    processors transformers builds only once it knows the eos token; beam search; its own stop strings or time
+    limit; a processor) makes ``draws_alone`` say no, and ``generate`` then gives transformers' answers."""
+    model, tok = gqa_model("qwen2")
+    prompts = prompts_for(tok, 3, seed=14)
+    for key, value in setting.items():
+        setattr(model.generation_config, key, value)
+    assert not decode.draws_alone(model, True, 1.0, 1.0, [tok.eos_token_id], tok.pad_token_id)
+    if "min_new_tokens" in setting:  # honoured: no answer shorter than 5 tokens
+        assert all(x["new_tokens"] >= 5 for x in generate(model, tok, prompts, max_new_tokens=8, batch_size=3))
+
+
+def test_greedy_decode_tests_stop_strings_every_check_on_unfinished_rows(monkeypatch):
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 4, seed=15))
+    monkeypatch.setattr(decode, "CHECK_EVERY", 4)
+    seen = []
+
+    def ended(rows):
+        seen.append([len(r) for r in rows])
+        return [True] * len(rows)  # every row ends at the first test
+
+    got = decode.greedy_decode(model, ids, mask, 12, stop_ids=[-1], pad_id=tok.pad_token_id, ended=ended)
+    assert seen == [[4, 4, 4, 4]] and (got[:, 4:] == tok.pad_token_id).all() and (got[:, :4] != -1).all()
+
+
+def test_greedy_decode_of_one_token_and_of_none():
+    model, tok = gqa_model("qwen2")
+    ids, mask = left_padded(tok, prompts_for(tok, 3, seed=16))
+    want = transformers_greedy(model, tok, ids, mask, 1)
+    assert torch.equal(decode.greedy_decode(model, ids, mask, 1, stop_ids=[tok.eos_token_id],
+                                            pad_id=tok.pad_token_id), want)
+    assert decode.greedy_decode(model, ids, mask, 0, stop_ids=[1], pad_id=0).shape == (3, 0)

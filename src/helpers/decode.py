@@ -1,5 +1,7 @@
-"""The decode loop of ``generate``'s static-cache path: the model's one-token step and the draw of the next token
-run as one compiled function, and the loop asks whether every row has ended only every ``CHECK_EVERY`` steps.
+"""``generate``'s own decode loops. ``static_decode``, the static-cache path: the model's one-token step and the draw
+of the next token run as one compiled function, and the loop asks whether every row has ended only every
+``CHECK_EVERY`` steps. ``greedy_decode``, greedy answers on the CPU's dynamic cache: finished rows leave the batch.
+Both decode only what ``draws_alone`` says transformers' ``generate`` would do the same way.
 
 transformers' ``generate`` compiles the model's step alone: the draw (a float32 copy of the logits, softmax,
 ``multinomial``) runs uncompiled after it, and its loop synchronises with the GPU at every step to test whether all rows
@@ -28,24 +30,31 @@ INDUCTOR = {"backend": "inductor", "mode": "reduce-overhead", "fullgraph": False
 
 
 def draws_alone(model, greedy: bool, temperature: float, top_p: float, stop_ids: list[int], pad_id: int) -> bool:
-    """Whether ``draw`` applies all that transformers' ``generate`` would to the logits for these settings and the
-    model's generation config: at most a temperature and top-p. A config that adds anything else (a repetition
-    penalty, a minimum length, suppressed tokens...) is left to transformers' loop, and so is a model whose
-    ``generate`` this cannot ask (transformers' own helpers, ``_prepare_generation_config`` and
-    ``_get_logits_processor``, which ``generate`` calls; tests/test_api_drift.py checks them)."""
+    """Whether this module's loops decode as transformers' ``generate`` would for these settings and the model's
+    generation config: greedy or sampled (not beam search), with no logits processor but a temperature and top-p
+    (``draw`` applies those), and no stop strings or time limit of the config's own. Anything else (a repetition
+    penalty, a minimum length, suppressed tokens, beams...) is left to transformers' loop, and so is a model whose
+    ``generate`` this cannot ask: it asks transformers' own helpers, which ``generate`` calls in this order
+    (``_prepare_generation_config``, ``_prepare_special_tokens``, ``_get_logits_processor``; tests/test_api_drift.py
+    checks them)."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+    from transformers.generation.configuration_utils import GenerationMode
 
     settings = {"do_sample": not greedy, "temperature": None if greedy else temperature,
                 "top_p": None if greedy else top_p, "top_k": None, "eos_token_id": stop_ids, "pad_token_id": pad_id,
                 "max_new_tokens": 1}
     try:
         config, _ = model._prepare_generation_config(None, **settings)
+        model._prepare_special_tokens(config, True, device="cpu")  # a minimum length's processors need its eos
+        mode = config.get_generation_mode()
         processors = model._get_logits_processor(
             generation_config=config, input_ids_seq_length=1, encoder_input_ids=torch.zeros((1, 1), dtype=torch.long),
             prefix_allowed_tokens_fn=None, logits_processor=LogitsProcessorList(), device="cpu", model_kwargs={})
     except (AttributeError, TypeError, ValueError):
         return False
-    return all(isinstance(p, (TemperatureLogitsWarper, TopPLogitsWarper)) for p in processors)
+    return (mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE) and config.stop_strings is None
+            and config.max_time is None
+            and all(isinstance(p, (TemperatureLogitsWarper, TopPLogitsWarper)) for p in processors))
 
 
 def draw(logits: torch.Tensor, greedy: bool, temperature: float, top_p: float, top_k: int):
@@ -188,11 +197,14 @@ SHRINK_SHARE = 8  # greedy_decode drops finished rows once at least 1 in SHRINK_
 
 def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, *, stop_ids: list[int],
                   pad_id: int, ended=None) -> torch.Tensor:
-    """Greedy decoding with transformers' dynamic KV cache, uncompiled (the CPU, and a GPU job too small to
-    compile), where rows that finished stop costing compute: once at least one row in ``SHRINK_SHARE`` has produced
-    a stop token (or, tested every ``CHECK_EVERY`` steps, ``ended`` says it ended), those rows leave the batch and
-    their cache (``batch_select_indices``). The tokens are those of transformers' ``generate`` (argmax of the float32
-    logits, the same positions and masks); the answer is a (rows x ``max_new_tokens``) tensor on the CPU, ``pad_id``
+    """Greedy decoding with transformers' dynamic KV cache, uncompiled, where rows that finished stop costing compute:
+    once at least one row in ``SHRINK_SHARE`` has produced a stop token (or, tested every ``CHECK_EVERY`` steps,
+    ``ended`` says it ended), those rows leave the batch and their cache (``Cache.reorder_cache``). Every row's
+    computation is transformers' (argmax of the float32 logits, the same positions and masks), in a smaller batch;
+    ``generate`` uses it on the CPU, where the tokens were measured equal to transformers' ``generate`` (the tests,
+    notebook 06's answers of the SmolLM2 preset). On a GPU a batch of another size can take other matrix kernels
+    (cuBLAS's, bitsandbytes' 4-bit ones choose by the number of rows), so a near tie could go the other way; there
+    ``generate`` keeps transformers' loop. The answer is a (rows x ``max_new_tokens``) tensor on the CPU, ``pad_id``
     after a row's stop token. On the 2-core CPU SmolLM2's 40 general answers of notebook 06 (32 new tokens at most,
     14 on average) took 5.13 s against 6.33 and 6.58 s through ``generate``, the same tokens (docs/performance.md)."""
     from transformers import DynamicCache
@@ -212,16 +224,18 @@ def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
         done = torch.isin(token, stops)
         lengths = mask.sum(-1)
         for s in range(1, max_new_tokens):
-            if ended is not None and s % CHECK_EVERY == 0:
-                done |= torch.tensor(ended(out[alive, :s].tolist()), dtype=torch.bool, device=device)
+            if ended is not None and s % CHECK_EVERY == 0 and not bool(done.all()):
+                rest = (~done).nonzero().squeeze(-1)
+                done[rest] |= torch.tensor(ended(out[alive[rest], :s].tolist()), dtype=torch.bool, device=device)
             finished = int(done.sum())
             if finished == len(done):
                 break
             if finished and finished * SHRINK_SHARE >= len(done):
                 keep = (~done).nonzero().squeeze(-1)
                 on_cpu = keep.cpu()  # indexes a tensor on any device (a model spread over GPUs has several)
-                for layer in cache.layers:
-                    layer.batch_select_indices(on_cpu)
+                # beam search's reordering, which every kind of cache layer has (K/V, sliding, linear attention's
+                # and convolutions' states); batch_select_indices leaves the latter two out
+                cache.reorder_cache(on_cpu)
                 alive, done, token = alive[keep], done[keep], token[keep]
                 mask, lengths = mask[on_cpu], lengths[on_cpu]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)

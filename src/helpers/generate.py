@@ -13,7 +13,9 @@ prompt widths are rounded up to a few buckets (``bucket_width``), every batch of
 the compile runs uncompiled. A compiled decode of a grouped-query model reads its K/V heads unexpanded
 (``packed_gqa_attention``). The batch size defaults to what the GPU's free memory holds. On the CPU nothing
 changes but for greedy answers, whose finished rows leave the batch (``decode.greedy_decode``): the dynamic cache,
-no compile, 64 rows a batch unless the caller says otherwise, transformers' greedy tokens and its sampling.
+no compile, 64 rows a batch unless the caller says otherwise, transformers' greedy tokens and its sampling. Both
+loops of ``decode`` run only what transformers would do the same way (``decode.draws_alone``: not, say, a repetition
+penalty in the model's generation config); the rest goes to transformers' ``generate``.
 """
 
 from __future__ import annotations
@@ -178,12 +180,12 @@ def _packed_gqa(model, flex: bool = True):
 def generation_plan(model, n_prompts: int, width: int, max_new_tokens: int, batch_size: int | None = None,
                     compile: bool | str | None = None, job_prompts: int | None = None) -> dict:
     """How ``generate`` will run: ``compile`` (a static KV cache and ``decode.static_decode``, its step compiled with
-    CUDA graphs on CUDA; else the dynamic cache, uncompiled: ``decode.greedy_decode`` for greedy answers, transformers'
-    ``generate`` for sampled ones), ``batch_size``, ``equal_batches`` (every batch filled to one size so the compiled
-    shapes repeat), this call's ``decode_steps`` (batches x ``max_new_tokens``) and ``packed_gqa`` (a compiled CUDA
-    decode of a model under ``PACKED_GQA_MAX_PARAMS`` that ``packs_gqa`` runs ``packed_gqa_attention``; uncompiled,
-    transformers packs grouped heads itself) and ``graphs_only`` (``compile="graphs"``: the static-cache path, compiled
-    with ``GRAPHS_ONLY``).
+    CUDA graphs on CUDA; else the dynamic cache, uncompiled: ``decode.greedy_decode`` for greedy answers on the CPU,
+    transformers' ``generate`` otherwise; either loop of ``decode`` only where ``decode.draws_alone``), ``batch_size``,
+    ``equal_batches`` (every batch filled to one size so the compiled shapes repeat), this call's ``decode_steps``
+    (batches x ``max_new_tokens``) and ``packed_gqa`` (a compiled CUDA decode of a model under ``PACKED_GQA_MAX_PARAMS``
+    that ``packs_gqa`` runs ``packed_gqa_attention``; uncompiled, transformers packs grouped heads itself) and
+    ``graphs_only`` (``compile="graphs"``: the static-cache path, compiled with ``GRAPHS_ONLY``).
 
     ``compile=None`` compiles on CUDA when the job has at least ``COMPILE_MIN_STEPS`` decode steps and the model at
     least ``COMPILE_MIN_PARAMS`` parameters: a compile costs tens of seconds (39.5 s for Qwen2.5-0.5B on an H100,
@@ -345,7 +347,9 @@ def generate(
     # transformers' generate with its static cache, as before 2026-12-01
     loop = static and draws_alone(model, not do_sample, temperature, top_p, stop_ids, tokenizer.pad_token_id)
     # greedy answers on the dynamic cache drop their finished rows as they go (decode.greedy_decode)
-    shrink = not static and not do_sample and draws_alone(model, True, 1.0, 1.0, stop_ids, tokenizer.pad_token_id)
+    # on the CPU (elsewhere a smaller batch may take other kernels: greedy_decode's docstring)
+    shrink = not static and not do_sample and device.type == "cpu" \
+        and draws_alone(model, True, 1.0, 1.0, stop_ids, tokenizer.pad_token_id)
     extra: dict = {"cache_implementation": "static"} if static and not loop else {}
     if static and not loop and plan["graphs_only"]:
         from transformers import CompileConfig
