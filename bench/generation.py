@@ -54,7 +54,7 @@ from common import chosen, measured, report  # noqa: E402
 from helpers import decode as helpers_decode  # noqa: E402
 from helpers import generate as helpers_generate  # noqa: E402
 from helpers.chat import encode_prompts  # noqa: E402
-from helpers.generate import auto_batch_size, bucket_width, generate  # noqa: E402
+from helpers.generate import auto_batch_size, bucket_width, generate, left_padded  # noqa: E402
 from helpers.lab import standins  # noqa: E402
 
 QWEN2_5_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -128,10 +128,7 @@ def hf_loop(model, tok, prompts: list[str], new_tokens: int, batch: int) -> int:
         for start in range(0, len(encoded), batch):
             rows = encoded[start : start + batch]
             width = bucket_width(max(map(len, rows)))
-            ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, seq in enumerate(rows):
-                ids[r, width - len(seq) :], mask[r, width - len(seq) :] = torch.tensor(seq), 1
+            ids, mask = left_padded(rows, width, tok.pad_token_id)
             out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                  max_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_p=1.0, top_k=None,
                                  pad_token_id=tok.pad_token_id, cache_implementation="static")

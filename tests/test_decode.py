@@ -7,21 +7,18 @@ import pytest
 import torch
 
 from helpers import decode
-from helpers.generate import NUCLEUS_TOP_K, generate, nucleus
+from helpers.decode import NUCLEUS_TOP_K, nucleus
+from helpers.generate import generate
 from helpers.lab import standins
 from test_generate import GQA_SHAPES, gqa_model, prompts_for
 
 
 def left_padded(tok, prompts, width=None):
     from helpers.chat import encode_prompts
+    from helpers.generate import left_padded as pad
 
     encoded = encode_prompts(tok, prompts)
-    width = width or max(map(len, encoded))
-    ids = torch.full((len(encoded), width), tok.pad_token_id)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, seq in enumerate(encoded):
-        ids[row, width - len(seq):], mask[row, width - len(seq):] = torch.tensor(seq), 1
-    return ids, mask
+    return pad(encoded, width or max(map(len, encoded)), tok.pad_token_id)
 
 
 def transformers_greedy(model, tok, ids, mask, n):
@@ -59,7 +56,7 @@ def test_sampling_is_seeded_and_the_compiled_step_draws_as_the_uncompiled_one():
         torch.manual_seed(7)
         return decode.static_decode(model, ids, mask, 10, greedy=False, temperature=0.8, top_p=top_p,
                                     top_k=NUCLEUS_TOP_K, stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id,
-                                    nucleus=nucleus, compile=compile)
+                                    compile=compile)
 
     torch._dynamo.reset()
     eager = run(None)
@@ -77,7 +74,7 @@ def test_greedy_draw_is_the_float32_argmax():
 @pytest.mark.parametrize("top_p", [1.0, 0.8])
 def test_sampled_draws_follow_the_tempered_softmax_and_its_nucleus(top_p):
     """Gumbel-max over the tempered logits draws each token with its softmax probability; with top-p, from the
-    nucleus that ``generate.nucleus`` (transformers' rule) keeps, renormalised. 20,000 draws of a 12-token row."""
+    nucleus that ``decode.nucleus`` (transformers' rule) keeps, renormalised. 20,000 draws of a 12-token row."""
     torch.manual_seed(0)
     row = torch.randn(12) * 2
     temperature = 0.7
@@ -102,7 +99,7 @@ def test_rows_whose_nucleus_is_wider_than_top_k_are_drawn_again_from_the_whole_r
     seen = set()
     for _ in range(50):
         t = tokens.clone()
-        decode.redraw(t, covered, logits, 1.0, 0.9, nucleus)
+        decode.redraw(t, covered, logits, 1.0, 0.9)
         assert t[0] == tokens[0]
         seen.add(int(t[1]))
     assert len(seen) > 8 and max(seen) >= 8  # tokens beyond any top 8

@@ -42,7 +42,7 @@ def test_the_nucleus_is_transformers_top_p_without_sorting_the_whole_vocabulary(
     import torch
     from transformers import TopPLogitsWarper
 
-    from helpers.generate import NUCLEUS_TOP_K, nucleus
+    from helpers.decode import NUCLEUS_TOP_K, nucleus
 
     torch.manual_seed(0)
     scores = torch.randn(4, 262_144)

@@ -9,7 +9,7 @@ ended, so the GPU waits while Python prepares the next step. On one H200 (Qwen2.
 tokens, random weights) that loop made 60,235 new tok/s where this one made 89,316, in the same process
 (bench/generation.py, docs/performance.md). The draw is exact: greedy is the argmax of the float32 logits, as
 transformers'; sampling adds Gumbel noise to the tempered logits and takes the argmax (the Gumbel-max trick: the softmax
-distribution, without a softmax or a sort); top-p keeps the nucleus that ``generate.nucleus`` keeps, read from the top
+distribution, without a softmax or a sort); top-p keeps the nucleus that ``nucleus`` keeps, read from the top
 ``top_k`` tokens when they hold it; a row whose nucleus is wider (a flat distribution) is drawn again after the step
 from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on. A model whose
 generation config asks for more (a repetition penalty, say) is left to transformers' loop (``draws_alone``).
@@ -21,6 +21,7 @@ import inspect
 
 import torch
 
+NUCLEUS_TOP_K = 1024  # top-p's nucleus is read from this many most likely tokens first (``nucleus``, ``draw``)
 RECOMPILE_LIMIT = 64  # graphs of _step a process may compile (models x settings x shapes) before torch gives up
 CHECK_EVERY = 16  # decode steps between two tests of whether every row has ended (each test waits for the GPU)
 # how the step is compiled on CUDA: transformers' ``CompileConfig`` defaults for a static-cache decode. With
@@ -57,6 +58,28 @@ def draws_alone(model, greedy: bool, temperature: float, top_p: float, stop_ids:
             and all(isinstance(p, (TemperatureLogitsWarper, TopPLogitsWarper)) for p in processors))
 
 
+def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:
+    """Top-p's nucleus of each row of ``scores`` (logits after temperature), as groups ``(rows, token ids,
+    probabilities)``, ids and probabilities in descending order and those of tokens outside the nucleus set to 0
+    (not renormalised). A token is kept when the probability mass of the tokens above it is below ``top_p``: the
+    rule of transformers' ``TopPLogitsWarper``, which sorts the whole vocabulary of every row to apply it. Here a
+    row is read from its ``k`` most likely tokens (``topk``) when their mass reaches ``top_p``, so that they hold its
+    whole nucleus; only the other rows (flat distributions, such as a finished row's) are sorted in full."""
+    scores = scores.float()
+    log_z = scores.logsumexp(-1, keepdim=True)
+    values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)
+    covered = (values - log_z).exp().sum(-1) >= top_p
+    groups = []
+    for rows, whole in ((covered.nonzero().squeeze(-1), False), ((~covered).nonzero().squeeze(-1), True)):
+        if rows.numel() == 0:
+            continue
+        v, i = scores[rows].sort(dim=-1, descending=True) if whole else (values[rows], ids[rows])
+        probs = (v - log_z[rows]).exp()
+        keep = (probs.cumsum(-1) - probs) < top_p
+        groups.append((rows, i, torch.where(keep, probs, torch.zeros_like(probs))))
+    return groups
+
+
 def draw(logits: torch.Tensor, greedy: bool, temperature: float, top_p: float, top_k: int):
     """The next token of each row of ``logits`` (rows x vocabulary) and whether each row's draw is final:
     ``(tokens, covered)``. ``covered`` is False only for a top-p row whose nucleus the top ``top_k`` tokens do not
@@ -78,10 +101,10 @@ def draw(logits: torch.Tensor, greedy: bool, temperature: float, top_p: float, t
     return ids.gather(-1, pick).squeeze(-1), probs.sum(-1) >= top_p
 
 
-def redraw(tokens: torch.Tensor, covered: torch.Tensor, logits: torch.Tensor, temperature: float, top_p: float,
-           nucleus) -> None:
-    """Draw the rows that ``draw`` could not (``covered`` False) from their whole nucleus (``nucleus``: the function
-    ``generate.nucleus``, which sorts such rows in full), in place."""
+def redraw(tokens: torch.Tensor, covered: torch.Tensor, logits: torch.Tensor, temperature: float,
+           top_p: float) -> None:
+    """Draw the rows that ``draw`` could not (``covered`` False) from their whole nucleus (``nucleus``, which sorts
+    such rows in full), in place."""
     rows = (~covered).nonzero().squeeze(-1)
     if rows.numel():
         for sub, ids, probs in nucleus(logits[rows].float() / temperature, top_p):
@@ -124,6 +147,13 @@ def _prefill(model, ids: torch.Tensor, mask: torch.Tensor, cache, **more) -> tor
                  past_key_values=cache, use_cache=True, **more).logits[:, -1]
 
 
+def _mark_ended(done: torch.Tensor, ended, tokens: torch.Tensor) -> None:
+    """Both loops' test of ``ended`` (stop strings): the rows of ``tokens`` (each row's new tokens so far, aligned
+    with ``done``) not yet done that ``ended`` says have ended are marked done, in place."""
+    rest = (~done).nonzero().squeeze(-1)
+    done[rest] |= torch.tensor(ended(tokens[rest].tolist()), dtype=torch.bool, device=done.device)
+
+
 _COMPILED: dict = {}
 
 
@@ -138,14 +168,14 @@ def _compiled_step(options: dict | None):
 
 
 def static_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, *, greedy: bool,
-                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 1024, stop_ids: list[int],
-                  pad_id: int, ended=None, nucleus=None, compile: dict | None = None) -> torch.Tensor:
+                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = NUCLEUS_TOP_K, stop_ids: list[int],
+                  pad_id: int, ended=None, compile: dict | None = None) -> torch.Tensor:
     """``max_new_tokens`` new tokens for each row of the left-padded batch ``ids`` (``mask``: 1 at its tokens), as
     a (rows x ``max_new_tokens``) tensor on the CPU. The prompt runs uncompiled into a static KV cache; each later
     token is one call of ``_step``, compiled with ``compile`` (``torch.compile``'s arguments, e.g. ``INDUCTOR``).
     Every ``CHECK_EVERY`` steps the loop stops if each row has produced a token of ``stop_ids`` or, for
     ``ended(rows' new token ids so far)`` (a list of booleans), ended otherwise (a stop string). A row's tokens after
-    its first stop token are ``pad_id``. ``top_p`` < 1 needs ``nucleus`` (``generate.nucleus``)."""
+    its first stop token are ``pad_id``."""
     from transformers import StaticCache
 
     if not greedy and not (temperature > 0 and 0 < top_p <= 1):  # transformers' checks, which this loop replaces
@@ -169,7 +199,7 @@ def static_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
         stops = torch.tensor(stop_ids, device=device)
         token, covered = draw(prefill, greedy, temperature, top_p, top_k)
         if covered is not None:
-            redraw(token, covered, prefill, temperature, top_p, nucleus)
+            redraw(token, covered, prefill, temperature, top_p)
         out[:, 0] = token
         done = torch.isin(token, stops)
         for s in range(1, max_new_tokens):
@@ -180,13 +210,12 @@ def static_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
                                           top_p, top_k)
             token = token.clone()
             if covered is not None:  # finished rows are not drawn again: their tokens become pads
-                redraw(token, covered | done, logits, temperature, top_p, nucleus)
+                redraw(token, covered | done, logits, temperature, top_p)
             out[:, s] = torch.where(done, pad_id, token)
             done |= torch.isin(token, stops)
             if s % CHECK_EVERY == 0:
                 if ended is not None and not bool(done.all()):
-                    rest = (~done).nonzero().squeeze(-1)
-                    done[rest] |= torch.tensor(ended(out[rest, : s + 1].tolist()), dtype=torch.bool, device=device)
+                    _mark_ended(done, ended, out[:, : s + 1])
                 if bool(done.all()):
                     break
     return out.cpu()
@@ -225,8 +254,7 @@ def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
         lengths = mask.sum(-1)
         for s in range(1, max_new_tokens):
             if ended is not None and s % CHECK_EVERY == 0 and not bool(done.all()):
-                rest = (~done).nonzero().squeeze(-1)
-                done[rest] |= torch.tensor(ended(out[alive[rest], :s].tolist()), dtype=torch.bool, device=device)
+                _mark_ended(done, ended, out[alive, :s])
             finished = int(done.sum())
             if finished == len(done):
                 break

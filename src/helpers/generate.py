@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chat import encode_prompts
-from .decode import INDUCTOR, draws_alone, greedy_decode, static_decode
+from .decode import INDUCTOR, draws_alone, greedy_decode, nucleus, static_decode
 
 CPU_BATCH = 64  # rows per batch on the CPU when the caller names none
 GPU_MAX_BATCH = 1024  # rows per batch at most on a GPU (bench/generation.py)
@@ -47,8 +47,7 @@ PACKED_GQA_MAX_PARAMS = float("inf")
 # (bench/decode_attention.py), so those keep SDPA; other head sizes were not measured
 FLEX_DECODE = True
 COMPILE_DEVICES = ("cuda",)  # where the static-cache decode step is compiled (as transformers: CUDA only)
-NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at the top NUCLEUS_TOP_K first
-NUCLEUS_TOP_K = 1024
+NUCLEUS_MIN_VOCAB = 100_000  # from this vocabulary size on, top-p sampling looks at decode.NUCLEUS_TOP_K first
 
 
 def bucket_width(width: int) -> int:
@@ -57,6 +56,17 @@ def bucket_width(width: int) -> int:
     if width <= 256:
         return max(16, 1 << math.ceil(math.log2(max(width, 1))))
     return -(-width // 256) * 256
+
+
+def left_padded(seqs: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)`` of token sequences left-padded to ``width`` (decoder-only models continue from the right
+    edge): ``pad_id`` and 0 before each sequence, its tokens and 1 from there."""
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
+    return ids, mask
 
 
 def _is_cuda(model) -> bool:
@@ -232,28 +242,6 @@ def compile_choice(value, parameter: str = "compile_decode") -> bool | str | Non
                      "uncompiled kernels)")
 
 
-def nucleus(scores: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> list[tuple]:
-    """Top-p's nucleus of each row of ``scores`` (logits after temperature), as groups ``(rows, token ids,
-    probabilities)``, ids and probabilities in descending order and those of tokens outside the nucleus set to 0
-    (not renormalised). A token is kept when the probability mass of the tokens above it is below ``top_p``: the
-    rule of transformers' ``TopPLogitsWarper``, which sorts the whole vocabulary of every row to apply it. Here a
-    row is read from its ``k`` most likely tokens (``topk``) when their mass reaches ``top_p``, so that they hold its
-    whole nucleus; only the other rows (flat distributions, such as a finished row's) are sorted in full."""
-    scores = scores.float()
-    log_z = scores.logsumexp(-1, keepdim=True)
-    values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)
-    covered = (values - log_z).exp().sum(-1) >= top_p
-    groups = []
-    for rows, whole in ((covered.nonzero().squeeze(-1), False), ((~covered).nonzero().squeeze(-1), True)):
-        if rows.numel() == 0:
-            continue
-        v, i = scores[rows].sort(dim=-1, descending=True) if whole else (values[rows], ids[rows])
-        probs = (v - log_z[rows]).exp()
-        keep = (probs.cumsum(-1) - probs) < top_p
-        groups.append((rows, i, torch.where(keep, probs, torch.zeros_like(probs))))
-    return groups
-
-
 def _vocab_size(model) -> int:
     """Rows of the model's output layer (the logits' width; the config's ``vocab_size`` may be padded)."""
     head = model.get_output_embeddings()
@@ -384,18 +372,13 @@ def generate(
             width = max(len(encoded[i]) for i in idx)
             if static:
                 width = bucket_width(width)
-            ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for row, i in enumerate(rows):
-                seq = encoded[i]
-                ids[row, width - len(seq) :] = torch.tensor(seq)
-                mask[row, width - len(seq) :] = 1
+            ids, mask = left_padded([encoded[i] for i in rows], width, tokenizer.pad_token_id)
             if do_sample:  # one seed per batch keeps results independent of what ran before in the process
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             if loop:
                 out = static_decode(model, ids.to(device), mask.to(device), max_new_tokens, greedy=not do_sample,
-                                    temperature=temperature, top_p=top_p, top_k=NUCLEUS_TOP_K, stop_ids=stop_ids,
-                                    pad_id=tokenizer.pad_token_id, ended=ended, nucleus=nucleus, compile=options)
+                                    temperature=temperature, top_p=top_p, stop_ids=stop_ids,
+                                    pad_id=tokenizer.pad_token_id, ended=ended, compile=options)
             elif shrink:
                 with attention():
                     out = greedy_decode(model, ids.to(device), mask.to(device), max_new_tokens, stop_ids=stop_ids,
