@@ -102,7 +102,7 @@ CALLS = {
                                        {"args", "state", "control"}),
     # helpers/models.py: load_adapter()
     "peft.PeftModel.from_pretrained": (PeftModel.from_pretrained, {"model", "model_id"}),
-    # helpers/loglik.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
+    # helpers/kl_drift.py: _base_of() -- with model.disable_adapter(): (no keywords; it must still exist)
     "peft.PeftModel.disable_adapter": (PeftModel.disable_adapter, {"self"}),
     # helpers/eval_models.py: _dequantized_on_cpu() and bench/evaluation.py -- model.dequantize(dtype=...)
     "transformers.PreTrainedModel.dequantize": (__import__("transformers").PreTrainedModel.dequantize, {"dtype"}),
@@ -457,3 +457,23 @@ def test_the_warnings_lm_eval_gives_when_handed_a_model_are_the_ones_dropped():
     source = inspect.getsource(huggingface.HFLM.__init__)
     assert all(text in source for text in HANDED_A_MODEL)
     assert huggingface.eval_logger is logging.getLogger(huggingface.HFLM.__module__)
+
+
+def test_what_the_prompt_cache_calls():
+    """helpers/prompt_cache.py: PromptCache.put reads each cache layer's ``keys``/``values`` (batch, heads, positions,
+    dim); PromptCache.get builds ``DynamicCache(ddp_cache_data=..., config=...)``, one full-attention layer per
+    (keys, values) pair. helpers/kl_drift.py: _answer_logprobs runs ``model.get_decoder()`` with
+    ``past_key_values``."""
+    import torch
+    from transformers import DynamicCache, LlamaConfig, LlamaModel
+    from transformers.cache_utils import DynamicLayer
+
+    assert {"ddp_cache_data", "config"} <= set(inspect.signature(DynamicCache.__init__).parameters)
+    config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1)
+    pairs = [(torch.full((2, 1, 3, 4), float(i)), torch.full((2, 1, 3, 4), -float(i))) for i in range(2)]
+    cache = DynamicCache(ddp_cache_data=pairs, config=config)
+    assert [type(layer) for layer in cache.layers] == [DynamicLayer, DynamicLayer]
+    assert all(torch.equal(layer.keys, k) and torch.equal(layer.values, v) for layer, (k, v) in zip(cache.layers, pairs))
+    assert cache.get_seq_length() == 3
+    assert {"input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache"} <= params_of(LlamaModel.forward)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import loglik
+from helpers import kl_drift, loglik
 from helpers.chat import render_prompt
 from helpers.committee import response_logprobs
 from helpers.lab import tasks
@@ -255,7 +255,7 @@ def _finetune(model, tok, steps: int, lr: float = 1e-3):
 
 def test_kl_of_a_model_against_itself_is_zero(base, drift_prompts):
     model, tok = base
-    got = loglik.drift_kl(model, tok, drift_prompts, reference=model, max_new_tokens=16)
+    got = kl_drift.drift_kl(model, tok, drift_prompts, reference=model, max_new_tokens=16)
     assert got["kl"] == pytest.approx(0.0, abs=1e-6) and all(abs(v) < 1e-6 for v in got["per_prompt"])
     # answer tokens only: the count is the answers' length, not the prompts' or the padding's
     assert got["n_tokens"] == sum(len(a) for a in got["answers"]) > len(drift_prompts)
@@ -264,14 +264,14 @@ def test_kl_of_a_model_against_itself_is_zero(base, drift_prompts):
 
 def test_kl_grows_with_off_topic_fine_tuning(base, drift_prompts):
     model, tok = base
-    answers = loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    answers = kl_drift.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
     tuned = copy.deepcopy(model)
-    kl5 = loglik.drift_kl(_finetune(tuned, tok, 5), tok, drift_prompts, reference=model, answers=answers)["kl"]
-    kl20 = loglik.drift_kl(_finetune(tuned, tok, 15), tok, drift_prompts, reference=model, answers=answers)["kl"]
+    kl5 = kl_drift.drift_kl(_finetune(tuned, tok, 5), tok, drift_prompts, reference=model, answers=answers)["kl"]
+    kl20 = kl_drift.drift_kl(_finetune(tuned, tok, 15), tok, drift_prompts, reference=model, answers=answers)["kl"]
     assert 0 < kl5 < kl20, (kl5, kl20)
     # padding and batching do not change it
-    one = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=1)
-    many = loglik.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=5)
+    one = kl_drift.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=1)
+    many = kl_drift.drift_kl(tuned, tok, drift_prompts[:5], reference=model, answers=answers[:5], batch_size=5)
     assert np.allclose(one["per_prompt"], many["per_prompt"], atol=1e-5)
 
 
@@ -283,19 +283,19 @@ def test_kl_of_a_lora_model_uses_its_own_base(base, drift_prompts):
     model, tok = base
     peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                                  lora_dropout=0.0, task_type="CAUSAL_LM"))
-    answers = loglik.base_answer_ids(peft_model, tok, drift_prompts, max_new_tokens=16)
-    assert answers == loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
-    assert loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)["kl"] == pytest.approx(0.0, abs=1e-6)
+    answers = kl_drift.base_answer_ids(peft_model, tok, drift_prompts, max_new_tokens=16)
+    assert answers == kl_drift.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    assert kl_drift.drift_kl(peft_model, tok, drift_prompts, answers=answers)["kl"] == pytest.approx(0.0, abs=1e-6)
     torch.manual_seed(0)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
-    own = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers)
-    separate = loglik.drift_kl(peft_model, tok, drift_prompts, answers=answers, reference=model)
+    own = kl_drift.drift_kl(peft_model, tok, drift_prompts, answers=answers)
+    separate = kl_drift.drift_kl(peft_model, tok, drift_prompts, answers=answers, reference=model)
     assert own["kl"] > 1e-4 and own["kl"] == pytest.approx(separate["kl"], rel=1e-4)
     with pytest.raises(TypeError, match="pass the base model as reference="):
-        loglik.drift_kl(model, tok, drift_prompts[:1])
+        kl_drift.drift_kl(model, tok, drift_prompts[:1])
 
 
 def test_the_base_pass_run_once_gives_every_arm_the_drift_it_gets_with_its_own(base, drift_prompts):
@@ -304,15 +304,15 @@ def test_the_base_pass_run_once_gives_every_arm_the_drift_it_gets_with_its_own(b
     from peft import LoraConfig, get_peft_model
 
     model, tok = base
-    answers = loglik.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
-    reference = loglik.base_logprobs(model, tok, drift_prompts, answers)
-    assert loglik.base_logprobs_bytes(model, answers) == sum(r.numel() for r in reference) * 4
+    answers = kl_drift.base_answer_ids(model, tok, drift_prompts, max_new_tokens=16, reference=model)
+    reference = kl_drift.base_logprobs(model, tok, drift_prompts, answers)
+    assert kl_drift.base_logprobs_bytes(model, answers) == sum(r.numel() for r in reference) * 4
     for seed in (0, 1):
         torch.manual_seed(seed)
         arm = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
                                                               init_lora_weights=False))
-        own = loglik.drift_kl(arm, tok, drift_prompts, answers=answers)
-        shared = loglik.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference)
+        own = kl_drift.drift_kl(arm, tok, drift_prompts, answers=answers)
+        shared = kl_drift.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference)
         assert own["kl"] > 1e-4 and (own["kl"], own["per_prompt"]) == (shared["kl"], shared["per_prompt"])
     with pytest.raises(ValueError, match="compute it with base_logprobs"):
-        loglik.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference[:-1])
+        kl_drift.drift_kl(arm, tok, drift_prompts, answers=answers, reference_logprobs=reference[:-1])

@@ -225,7 +225,7 @@ SHRINK_SHARE = 8  # greedy_decode drops finished rows once at least 1 in SHRINK_
 
 
 def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, *, stop_ids: list[int],
-                  pad_id: int, ended=None) -> torch.Tensor:
+                  pad_id: int, ended=None, states=None) -> torch.Tensor:
     """Greedy decoding with transformers' dynamic KV cache, uncompiled, where rows that finished stop costing compute:
     once at least one row in ``SHRINK_SHARE`` has produced a stop token (or, tested every ``CHECK_EVERY`` steps,
     ``ended`` says it ended), those rows leave the batch and their cache (``Cache.reorder_cache``). Every row's
@@ -235,7 +235,8 @@ def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
     (cuBLAS's, bitsandbytes' 4-bit ones choose by the number of rows), so a near tie could go the other way; there
     ``generate`` keeps transformers' loop. The answer is a (rows x ``max_new_tokens``) tensor on the CPU, ``pad_id``
     after a row's stop token. On the 2-core CPU SmolLM2's 40 general answers of notebook 06 (32 new tokens at most,
-    14 on average) took 5.13 s against 6.33 and 6.58 s through ``generate``, the same tokens (docs/performance.md)."""
+    14 on average) took 5.13 s against 6.33 and 6.58 s through ``generate``, the same tokens (docs/performance.md).
+    ``states``: a ``prompt_cache.PromptCache`` the prompts' pass is left in (copied before decoding changes it)."""
     from transformers import DynamicCache
 
     rows, width = ids.shape
@@ -244,6 +245,8 @@ def greedy_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         logits = _prefill(model, ids, mask, cache)
+        if states is not None:
+            states.put(ids, mask, cache, logits)
         device = logits.device
         out = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
         stops = torch.tensor(stop_ids, device=device)

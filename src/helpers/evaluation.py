@@ -18,10 +18,11 @@ from . import uncertainty
 from . import workers as workers_service
 from .datafiles import fingerprint, passes_of
 from .eval_models import check_weights, load_for_eval, merged_for_scoring, worker_memory_on_gpus
+from .kl_drift import base_logprobs_bytes
 from .models import Setup, bnb_4bit_works
 from .placement import release_gpu_memory
+from .prompt_cache import PromptCache
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
-from .loglik import base_logprobs_bytes
 from .scoring import (ANSWER_BATCH, CHANCE_MARGIN, drift, drift_reference, general_answers, headline,
                       informative_families, score_sets)
 
@@ -272,7 +273,8 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     informative families)``. The base decides which families can show forgetting (``scoring.informative_families``,
     on real sets), and its own general answers are the text the arms' KL drift is measured on.
     The adapters are independent: ``workers`` > 1 scores that many models side by side in worker processes
-    (``helpers.workers``; on GPUs spread over them), with the same results. The base is then one of them: only its
+    (``helpers.workers``; on GPUs spread over them), with the same results (the KL drift to float rounding: with one
+    worker an adapter's drift reads its prompts' pass from its answers, ``prompt_cache``). The base is then one of them: only its
     general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base scored whole
     first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it.
     ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``).
@@ -290,6 +292,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     worker_memory_on_gpus(plan, base_path, setup, weights)  # a dequantised base in each worker: refused unless it fits
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup, weights=weights)
+    states = PromptCache.of(model)  # each prompt's pass, run once for the base's answers, choices and drift reference
     general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
     if beside:
         general = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
@@ -297,13 +300,13 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
         base_answers = general["answer_ids"] if kl else None
     else:
         base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc,
-                          batch_size=batch_size)
+                          batch_size=batch_size, states=states)
         base_answers = base["general_answer_ids"] if kl else None
     reference = None  # the base's pass of the KL drift, run once here for every adapter when it is cheap to keep
     if kl and listed and setup.device == "cpu" and not beside \
             and base_logprobs_bytes(model, base_answers) <= DRIFT_REFERENCE_BYTES:
-        reference = drift_reference(model, tokenizer, sets, base_answers)
-    del model
+        reference = drift_reference(model, tokenizer, sets, base_answers, states)
+    del model, states
     if setup.device == "cuda":  # this copy's memory back to the GPU before the workers load theirs
         release_gpu_memory()
     alone, start = time.perf_counter() - start, time.perf_counter()
@@ -342,11 +345,16 @@ def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, 
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself, reusing its
     ``general`` answers when they were computed before. ``weights``: ``eval_models.load_for_eval``'s."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key, weights)
-    # the drift first: its base side switches the adapter off, which a model merged for scoring no longer can
-    kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference) \
-        if base_answers is not None else {}
-    s = score_sets(merged_for_scoring(model, setup, weights), tokenizer, sets, max_new_tokens=max_new_tokens,
-                   match=match, mc=mc, batch_size=batch_size, general=general)
+    kl = {}
+    if base_answers is not None and drift_reference is None:
+        # the drift first: its base side switches the adapter off, which a model merged for scoring no longer can
+        kl = drift(model, tokenizer, sets, base_answers)
+    model = merged_for_scoring(model, setup, weights)
+    states = PromptCache.of(model)  # each prompt's pass, run once for the answers, the choices and the drift
+    s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size,
+                   general=general, states=states)
+    if base_answers is not None and drift_reference is not None:  # the base's side known: the model as scored
+        kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference, states=states)
     return {**s, **kl}
 
 

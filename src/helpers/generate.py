@@ -296,6 +296,7 @@ def generate(
     progress: bool | str = False,
     compile: bool | str | None = None,
     job_prompts: int | None = None,
+    states=None,
 ) -> list[dict]:
     """Generate one continuation per prompt, in the input order.
 
@@ -307,7 +308,8 @@ def generate(
     ``stop_strings`` (e.g. a few-shot frame's next question) also end an answer: the text is cut where the first one
     starts, and the answer counts as finished.
     ``batch_size``: rows per batch (None: ``auto_batch_size``); ``compile`` and ``job_prompts``: see
-    ``generation_plan``.
+    ``generation_plan``. ``states``: a ``prompt_cache.PromptCache`` that greedy answers on the CPU
+    (``decode.greedy_decode``) leave their prompts' pass in, for the model's other measures (never read here).
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -382,7 +384,7 @@ def generate(
             elif shrink:
                 with attention():
                     out = greedy_decode(model, ids.to(device), mask.to(device), max_new_tokens, stop_ids=stop_ids,
-                                        pad_id=tokenizer.pad_token_id, ended=ended)
+                                        pad_id=tokenizer.pad_token_id, ended=ended, states=states)
             else:
                 with torch.no_grad(), attention():
                     out = model.generate(

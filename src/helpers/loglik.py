@@ -1,5 +1,5 @@
 """Scorers that read a model's probabilities instead of its text (real models): multiple choice by log-likelihood,
-as lm-evaluation-harness scores ARC, and drift from the base, KL(base || tuned) on the base's own answers.
+as lm-evaluation-harness scores ARC, and the passes the KL drift from the base (``kl_drift``) is built on.
 
 Pure functions over already-rendered prompt strings: the caller decides the frame (the model's chat template via
 ``chat.render_prompt``, or ``plain_prompt``'s "Question: ...\nAnswer:" for a base model). Prompts are tokenised with
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from contextlib import contextmanager
 
 import numpy as np
 
 from .chat import encode_prompts
 from .generate import scoring_batches
-from .writers import HFWriter
+from .prompt_cache import SHARED_PREFIX_TYPES, PromptCache
 
 
 def _get(item, key: str, default=None):
@@ -169,9 +168,9 @@ def _head(model, hidden):
     return (torch.tanh(logits / cap) * cap if cap else logits).float()
 
 
-# Architectures whose KV cache the shared-prefix scorer reuses (tested against the full pass, tests/test_loglik.py);
-# any other model is scored the reference way, each (prompt, option) pair run whole.
-SHARED_PREFIX_TYPES = frozenset({"llama", "qwen2"})
+# SHARED_PREFIX_TYPES (prompt_cache): architectures whose KV cache the shared-prefix scorer reuses (tested against
+# the full pass, tests/test_loglik.py); any other model is scored the reference way, each (prompt, option) pair run
+# whole.
 
 
 def _context_batches(contexts: list[tuple], n_options: dict, width: dict, batch_size: int, vocab_size: int,
@@ -192,35 +191,59 @@ def _context_batches(contexts: list[tuple], n_options: dict, width: dict, batch_
         yield batch
 
 
-def _shared_batch(model, contexts: list[list[int]], continuations: list[list[list[int]]], pad: int) -> list[float]:
+def _left_padded(prompts: list[list[int]], pad: int):
+    """``(ids, mask)`` of ``prompts`` left-padded to the longest, on the CPU."""
+    import torch
+
+    n, width = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):] = torch.tensor(p)
+        mask[r, width - len(p):] = 1
+    return ids, mask
+
+
+def _prompt_pass(model, ids, mask, states: PromptCache | None = None):
+    """``(KV cache, last position's logits)`` of the left-padded prompts ``ids``/``mask``: from ``states`` when it
+    keeps every row, else one pass (positions counted from each row's first token, so the padding does not shift
+    them), then kept in ``states``."""
+    import torch
+
+    got = states.get(ids, mask) if states is not None else None
+    if got is not None:
+        return got
+    device = next(model.parameters()).device
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                    use_cache=True, logits_to_keep=1)
+    if states is not None:
+        states.put(ids, mask, out.past_key_values, out.logits[:, -1])
+    return out.past_key_values, out.logits[:, -1]
+
+
+def _shared_batch(model, contexts: list[list[int]], continuations: list[list[list[int]]], pad: int,
+                  states: PromptCache | None = None) -> list[float]:
     """Summed log-probabilities of every continuation of every context, each context run once.
 
-    Pass 1: the contexts, left-padded, with position ids counted from each row's first real token (padding does
-    not shift them) and the KV cache kept; the last position's logits predict each continuation's first token.
+    Pass 1 (``_prompt_pass``, or read from ``states``): the contexts, left-padded, the KV cache kept; the last
+    position's logits predict each continuation's first token.
     The cache is then repeated per continuation (``Cache.batch_select_indices`` with each context's index once per
     option). Pass 2 (skipped when every continuation is one token): the continuations, right-padded, on that cache,
     attention mask = the context's mask + the continuation's, positions going on from the context's length."""
     import torch
 
     device = next(model.parameters()).device
-    n, width = len(contexts), max(len(c) for c in contexts)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for r, c in enumerate(contexts):
-        ids[r, width - len(c):] = torch.tensor(c)
-        mask[r, width - len(c):] = 1
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    with torch.no_grad():
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    use_cache=True, logits_to_keep=1)
-    first = out.logits[:, -1].float().log_softmax(-1)
+    ids, mask = _left_padded(contexts, pad)
+    cache, last = _prompt_pass(model, ids, mask, states)
+    first = last.float().log_softmax(-1)
     owner = [r for r, conts in enumerate(continuations) for _ in conts]
     flat = [a for conts in continuations for a in conts]
     scores = [float(first[r, a[0]]) for r, a in zip(owner, flat)]
     cw = max(len(a) for a in flat)
     if cw == 1:
         return scores
-    cache = out.past_key_values
     cache.batch_select_indices(torch.tensor(owner, device=device))
     m = len(flat)
     cids = torch.full((m, cw), pad, dtype=torch.long)
@@ -241,7 +264,8 @@ def _shared_batch(model, contexts: list[list[int]], continuations: list[list[lis
     return scores
 
 
-def _shared_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int, bar) -> list[float]:
+def _shared_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int, bar,
+                     states: PromptCache | None = None) -> list[float]:
     """``option_logprobs``' shared-prefix path: the pairs grouped by context (the same prompt twice is run once)."""
     from .generate import LOGITS_BUDGET
 
@@ -254,7 +278,8 @@ def _shared_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, 
     flat = [0.0] * len(pairs)
     for batch in _context_batches(contexts, n_options, width, batch_size, model.config.vocab_size, LOGITS_BUDGET):
         rows = [i for c in batch for i in groups[c]]
-        scores = _shared_batch(model, [list(c) for c in batch], [[pairs[i][1] for i in groups[c]] for c in batch], pad)
+        scores = _shared_batch(model, [list(c) for c in batch], [[pairs[i][1] for i in groups[c]] for c in batch], pad,
+                               states)
         for i, v in zip(rows, scores):
             flat[i] = v
         bar.update(len(rows))
@@ -263,7 +288,7 @@ def _shared_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, 
 
 def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]], *, delimiter: str = " ",
                     batch_size: int = 32, progress: bool | str = False,
-                    shared_prefix: bool | None = None) -> list[list[float]]:
+                    shared_prefix: bool | None = None, states: PromptCache | None = None) -> list[list[float]]:
     """The summed log-probability of each option as a continuation of its prompt (``prompt + delimiter + option``),
     one list per prompt, on the model's device; the log-softmax is taken only at the continuation's positions (a
     real vocabulary makes full logits large).
@@ -271,7 +296,8 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
     ``shared_prefix`` (default: on for the architectures in ``SHARED_PREFIX_TYPES``): each distinct prompt is run
     once and all its options are scored from its KV cache (``_shared_batch``); ``batch_size`` then bounds the
     options (rows) per batch. Off: lm-evaluation-harness's way, every (prompt, option) pair run whole (sorted by
-    length, right-padded, attention-masked), the reference the shared path matches to float error.
+    length, right-padded, attention-masked), the reference the shared path matches to float error. ``states``: the
+    model's ``PromptCache``, whose kept prompts the shared path reads instead of running them again (and adds to).
 
     ``delimiter``: " " for a "Question: ...\\nAnswer:" frame (lm-evaluation-harness's ``target_delimiter``),
     "" after a chat template's generation prompt.
@@ -291,7 +317,7 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
         bar = tqdm(total=len(pairs), disable=not progress,
                    desc=progress if isinstance(progress, str) else "option log-probs")
         if shared_prefix:
-            flat = _shared_logprobs(model, pairs, pad, batch_size, bar)
+            flat = _shared_logprobs(model, pairs, pad, batch_size, bar, states)
         else:
             order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
             lengths = [len(p) + len(a) for p, a in pairs]
@@ -318,21 +344,22 @@ def choose(logprobs: list[float], options: list[str]) -> tuple[int, int]:
 
 
 def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimiter: str = " ",
-                    batch_size: int = 32, progress: bool | str = False, shared_prefix: bool | None = None) -> dict:
+                    batch_size: int = 32, progress: bool | str = False, shared_prefix: bool | None = None,
+                    states: PromptCache | None = None) -> dict:
     """Score 4-option (or any-option) questions the way lm-evaluation-harness scores ARC: the model's prediction is
     the option it finds most likely as a continuation of the prompt; no generation, so no format to follow.
 
     ``prompts[i]`` is the rendered question of ``items[i]`` (which has ``choices``, ``label`` and ``family``; the
     prompt may list the options or not, as the caller's frame decides). Returns ``{"accuracy", "accuracy_norm"}``
     (means over families), ``per_family`` / ``per_family_norm``, ``n``, per item ``pred`` / ``pred_norm`` (indices),
-    ``correct`` / ``correct_norm`` and the options' ``logprobs``.
+    ``correct`` / ``correct_norm`` and the options' ``logprobs``. ``states``: ``option_logprobs``'.
     """
     _check_lengths(prompts, items)
     options = [[str(c) for c in _get(item, "choices", [])] for item in items]
     if any(len(o) < 2 for o in options):
         raise ValueError("every item needs 'choices' (two or more options) and 'label'")
     logprobs = option_logprobs(model, tokenizer, prompts, options, delimiter=delimiter, batch_size=batch_size,
-                               progress=progress, shared_prefix=shared_prefix)
+                               progress=progress, shared_prefix=shared_prefix, states=states)
     preds = [choose(lp, o) for lp, o in zip(logprobs, options)]
     labels = [int(_get(item, "label")) for item in items]
     correct = [p == y for (p, _), y in zip(preds, labels)]
@@ -344,132 +371,9 @@ def multiple_choice(model, tokenizer, prompts: list[str], items: list, *, delimi
             "correct": correct, "correct_norm": correct_norm, "logprobs": logprobs}
 
 
-# --- drift from the base: KL(base || tuned) on the base's own answers --------------------------------------------
-@contextmanager
-def _base_of(model, reference=None):
-    """The base distribution: ``reference`` if given, else ``model`` with its peft adapter switched off (one model
-    in memory; ``disable_adapter`` also switches off ``modules_to_save`` copies such as a trained embedding)."""
-    if reference is not None:
-        yield reference
-        return
-    if not hasattr(model, "disable_adapter"):
-        raise TypeError(f"{type(model).__name__} has no adapter to switch off: pass the base model as reference=")
-    with model.disable_adapter():
-        yield model
-
-
-def base_answer_ids(model, tokenizer, prompts: list[str], *, reference=None, max_new_tokens: int = 32,
-                    batch_size: int = 64, progress: bool | str = False) -> list[list[int]]:
-    """The base model's own greedy answers to ``prompts``, as token ids (stop token included when produced): the
-    text ``drift_kl`` measures on. Compute them once and pass them to ``drift_kl`` for every arm."""
-    with _base_of(model, reference) as base:
-        was_training = base.training
-        base.eval()
-        try:
-            outs = HFWriter(base, tokenizer).write(list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            progress=progress and (progress if isinstance(progress, str) else "base answers"))
-            return [o["ids"] for o in outs]
-        finally:
-            base.train(was_training)
-
-
 def _logprobs_at(model, ids, mask, predicts):
     """Full next-token log-distributions (float32) of ``model`` at the ``predicts`` positions, flattened row by row.
     For ``HEAD_TYPES`` the output head runs at those positions only, not at every prompt token as well: the head is
     21% of SmolLM2's weights and 63% of gemma-3-270m's (its 262k vocabulary), so the KL drift's passes skip most of
     that arithmetic (the same KL; docs/performance.md)."""
     return _at_positions(model, ids, mask, predicts, None, lambda logits, first: logits.log_softmax(-1))[0]
-
-
-def _drift_batches(model, tokenizer, prompts: list[str], answers: list[list[int]], batch_size: int):
-    """``drift_kl``'s batches, ``(prompt indices, ids, mask, answer-token positions)`` of the prompts that have an
-    answer, by total length (``scoring_batches``); and how many prompts have one."""
-    pairs = list(zip(encode_prompts(tokenizer, prompts), [list(a) for a in answers]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = [i for i in sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i]))) if pairs[i][1]]
-    lengths = [sum(map(len, p)) for p in pairs]
-    batches = [(idx, *padded([pairs[i] for i in idx], pad))
-               for idx in scoring_batches(lengths, order, batch_size, model.config.vocab_size)]
-    return batches, len(order)
-
-
-DRIFT_BATCH = 16  # rows per batch of drift_kl (fewer when the logits would pass scoring_batches' budget)
-
-
-def base_logprobs(base, tokenizer, prompts: list[str], answers: list[list[int]],
-                  batch_size: int = DRIFT_BATCH) -> list:
-    """``drift_kl``'s base pass on its own, for ``reference_logprobs``: per batch of ``drift_kl``'s batching, the
-    base model's log-distributions at its answers' tokens. The same for every arm, so an evaluation that scores
-    several arms in one process can run it once; it holds answer tokens x vocabulary float32 values
-    (``base_logprobs_bytes``)."""
-    was_training = base.training
-    base.eval()
-    try:
-        batches, _ = _drift_batches(base, tokenizer, list(prompts), answers, batch_size)
-        return [_logprobs_at(base, ids, mask, predicts) for _, ids, mask, predicts in batches]
-    finally:
-        base.train(was_training)
-
-
-def base_logprobs_bytes(model, answers: list[list[int]]) -> int:
-    """What ``base_logprobs`` holds for ``answers``: one float32 distribution over the vocabulary per answer token."""
-    return sum(map(len, answers)) * model.config.vocab_size * 4
-
-
-def drift_kl(model, tokenizer, prompts: list[str], *, reference=None, answers: list[list[int]] | None = None,
-             max_new_tokens: int = 32, batch_size: int = DRIFT_BATCH, progress: bool | str = False,
-             reference_logprobs: list | None = None) -> dict:
-    """How far a fine-tuned model's next-token distribution moved from the base's, where the base is at home: the
-    mean per-token KL(base || tuned) over the base's own greedy answers to ``prompts``.
-
-    For each prompt, the base answers greedily (``base_answer_ids``, or ``answers`` computed before); both models then
-    read prompt + answer, and at each answer token (the prompt and the padding are masked out) the KL between their
-    full next-token distributions is taken. The base is ``reference`` if given (a separate model), else ``model``
-    with its peft adapter switched off (``with model.disable_adapter():``, one model in memory). A model against
-    itself gives 0 (up to float error); the number grows as training moves the model on the base's own text, which
-    general-skill accuracy only sees when a greedy answer flips. ``reference_logprobs``: the base's pass computed
-    before for these prompts and answers (``base_logprobs``), used instead of running the base again.
-
-    Returns ``{"kl": mean over all answer tokens, "per_prompt": mean KL per prompt, "n_tokens", "answers"}``.
-    """
-    from tqdm.auto import tqdm
-
-    prompts = list(prompts)
-    if answers is None:
-        answers = base_answer_ids(model, tokenizer, prompts, reference=reference, max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size, progress=progress and "base answers")
-    if len(answers) != len(prompts):
-        raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
-    batches, n_answered = _drift_batches(model, tokenizer, prompts, answers, batch_size)
-    if reference_logprobs is not None and len(reference_logprobs) != len(batches):
-        raise ValueError(f"reference_logprobs has {len(reference_logprobs)} batches, drift_kl makes {len(batches)}: "
-                         "compute it with base_logprobs for the same prompts, answers and batch_size")
-    sums, counts = [0.0] * len(prompts), [0] * len(prompts)
-    models = [model] + ([reference] if reference is not None else [])
-    was_training = [m.training for m in models]
-    for m in models:
-        m.eval()
-    try:
-        bar = tqdm(total=n_answered, disable=not progress, desc=progress if isinstance(progress, str) else "drift KL")
-        for k_batch, (idx, ids, mask, predicts) in enumerate(batches):
-            bar.update(len(idx))
-            if reference_logprobs is not None:
-                lb = reference_logprobs[k_batch]
-            else:
-                with _base_of(model, reference) as base:  # the base pass inside the context, the tuned pass outside
-                    lb = _logprobs_at(base, ids, mask, predicts)
-            lt = _logprobs_at(model, ids, mask, predicts)
-            kl = (lb.exp() * (lb - lt.to(lb.device))).sum(-1).cpu()
-            counts_here = predicts.sum(1).tolist()
-            k = 0
-            for i, c in zip(idx, counts_here):
-                sums[i], counts[i] = float(kl[k : k + c].sum()), c
-                k += c
-        bar.close()
-    finally:
-        for m, t in zip(models, was_training):
-            m.train(t)
-    total = sum(counts)
-    return {"kl": sum(sums) / total if total else 0.0,
-            "per_prompt": [s / c if c else 0.0 for s, c in zip(sums, counts)],
-            "n_tokens": total, "answers": answers}

@@ -10,7 +10,8 @@ import statistics
 from collections import defaultdict
 
 from .chat import render_prompt
-from .loglik import _check_lengths, _family_means, _get, base_logprobs, drift_kl, multiple_choice
+from .kl_drift import base_logprobs, drift_kl
+from .loglik import _check_lengths, _family_means, _get, multiple_choice
 from .text import answer_tokens, normalise_answer
 from .writers import HFWriter
 
@@ -20,7 +21,8 @@ ANSWER_BATCH = 128  # rows per batch of greedy answers (notebook 06's answer_bat
 
 
 def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BATCH, max_new_tokens: int = 16,
-                progress: bool | str = False, samples_per_family: int = 2, match: str = "exact", writer=None) -> dict:
+                progress: bool | str = False, samples_per_family: int = 2, match: str = "exact", writer=None,
+                states=None) -> dict:
     """Greedy-decode every instruction and score exact match (surrounding whitespace ignored) per family.
 
     ``match="lenient"`` accepts the answer inside a sentence instead (``answer_matches``: normalised case and
@@ -35,6 +37,7 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
     An answer counts only if the model also ended its turn (a cut-off answer is not a right one), so a reference
     needs fewer tokens than ``max_new_tokens``, room for the end token; a longer one is an error.
     ``writer``: what writes the answers (``writers.Writer``; default: ``model`` itself through transformers).
+    ``states``: the model's ``prompt_cache.PromptCache``, which its answers leave their prompts' pass in.
     """
     if match not in MATCHES:
         raise ValueError(f"answer_match must be one of {MATCHES}, got {match!r}")
@@ -48,7 +51,8 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
                              "or shorten the answer")
     prompts = [render_prompt(tokenizer, e.instruction) for e in examples]
     writer = writer or HFWriter(model, tokenizer)
-    outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                        **({"states": states} if states is not None else {}))
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
     for e, o in zip(examples, outs):
@@ -69,20 +73,21 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
                max_new_tokens: int = 16, match: str = "exact", mc: bool = True,
-               batch_size: int = ANSWER_BATCH, general: dict | None = None) -> dict:
+               batch_size: int = ANSWER_BATCH, general: dict | None = None, states=None) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
     answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
     answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
     (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm).
     ``batch_size``: rows per batch of the greedy answers. ``general``: this model's ``general_answers``, computed
-    before with the same settings (notebook 06 needs the base's alone first), so not computed again."""
+    before with the same settings (notebook 06 needs the base's alone first), so not computed again. ``states``: the
+    model's ``prompt_cache.PromptCache``: each prompt's pass is run once for the answers and multiple choice."""
     label = progress if isinstance(progress, str) else "evaluate"
     g = general if general is not None else general_answers(
         model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, progress=progress and f"{label}: general",
-        batch_size=batch_size)
+        batch_size=batch_size, states=states)
     d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
-                    progress=progress and f"{label}: domain", match=match, batch_size=batch_size)
+                    progress=progress and f"{label}: domain", match=match, batch_size=batch_size, states=states)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"],
@@ -92,29 +97,29 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
             if items and all(getattr(e, "choices", ()) for e in items):
                 prompts = [render_prompt(tokenizer, e.instruction) for e in items]
                 r = multiple_choice(model, tokenizer, prompts, items, delimiter="",
-                                    progress=progress and f"{label}: {name} multiple choice")
+                                    progress=progress and f"{label}: {name} multiple choice", states=states)
                 out[f"mc_{name}_accuracy"] = r["accuracy_norm"]
                 out.setdefault("per_family_mc", {}).update(r["per_family_norm"])
     return out
 
 
 def general_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
-                    progress: bool | str = False, batch_size: int = ANSWER_BATCH) -> dict:
+                    progress: bool | str = False, batch_size: int = ANSWER_BATCH, states=None) -> dict:
     """The general set's greedy answers, scored (``exact_match``): ``score_sets``' general half, and the text the KL
     drift is measured on (its ``answer_ids``), which notebook 06 needs alone before it scores the base beside the
     adapters. One definition, so both are the same answers."""
     return exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens, progress=progress,
-                       match=match, batch_size=batch_size)
+                       match=match, batch_size=batch_size, states=states)
 
 
 def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False,
-          reference_logprobs: list | None = None) -> dict:
+          reference_logprobs: list | None = None, states=None) -> dict:
     """KL drift of an arm from the base (``drift_kl``) on the base's own greedy answers to the general held-out
     questions; the base is the arm's model with its adapter switched off, as it was scored, or its pass computed
     once before (``reference_logprobs``: ``drift_reference``). Returns ``kl_drift`` and ``kl_drift_se_questions``,
-    the standard error of its mean over questions (``uncertainty``)."""
+    the standard error of its mean over questions (``uncertainty``). ``states``: the model's ``PromptCache``."""
     r = drift_kl(model, tokenizer, _drift_prompts(tokenizer, sets), answers=base_answer_ids, progress=progress,
-                 reference_logprobs=reference_logprobs)
+                 reference_logprobs=reference_logprobs, states=states)
     # the mean is over answer tokens, so its error is a ratio estimator's: prompts weighted by their tokens
     pairs = [(m, len(a)) for m, a in zip(r["per_prompt"], base_answer_ids) if a]
     total = sum(c for _, c in pairs)
@@ -122,9 +127,10 @@ def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[in
     return {"kl_drift": r["kl"], "kl_drift_se_questions": se}
 
 
-def drift_reference(base, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]]) -> list:
-    """The base's side of ``drift`` for every arm at once (``loglik.base_logprobs``)."""
-    return base_logprobs(base, tokenizer, _drift_prompts(tokenizer, sets), base_answer_ids)
+def drift_reference(base, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], states=None) -> list:
+    """The base's side of ``drift`` for every arm at once (``kl_drift.base_logprobs``; ``states``: the base's
+    ``PromptCache``)."""
+    return base_logprobs(base, tokenizer, _drift_prompts(tokenizer, sets), base_answer_ids, states=states)
 
 
 def _drift_prompts(tokenizer, sets: dict[str, list]) -> list[str]:
