@@ -64,7 +64,10 @@ def test_which_models_keep_their_prompts():
     assert reusable(_tiny("llama")) and reusable(_tiny("qwen2"))
     assert not reusable(_tiny("mistral"))  # not among the tested architectures
     assert not reusable(_tiny("gemma3_text"))  # sliding-window layers
-    assert PromptCache.of(_tiny("mistral")) is None
+    assert not reusable(_tiny("qwen2", use_sliding_window=True, sliding_window=4, max_window_layers=0))
+    assert PromptCache.of(_tiny("mistral")) is None and PromptCache.of(_tiny("llama")) is not None
+    with pytest.raises(ValueError, match="PromptCache.of"):
+        PromptCache(_tiny("gemma3_text"))
 
 
 def test_the_budget_bounds_what_is_kept():
@@ -132,14 +135,29 @@ def test_choices_and_drift_read_the_answers_prompts(base, arm):
     assert states.misses == 0 and own["kl"] > 1e-3
     assert shared["kl"] == pytest.approx(own["kl"], abs=1e-4) and shared["n_tokens"] == own["n_tokens"]
     assert max(abs(x - y) for x, y in zip(own["per_prompt"], shared["per_prompt"])) < 1e-4
-    # the base's side run inside drift_kl gets a cache of its own: a model against its adapter switched off
-    with torch.no_grad():
-        zero = copy.deepcopy(peft_model)
-        for name, p in zero.named_parameters():
-            if "lora_B" in name:
-                p.zero_()
-    assert kl_drift.drift_kl(zero, tok, prompts, answers=answers, states=PromptCache(zero))["kl"] == \
-        pytest.approx(0.0, abs=1e-6)
+    # the base's side run inside drift_kl (the adapter switched off) gets a cache of its own: read from the adapter's
+    # cache, it would be the adapter against itself
+    inside = kl_drift.drift_kl(peft_model, tok, prompts, answers=answers, states=states)
+    assert inside["kl"] == pytest.approx(own["kl"], abs=1e-4) and inside["kl"] > 1e-3
+    assert max(abs(x - y) for x, y in zip(own["per_prompt"], inside["per_prompt"])) < 1e-4
+
+
+def test_answers_of_one_token_and_of_none(base, arm):
+    """The drift on answers of one token (only the prompt's last logits), mixed with longer ones, and an empty answer
+    (left out): the same per-prompt KL with the cache as without."""
+    model, tok = base
+    peft_model, _ = arm
+    prompts = [render_prompt(tok, e.instruction) for e in heldout_sets(1, seed=4)["general"]][:6]
+    answers = kl_drift.base_answer_ids(model, tok, prompts, max_new_tokens=16, reference=model)
+    answers = [a[:1] for a in answers[:3]] + [[]] + answers[4:]
+    own = kl_drift.drift_kl(peft_model, tok, prompts, answers=answers)
+    states = PromptCache(peft_model)
+    shared = kl_drift.drift_kl(peft_model, tok, prompts, answers=answers, states=states)
+    assert len(states.rows) == 5 and shared["n_tokens"] == own["n_tokens"] == sum(map(len, answers))
+    assert max(abs(x - y) for x, y in zip(own["per_prompt"], shared["per_prompt"])) < 1e-5
+    assert own["per_prompt"][3] == shared["per_prompt"][3] == 0.0
+    only_first = kl_drift.drift_kl(peft_model, tok, prompts[:3], answers=answers[:3], states=PromptCache(peft_model))
+    assert only_first["per_prompt"] == pytest.approx(own["per_prompt"][:3], abs=1e-5)
 
 
 def test_score_sets_with_the_cache_scores_as_without(base):
@@ -150,3 +168,11 @@ def test_score_sets_with_the_cache_scores_as_without(base):
     states = PromptCache(model)
     with_states = scoring.score_sets(model, tok, sets, max_new_tokens=16, states=states)
     assert with_states == without and len(states.rows) > 0
+    # the lab's items have no choices, so nothing read the cache here; multiple choice on the same prompts reads it
+    prompts = [render_prompt(tok, e.instruction) for e in sets["general"]]
+    items = [{"family": e.family, "choices": [e.response, "x"], "label": 0} for e in sets["general"]]
+    reads = states.reads
+    kept = loglik.multiple_choice(model, tok, prompts, items, delimiter="", states=states)
+    assert states.reads > reads and states.misses == 0
+    fresh = loglik.multiple_choice(model, tok, prompts, items, delimiter="")
+    assert kept["pred"] == fresh["pred"] and kept["accuracy"] == fresh["accuracy"]

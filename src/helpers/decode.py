@@ -1,18 +1,19 @@
-"""``generate``'s own decode loops. ``static_decode``, the static-cache path: the model's one-token step and the draw
-of the next token run as one compiled function, and the loop asks whether every row has ended only every
-``CHECK_EVERY`` steps. ``greedy_decode``, greedy answers on the CPU's dynamic cache: finished rows leave the batch.
-Both decode only what ``draws_alone`` says transformers' ``generate`` would do the same way.
+"""``generate``'s own decode loops. ``static_decode``, the static-cache path: the model's one-token step and the draw of
+the next token run as one compiled function, and the loop asks whether every row has ended only every ``CHECK_EVERY``
+steps. ``greedy_decode``, greedy answers on the CPU's dynamic cache: finished rows leave the batch. Both decode only
+what ``draws_alone`` says transformers' ``generate`` would do the same way.
 
 transformers' ``generate`` compiles the model's step alone: the draw (a float32 copy of the logits, softmax,
 ``multinomial``) runs uncompiled after it, and its loop synchronises with the GPU at every step to test whether all rows
 ended, so the GPU waits while Python prepares the next step. On one H200 (Qwen2.5-0.5B's shape, 1,024 rows, 256 sampled
-tokens, random weights) that loop made 60,235 new tok/s where this one made 89,316, in the same process
-(bench/generation.py, docs/performance.md). The draw is exact: greedy is the argmax of the float32 logits, as
-transformers'; sampling adds Gumbel noise to the tempered logits and takes the argmax (the Gumbel-max trick: the softmax
-distribution, without a softmax or a sort); top-p keeps the nucleus that ``nucleus`` keeps, read from the top
-``top_k`` tokens when they hold it; a row whose nucleus is wider (a flat distribution) is drawn again after the step
-from its whole sorted row (``nucleus``), which costs one synchronisation a step when top-p is on. A model whose
-generation config asks for more (a repetition penalty, say) is left to transformers' loop (``draws_alone``).
+tokens, random weights) that loop made 59,201 new tok/s where this one made 86,317, in the same process
+(bench/generation.py, docs/performance.md; 1.31x of it is this loop's cache length, ``STATIC_CACHE_MULTIPLE``). The draw
+is exact: greedy is the argmax of the float32 logits, as transformers'; sampling adds Gumbel noise to the tempered
+logits and takes the argmax (the Gumbel-max trick: the softmax distribution, without a softmax or a sort); top-p keeps
+the nucleus that ``nucleus`` keeps, read from the top ``top_k`` tokens when they hold it; a row whose nucleus is wider
+(a flat distribution) is drawn again after the step from its whole sorted row (``nucleus``), which costs one
+synchronisation a step when top-p is on. A model whose generation config asks for more (a repetition penalty, say) is
+left to transformers' loop (``draws_alone``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import torch
 NUCLEUS_TOP_K = 1024  # top-p's nucleus is read from this many most likely tokens first (``nucleus``, ``draw``)
 RECOMPILE_LIMIT = 64  # graphs of _step a process may compile (models x settings x shapes) before torch gives up
 CHECK_EVERY = 16  # decode steps between two tests of whether every row has ended (each test waits for the GPU)
+# the static cache's length is rounded up to a multiple of this: transformers' own size (prompt + new tokens - 1, 383
+# for 128 + 256) made the 0.5B shape's decode 1.31x slower than 384 (one H200, 1,024 rows, random weights: 65,965
+# against 86,602 and 86,975 new tok/s in one call, alternating; docs/performance.md). The extra positions are masked
+STATIC_CACHE_MULTIPLE = 64
 # how the step is compiled on CUDA: transformers' ``CompileConfig`` defaults for a static-cache decode. With
 # ``dynamic=False`` gemma-3's sliding-window cache layers, which count their tokens in a Python int, recompiled at
 # every step until torch's recompile limit stopped the call (H200, torch 2.11); ``dynamic=None`` recompiles once
@@ -184,8 +189,9 @@ def static_decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: 
     rows, width = ids.shape
     if max_new_tokens < 1:
         return torch.zeros((rows, 0), dtype=torch.long)
-    # transformers' size: the last new token is never fed back
-    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens - 1)
+    # the last new token is never fed back (transformers' size), rounded up (STATIC_CACHE_MULTIPLE)
+    length = -(-(width + max_new_tokens - 1) // STATIC_CACHE_MULTIPLE) * STATIC_CACHE_MULTIPLE
+    cache = StaticCache(config=model.config, max_cache_len=length)
     full = torch.cat([mask, torch.ones((rows, max_new_tokens), dtype=mask.dtype, device=mask.device)], 1)
     step = _compiled_step(compile)
     lengths = mask.sum(-1)

@@ -105,8 +105,9 @@ def merged_for_scoring(model, setup: Setup, weights: str = "4bit"):
     could still flip; the same answers and scores on the lab and on SmolLM2's smoke run: docs/performance.md).
     Otherwise the model is returned as it is; so is a model with no adapter, and one whose LoRA layers adapt the
     embedding that the output head shares (``target_modules`` naming ``embed_tokens`` or ``lm_head`` of a tied
-    model: merged, the change would reach both ends). Merging changes ``model`` in place: the KL drift, which
-    switches the adapter off, runs before (``evaluation.score_adapter``)."""
+    model: merged, the change would reach both ends). Merging changes ``model`` in place: a KL drift that switches
+    the adapter off runs before (``evaluation.score_adapter``); one with the base's side computed before runs after,
+    on the merged model."""
     check_weights(weights)
     if (setup.device != "cpu" and weights != "merged") or not hasattr(model, "merge_and_unload"):
         return model

@@ -274,9 +274,10 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     on real sets), and its own general answers are the text the arms' KL drift is measured on.
     The adapters are independent: ``workers`` > 1 scores that many models side by side in worker processes
     (``helpers.workers``; on GPUs spread over them), with the same results (the KL drift to float rounding: with one
-    worker an adapter's drift reads its prompts' pass from its answers, ``prompt_cache``). The base is then one of them: only its
-    general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base scored whole
-    first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models after it.
+    worker an adapter's drift reads its prompts' pass from its answers, ``prompt_cache``). The base is then one of
+    them: only its general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base
+    scored whole first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models
+    after it.
     ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``).
     ``weights``: how a 4-bit base is held on a GPU (notebook 06's ``eval_weights``: ``eval_models.load_for_eval``)."""
     import time
@@ -292,7 +293,7 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     worker_memory_on_gpus(plan, base_path, setup, weights)  # a dequantised base in each worker: refused unless it fits
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup, weights=weights)
-    states = PromptCache.of(model)  # each prompt's pass, run once for the base's answers, choices and drift reference
+    states = PromptCache.of(model)  # each prompt's pass, run once for the answers, choices and drift reference
     general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
     if beside:
         general = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,

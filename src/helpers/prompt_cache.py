@@ -48,14 +48,22 @@ class PromptCache:
     """Prompts' KV caches and last-position logits of one model, keyed by the prompt's token ids."""
 
     def __init__(self, model, budget: int = PROMPT_CACHE_BYTES):
+        if not reusable(model):
+            raise ValueError(f"{type(model).__name__} ({getattr(model.config, 'model_type', None)}) keeps caches that "
+                             "are not cut per row (a sliding window, or an architecture not tested): use "
+                             "PromptCache.of(model), which gives None for it")
         self.config, self.budget = model.config, budget
         self.rows: dict[tuple[int, ...], tuple[list, torch.Tensor]] = {}
         self.bytes = self.reads = self.misses = 0
 
     @classmethod
     def of(cls, model) -> "PromptCache | None":
-        """A cache for ``model``, or None where its prompts cannot be put together again (``reusable``)."""
-        return cls(model) if reusable(model) else None
+        """A cache for ``model``, or None where its prompts cannot be put together again (``reusable``) or where
+        nothing would fill it: a model off the CPU, whose greedy answers go through transformers' ``generate`` (on a
+        GPU multiple choice alone would fill it and nothing read it back, in up to ``PROMPT_CACHE_BYTES`` of its
+        memory)."""
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        return cls(model) if on_cpu and reusable(model) else None
 
     def put(self, ids: torch.Tensor, mask: torch.Tensor, cache, logits: torch.Tensor) -> None:
         """Keep each row of a prompt pass: ``ids`` and ``mask`` left-padded (rows x width), ``cache`` the
