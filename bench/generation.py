@@ -27,6 +27,10 @@ the full length. Rows:
 * ``helpers, static cache + compile, transformers' decode loop (before)``: the compiled row's batches, widths and
   packed attention, decoded by transformers' ``generate`` loop instead of ``helpers.decode`` (as until 2026-12-01;
   GPU only);
+* ``helpers, static cache + compile, top-p P`` (``--top-p P``): the compiled row sampling with top-p (the loop's
+  nucleus from the top 1,024 tokens, and a synchronisation at each step to draw again the rows it does not cover);
+  random weights give flat rows, which the nucleus never covers, so ``--head-scale S`` multiplies the output head's
+  weights (untied from the embedding) to make the logits peaked, as a trained model's are (GPU only);
 * ``plain transformers``: ``model.generate`` on one left-padded batch with ``cache_implementation="static"``, with
   its automatic compile and without (the reference recipe), at 256 rows and, compiled, also at the batch of the
   rows above when that is larger (GPU only).
@@ -112,9 +116,10 @@ def plain_hf(model, tok, prompts: list[str], new_tokens: int, compile: bool) -> 
     return (out.shape[1] - batch["input_ids"].shape[1]) * len(prompts)
 
 
-def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, compile: bool | str) -> int:
+def ours(model, tok, prompts: list[str], new_tokens: int, batch: int | None, compile: bool | str,
+         top_p: float = 1.0) -> int:
     outs = generate(model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, do_sample=True,
-                    temperature=1.0, seed=0, compile=compile)
+                    temperature=1.0, top_p=top_p, seed=0, compile=compile)
     return sum(o["new_tokens"] for o in outs)
 
 
@@ -184,6 +189,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the rows whose label holds one of these texts, or ends with one ending in $ "
                              "(e.g. 'compile$' 'Flex')")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="also time the compiled row sampling with this top-p (GPU)")
+    parser.add_argument("--head-scale", type=float, default=1.0,
+                        help="multiply the output head's weights by this (peaked logits, as a trained model's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.no_cudnn_attention:
@@ -195,6 +204,9 @@ def main() -> None:
     tok = standins.tokenizer("qwen2_5")
     arch, shape = ("qwen2", TINY) if args.smoke else SHAPES[args.shape]
     model = build(shape, tok, device, arch)
+    if args.head_scale != 1.0:  # a new parameter: the embedding, tied to it in some shapes, keeps its weights
+        head = model.get_output_embeddings()
+        head.weight = torch.nn.Parameter(head.weight.detach() * args.head_scale, requires_grad=False)
     prompts = make_prompts(tok, args.prompts, args.prompt_tokens)
     n = args.new_tokens
     auto = args.batch or auto_batch_size(model, bucket_width(args.prompt_tokens + 30), n)
@@ -234,6 +246,9 @@ def main() -> None:
                     # compile_decode "graphs": CUDA graphs of the eager kernels, no inductor (GRAPHS_ONLY)
                     ("helpers, static cache + CUDA graphs only (no inductor)",
                      lambda: ours(model, tok, prompts, n, fixed, "graphs"), prompts, auto, True, None, True)]
+    if device == "cuda" and args.top_p < 1.0:
+        planned.append((f"{label}, top-p {args.top_p}", lambda: ours(model, tok, prompts, n, fixed, True, args.top_p),
+                        prompts, auto, True, None, True))
     if device == "cuda":  # the same batches decoded by transformers' generate loop, as before helpers.decode
         planned.append((f"{label}, transformers' decode loop (before)",
                         lambda: hf_loop(model, tok, prompts, n, fixed or auto), prompts, fixed or auto, True, None,
@@ -262,7 +277,8 @@ def main() -> None:
     report(rows, ["variant", "batch", "prompts", "tok_per_s", "vs_first", "seconds", "compile_s", "peak_gib",
                   "gpu_busy", "packed_gqa"], json_path, shape="tiny qwen2" if args.smoke else args.shape,
            device=device, new_tokens=n, prompt_tokens=args.prompt_tokens,
-           cudnn_attention=not args.no_cudnn_attention, decode_compile=helpers_decode.INDUCTOR)
+           cudnn_attention=not args.no_cudnn_attention, decode_compile=helpers_decode.INDUCTOR, top_p=args.top_p,
+           head_scale=args.head_scale)
 
 
 if __name__ == "__main__":
