@@ -557,11 +557,11 @@ def test_on_a_cpu_the_base_is_loaded_once_per_process_each_model_is_a_copy_and_a
 
 def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_same_results(outputs, monkeypatch,
                                                                                            capsys):
-    """Notebook 06 with ``eval_workers`` > 1: only the base's answers (the general ones: the drift's text) come first,
-    alone; its whole scoring is then one job beside the adapters' (on two H200s the base scored whole first held 06
-    to 1.13x), which reuses those answers. The scores are those of one worker, the drift to float rounding. The
-    worker pool itself (processes, GPUs) is tested in tests/test_workers.py; here its jobs run in this process, in
-    order. The lab's sets and base, random adapters."""
+    """Notebook 06 with ``eval_workers`` > 1: only the base's general answers (the drift's text) come first, alone;
+    its whole scoring is then one job beside the adapters' (on two H200s the base scored whole first held 06 to
+    1.13x), which reuses those answers. The scores are those of one worker, the drift to float rounding. The worker pool itself
+    (processes, GPUs) is tested in tests/test_workers.py; here its jobs run in this process, in order. The lab's sets
+    and base, random adapters."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -585,12 +585,12 @@ def test_with_several_workers_the_base_is_scored_beside_the_adapters_with_the_sa
     kwargs = dict(lab=True, max_new_tokens=16, match="exact", mc=True, kl=True, progress=False, batch_size=5)
     one = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=1)
     assert ran == ["domain_only seed 0", "ours seed 0"] and "alone" in capsys.readouterr().out
-    assert len(batches) == 3 and set(batches) == {5}  # answer_batch_size: both sets' answers in one call a model
+    assert len(batches) == 2 * 3 and set(batches) == {5}  # answer_batch_size: both sets' answers, every model
     ran.clear()
     batches.clear()
     two = evaluation.score_models("beside", training, sets, base, setup, **kwargs, workers=2)
     assert ran == ["base", "domain_only seed 0", "ours seed 0"] and set(batches) == {5}
-    assert len(batches) == 3  # the base's answers once: its worker reuses those made alone first
+    assert len(batches) == 2 * 3  # the base's general answers once: its worker reuses those made alone first
     assert "the base, alone" in capsys.readouterr().out and workers.plan(3, 2, "cpu").workers == 2
     # the same scores; the drift to float rounding: one worker reads each adapter's prompts from its answers' pass
     # (helpers.prompt_cache), a worker beside the others runs its adapter switched off in the drift's own batches

@@ -23,7 +23,7 @@ from .models import Setup, bnb_4bit_works
 from .placement import release_gpu_memory
 from .prompt_cache import PromptCache
 from .runs import finish_stage, read_json, require, stage_dir, trouble, write_json
-from .scoring import (ANSWER_BATCH, CHANCE_MARGIN, drift, drift_reference, headline, set_answers,
+from .scoring import (ANSWER_BATCH, CHANCE_MARGIN, drift, drift_reference, general_answers, headline,
                       informative_families, score_sets)
 
 STAGE = "06_evaluation"
@@ -275,9 +275,9 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     The adapters are independent: ``workers`` > 1 scores that many models side by side in worker processes
     (``helpers.workers``; on GPUs spread over them), with the same results (the KL drift to float rounding: with one
     worker an adapter's drift reads its prompts' pass from its answers, ``prompt_cache``). The base is then one of
-    them: only its answers (the general ones are the text the adapters' drift needs) come first, alone (on two
-    H200s, with the base scored whole first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that
-    took and the models after it.
+    them: only its general answers, which the adapters' drift needs, come first, alone (on two H200s, with the base
+    scored whole first, 06 gained 1.13x: docs/bench/h200x2-determinism/). Prints how long that took and the models
+    after it.
     ``batch_size``: rows per batch of every model's greedy answers (notebook 06's ``answer_batch_size``).
     ``weights``: how a 4-bit base is held on a GPU (notebook 06's ``eval_weights``: ``eval_models.load_for_eval``)."""
     import time
@@ -294,11 +294,11 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
     beside = plan.workers > 1  # the base's scoring in a worker, beside the adapters'
     model, tokenizer = load_for_eval(base_path, setup, weights=weights)
     states = PromptCache.of(model)  # each prompt's pass, run once for the answers, choices and drift reference
-    answered = None  # the base's answers when they come first, alone: its scoring in a worker reuses them
+    general = None  # the base's general answers when they come first, alone: its scoring in a worker reuses them
     if beside:
-        answered = set_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                               batch_size=batch_size) if kl else None
-        base_answers = answered["general"]["answer_ids"] if kl else None
+        general = general_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
+                                  batch_size=batch_size) if kl else None
+        base_answers = general["answer_ids"] if kl else None
     else:
         base = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc,
                           batch_size=batch_size, states=states)
@@ -312,14 +312,14 @@ def score_models(run_name: str, training: dict, sets: dict[str, list], base_path
         release_gpu_memory()
     alone, start = time.perf_counter() - start, time.perf_counter()
     options = {"max_new_tokens": max_new_tokens, "match": match, "mc": mc, "batch_size": batch_size, "weights": weights}
-    first = [("base", (base_path, setup, None, None, sets, None), {**options, "answered": answered})] if beside else []
+    first = [("base", (base_path, setup, None, None, sets, None), {**options, "general": general})] if beside else []
     jobs = first + [
         (f"{arm} seed {seed}", (base_path, setup, adapter, key, sets, base_answers),
          {**options, "drift_reference": reference}) for arm, seed, adapter, key in listed]
     bar = tqdm(total=len(listed) + 1, initial=0 if beside else 1, desc="models", disable=not progress)
     done = workers_service.run(score_adapter, jobs, plan, on_done=lambda *_: bar.update())
     bar.close()
-    print(f"the base, alone: {alone:.1f} s ({'its answers' if beside else 'scored'}"
+    print(f"the base, alone: {alone:.1f} s ({'its general answers' if beside else 'scored'}"
           f"{', the drift reference' if reference else ''}); then {len(jobs)} model(s): "
           f"{time.perf_counter() - start:.1f} s on {plan.workers} worker(s) ({', '.join(sorted(set(plan.devices)))})")
     if beside:
@@ -340,11 +340,11 @@ def adapters(run_name: str, training: dict) -> list[tuple[str, int, Path, str]]:
 def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, sets: dict[str, list],
                   base_answers: list | None, *, max_new_tokens: int, match: str, mc: bool,
                   drift_reference: list | None = None, batch_size: int = ANSWER_BATCH,
-                  answered: dict | None = None, weights: str = "4bit") -> dict:
+                  general: dict | None = None, weights: str = "4bit") -> dict:
     """One (arm, seed) adapter's scores on ``sets`` (``scoring.score_sets``'; ``score_models`` makes the headline),
     and its KL drift from the base on the base's own general answers (``base_answers``; None: no drift), with the
     base's side computed before (``drift_reference``) or here. ``adapter`` None scores the base itself, reusing its
-    ``answered`` (``scoring.set_answers``) when they were computed before. ``weights``: ``eval_models.load_for_eval``'s."""
+    ``general`` answers when they were computed before. ``weights``: ``eval_models.load_for_eval``'s."""
     model, tokenizer = load_for_eval(base_path, setup, adapter, key, weights)
     kl = {}
     if base_answers is not None and drift_reference is None:
@@ -353,7 +353,7 @@ def score_adapter(base_path: str, setup, adapter: Path | None, key: str | None, 
     model = merged_for_scoring(model, setup, weights)
     states = PromptCache.of(model)  # each prompt's pass, run once for the answers, the choices and the drift
     s = score_sets(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, mc=mc, batch_size=batch_size,
-                   answered=answered, states=states)
+                   general=general, states=states)
     if base_answers is not None and drift_reference is not None:  # the base's side known: the model as scored
         kl = drift(model, tokenizer, sets, base_answers, reference_logprobs=drift_reference, states=states)
     return {**s, **kl}

@@ -39,15 +39,6 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
     ``writer``: what writes the answers (``writers.Writer``; default: ``model`` itself through transformers).
     ``states``: the model's ``prompt_cache.PromptCache``, which its answers leave their prompts' pass in.
     """
-    outs = _answers(model, tokenizer, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                    progress=progress, match=match, writer=writer, states=states)
-    return _scored(examples, outs, match, samples_per_family)
-
-
-def _answers(model, tokenizer, examples: list, *, batch_size: int, max_new_tokens: int, progress: bool | str,
-             match: str, writer=None, states=None) -> list[dict]:
-    """``exact_match``'s greedy answers (``generate.generate``'s dicts), after its checks of ``match`` and of the
-    reference answers' lengths."""
     if match not in MATCHES:
         raise ValueError(f"answer_match must be one of {MATCHES}, got {match!r}")
     for e in examples:
@@ -60,12 +51,8 @@ def _answers(model, tokenizer, examples: list, *, batch_size: int, max_new_token
                              "or shorten the answer")
     prompts = [render_prompt(tokenizer, e.instruction) for e in examples]
     writer = writer or HFWriter(model, tokenizer)
-    return writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+    outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                         **({"states": states} if states is not None else {}))
-
-
-def _scored(examples: list, outs: list[dict], match: str, samples_per_family: int = 2) -> dict:
-    """``exact_match``'s scores of the answers ``outs`` to ``examples``."""
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
     for e, o in zip(examples, outs):
@@ -86,19 +73,21 @@ def _scored(examples: list, outs: list[dict], match: str, samples_per_family: in
 
 def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str = False,
                max_new_tokens: int = 16, match: str = "exact", mc: bool = True,
-               batch_size: int = ANSWER_BATCH, answered: dict | None = None, states=None) -> dict:
+               batch_size: int = ANSWER_BATCH, general: dict | None = None, states=None) -> dict:
     """Greedy answers to both held-out sets scored by ``match`` (accuracies are means over families), per-family
     accuracy, counts, whether each answer was right (``correct``: ``{"general": [...], "domain": [...]}``), the first
     answers of each family, how many answers ``max_new_tokens`` cut off per set (``unfinished``), and the general
     answers' token ids (``general_answer_ids``: the base's are the text ``drift_kl`` measures on). With ``mc`` and items that have ``choices``, also multiple choice by log-likelihood
     (``mc_general_accuracy``, ``mc_domain_accuracy``, ``per_family_mc``: length-normalised, as acc_norm).
-    ``batch_size``: rows per batch of the greedy answers. ``answered``: this model's ``set_answers``, computed
+    ``batch_size``: rows per batch of the greedy answers. ``general``: this model's ``general_answers``, computed
     before with the same settings (notebook 06 needs the base's alone first), so not computed again. ``states``: the
     model's ``prompt_cache.PromptCache``: each prompt's pass is run once for the answers and multiple choice."""
     label = progress if isinstance(progress, str) else "evaluate"
-    answered = answered or set_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match,
-                                       progress=progress and f"{label}: answers", batch_size=batch_size, states=states)
-    g, d = answered["general"], answered["domain"]
+    g = general if general is not None else general_answers(
+        model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, progress=progress and f"{label}: general",
+        batch_size=batch_size, states=states)
+    d = exact_match(model, tokenizer, sets["domain"], max_new_tokens=max_new_tokens,
+                    progress=progress and f"{label}: domain", match=match, batch_size=batch_size, states=states)
     out = {"general_accuracy": g["accuracy"], "domain_accuracy": d["accuracy"],
            "per_family": {**g["per_family"], **d["per_family"]}, "n_general": g["n"], "n_domain": d["n"],
            "correct": {"general": g["correct"], "domain": d["correct"]}, "samples": g["samples"] + d["samples"],
@@ -114,26 +103,13 @@ def score_sets(model, tokenizer, sets: dict[str, list], *, progress: bool | str 
     return out
 
 
-def set_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
-                progress: bool | str = False, batch_size: int = ANSWER_BATCH, states=None) -> dict:
-    """Both held-out sets' greedy answers, scored (``exact_match`` on each): ``{"general": ..., "domain": ...}``,
-    written in one call, so the last decode steps of the two sets' longest answers are shared (on the 2-core CPU
-    SmolLM2's 40 + 12 answers took 8.2-8.4 s in one call against 9.3 s in two, the same tokens). ``score_sets``
-    scores these; notebook 06 needs the base's alone first, for the drift's text (the general ``answer_ids``). One
-    definition, so both are the same answers."""
-    examples = sets["general"] + sets["domain"]
-    outs = _answers(model, tokenizer, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                    progress=progress, match=match, states=states)
-    n = len(sets["general"])
-    return {"general": _scored(sets["general"], outs[:n], match), "domain": _scored(sets["domain"], outs[n:], match)}
-
-
 def general_answers(model, tokenizer, sets: dict[str, list], *, max_new_tokens: int, match: str,
-                    progress: bool | str = False, batch_size: int = ANSWER_BATCH) -> dict:
-    """The general set's greedy answers, scored: ``set_answers``' general half (the domain's written beside them,
-    so they are ``score_sets``' general answers to the token) and the text the KL drift is measured on."""
-    return set_answers(model, tokenizer, sets, max_new_tokens=max_new_tokens, match=match, progress=progress,
-                       batch_size=batch_size)["general"]
+                    progress: bool | str = False, batch_size: int = ANSWER_BATCH, states=None) -> dict:
+    """The general set's greedy answers, scored (``exact_match``): ``score_sets``' general half, and the text the KL
+    drift is measured on (its ``answer_ids``), which notebook 06 needs alone before it scores the base beside the
+    adapters. One definition, so both are the same answers."""
+    return exact_match(model, tokenizer, sets["general"], max_new_tokens=max_new_tokens, progress=progress,
+                       match=match, batch_size=batch_size, states=states)
 
 
 def drift(model, tokenizer, sets: dict[str, list], base_answer_ids: list[list[int]], progress: bool | str = False,
