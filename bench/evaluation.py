@@ -11,8 +11,10 @@ of the GPU preset; on one H200 an adapter took about 27 s in one process, docs/b
   linear layer each. In float32 (a CPU) exact to rounding; in bfloat16 the merge rounds the adapter into the weights.
 
 Each variant scores the same adapter (random LoRA weights of the GPU preset's rank on every linear layer) on the same
-questions as notebook 06, in ``evaluation.score_adapter``'s steps: the KL drift on the base's own general answers,
-then the greedy answers and multiple choice (``scoring.score_sets``). ``--repeats`` rounds, the variants alternating
+questions as notebook 06, in ``evaluation.score_adapter``'s steps on a GPU: the KL drift on the base's own general
+answers, then the greedy answers and multiple choice (``scoring.score_sets``). (On a CPU with one worker, notebook 06
+runs the drift after the scoring, on the merged model, reading the prompts' passes its answers kept:
+``helpers.prompt_cache``; this bench does not.) ``--repeats`` rounds, the variants alternating
 within each. A row per variant and round: seconds to load, for the drift and for the scoring, the accuracies, the
 drift, and how many of its answers differ from the first variant's (general answers' tokens, every answer's
 verdict).

@@ -195,6 +195,8 @@ def main() -> None:
                         help="multiply the output head's weights by this (peaked logits, as a trained model's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not 0 < args.top_p <= 1:
+        parser.error(f"--top-p {args.top_p}: give a value in (0, 1]")
     if args.no_cudnn_attention:
         torch.backends.cuda.enable_cudnn_sdp(False)
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"

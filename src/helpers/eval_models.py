@@ -132,8 +132,16 @@ def _cpu_base(base_path: str, setup: Setup, stamp: tuple):
     """On a CPU, the base as ``load_for_eval`` serves it, loaded once per process and ``stamp`` (``_folder_stamp``):
     notebook 06 scores the base and every adapter on it, and on the 2-core CPU each load of SmolLM2 (4-bit
     quantising, then ``_dequantized_on_cpu``) took about 3 s, a third of a smoke run's 06 (docs/performance.md).
-    Callers get copies (``load_for_eval``), never this model."""
-    return _dequantized_on_cpu(load_base(base_path, setup), setup)
+    Callers get copies (``load_for_eval``), never this model. One throwaway pass of a few tokens warms the process
+    first: on the 2-core CPU the first forward pass of a process gave other bits than later ones in 2 of 5
+    processes (SmolLM2, two threads; the same batch later, and every pass after a warm-up, repeated in every
+    process), and the prompt cache keeps that first pass for multiple choice and the drift (docs/performance.md)."""
+    import torch
+
+    model = _dequantized_on_cpu(load_base(base_path, setup), setup)
+    with torch.no_grad():
+        model(input_ids=torch.ones((1, 4), dtype=torch.long))
+    return model
 
 
 def _dequantized_on_cpu(model, setup: Setup):

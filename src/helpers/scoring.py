@@ -37,7 +37,8 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
     An answer counts only if the model also ended its turn (a cut-off answer is not a right one), so a reference
     needs fewer tokens than ``max_new_tokens``, room for the end token; a longer one is an error.
     ``writer``: what writes the answers (``writers.Writer``; default: ``model`` itself through transformers).
-    ``states``: the model's ``prompt_cache.PromptCache``, which its answers leave their prompts' pass in.
+    ``states``: the model's ``prompt_cache.PromptCache``, which its answers leave their prompts' pass in (through
+    transformers only: another ``writer`` does not fill it).
     """
     if match not in MATCHES:
         raise ValueError(f"answer_match must be one of {MATCHES}, got {match!r}")
@@ -50,9 +51,9 @@ def exact_match(model, tokenizer, examples: list, *, batch_size: int = ANSWER_BA
                              "raise answer_max_new_tokens (notebook 06; --max-new-tokens for python -m helpers.baseline) "
                              "or shorten the answer")
     prompts = [render_prompt(tokenizer, e.instruction) for e in examples]
+    kept = {"states": states} if states is not None and writer is None else {}  # transformers' path keeps them
     writer = writer or HFWriter(model, tokenizer)
-    outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                        **({"states": states} if states is not None else {}))
+    outs = writer.write(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, **kept)
     hits: dict[str, list[bool]] = defaultdict(list)
     correct, samples = [], []
     for e, o in zip(examples, outs):
