@@ -25,7 +25,7 @@ def _tiny(model_type: str, **extra):
 
 
 def _padded(prompts, pad=0):
-    return loglik._left_padded(prompts, pad)
+    return loglik._prompts_padded(prompts, pad)
 
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen2"])

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from .chat import encode_prompts
 from .generate import scoring_batches
 from . import loglik
-from .loglik import _head, _left_padded, _logprobs_at, _prompt_pass, padded
+from .loglik import _continuations, _head, _logprobs_at, _prompt_pass, _prompts_padded, padded
 from .prompt_cache import PromptCache
 from .writers import HFWriter
 
@@ -72,22 +72,16 @@ def _answer_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int, 
     import torch
 
     device = next(model.parameters()).device
-    ids, mask = _left_padded([p for p, _ in pairs], pad)
+    ids, mask = _prompts_padded([p for p, _ in pairs], pad)
     cache, last = _prompt_pass(model, ids, mask, states)
     parts = [[last[r : r + 1].float()] for r in range(len(pairs))]
     rest = [a[:-1] for _, a in pairs]
     width = max(map(len, rest))
     if width:
         assert getattr(model.config, "model_type", None) in loglik.HEAD_TYPES  # read now: benches patch it
-        cids = torch.full((len(pairs), width), pad, dtype=torch.long)
-        cmask = torch.zeros((len(pairs), width), dtype=torch.long)
-        for r, a in enumerate(rest):
-            cids[r, : len(a)] = torch.tensor(a, dtype=torch.long)
-            cmask[r, : len(a)] = 1
-        positions = mask.sum(1)[:, None] + torch.arange(width)[None, :]
+        cids, both, positions, cmask = _continuations(rest, mask, pad)
         with torch.no_grad():
-            both = torch.cat([mask, cmask], 1).to(device)
-            hidden = model.get_decoder()(input_ids=cids.to(device), attention_mask=both,
+            hidden = model.get_decoder()(input_ids=cids.to(device), attention_mask=both.to(device),
                                          position_ids=positions.to(device), past_key_values=cache,
                                          use_cache=True).last_hidden_state
             later = _head(model, hidden[cmask.to(device).bool()])

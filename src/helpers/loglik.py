@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from .chat import encode_prompts
-from .generate import scoring_batches
+from .generate import left_padded, scoring_batches
 from .prompt_cache import SHARED_PREFIX_TYPES, PromptCache
 
 
@@ -191,17 +191,26 @@ def _context_batches(contexts: list[tuple], n_options: dict, width: dict, batch_
         yield batch
 
 
-def _left_padded(prompts: list[list[int]], pad: int):
-    """``(ids, mask)`` of ``prompts`` left-padded to the longest, on the CPU."""
+def _prompts_padded(prompts: list[list[int]], pad: int):
+    """``(ids, mask)`` of token lists left-padded to the longest (``generate.left_padded``), on the CPU."""
+    return left_padded(prompts, max(map(len, prompts)), pad)
+
+
+def _continuations(continuations: list[list[int]], mask, pad: int):
+    """The inputs of a pass of ``continuations`` on the KV cache of left-padded prompts whose mask ``mask`` has one
+    row per continuation: ``(ids, attention mask, position ids, the continuations' own mask)``, the continuations
+    right-padded to the longest, the attention mask the prompt's then the continuation's, positions going on from
+    each prompt's length. On the CPU."""
     import torch
 
-    n, width = len(prompts), max(len(p) for p in prompts)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        ids[r, width - len(p):] = torch.tensor(p)
-        mask[r, width - len(p):] = 1
-    return ids, mask
+    width = max(map(len, continuations))
+    ids = torch.full((len(continuations), width), pad, dtype=torch.long)
+    own = torch.zeros((len(continuations), width), dtype=torch.long)
+    for r, c in enumerate(continuations):
+        ids[r, : len(c)] = torch.tensor(c, dtype=torch.long)
+        own[r, : len(c)] = 1
+    positions = mask.sum(1)[:, None] + torch.arange(width)[None, :]
+    return ids, torch.cat([mask, own], 1), positions, own
 
 
 def _prompt_pass(model, ids, mask, states: PromptCache | None = None):
@@ -235,7 +244,7 @@ def _shared_batch(model, contexts: list[list[int]], continuations: list[list[lis
     import torch
 
     device = next(model.parameters()).device
-    ids, mask = _left_padded(contexts, pad)
+    ids, mask = _prompts_padded(contexts, pad)
     cache, last = _prompt_pass(model, ids, mask, states)
     first = last.float().log_softmax(-1)
     owner = [r for r, conts in enumerate(continuations) for _ in conts]
@@ -245,18 +254,10 @@ def _shared_batch(model, contexts: list[list[int]], continuations: list[list[lis
     if cw == 1:
         return scores
     cache.batch_select_indices(torch.tensor(owner, device=device))
-    m = len(flat)
-    cids = torch.full((m, cw), pad, dtype=torch.long)
-    cmask = torch.zeros((m, cw), dtype=torch.long)
-    for j, a in enumerate(flat):
-        cids[j, : len(a)] = torch.tensor(a)
-        cmask[j, : len(a)] = 1
-    owner_t = torch.tensor(owner)
-    lengths = mask.sum(1)[owner_t]
-    cpos = lengths[:, None] + torch.arange(cw)[None, :]
+    cids, both, cpos, _ = _continuations(flat, mask[torch.tensor(owner)], pad)
     with torch.no_grad():
-        logits = model(input_ids=cids.to(device), attention_mask=torch.cat([mask[owner_t], cmask], 1).to(device),
-                       position_ids=cpos.to(device), past_key_values=cache, use_cache=True).logits
+        logits = model(input_ids=cids.to(device), attention_mask=both.to(device), position_ids=cpos.to(device),
+                       past_key_values=cache, use_cache=True).logits
     for j, a in enumerate(flat):
         if len(a) > 1:
             logp = logits[j, : len(a) - 1].float().log_softmax(-1)
