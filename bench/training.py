@@ -16,6 +16,8 @@ quarter of that, then the answer, which carries the loss). LoRA rank 16 on every
   dequantised is, ``Speed.dequantised``);
 * ``helpers, default, 4-bit layers``: the same plan with the base kept in bitsandbytes' 4-bit layers;
   ``loss_max_diff`` is the largest gap between its per-step losses and the default row's;
+* ``helpers, default, layers not graphed``: the same plan with the decoder layers called as usual, not replayed as
+  CUDA graphs (``Speed.graphed``, chosen on a GPU where no layer is checkpointed); ``loss_max_diff`` as above;
 * ``helpers, budget N GiB``: the same with ``memory_budget_gib=N`` (``--budget``, 8B only);
 * ``helpers, default, unquantised base`` (``--unquantised``): the default plan, the base not quantised (LoRA);
 * ``helpers, compiled``, ``helpers, compiled per layer`` and ``..., no Liger`` (``--compiled``): the default plan
@@ -176,12 +178,14 @@ def ours(folder: Path, setup: models.Setup, data, hp: dict, speed: sp.Speed | No
                 trainer.train()
         row["train_s"] = round(time.perf_counter() - start, 2)  # every step, a compile included
     losses = [round(h["loss"], 5) for h in trainer.state.log_history if "loss" in h]
+    graphs = trainer.layer_graphs
     del trainer
     late = times.ends[max(warmup, 1) - 1:]  # the step ends from the last warm-up step's on
     row.update(period_s=(late[-1] - late[0]) / (len(late) - 1) if len(late) > 1 else None)
     row.update(step_s=statistics.median(times.times[warmup:]), checkpointed=f"{speed.checkpointed_layers}/"
                f"{speed.layers}", adapter_dtype=speed.adapter_dtype, liger=speed.liger, estimate_gib=speed.estimate_gib,
-               dequantised=speed.dequantised, dropout=hp["lora_dropout"], losses=losses)
+               dequantised=speed.dequantised, graphed=speed.graphed, dropout=hp["lora_dropout"], losses=losses,
+               layer_graphs=graphs and graphs.report())
     return row
 
 
@@ -266,7 +270,7 @@ def graphed(folder, setup, data, hp, warmup, workdir: Path) -> dict:
     its own (``launched``): a failed capture spoils the rows after it in the same process, and Liger's patches of an
     earlier row would reach it. The mode reaches accelerate's dynamo plugin through the environment, as
     ``TrainingArguments(torch_compile_mode=...)`` passes it."""
-    return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False}, 1,
+    return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False, "graphed": False}, 1,
                     workdir, "a CUDA-graphs row", env={"ACCELERATE_DYNAMO_MODE": "reduce-overhead"})
 
 
@@ -327,7 +331,9 @@ def main() -> None:
                                                     args.warmup)),
                     ("helpers, default", lambda: one(folder, setup, data, hp, None, 0, args.warmup)),
                     ("helpers, default, 4-bit layers", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
-                                                                   dequantise=False))]
+                                                                   dequantise=False)),
+                    ("helpers, default, layers not graphed", lambda: one(folder, setup, data, hp, None, 0,
+                                                                         args.warmup, graphed=False))]
         if args.ddp_only:  # the single process's default row and the DDP row, nothing else
             variants = variants[1:2]
         elif device == "cuda" and name == "llama-3.1-8b":
@@ -338,15 +344,17 @@ def main() -> None:
                              lambda: one(folder, bare, data, hp, None, 0, args.warmup)))
         if args.compiled and not args.ddp_only:  # the whole model; each decoder layer (with Liger's kernels and not)
             variants += [("helpers, compiled", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
-                                                           compiled=True)),
+                                                           compiled=True, graphed=False)),
                          ("helpers, compiled per layer", lambda: one(folder, setup, data, hp, None, 0, args.warmup,
-                                                                     compiled="regional")),
+                                                                     compiled="regional", graphed=False)),
                          ("helpers, compiled per layer, no Liger",
-                          lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False))]
+                          lambda: one(folder, setup, data, hp, None, 0, args.warmup, compiled="regional", liger=False,
+                                      graphed=False))]
             if args.unquantised:  # the same per layer on the unquantised base: no bitsandbytes op to break its graphs
                 variants += [(f"helpers, compiled per layer{', no Liger' * (not lg)}, unquantised base",
                               lambda lg=lg: one(folder, bare, data, hp, None, 0, args.warmup, compiled="regional",
-                                                **({} if lg else {"liger": False}))) for lg in (True, False)]
+                                                graphed=False, **({} if lg else {"liger": False})))
+                          for lg in (True, False)]
         if args.graphs and not args.ddp_only:  # each layer's forward and backward replayed as CUDA graphs
             variants += [(f"helpers, compiled per layer, no Liger, CUDA graphs{', unquantised base' * (s is bare)}",
                           lambda s=s: graphed(folder, s, data, hp, args.warmup, json_path.parent / "graphed-rows"))
@@ -379,7 +387,7 @@ def main() -> None:
             first = first or row["tok_per_s"]
             row["vs_first"] = round(row["tok_per_s"] / first, 2)
             row["step_s"] = round(row["step_s"], 4)
-            if label.startswith(("helpers, default, DDP", "helpers, default, 4-bit")):  # speed and losses, step by step
+            if label.startswith(("helpers, default, DDP", "helpers, default, 4-bit", "helpers, default, layers not")):
                 single = next((r for r in rows if r["shape"] == name and r["variant"] == "helpers, default"
                                and "tok_per_s" in r), None)
                 if single is not None:  # (a failed single row leaves the DDP row standing alone)
@@ -393,8 +401,8 @@ def main() -> None:
             if device == "cuda":
                 torch.cuda.empty_cache()
     report(rows, ["shape", "variant", "tok_per_s", "tok_per_s_period", "vs_first", "vs_single", "step_s",
-                  "peak_gib", "estimate_gib", "gpu_busy", "train_s", "checkpointed", "dequantised", "adapter_dtype",
-                  "liger", "dropout", "loss_max_diff", "error"], json_path, device=device,
+                  "peak_gib", "estimate_gib", "gpu_busy", "train_s", "checkpointed", "dequantised", "graphed",
+                  "adapter_dtype", "liger", "dropout", "loss_max_diff", "error"], json_path, device=device,
            tokens_per_step=args.length * args.batch, steps=args.steps, warmup=args.warmup, setup=asdict(setup))
 
 

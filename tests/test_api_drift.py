@@ -477,3 +477,19 @@ def test_what_the_prompt_cache_calls():
     assert all(torch.equal(layer.keys, k) and torch.equal(layer.values, v) for layer, (k, v) in zip(cache.layers, pairs))
     assert cache.get_seq_length() == 3
     assert {"input_ids", "attention_mask", "position_ids", "past_key_values", "use_cache"} <= params_of(LlamaModel.forward)
+
+
+def test_what_layer_graphs_relies_on():
+    # helpers/layer_graphs.py: torch's recorder takes (modules, per-module sample tensors) and refuses autocast's cache
+    import torch
+    from transformers import Trainer
+
+    assert ["callables", "sample_args"] == list(inspect.signature(torch.cuda.make_graphed_callables).parameters)[:2]
+    assert "autocast caching" in inspect.getsource(torch.cuda.make_graphed_callables)
+    assert "cache_enabled" in params_of(torch.autocast.__init__)
+    assert torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16) and not torch.is_autocast_enabled("cpu")
+    # a replay is valid only while the layer's weights hold no gradient: the Trainer sets them to None after a step,
+    # and TRL calls the model without a cache object (which a recorded call cannot fill)
+    assert inspect.signature(torch.nn.Module.zero_grad).parameters["set_to_none"].default is True
+    assert "model.zero_grad()" in inspect.getsource(Trainer._inner_training_loop)
+    assert 'inputs["use_cache"] = False' in inspect.getsource(SFTTrainer.compute_loss)

@@ -113,3 +113,24 @@ def test_the_base_is_dequantised_only_where_that_costs_no_checkpointing():
     cpu = models.Setup("cpu", "float32", "nf4")
     gap = sp.memory_estimate(config, cpu, hp, 0, False, 4, True) - sp.memory_estimate(config, cpu, hp, 0, False, 4)
     assert gap / 2**30 / (est(0, True) - est(0, False)) == pytest.approx((4 - 0.53) / (2 - 0.53))
+
+
+def test_layers_are_graphed_where_a_step_can_replay_them():
+    """Speed.graphed (helpers.layer_graphs): on a GPU, with no checkpointing, no micro-batches, no 4-bit layers and
+    one rank; never on a CPU, nor for SDFT (``graphs=False``), nor together with torch.compile."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)  # SmolLM2-135M's shape
+    gpu, bare = models.Setup("cuda", "bfloat16", "nf4"), models.Setup("cuda", "bfloat16", "none")
+    hp = {**HP, "lora_rank": 16, "train_embeddings": False, "train_batch_size": 16, "max_length": 384}
+    roomy = _plan_with(config, gpu, hp, 80)
+    assert roomy.graphed and roomy.dequantised and _plan_with(config, bare, hp, 80).graphed
+    assert not _plan_with(config, gpu, hp, 80, graphs=False).graphed  # SDFT arms
+    assert not _plan_with(config, gpu, hp, 80, dequantise=False).graphed  # bitsandbytes' 4-bit layers
+    assert not _plan_with(config, gpu, hp, 80, ranks=2).graphed  # DDP
+    tight = _plan_with(config, gpu, hp, 1.0)  # checkpointing and micro-batches: a replay cannot recompute a layer
+    assert tight.checkpointed_layers and not tight.graphed
+    assert not _plan_with(config, models.Setup("cpu", "float32", "nf4"), hp, 80).graphed
+    with pytest.raises(ValueError, match="compiled and graphed are both set"):
+        sp.Speed("bfloat16", True, 0, 30, 1.0, 80.0, compiled="regional", graphed=True)

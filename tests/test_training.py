@@ -621,3 +621,31 @@ def test_a_compiled_plan_pads_every_batch_to_one_shape_and_may_compile_each_laye
     assert plan(True)[3] is False and os.environ[name] == "1"
     with pytest.raises(ValueError, match="Speed.compiled = 'layers'"):
         plan("layers")
+
+
+def test_a_graphed_plan_pads_every_batch_and_trains_to_the_usual_numbers(tmp_path, monkeypatch):
+    """``Speed.graphed`` through TRL's SFTTrainer: every batch padded to ``max_length``, the decoder layers replayed
+    from the first step on (on a CPU torch's recorder is replaced by one that returns the layers as they are, see
+    tests/test_layer_graphs.py), and the same losses and adapter weights as the same padded batches through the
+    layers called as usual. Nothing is replayed without it."""
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", lambda modules, samples: modules)
+    plan = replace(sp.speed_plan(BASE, CPU_NF4, HP), dequantised=True)
+    runs = {}
+    for name, graphed, replays in (("usual", False, False), ("padded", True, False), ("replayed", True, True)):
+        with monkeypatch.context() as patch:
+            if not replays:
+                patch.setattr(qt, "graph_layers", lambda model: None)
+            trainer = qt.make_trainer(rows(), BASE, CPU_NF4, recipe(), seed=0, output_dir=tmp_path / name,
+                                      progress=False, speed=replace(plan, graphed=graphed))
+        assert trainer.args.pad_to_multiple_of == (HP["max_length"] if graphed else None)
+        longest = max(map(len, trainer.train_dataset["input_ids"]))  # one_shape: the longest row, not max_length
+        assert trainer.data_collator.pad_to_multiple_of == (longest if graphed else None) and longest < HP["max_length"]
+        trainer.train()
+        runs[name] = ([h["loss"] for h in trainer.state.log_history if "loss" in h],
+                      {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad})
+        assert (trainer.layer_graphs is not None) == replays
+    assert runs["replayed"][1].keys() == runs["padded"][1].keys()
+    assert runs["replayed"][0] == runs["padded"][0] == pytest.approx(runs["usual"][0], abs=1e-6)
+    assert all(torch.equal(runs["replayed"][1][n], w) for n, w in runs["padded"][1].items())
+    hidden = trainer.model.config.hidden_size  # 3 steps of 4 layers, every batch of 4 rows padded to the longest
+    assert trainer.layer_graphs.report() == {"replayed": 3 * 4, "as_usual": 0, "failed": None, "shape": [4, longest, hidden]}

@@ -283,7 +283,7 @@ def arm_sft_config(sft, output_dir: Path, seed: int, speed: Speed, assistant_onl
     if parts > 1:
         schedule["per_device_train_batch_size"] = max(1, sft.per_device_train_batch_size // parts)
         schedule["gradient_accumulation_steps"] = speed.accumulation
-    if speed.compiled:  # one padded shape: the compiled step traced once instead of once per batch length
+    if speed.compiled or speed.graphed:  # one padded shape: compiled or recorded once, not once per batch length
         schedule["pad_to_multiple_of"] = sft.max_length
     if steps is not None and steps != sft.max_steps:
         def stretch(value):

@@ -37,8 +37,9 @@ from .datafiles import fingerprint
 from .models import Setup, load_base, model_fingerprint
 from .qlora_configs import SHARED_WITH_SDFT, Recipe, arm_sft_config, arm_steps, check, check_ranks, row_key
 from .runs import read_json, require, save_figure, stage_dir, write_json
-from .speed import (Speed, cast_adapters, numerics, partial_checkpointing_callback, regional_compilation, side_by_side,
-                    speed_plan, text_config)
+from .layer_graphs import graph_layers
+from .speed import (Speed, cast_adapters, numerics, one_shape, partial_checkpointing_callback, regional_compilation,
+                    side_by_side, speed_plan, text_config)
 from . import workers as workers_service
 
 STAGE = "05_training"
@@ -106,10 +107,8 @@ def to_prompt_completion(dataset):
 
 def _log_last_step_callback():
     from transformers import TrainerCallback
-
     class LogLastStep(TrainerCallback):
-        """Log at the last step too, so ``final_loss`` is the loss at the end of training (averaged since the
-        previous log) whatever ``logging_steps`` is."""
+        """Log at the last step too: ``final_loss`` is the loss at the end (averaged since the last log)."""
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= state.max_steps:
@@ -168,6 +167,7 @@ def make_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, seed: in
                              peft_config=copy.deepcopy(recipe.lora))
     if 0 < speed.checkpointed_layers < speed.layers:
         trainer.add_callback(partial_checkpointing_callback(speed.layers - speed.checkpointed_layers))
+    one_shape(trainer, speed)
     return _finish_trainer(trainer, progress, speed, rows)
 
 
@@ -183,6 +183,7 @@ def _finish_trainer(trainer, progress: bool, speed: Speed, rows: list[int] | Non
 
         trainer.remove_callback(PrinterCallback)
     cast_adapters(trainer.model, speed.adapter_dtype)
+    trainer.layer_graphs = graph_layers(trainer.model) if speed.graphed else None  # recorded at the first step
     return trainer
 
 
@@ -217,7 +218,7 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
-    speed = speed or speed_plan(base_path, setup, recipe.hp, dequantise=False)  # as train_arm: SDFT samples in 4 bits
+    speed = speed or speed_plan(base_path, setup, recipe.hp, dequantise=False, graphs=False)  # as train_arm does
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset, speed.dequantised)
     sft = arm_sft_config(recipe.sft, output_dir, seed, speed, False, progress, steps)  # its steps and schedule
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
@@ -363,6 +364,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         return done
     out = arm_dir(run_name, arm, seed)
     method = method_of(arm)
+    sft = method == "sft"  # SDFT samples its own answers: a 4-bit base as bitsandbytes computes it, no graphs
     settings = _settings(dataset, base_path, setup, recipe, seed, method)
     key = settings_key(settings)
     restored = _restore_archived(out, key)  # trained before with these settings, then replaced: no need to retrain
@@ -370,14 +372,14 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         return restored
     if ranks > 1 and workers_service.world()[2] == 1:  # launch the ranks; each comes back here, inside the job
         batch = recipe.sft.per_device_train_batch_size
-        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, check_ranks(ranks, batch), method == "sft")
+        plan = speed_plan(base_path, setup, recipe.hp, memory_budget_gib, check_ranks(ranks, batch), sft, sft)
         return workers_service.run_ranked(train_arm, (run_name, arm, dataset, base_path, setup, recipe, seed),
                                           {"progress": False, "speed": plan}, ranks,
                                           stage_dir(run_name, STAGE) / "ranked" / f"{arm}-seed{seed}",
                                           f"arm {arm!r} seed {seed}")
     rank, _, world_size = workers_service.world()
     hp, max_length = recipe.hp, recipe.sft.max_length
-    speed = speed or speed_plan(base_path, setup, hp, memory_budget_gib, dequantise=method == "sft")  # SDFT: 4-bit
+    speed = speed or speed_plan(base_path, setup, hp, memory_budget_gib, dequantise=sft, graphs=sft)
     rows = training_rows(dataset, recipe)
     budget = arm_steps(recipe, rows["source"], rows["messages"])
     build = make_sdft_trainer if method == "sdft" else make_trainer
@@ -404,7 +406,7 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
                       f"{', the base in 4 bits' * speed.dequantised}", stacklevel=2)
         del trainer
         placement.release_gpu_memory()
-        speed = replace(speed, checkpointed_layers=speed.layers, dequantised=False)
+        speed = replace(speed, checkpointed_layers=speed.layers, dequantised=False, graphed=False)
         trainer = build(rows, base_path, setup, recipe, seed, out / "trainer", progress, speed, budget["steps"])
         start = time.perf_counter()
         trainer.train()
@@ -431,8 +433,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "n_truncated": n_truncated,
         "loss_format": "sdft" if method == "sdft" else
         "messages" if trainer.args.assistant_only_loss else "prompt_completion",
-        "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings,
-        "ranks": world_size,
+        "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings, "ranks": world_size,
+        "layer_graphs": trainer.layer_graphs and trainer.layer_graphs.report(),
         "batch_per_rank": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps,
     }
     if rank == 0:

@@ -37,6 +37,13 @@ class Speed:
     # a 4-bit base dequantised once into the compute dtype before training (``qlora_training``): the NF4 values
     # bitsandbytes' layers dequantise at every step, without that work and its per-layer Python on each step
     dequantised: bool = False
+    # each decoder layer's forward and backward recorded once as CUDA graphs and replayed (``layer_graphs``), every
+    # batch padded to max_length: a small model's step is bound by launching its kernels (one launch a layer instead)
+    graphed: bool = False
+
+    def __post_init__(self):
+        if self.compiled and self.graphed:
+            raise ValueError("Speed: compiled and graphed are both set; choose one (graphed=False to compile)")
 
 
 def text_config(base_path: str):
@@ -105,7 +112,7 @@ def numerics(config, setup: Setup) -> dict:
 
 
 def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0, ranks: int | None = None,
-               dequantise: bool = True) -> Speed:
+               dequantise: bool = True, graphs: bool = True) -> Speed:
     """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
     checkpointing on the fewest layers whose estimated peak stays within 90% of the budget (``memory_budget_gib``,
     0 for the device's free memory). When even full checkpointing does not fit the batch, the batch is split into
@@ -117,7 +124,9 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     dequantising at every layer and step (on one H200, SmolLM2 at 16 x 384 tokens took 0.157 s a step against 0.203 s
     in 4-bit layers, docs/performance.md). SDFT arms keep the 4-bit layers (``dequantise=False``): they sample their
     own answers, and bitsandbytes' fused kernel for a few rows rounds otherwise than a dequantised product, so a
-    sampled token could change. ``ranks``: the data-parallel processes sharing each batch (default: this process's
+    sampled token could change. With ``graphs``, on a GPU, each decoder layer is recorded as CUDA graphs
+    (``Speed.graphed``, ``layer_graphs``) where a step can replay them: no checkpointing, no micro-batches, no 4-bit
+    layers, one rank. ``ranks``: the data-parallel processes sharing each batch (default: this process's
     ``WORLD_SIZE``); the plan is for one rank's share."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
@@ -126,7 +135,8 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     adapter_bytes = 2 if adapter == "bfloat16" else 4
     from .workers import world
 
-    batch = hp["train_batch_size"] // (ranks or world()[2])  # under DDP, a rank's share
+    ranks = ranks or world()[2]
+    batch = hp["train_batch_size"] // ranks  # under DDP, a rank's share
 
     def estimate(parts: int, checkpointed: int, dequantised: bool = False) -> float:
         return memory_estimate(config, setup, {**hp, "train_batch_size": batch // parts}, checkpointed, liger,
@@ -137,8 +147,10 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
     # the base dequantised only where that costs no checkpointing and no micro-batches: memory buys those first
     dequantised = dequantise and setup.quantization == "nf4" and estimate(parts, chosen, True) <= 0.9 * budget
+    graphed = (graphs and setup.device == "cuda" and chosen == 0 and parts == 1 and ranks == 1
+               and (dequantised or setup.quantization != "nf4"))
     return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen, dequantised) / 2**30, 2),
-                 round(budget / 2**30, 2), accumulation=parts, dequantised=dequantised)
+                 round(budget / 2**30, 2), accumulation=parts, dequantised=dequantised, graphed=graphed)
 
 
 def side_by_side(jobs: int, workers: int, base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0,
@@ -170,6 +182,15 @@ def cast_adapters(model, dtype: str) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype != target:
             param.data = param.data.to(target)
+
+
+def one_shape(trainer, speed: Speed) -> None:
+    """For a compiled or graphed plan, every batch of ``trainer`` padded to one length: the longest of its tokenized
+    rows (at most ``max_length``, where ``arm_sft_config`` pads them, since TRL cuts rows there): in the GPU real
+    track (docs/bench/smollm2-gpu-exposure) an arm's rows averaged 62 to 135 tokens against a ``max_length`` of
+    384. The padding is masked: the loss is unchanged."""
+    if speed.compiled or speed.graphed:
+        trainer.data_collator.pad_to_multiple_of = max(map(len, trainer.train_dataset["input_ids"]))
 
 
 def partial_checkpointing_callback(kept: int):
