@@ -14,6 +14,11 @@ hands the recorded gradient buffer itself to the weights at the first backward: 
 step (gradient accumulation) replays into the buffer that already holds the first one's gradient. Any other call
 (evaluation, generation with a cache, a second micro-batch) runs the layer as usual, and ``calls`` counts both ways.
 Activation checkpointing re-runs a layer inside the backward, which a replay cannot, so such layers run as usual too.
+
+At the first backward torch may warn that "The AccumulateGrad node's stream does not match the stream of the node that
+produced the incoming gradient": the recording ran on a stream of its own, and the weights' gradient accumulators it
+made outlive it. The gradients are right (``tests/test_layer_graphs.py`` checks them on a GPU); it costs a wait between
+streams, which the measured speed holds (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ class LayerGraphs:
     """The decoder layers of a model, recorded as CUDA graphs at their first training call and replayed while calls
     match (module docstring). ``calls``: how many layer calls replayed and ran as usual; ``failed``: why recording
     failed, if it did (every call then runs as usual). ``maker``: torch's ``make_graphed_callables`` (a test on a
-    CPU gives another). ``remove()`` puts the layers' own forwards back."""
+    CPU gives another). ``remove()`` puts the layers' own forwards back and drops the graphs."""
 
     def __init__(self, model, maker=None):
         self.layers = decoder_layers(model)
@@ -112,8 +117,10 @@ class LayerGraphs:
         return {**self.calls, "failed": self.failed, "shape": self.shape}
 
     def remove(self) -> None:
+        """Put the layers' own forwards back and drop the graphs (their memory pool goes with the last reference)."""
         for layer, original in zip(self.layers, self.originals, strict=True):
             layer.forward = original
+        self.graphs = None
 
     def _replayable(self, i: int) -> bool:
         layer = self.layers[i]

@@ -425,13 +425,11 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
         "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
         "trainable_params": trainable, "steps": trainer.state.global_step,
         "examples_seen": trainer.state.global_step * hp["train_batch_size"], "n_rows": len(dataset),
-        "n_rows_trained": len(rows),
-        "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
+        "n_rows_trained": len(rows), "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
         "general_rows": budget["general_rows"], "general_exposures": budget["general_exposures"],
         "tokens_seen": round(trainer.state.global_step * hp["train_batch_size"]
                              * sum(min(n, max_length) for n in lengths) / len(lengths)),
-        "n_truncated": n_truncated,
-        "loss_format": "sdft" if method == "sdft" else
+        "n_truncated": n_truncated, "loss_format": "sdft" if method == "sdft" else
         "messages" if trainer.args.assistant_only_loss else "prompt_completion",
         "speed": asdict(speed), "versions": versions, "settings_key": key, "settings": settings, "ranks": world_size,
         "layer_graphs": trainer.layer_graphs and trainer.layer_graphs.report(),
@@ -439,6 +437,8 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     }
     if rank == 0:
         write_json(out / "metrics.json", metrics)
+    if trainer.layer_graphs:  # the graphs' memory goes now, not when a collection finds their reference cycle
+        trainer.layer_graphs.remove()
     del trainer
     return metrics
 
