@@ -270,8 +270,9 @@ def graphed(folder, setup, data, hp, warmup, workdir: Path) -> dict:
     its own (``launched``): a failed capture spoils the rows after it in the same process, and Liger's patches of an
     earlier row would reach it. The mode reaches accelerate's dynamo plugin through the environment, as
     ``TrainingArguments(torch_compile_mode=...)`` passes it."""
-    return launched((folder, setup, data, hp, None, 0, warmup), {"compiled": "regional", "liger": False, "graphed": False}, 1,
-                    workdir, "a CUDA-graphs row", env={"ACCELERATE_DYNAMO_MODE": "reduce-overhead"})
+    return launched((folder, setup, data, hp, None, 0, warmup),
+                    {"compiled": "regional", "liger": False, "graphed": False}, 1, workdir, "a CUDA-graphs row",
+                    env={"ACCELERATE_DYNAMO_MODE": "reduce-overhead"})
 
 
 def main() -> None:

@@ -487,6 +487,7 @@ def test_what_layer_graphs_relies_on():
     assert ["callables", "sample_args"] == list(inspect.signature(torch.cuda.make_graphed_callables).parameters)[:2]
     assert "autocast caching" in inspect.getsource(torch.cuda.make_graphed_callables)
     assert "cache_enabled" in params_of(torch.autocast.__init__)
+    assert torch.utils._pytree.tree_leaves((torch.zeros(1), [torch.ones(1)]))[1].item() == 1  # a replay's outputs
     assert torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16) and not torch.is_autocast_enabled("cpu")
     # a replay is valid only while the layer's weights hold no gradient: the Trainer sets them to None after a step,
     # and TRL calls the model without a cache object (which a recorded call cannot fill)

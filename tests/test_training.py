@@ -624,11 +624,13 @@ def test_a_compiled_plan_pads_every_batch_to_one_shape_and_may_compile_each_laye
 
 
 def test_a_graphed_plan_pads_every_batch_and_trains_to_the_usual_numbers(tmp_path, monkeypatch):
-    """``Speed.graphed`` through TRL's SFTTrainer: every batch padded to ``max_length``, the decoder layers replayed
-    from the first step on (on a CPU torch's recorder is replaced by one that returns the layers as they are, see
+    """``Speed.graphed`` through TRL's SFTTrainer: every batch padded to the longest row (``speed.one_shape``), the
+    decoder layers replayed from the first step on (on a CPU torch's recorder is replaced by one with its buffers,
     tests/test_layer_graphs.py), and the same losses and adapter weights as the same padded batches through the
-    layers called as usual. Nothing is replayed without it."""
-    monkeypatch.setattr(torch.cuda, "make_graphed_callables", lambda modules, samples: modules)
+    layers called as usual. Nothing is replayed without it; a collator that cannot pad to one length is refused."""
+    from tests.test_layer_graphs import StaticRecorder
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", StaticRecorder())
     plan = replace(sp.speed_plan(BASE, CPU_NF4, HP), dequantised=True)
     runs = {}
     for name, graphed, replays in (("usual", False, False), ("padded", True, False), ("replayed", True, True)):
@@ -647,5 +649,9 @@ def test_a_graphed_plan_pads_every_batch_and_trains_to_the_usual_numbers(tmp_pat
     assert runs["replayed"][1].keys() == runs["padded"][1].keys()
     assert runs["replayed"][0] == runs["padded"][0] == pytest.approx(runs["usual"][0], abs=1e-6)
     assert all(torch.equal(runs["replayed"][1][n], w) for n, w in runs["padded"][1].items())
+    trainer.data_collator = lambda rows: rows  # no pad_to_multiple_of: refused, naming the fix
+    with pytest.raises(ValueError, match="pad every batch to one length.*Speed.graphed = False"):
+        sp.one_shape(trainer, replace(plan, graphed=True))
     hidden = trainer.model.config.hidden_size  # 3 steps of 4 layers, every batch of 4 rows padded to the longest
-    assert trainer.layer_graphs.report() == {"replayed": 3 * 4, "as_usual": 0, "failed": None, "shape": [4, longest, hidden]}
+    assert trainer.layer_graphs.report() == {"replayed": 3 * 4, "as_usual": 0, "failed": None,
+                                             "shape": [4, longest, hidden]}

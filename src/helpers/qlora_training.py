@@ -214,11 +214,11 @@ def make_sdft_trainer(dataset, base_path: str, setup: Setup, recipe: Recipe, see
                       progress: bool = True, speed: Speed | None = None, steps: int | None = None):
     """TRL's ``SDFTTrainer`` for one arm, with the SFT arms' base model, LoRA, seed and speed plan and the Trainer
     settings of their ``SFTConfig`` (``SHARED_WITH_SDFT``: steps, batch, learning rate, schedule, precision), and
-    ``SDFT``'s own settings."""
+    ``SDFT``'s own settings. Its speed plan is train_arm's, never graphed: it generates with the model it trains."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL warns on import that the API may change
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
-    speed = speed or speed_plan(base_path, setup, recipe.hp, dequantise=False, graphs=False)  # as train_arm does
+    speed = replace(speed or speed_plan(base_path, setup, recipe.hp, dequantise=False), graphed=False)
     tokenizer, model, rows = _trainee(base_path, setup, recipe, seed, dataset, speed.dequantised)
     sft = arm_sft_config(recipe.sft, output_dir, seed, speed, False, progress, steps)  # its steps and schedule
     args = SDFTConfig(**{k: getattr(sft, k) for k in SHARED_WITH_SDFT}, output_dir=str(output_dir), seed=seed,
@@ -421,12 +421,11 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     metrics = {
         "arm": arm, "seed": seed, "adapter": out.relative_to(stage_dir(run_name, STAGE)).as_posix(),
         "train_seconds": round(seconds, 2), "final_loss": logs[-1]["loss"] if logs else None,
-        "loss_curve": [[h["step"], h["loss"]] for h in logs],
-        "quantization": setup.quantization, "compute_dtype": setup.compute_dtype, "device": setup.device,
-        "trainable_params": trainable, "steps": trainer.state.global_step,
-        "examples_seen": trainer.state.global_step * hp["train_batch_size"], "n_rows": len(dataset),
-        "n_rows_trained": len(rows), "budget": recipe.budget, "domain_rows": budget["domain_rows"], "domain_exposures": budget["domain_exposures"],
-        "general_rows": budget["general_rows"], "general_exposures": budget["general_exposures"],
+        "loss_curve": [[h["step"], h["loss"]] for h in logs], "quantization": setup.quantization,
+        "compute_dtype": setup.compute_dtype, "device": setup.device, "trainable_params": trainable,
+        "steps": trainer.state.global_step, "examples_seen": trainer.state.global_step * hp["train_batch_size"],
+        "n_rows": len(dataset), "n_rows_trained": len(rows), "budget": recipe.budget,
+        **{k: budget[k] for k in ("domain_rows", "domain_exposures", "general_rows", "general_exposures")},
         "tokens_seen": round(trainer.state.global_step * hp["train_batch_size"]
                              * sum(min(n, max_length) for n in lengths) / len(lengths)),
         "n_truncated": n_truncated, "loss_format": "sdft" if method == "sdft" else
@@ -437,9 +436,10 @@ def train_arm(run_name: str, arm: str, dataset, base_path: str, setup: Setup, re
     }
     if rank == 0:
         write_json(out / "metrics.json", metrics)
-    if trainer.layer_graphs:  # the graphs' memory goes now, not when a collection finds their reference cycle
+    if trainer.layer_graphs:  # the graphs' memory goes now, not at some later collection (a worker trains on)
         trainer.layer_graphs.remove()
     del trainer
+    placement.release_gpu_memory()
     return metrics
 
 

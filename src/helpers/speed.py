@@ -189,8 +189,14 @@ def one_shape(trainer, speed: Speed) -> None:
     rows (at most ``max_length``, where ``arm_sft_config`` pads them, since TRL cuts rows there): in the GPU real
     track (docs/bench/smollm2-gpu-exposure) an arm's rows averaged 62 to 135 tokens against a ``max_length`` of
     384. The padding is masked: the loss is unchanged."""
-    if speed.compiled or speed.graphed:
-        trainer.data_collator.pad_to_multiple_of = max(map(len, trainer.train_dataset["input_ids"]))
+    if not (speed.compiled or speed.graphed):
+        return
+    collator, columns = trainer.data_collator, trainer.train_dataset.column_names
+    if not hasattr(collator, "pad_to_multiple_of") or "input_ids" not in columns:
+        raise ValueError(f"Speed.compiled / graphed pad every batch to one length, but {type(collator).__name__} "
+                         f"has no pad_to_multiple_of or the tokenized rows no input_ids ({columns}): train with "
+                         "Speed.compiled = False and Speed.graphed = False")
+    collator.pad_to_multiple_of = max(map(len, trainer.train_dataset["input_ids"]))
 
 
 def partial_checkpointing_callback(kept: int):
