@@ -46,6 +46,17 @@ def test_training_bench_smoke(tmp_path):
     assert all(r["tok_per_s"] > 0 for r in rows.values())
 
 
+def test_track05_bench_smoke(tmp_path):
+    """bench/track05.py: notebook 05's trainings on arms made from the shipped data, one row per arm and seed."""
+    result = run("bench/track05.py", tmp_path, "--run", "bench-track05-smoke", column="train_seconds")
+    rows = {r["arm"]: r for r in result["rows"]}
+    assert set(rows) == {"domain_only", "public_mix", "ours"} and result["graphs"] and result["wall_s"] > 0
+    # domain_epochs 1 over 6 domain rows at 4 a step: 2 steps alone, 9 when the rows are 17% of the arm
+    assert (rows["domain_only"]["steps"], rows["public_mix"]["steps"], rows["ours"]["steps"]) == (2, 9, 9)
+    assert rows["ours"]["tokens_seen"] > rows["public_mix"]["tokens_seen"]  # its answers repeated: longer rows
+    assert not any(r["graphed"] for r in rows.values())  # a CPU: no graphs
+
+
 def test_decode_attention_bench_smoke(tmp_path):
     """Every kernel the decode-attention bench times gives the float32 math backend's output on the CPU (cuDNN is
     GPU-only; the memory-efficient backend has no CPU kernel and says so in its row)."""

@@ -192,13 +192,17 @@ def test_calls_unlike_the_recorded_one_run_as_usual():
         with torch.no_grad():
             assert torch.equal(off, model(**batch()).logits)
     assert graphs.calls == {"replayed": LAYERS, "as_usual": 4 * LAYERS} and not graphs.warned  # none for training
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(**batch(rows=2))  # fewer rows (an epoch's last batch): as usual, not warned
+    assert graphs.calls["as_usual"] == 5 * LAYERS and not graphs.warned
     with pytest.warns(UserWarning, match=r"decoder layer 0 was called for training otherwise .*\[4, 12, 32\]"):
         with torch.autocast("cpu", dtype=torch.bfloat16):  # another autocast state: a training call, warned once
             model(**batch())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model(**batch(length=10))  # another length
-    assert graphs.calls == {"replayed": LAYERS, "as_usual": 6 * LAYERS}
+    assert graphs.calls == {"replayed": LAYERS, "as_usual": 7 * LAYERS}
     model.zero_grad()
 
 

@@ -132,5 +132,7 @@ def test_layers_are_graphed_where_a_step_can_replay_them():
     tight = _plan_with(config, gpu, hp, 1.0)  # checkpointing and micro-batches: a replay cannot recompute a layer
     assert tight.checkpointed_layers and not tight.graphed
     assert not _plan_with(config, models.Setup("cpu", "float32", "nf4"), hp, 80).graphed
+    with mock.patch.dict("os.environ", {sp.GRAPHS_SWITCH: "0"}):  # the switch workers inherit
+        assert not _plan_with(config, gpu, hp, 80).graphed
     with pytest.raises(ValueError, match="compiled and graphed are both set"):
         sp.Speed("bfloat16", True, 0, 30, 1.0, 80.0, compiled="regional", graphed=True)

@@ -15,7 +15,8 @@ backward: a second backward before the optimizer step (gradient accumulation) re
 holds the first one's gradient. Likewise a layer whose last replay still waits for its backward (two forwards, one
 backward) runs as usual: a replay overwrites what the waiting backward reads. Any other call (evaluation,
 generation with a cache, an adapter switched off, a second micro-batch) runs the layer as usual, and ``calls``
-counts both ways; a training call unlike the recorded one warns once. Activation checkpointing re-runs a layer
+counts both ways; a training call unlike the recorded one warns once, unless only its rows differ (an epoch's last,
+shorter batch). Activation checkpointing re-runs a layer
 inside the backward, which a replay cannot, so such layers run as usual too.
 
 At the first backward torch may warn that "The AccumulateGrad node's stream does not match the stream of the node that
@@ -74,6 +75,12 @@ def _key(spec: tuple, tensors, fixed: tuple) -> tuple:
     return (spec, tuple((t.shape, t.dtype, t.device, t.requires_grad) for t in tensors),
             tuple((name, type(value).__name__, value) for name, value in fixed),
             torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+
+
+def _rowless(key: tuple) -> tuple:
+    """``key`` without the tensors' first dimension (the batch's rows, where it has them)."""
+    spec, tensors, *rest = key
+    return (spec, tuple((shape[1:], *more) for shape, *more in tensors), *rest)
 
 
 class _Positional(torch.nn.Module):
@@ -154,10 +161,11 @@ class LayerGraphs:
         if split is not None and self.graphs is None and i == 0:
             self._record(*split)
         if split is not None and self.graphs is not None:
-            if self.graphs[i][0] == _key(*split):
+            key = _key(*split)
+            if self.graphs[i][0] == key:
                 self.calls["replayed"] += 1
                 return self._replay(i, split[1])
-            if not self.warned:
+            if not self.warned and _rowless(self.graphs[i][0]) != _rowless(key):  # an epoch's last, short batch: silent
                 self.warned = True
                 warnings.warn(f"decoder layer {i} was called for training otherwise than the CUDA graphs recorded "
                               f"(the hidden state {list(split[1][0].shape)} against {self.shape}, or another "

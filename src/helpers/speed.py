@@ -111,6 +111,9 @@ def numerics(config, setup: Setup) -> dict:
             "liger": setup.device == "cuda" and liger_available(config.model_type)}
 
 
+GRAPHS_SWITCH = "HELPERS_CUDA_GRAPHS"  # set to 0: no plan records the layers as CUDA graphs (worker processes too)
+
+
 def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float = 0, ranks: int | None = None,
                dequantise: bool = True, graphs: bool = True) -> Speed:
     """The fastest settings that fit: bf16 adapters under bf16 compute, Liger where available, and activation
@@ -126,7 +129,7 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     own answers, and bitsandbytes' fused kernel for a few rows rounds otherwise than a dequantised product, so a
     sampled token could change. With ``graphs``, on a GPU, each decoder layer is recorded as CUDA graphs
     (``Speed.graphed``, ``layer_graphs``) where a step can replay them: no checkpointing, no micro-batches, no 4-bit
-    layers, one rank. ``ranks``: the data-parallel processes sharing each batch (default: this process's
+    layers, one rank; the environment's ``HELPERS_CUDA_GRAPHS=0`` turns that off. ``ranks``: the data-parallel processes sharing each batch (default: this process's
     ``WORLD_SIZE``); the plan is for one rank's share."""
     config = text_config(base_path)
     adapter, liger = numerics(config, setup).values()
@@ -147,8 +150,8 @@ def speed_plan(base_path: str, setup: Setup, hp: dict, memory_budget_gib: float 
     parts, chosen = next(((p, n) for p, n in plans if estimate(p, n) <= 0.9 * budget), (batch, layers))
     # the base dequantised only where that costs no checkpointing and no micro-batches: memory buys those first
     dequantised = dequantise and setup.quantization == "nf4" and estimate(parts, chosen, True) <= 0.9 * budget
-    graphed = (graphs and setup.device == "cuda" and chosen == 0 and parts == 1 and ranks == 1
-               and (dequantised or setup.quantization != "nf4"))
+    graphed = (graphs and os.environ.get(GRAPHS_SWITCH) != "0" and setup.device == "cuda" and chosen == 0
+               and parts == 1 and ranks == 1 and (dequantised or setup.quantization != "nf4"))
     return Speed(adapter, liger, chosen, layers, round(estimate(parts, chosen, dequantised) / 2**30, 2),
                  round(budget / 2**30, 2), accumulation=parts, dequantised=dequantised, graphed=graphed)
 
